@@ -1,0 +1,27 @@
+"""sid4ds: pick the images of a production line worth labelling (SID4DS active learning).
+
+The SID4DS method (Li et al., Advanced Engineering Informatics 2023) as scikit-learn
+estimators backed by PyTorch UNets, with modAL query strategies.
+"""
+
+from sid4ds.active import DefectActiveLearner, SID4DSRun, resolve_n_normal, run_sid4ds
+from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.segmentation import SegmentationLearner
+from sid4ds.strategies import msmr_sampling, msmr_scores, rank_pool, sdr_sampling, sdr_scores
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DefectActiveLearner",
+    "ReconstructionScorer",
+    "SID4DSRun",
+    "SegmentationLearner",
+    "__version__",
+    "msmr_sampling",
+    "msmr_scores",
+    "rank_pool",
+    "resolve_n_normal",
+    "run_sid4ds",
+    "sdr_sampling",
+    "sdr_scores",
+]

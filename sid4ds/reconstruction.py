@@ -1,0 +1,519 @@
+"""ReconstructionScorer: the reconstruction learners M and G of SID4DS (paper §3.1, §3.3).
+
+One estimator, two ways to fit:
+
+* ``fit(X)`` — self-supervised masked reconstruction (learner M, eq. 2). Its
+  ``score_samples(X)`` is the maximum sequential-mask reconstruction error E_msmr (eq. 3).
+* ``fit(X, y)`` with defect masks — label-guided reconstruction (learner G, eq. 5–7): it
+  learns to paint normal texture over labelled defects. Its ``score_samples(X, regions=R)``
+  is the suspected-defect-region error E_sdr (eq. 8–9) inside binary regions ``R`` (the
+  segmentation learner's pseudolabels).
+
+To start G from M's weights, as the paper does, fit a copy of M with ``warm_start=True``::
+
+    G = copy.deepcopy(M).set_params(warm_start=True).fit(X_labeled, masks_labeled)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils import Tags
+
+from sid4ds._torch import TorchEstimator
+from sid4ds._validation import (
+    check_choice,
+    check_float,
+    check_images,
+    check_int,
+    check_masks,
+)
+
+__all__ = ["ReconstructionScorer", "block_masks", "random_patch_masks"]
+
+
+def block_masks(height: int, width: int, n_blocks: int) -> np.ndarray:
+    """The ``n_blocks`` sequential masks of E_msmr: a near-square grid of equal blocks.
+
+    The grid has ``rows × cols = n_blocks`` with ``rows`` the largest divisor of
+    ``n_blocks`` not above its square root; block edges are spread as evenly as the image
+    size allows.
+
+    Parameters
+    ----------
+    height, width : int
+        Image size.
+    n_blocks : int
+        Number of blocks Z.
+
+    Returns
+    -------
+    masks : ndarray of shape (n_blocks, height, width), bool
+        ``masks[z]`` is True on block z. Every pixel belongs to exactly one block.
+
+    Examples
+    --------
+    >>> from sid4ds.reconstruction import block_masks
+    >>> masks = block_masks(8, 8, 4)
+    >>> masks.shape, int(masks.sum(axis=0).min()), int(masks[0].sum())
+    ((4, 8, 8), 1, 16)
+    """
+    rows = max(divisor for divisor in range(1, int(np.sqrt(n_blocks)) + 1)
+               if n_blocks % divisor == 0)
+    cols = n_blocks // rows
+    if rows > height or cols > width:
+        raise ValueError(
+            f"n_blocks={n_blocks} needs a {rows}x{cols} grid of blocks, larger than the "
+            f"{height}x{width} image; use fewer blocks"
+        )
+    row_edges = np.linspace(0, height, rows + 1).round().astype(int)
+    col_edges = np.linspace(0, width, cols + 1).round().astype(int)
+    masks = np.zeros((n_blocks, height, width), dtype=bool)
+    for row in range(rows):
+        for col in range(cols):
+            masks[row * cols + col, row_edges[row] : row_edges[row + 1],
+                  col_edges[col] : col_edges[col + 1]] = True
+    return masks
+
+
+def random_patch_masks(
+    n_images: int,
+    height: int,
+    width: int,
+    patch_size: int,
+    mask_ratio: float,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """Random patch masks for masked-reconstruction training (paper Fig. 4).
+
+    Each image is cut into non-overlapping ``patch_size`` squares (edge patches are cropped)
+    and ``round(mask_ratio · n_patches)`` of them, chosen at random, are masked.
+
+    Returns
+    -------
+    masks : Tensor of shape (n_images, 1, height, width), float32
+        1 on masked pixels.
+    """
+    grid_rows, grid_cols = -(-height // patch_size), -(-width // patch_size)
+    n_patches = grid_rows * grid_cols
+    n_masked = int(round(mask_ratio * n_patches))
+    noise = torch.rand((n_images, n_patches), generator=generator, device=device)
+    ranks = noise.argsort(dim=1).argsort(dim=1)
+    patch_mask = (ranks < n_masked).float().view(n_images, 1, grid_rows, grid_cols)
+    pixel_mask = patch_mask.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)
+    return pixel_mask[:, :, :height, :width]
+
+
+class ReconstructionScorer(TorchEstimator):
+    """Masked-reconstruction anomaly scorer: SID4DS learners M (self-supervised) and G.
+
+    Parameters
+    ----------
+    base_channels : int, default=16
+        Channels of the first UNet level.
+    depth : int, default=3
+        UNet depth; image sides must be divisible by ``2**depth``.
+    dilation : int, default=2
+        Dilation of the 3×3 convolutions (the paper's dilated kernels).
+    skip_connections : bool, default=True
+        UNet skip connections (paper §3.1.2: optional).
+    patch_size : int, default=8
+        Side of the square patches masked during self-supervised training.
+    mask_ratio : float, default=0.75
+        Share of patches masked during self-supervised training (the paper: ≥ 0.7).
+    n_blocks : int, default=16
+        Number Z of sequential blocks for E_msmr (a near-square grid, 4×4 for 16).
+    error_region : {"block", "image"}, default="block"
+        Where E_msmr measures each block's reconstruction error: over the masked block only
+        (``"block"``, the measured default) or over the whole image as in eq. 3
+        (``"image"``). See ``docs/method.md`` for the measurements.
+    max_epochs : int, default=12
+        Training epochs. The paper trains 120 epochs on a GPU.
+    batch_size : int, default=32
+        Training batch size.
+    lr : float, default=2e-3
+        Base learning rate. The paper's is 0.1 with SGD.
+    lr_schedule : {"constant", "multistep"}, default="constant"
+        ``"multistep"`` is the paper's schedule (×0.1 at epochs 30, 60, 90 of 120), scaled
+        to ``max_epochs`` (×0.1 after 25%, 50% and 75% of the epochs).
+    optimizer : {"adamw", "sgd"}, default="adamw"
+        AdamW, or SGD as in the paper (Table 2). The paper's recipe is
+        ``optimizer="sgd", lr=0.1, lr_schedule="multistep"``; at CPU-sized epoch counts
+        AdamW at 2e-3 ranks defects better (``docs/method.md``), so it is the default.
+    momentum : float, default=0.9
+        SGD momentum.
+    weight_decay : float, default=5e-4
+        Weight decay.
+    augment : bool, default=True
+        Random horizontal and vertical flips during training.
+    n_normal_mean : int, default=8
+        B in eq. 5: how many random normal images are averaged into the normal image I0
+        (label-guided fit only).
+    alphas : tuple of float, default=(0.8, 0.7)
+        α0 and α1 of eq. 6, the input mixing weights (label-guided fit only).
+    warm_start : bool, default=False
+        When True, ``fit`` continues from the current weights (and pixel statistics). This
+        is how the label-guided learner G starts from the self-supervised M.
+    inference_batch_size : int or None, default=None
+        Network inputs per forward pass when scoring (each image becomes ``n_blocks``
+        inputs for E_msmr). ``None`` picks it from the image size and the device.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU.
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds initialisation, shuffling, masking and mixing.
+    verbose : int, default=0
+        Show a progress bar over epochs when > 0.
+
+    Attributes
+    ----------
+    module_ : sid4ds.nets.UNet
+        The trained network (it sees images standardised with ``pixel_mean_``/``pixel_std_``).
+    history_ : list of dict
+        Per epoch: ``epoch``, ``loss``, ``lr``, ``duration``.
+    fit_mode_ : {"self_supervised", "label_guided"}
+        How the last ``fit`` trained.
+    pixel_mean_, pixel_std_ : ndarray of shape (n_channels,)
+        Per-channel statistics of the images of the first (cold) fit.
+    n_channels_in_ : int
+        Channels of the training images.
+    device_ : torch.device
+        Where the network lives.
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer
+    >>> from sid4ds.datasets import make_defect_images
+    >>> X, masks = make_defect_images(n_samples=16, image_size=16, random_state=0)
+    >>> scorer = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                               max_epochs=1, random_state=0).fit(X)
+    >>> scorer.score_samples(X).shape
+    (16,)
+    """
+
+    def __init__(
+        self,
+        base_channels: int = 16,
+        depth: int = 3,
+        dilation: int = 2,
+        skip_connections: bool = True,
+        patch_size: int = 8,
+        mask_ratio: float = 0.75,
+        n_blocks: int = 16,
+        error_region: str = "block",
+        max_epochs: int = 12,
+        batch_size: int = 32,
+        lr: float = 2e-3,
+        lr_schedule: str = "constant",
+        optimizer: str = "adamw",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        augment: bool = True,
+        n_normal_mean: int = 8,
+        alphas: tuple[float, float] = (0.8, 0.7),
+        warm_start: bool = False,
+        inference_batch_size: int | None = None,
+        device: Any = "auto",
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.base_channels = base_channels
+        self.depth = depth
+        self.dilation = dilation
+        self.skip_connections = skip_connections
+        self.patch_size = patch_size
+        self.mask_ratio = mask_ratio
+        self.n_blocks = n_blocks
+        self.error_region = error_region
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.augment = augment
+        self.n_normal_mean = n_normal_mean
+        self.alphas = alphas
+        self.warm_start = warm_start
+        self.inference_batch_size = inference_batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
+    # ------------------------------------------------------------------ parameters
+    def _module_kwargs(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.n_channels_in_,
+            "out_channels": self.n_channels_in_,
+            "base_channels": self.base_channels,
+            "depth": self.depth,
+            "dilation": self.dilation,
+            "skip_connections": bool(self.skip_connections),
+        }
+
+    def _check_params(self) -> None:
+        self._check_common_params()
+        check_int(self.patch_size, "patch_size", minimum=1)
+        check_float(self.mask_ratio, "mask_ratio", low=0.0, high=1.0, include_low=False,
+                    include_high=False)
+        check_int(self.n_blocks, "n_blocks", minimum=1)
+        check_choice(self.error_region, "error_region", ("image", "block"))
+        check_choice(self.lr_schedule, "lr_schedule", ("multistep", "constant"))
+        check_int(self.n_normal_mean, "n_normal_mean", minimum=1)
+        alphas = self.alphas
+        if not (isinstance(alphas, (tuple, list)) and len(alphas) == 2):
+            raise ValueError(f"alphas must be a pair (alpha0, alpha1); got {alphas!r}")
+        for position, alpha in enumerate(alphas):
+            check_float(alpha, f"alphas[{position}]", low=0.0, high=1.0)
+
+    def _learning_rate(self, epoch: int, n_epochs: int) -> float:
+        if self.lr_schedule == "constant":
+            return float(self.lr)
+        milestones_passed = sum(epoch >= round(n_epochs * share) for share in (0.25, 0.5, 0.75))
+        return float(self.lr) * 0.1**milestones_passed
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> ReconstructionScorer:
+        """Train self-supervised (``y=None``) or label-guided (``y`` = defect masks).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
+            Images, floats in [0, 1] or uint8.
+        y : None or array-like of shape (n_samples, height, width) or (n_samples, height * width)
+            ``None``: masked self-supervised reconstruction of ``X`` (learner M, eq. 2).
+            Binary masks: label-guided reconstruction (learner G, eq. 5–7); at least one
+            image must be normal (all-zero mask) to build the normal image I0. Start from a
+            fitted self-supervised scorer with ``warm_start=True``.
+
+        Returns
+        -------
+        self : ReconstructionScorer
+        """
+        self._check_params()
+        continuing = bool(self.warm_start) and self._is_initialized()
+        images = check_images(
+            X, n_channels=self.n_channels_in_ if continuing else None, depth=self.depth
+        )
+        masks = None
+        if y is not None:
+            masks = check_masks(
+                y, n_samples=len(images), height=images.shape[2], width=images.shape[3]
+            )
+            if masks.reshape(len(masks), -1).any(axis=1).all():
+                raise ValueError(
+                    "y has a defect in every mask; label-guided fitting needs at least one "
+                    "normal image (all-zero mask) to build the normal image I0 (eq. 5)"
+                )
+        if not continuing:
+            self._initialize(images.shape[1])
+            self.pixel_mean_ = images.mean(axis=(0, 2, 3)).astype(np.float32)
+            self.pixel_std_ = np.maximum(images.std(axis=(0, 2, 3)), 1e-3).astype(np.float32)
+        self.image_shape_ = tuple(images.shape[2:])
+        standardized = torch.from_numpy(self._standardize(images))
+        if masks is None:
+            self.fit_mode_ = "self_supervised"
+            self._fit_self_supervised(standardized)
+        else:
+            self.fit_mode_ = "label_guided"
+            self._fit_label_guided(standardized, torch.from_numpy(masks.astype(np.float32)))
+        return self
+
+    def _standardize(self, images: np.ndarray) -> np.ndarray:
+        mean = self.pixel_mean_[None, :, None, None]
+        std = self.pixel_std_[None, :, None, None]
+        return ((images - mean) / std).astype(np.float32)
+
+    def _flip(self, tensors: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+        if not self.augment:
+            return tensors
+        shape = (tensors[0].shape[0], 1, 1, 1)
+        device = tensors[0].device
+        for axis in (2, 3):
+            flip = torch.rand(shape, generator=generator, device=device) < 0.5
+            tensors = [torch.where(flip, tensor.flip(axis), tensor) for tensor in tensors]
+        return tensors
+
+    def _fit_self_supervised(self, standardized: torch.Tensor) -> None:
+        height, width = standardized.shape[2:]
+
+        def batch_loss(indices: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+            (originals,) = self._flip(
+                [standardized[torch.from_numpy(indices)].to(self.device_)], generator
+            )
+            hidden = random_patch_masks(
+                len(indices), height, width, self.patch_size, self.mask_ratio, generator,
+                self.device_,
+            )
+            masked_images = originals * (1.0 - hidden)  # masked pixels = dataset mean
+            return F.mse_loss(self.module_(masked_images), originals)
+
+        self._train(len(standardized), self.max_epochs, batch_loss, "ReconstructionScorer (M)")
+
+    def _fit_label_guided(self, standardized: torch.Tensor, masks: torch.Tensor) -> None:
+        is_normal = masks.flatten(1).amax(dim=1) == 0
+        normals = standardized[is_normal].to(self.device_)
+        n_mean = min(int(self.n_normal_mean), len(normals))
+        alpha0, alpha1 = (float(alpha) for alpha in self.alphas)
+        defect_masks = masks[:, None]
+
+        def batch_loss(indices: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+            index = torch.from_numpy(indices)
+            images, defect_region = self._flip(
+                [standardized[index].to(self.device_), defect_masks[index].to(self.device_)],
+                generator,
+            )
+            n = len(indices)
+            picks = torch.randint(len(normals), (n, n_mean), generator=generator,
+                                  device=self.device_)
+            normal_image = normals[picks].mean(dim=1)  # I0, eq. 5
+            draw = torch.randint(6, (n, 1, 1, 1), generator=generator, device=self.device_)
+            weight = torch.where(draw % 3 == 0, alpha0,
+                                 torch.where(draw % 2 == 0, alpha1, 1.0))  # eq. 6
+            mixed_input = weight * images + (1.0 - weight) * normal_image
+            target = mixed_input * (1.0 - defect_region) + normal_image * defect_region  # eq. 7
+            return F.mse_loss(self.module_(mixed_input), target)
+
+        self._train(len(standardized), self.max_epochs, batch_loss, "ReconstructionScorer (G)")
+
+    # ------------------------------------------------------------------ scoring
+    def _check_inputs(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
+        return images, self._standardize(images)
+
+    def score_samples(self, X: Any, regions: Any = None) -> np.ndarray:
+        """Anomaly score per image: E_msmr, or E_sdr inside ``regions``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
+            Images, floats in [0, 1] or uint8.
+        regions : None or array-like of shape (n_samples, height, width), optional
+            ``None``: E_msmr (eq. 3), the maximum over ``n_blocks`` sequential block masks of
+            the reconstruction error (in [0, 1] pixel units). All masked copies of an image
+            go through the network together, in batches.
+            Binary regions (1 = suspected defect, e.g. the segmentation learner's
+            pseudolabels): E_sdr (eq. 8–9), the squared reconstruction error of the unmasked
+            image inside the region, summed and divided by H·W.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+            Higher means more likely defective.
+        """
+        images, standardized = self._check_inputs(X)
+        n, _, height, width = images.shape
+        if regions is not None:
+            region_masks = check_masks(regions, name="regions", n_samples=n, height=height,
+                                       width=width)
+            return self._region_errors(standardized, region_masks)
+        return self._block_errors(standardized).max(axis=1)
+
+    def _pixel_scale(self) -> torch.Tensor:
+        """Per-channel factor that turns standardised differences back into [0, 1] units."""
+        return torch.from_numpy(self.pixel_std_).to(self.device_).view(1, -1, 1, 1)
+
+    def block_errors(self, X: Any) -> np.ndarray:
+        """Reconstruction error of each image with each of the ``n_blocks`` blocks masked.
+
+        ``score_samples(X)`` (E_msmr) is the maximum of these over the blocks.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
+            Images.
+
+        Returns
+        -------
+        errors : ndarray of shape (n_samples, n_blocks), float64
+            Mean squared error in [0, 1] pixel units, over the whole image or over the
+            masked block only (``error_region``). Block ``z`` is ``block_masks(H, W, Z)[z]``.
+        """
+        _, standardized = self._check_inputs(X)
+        return self._block_errors(standardized)
+
+    def _block_errors(self, standardized: np.ndarray) -> np.ndarray:
+        n, channels, height, width = standardized.shape
+        blocks = torch.from_numpy(block_masks(height, width, self.n_blocks)).to(self.device_)
+        visible = (~blocks).float()[:, None]  # (Z, 1, H, W)
+        block_pixels = blocks.flatten(1).sum(dim=1).float() * channels  # (Z,)
+        scale = self._pixel_scale()
+        batch_size = self._batch_size_for(height, width, copies=self.n_blocks)
+        errors = np.empty((n, self.n_blocks), dtype=np.float64)
+        self.module_.eval()
+        with torch.inference_mode():
+            for rows, batch in self._iter_batches(standardized, batch_size):
+                masked_copies = (batch[:, None] * visible[None]).flatten(0, 1)  # (b·Z, C, H, W)
+                reconstructions = self.module_(masked_copies).view(
+                    len(batch), self.n_blocks, channels, height, width)
+                squared = ((reconstructions - batch[:, None]) * scale[:, None]) ** 2
+                if self.error_region == "block":
+                    inside = squared * blocks[None, :, None].float()
+                    batch_errors = inside.flatten(2).sum(dim=2) / block_pixels
+                else:
+                    batch_errors = squared.flatten(2).mean(dim=2)
+                errors[rows] = batch_errors.double().cpu().numpy()
+        return errors
+
+    def _region_errors(self, standardized: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
+        n, channels, height, width = standardized.shape
+        regions_t = torch.from_numpy(region_masks.astype(np.float32))[:, None]
+        scale = self._pixel_scale()
+        scores = np.empty(n, dtype=np.float64)
+        self.module_.eval()
+        with torch.inference_mode():
+            for rows, batch in self._iter_batches(standardized,
+                                                  self._batch_size_for(height, width)):
+                region = regions_t[rows].to(self.device_)
+                squared = (region * (self.module_(batch) - batch) * scale) ** 2  # eq. 8
+                scores[rows] = (squared.sum(dim=(1, 2, 3)) / (channels * height * width)
+                                ).double().cpu().numpy()
+        return scores
+
+    def reconstruct(self, X: Any, mask: Any = None) -> np.ndarray:
+        """Reconstruct images, optionally with pixels hidden, for looking at.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
+            Images.
+        mask : None or array-like of shape (height, width) or (n_samples, height, width)
+            Binary; pixels marked 1 are hidden (set to the training mean) before
+            reconstruction. ``None`` hides nothing.
+
+        Returns
+        -------
+        reconstructions : ndarray of shape (n_samples, n_channels, height, width), float32
+            In [0, 1] pixel units, clipped to [0, 1].
+        """
+        images, standardized = self._check_inputs(X)
+        n, _, height, width = images.shape
+        if mask is None:
+            hidden = np.zeros((n, height, width), dtype=np.uint8)
+        else:
+            mask_array = np.asarray(mask)
+            if mask_array.ndim == 2:
+                mask_array = np.broadcast_to(mask_array, (n, height, width))
+            hidden = check_masks(mask_array, name="mask", n_samples=n, height=height,
+                                 width=width)
+        masked = standardized * (1.0 - hidden[:, None].astype(np.float32))
+        mean = self.pixel_mean_[None, :, None, None]
+        std = self.pixel_std_[None, :, None, None]
+        output = np.empty_like(images)
+        self.module_.eval()
+        with torch.inference_mode():
+            for rows, batch in self._iter_batches(masked, self._batch_size_for(height, width)):
+                output[rows] = self.module_(batch).float().cpu().numpy()
+        return np.clip(output * std + mean, 0.0, 1.0).astype(np.float32)

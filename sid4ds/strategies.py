@@ -1,0 +1,331 @@
+"""modAL query strategies of SID4DS and the pure ranking functions beneath them.
+
+A query strategy is ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)``:
+``indices`` of the chosen pool images, best first, and their scores. modAL's
+``ActiveLearner.query`` calls it and returns ``(indices, X_pool[indices])``.
+
+Where the strategies find their reconstruction scorer (the same rule for both):
+
+1. ``scorer=`` passed to the strategy (or through ``learner.query(..., scorer=...)``);
+2. otherwise the scorer kept on the learner from an earlier call, ``learner.msmr_scorer``
+   for :func:`msmr_sampling` and ``learner.sdr_scorer`` for :func:`sdr_sampling`;
+3. otherwise a default :class:`~sid4ds.ReconstructionScorer`.
+
+An unfitted scorer is fitted on first use (``msmr_sampling``: self-supervised on the pool;
+``sdr_sampling``: label-guided on the learner's labelled images, starting from
+``learner.msmr_scorer`` when there is one, as the paper starts G from M) and the fitted
+scorer is kept on the learner under that name, so it is trained once, not per query.
+Assign ``learner.msmr_scorer = None`` (or ``learner.sdr_scorer = None``) to make the next
+call train a fresh one.
+
+Each sid4ds strategy also leaves the scores of the whole pool in ``learner.pool_scores_``;
+:class:`~sid4ds.DefectActiveLearner` reads them to pick the fake normals.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from sid4ds._validation import check_images, check_int, check_n_instances
+from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.segmentation import SegmentationLearner
+
+__all__ = [
+    "content_keys",
+    "msmr_sampling",
+    "msmr_scores",
+    "rank_pool",
+    "sdr_sampling",
+    "sdr_scores",
+]
+
+
+# ---------------------------------------------------------------------- pure functions
+def content_keys(X: Any) -> np.ndarray:
+    """A reproducible key per image, computed from its pixels alone.
+
+    Used to break score ties: the same image gets the same key wherever it sits in the pool,
+    so permuting the pool permutes the selection.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, ...)
+        Images.
+
+    Returns
+    -------
+    keys : ndarray of shape (n_samples,), uint64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.strategies import content_keys
+    >>> images = np.arange(12, dtype=np.float32).reshape(3, 4)
+    >>> bool(content_keys(images)[1] == content_keys(images[::-1])[1])
+    True
+    """
+    array = np.ascontiguousarray(X)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+         for row in array],
+        dtype=np.uint64,
+    )
+
+
+def rank_pool(
+    scores: Any, n_instances: int, n_normal: int = 0, tie_keys: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n_instances`` and bottom-``n_normal`` of a score vector (Algorithm 1, lines 3–4).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_pool,)
+        Higher is more informative. NaN is not allowed.
+    n_instances : int
+        K, how many to select for labelling (capped at the pool size).
+    n_normal : int, default=0
+        V, how many of the lowest-scored remaining images become fake normals (capped at
+        what is left after the top K).
+    tie_keys : array-like of shape (n_pool,), optional
+        Secondary sort key for equal scores (larger first among the top, smaller first among
+        the bottom); e.g. :func:`content_keys`. Without it ties go to the lower index.
+
+    Returns
+    -------
+    top : ndarray of shape (min(n_instances, n_pool),), int64
+        Pool indices in descending score order.
+    bottom : ndarray of shape (min(n_normal, n_pool - len(top)),), int64
+        Pool indices in ascending score order; disjoint from ``top``.
+
+    Examples
+    --------
+    >>> from sid4ds.strategies import rank_pool
+    >>> rank_pool([0.1, 0.9, 0.5, 0.2], n_instances=2, n_normal=1)
+    (array([1, 2]), array([0]))
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"scores must be 1-D; got shape {values.shape}")
+    if np.isnan(values).any():
+        raise ValueError("scores contain NaN; a strategy must score every pool image")
+    n_top = check_n_instances(n_instances, len(values))
+    n_normal = check_int(n_normal, "n_normal", minimum=0)
+    if tie_keys is None:
+        keys = -np.arange(len(values), dtype=np.float64)  # lower index wins ties
+    else:
+        keys = np.asarray(tie_keys)
+        if keys.shape != values.shape:
+            raise ValueError(
+                f"tie_keys has shape {keys.shape} but scores has shape {values.shape}"
+            )
+    # lexsort: last key is primary; sort descending by (score, key)
+    descending = np.lexsort((keys, values))[::-1]
+    top = descending[:n_top].astype(np.int64)
+    remaining = descending[n_top:][::-1]  # ascending score
+    bottom = remaining[: min(n_normal, len(remaining))].astype(np.int64)
+    return top, bottom
+
+
+def msmr_scores(scorer: ReconstructionScorer, X_pool: Any) -> np.ndarray:
+    """E_msmr of every pool image with a fitted self-supervised scorer (eq. 3).
+
+    Parameters
+    ----------
+    scorer : ReconstructionScorer
+        Fitted.
+    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+
+    Returns
+    -------
+    scores : ndarray of shape (n_pool,)
+    """
+    return scorer.score_samples(X_pool)
+
+
+def sdr_scores(
+    segmenter: SegmentationLearner, scorer: ReconstructionScorer, X_pool: Any
+) -> np.ndarray:
+    """E_sdr of every pool image (eq. 8–9).
+
+    The segmentation learner's pseudolabels (probability ≥ its ``threshold``, 0.5 by
+    default) are the regions where the label-guided scorer's reconstruction error counts.
+
+    Parameters
+    ----------
+    segmenter : SegmentationLearner
+        Fitted segmentation learner S.
+    scorer : ReconstructionScorer
+        Fitted label-guided scorer G.
+    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+
+    Returns
+    -------
+    scores : ndarray of shape (n_pool,)
+    """
+    pseudolabels = segmenter.predict(X_pool)
+    return scorer.score_samples(X_pool, regions=pseudolabels)
+
+
+# ---------------------------------------------------------------------- strategies
+def _segmenter_of(learner: Any) -> Any:
+    return getattr(learner, "estimator", learner)
+
+
+def _seed_of(learner: Any) -> Any:
+    """The learner's estimator's ``random_state``, so default scorers are seeded alike."""
+    return getattr(_segmenter_of(learner), "random_state", None)
+
+
+def _select(
+    learner: Any, X_pool: np.ndarray, scores: np.ndarray, n_instances: int
+) -> tuple[np.ndarray, np.ndarray]:
+    learner.pool_scores_ = scores
+    learner.pool_keys_ = content_keys(X_pool)
+    top, _ = rank_pool(scores, n_instances, tie_keys=learner.pool_keys_)
+    return top, scores[top]
+
+
+def _is_fitted(scorer: ReconstructionScorer) -> bool:
+    return getattr(scorer, "module_", None) is not None
+
+
+def msmr_sampling(
+    learner: Any,
+    X_pool: Any,
+    n_instances: int = 1,
+    *,
+    scorer: ReconstructionScorer | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cold-start query: the images with the largest E_msmr (paper §3.1.3).
+
+    Needs no labels. The self-supervised reconstruction scorer M is found as the module
+    docstring says (``scorer=``, then ``learner.msmr_scorer``, then a default one) and, if
+    unfitted, fitted on ``X_pool`` once and kept as ``learner.msmr_scorer``.
+
+    Parameters
+    ----------
+    learner : modAL ActiveLearner (or any object that accepts attributes)
+        The active learner; its estimator is not used.
+    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+        Unlabelled images.
+    n_instances : int, default=1
+        K; more than the pool returns the whole pool; < 1 is an error.
+    scorer : ReconstructionScorer, optional
+        A configured (unfitted) or fitted self-supervised scorer.
+
+    Returns
+    -------
+    indices : ndarray of shape (min(n_instances, n_pool),), int64
+        Pool indices, highest E_msmr first; ties broken by image content.
+    scores : ndarray of shape (min(n_instances, n_pool),)
+        Their E_msmr.
+
+    Examples
+    --------
+    >>> from modAL.models import ActiveLearner
+    >>> from sid4ds import ReconstructionScorer, SegmentationLearner, msmr_sampling
+    >>> from sid4ds.datasets import make_defect_images
+    >>> X, masks = make_defect_images(n_samples=32, image_size=16, random_state=0)
+    >>> learner = ActiveLearner(estimator=SegmentationLearner(base_channels=4, depth=2),
+    ...                         query_strategy=msmr_sampling)
+    >>> scorer = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                               max_epochs=1, random_state=0)
+    >>> indices, X_query = learner.query(X, n_instances=4, scorer=scorer)
+    >>> indices.shape, X_query.shape
+    ((4,), (4, 1, 16, 16))
+    """
+    images = check_images(X_pool, name="X_pool")
+    check_n_instances(n_instances, len(images))
+    if scorer is None:
+        scorer = getattr(learner, "msmr_scorer", None)
+    if scorer is None:
+        scorer = ReconstructionScorer(random_state=_seed_of(learner))
+    if not _is_fitted(scorer):
+        scorer.fit(images)
+    learner.msmr_scorer = scorer
+    return _select(learner, images, msmr_scores(scorer, images), n_instances)
+
+
+def sdr_sampling(
+    learner: Any,
+    X_pool: Any,
+    n_instances: int = 1,
+    *,
+    scorer: ReconstructionScorer | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iterative-stage query: the images with the largest E_sdr (paper §3.3).
+
+    The learner's fitted segmentation learner predicts pseudolabels for the pool; the
+    label-guided reconstruction scorer G measures the reconstruction error inside them. G is
+    found as the module docstring says (``scorer=``, then ``learner.sdr_scorer``, then a
+    default) and, if unfitted, fitted once on the learner's labelled images
+    (``learner.X_training``, ``learner.y_training``), starting from ``learner.msmr_scorer``
+    when there is one; it is kept as ``learner.sdr_scorer`` and reused in later rounds, as
+    the paper does (§4.2).
+
+    Parameters
+    ----------
+    learner : modAL ActiveLearner
+        Its ``estimator`` must be a fitted :class:`~sid4ds.SegmentationLearner`.
+    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+        Unlabelled images.
+    n_instances : int, default=1
+        K.
+    scorer : ReconstructionScorer, optional
+        A fitted label-guided scorer, or a configured one to fit.
+
+    Returns
+    -------
+    indices : ndarray of shape (min(n_instances, n_pool),), int64
+        Pool indices, highest E_sdr first.
+    scores : ndarray of shape (min(n_instances, n_pool),)
+        Their E_sdr.
+
+    Examples
+    --------
+    >>> from sid4ds import DefectActiveLearner, ReconstructionScorer, SegmentationLearner
+    >>> from sid4ds import sdr_sampling
+    >>> from sid4ds.datasets import make_defect_images
+    >>> X, masks = make_defect_images(n_samples=32, image_size=16, defect_ratio=0.25,
+    ...                               random_state=0)
+    >>> learner = DefectActiveLearner(
+    ...     estimator=SegmentationLearner(base_channels=4, depth=2, max_epochs=1,
+    ...                                   random_state=0),
+    ...     query_strategy=sdr_sampling, X_training=X[:16], y_training=masks[:16])
+    >>> scorer = ReconstructionScorer(base_channels=4, depth=2, max_epochs=1, random_state=0)
+    >>> indices, X_query = learner.query(X[16:], n_instances=4, scorer=scorer)
+    >>> len(indices)
+    4
+    """
+    images = check_images(X_pool, name="X_pool")
+    check_n_instances(n_instances, len(images))
+    segmenter = _segmenter_of(learner)
+    if getattr(segmenter, "module_", None) is None:
+        raise ValueError(
+            "sdr_sampling needs a fitted segmentation learner to predict pseudolabels; "
+            "teach the learner some labelled images first (or start with msmr_sampling)"
+        )
+    if scorer is None:
+        scorer = getattr(learner, "sdr_scorer", None)
+    if scorer is None:
+        pretrained = getattr(learner, "msmr_scorer", None)
+        if pretrained is not None and _is_fitted(pretrained):
+            scorer = copy.deepcopy(pretrained).set_params(warm_start=True)
+        else:
+            scorer = ReconstructionScorer(random_state=_seed_of(learner))
+    if not _is_fitted(scorer) or getattr(scorer, "fit_mode_", None) != "label_guided":
+        X_labeled = getattr(learner, "X_training", None)
+        y_labeled = getattr(learner, "y_training", None)
+        if X_labeled is None or y_labeled is None:
+            raise ValueError(
+                "sdr_sampling needs labelled images to train the label-guided scorer: the "
+                "learner has no X_training/y_training; teach it first or pass a fitted "
+                "scorer="
+            )
+        scorer.fit(X_labeled, y_labeled)
+    learner.sdr_scorer = scorer
+    return _select(learner, images, sdr_scores(segmenter, scorer, images), n_instances)

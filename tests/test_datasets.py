@@ -1,0 +1,206 @@
+"""Tests of the synthetic defect image generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from sid4ds.datasets import make_defect_images
+
+
+def _residuals(X: np.ndarray) -> np.ndarray:
+    """|image - Gaussian blur (sigma=2)| of shape (n, H, W)."""
+    images = X[:, 0].astype(np.float64)
+    return np.abs(images - ndimage.gaussian_filter(images, sigma=(0, 2, 2)))
+
+
+def _recall_in_top_tenth(scores: np.ndarray, is_defective: np.ndarray) -> float:
+    flagged = np.argsort(-scores, kind="stable")[: int(np.ceil(0.1 * scores.size))]
+    return float(is_defective[flagged].sum() / is_defective.sum())
+
+
+@pytest.fixture(scope="module")
+def default_data() -> tuple[np.ndarray, np.ndarray]:
+    return make_defect_images(random_state=0)
+
+
+@pytest.mark.parametrize("image_size", [8, 16, 24, 32])
+def test_shapes_dtypes_and_value_ranges(image_size: int) -> None:
+    X, masks = make_defect_images(
+        n_samples=30, image_size=image_size, defect_ratio=0.5, random_state=1
+    )
+    assert X.shape == (30, 1, image_size, image_size)
+    assert X.dtype == np.float32
+    assert masks.shape == (30, image_size, image_size)
+    assert masks.dtype == np.uint8
+    assert np.isfinite(X).all()
+    assert X.min() >= 0.0 and X.max() <= 1.0
+    assert set(np.unique(masks)) <= {0, 1}
+    # Images are not flat: every one has some texture.
+    assert (X.std(axis=(1, 2, 3)) > 0.005).all()
+
+
+def test_default_settings(default_data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, masks = default_data
+    assert X.shape == (1000, 1, 64, 64)
+    assert masks.any(axis=(1, 2)).sum() == 50
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_samples=st.integers(1, 40),
+    defect_ratio=st.floats(0.0, 1.0, allow_nan=False),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_exact_number_of_defective_images(n_samples: int, defect_ratio: float, seed: int) -> None:
+    X, masks = make_defect_images(n_samples, 16, defect_ratio, random_state=seed)
+    area = masks.sum(axis=(1, 2))
+    assert (area > 0).sum() == round(n_samples * defect_ratio)
+    assert X.shape[0] == n_samples
+
+
+def test_defective_images_sit_at_seeded_random_positions() -> None:
+    _, masks = make_defect_images(100, 16, 0.2, random_state=3)
+    positions = np.flatnonzero(masks.any(axis=(1, 2)))
+    assert positions.size == 20
+    # Not packed at the start or the end.
+    assert positions.min() < 50 < positions.max()
+    assert not np.array_equal(positions, np.arange(positions[0], positions[0] + 20))
+    _, other_masks = make_defect_images(100, 16, 0.2, random_state=4)
+    assert not np.array_equal(positions, np.flatnonzero(other_masks.any(axis=(1, 2))))
+
+
+def test_same_seed_gives_identical_arrays_and_other_seeds_differ() -> None:
+    X_first, masks_first = make_defect_images(40, 24, 0.25, random_state=7)
+    X_again, masks_again = make_defect_images(40, 24, 0.25, random_state=7)
+    np.testing.assert_array_equal(X_first, X_again)
+    np.testing.assert_array_equal(masks_first, masks_again)
+    X_other, masks_other = make_defect_images(40, 24, 0.25, random_state=8)
+    assert not np.array_equal(X_first, X_other)
+    assert not np.array_equal(masks_first, masks_other)
+
+
+def test_generator_and_random_state_objects_are_accepted() -> None:
+    X_from_generator, _ = make_defect_images(10, 16, 0.5, random_state=np.random.default_rng(5))
+    X_from_seed, _ = make_defect_images(10, 16, 0.5, random_state=5)
+    np.testing.assert_array_equal(X_from_generator, X_from_seed)
+    X_legacy, _ = make_defect_images(10, 16, 0.5, random_state=np.random.RandomState(5))
+    X_legacy_again, _ = make_defect_images(10, 16, 0.5, random_state=np.random.RandomState(5))
+    np.testing.assert_array_equal(X_legacy, X_legacy_again)
+
+
+def test_global_random_state_is_neither_used_nor_changed() -> None:
+    # This test inspects the legacy global RNG on purpose, and restores it afterwards.
+    caller_state = np.random.get_state()  # noqa: NPY002
+    try:
+        np.random.seed(1234)  # noqa: NPY002
+        state_before = np.random.get_state()  # noqa: NPY002
+        X_first, _ = make_defect_images(10, 16, 0.5, random_state=2)
+        state_after = np.random.get_state()  # noqa: NPY002
+        assert state_before[0] == state_after[0]
+        np.testing.assert_array_equal(state_before[1], state_after[1])
+        assert state_before[2:] == state_after[2:]
+        np.random.seed(999)  # noqa: NPY002 - another global state must not change the output
+        X_second, _ = make_defect_images(10, 16, 0.5, random_state=2)
+        np.testing.assert_array_equal(X_first, X_second)
+    finally:
+        np.random.set_state(caller_state)  # noqa: NPY002
+
+
+@pytest.mark.parametrize(
+    ("image_size", "n_samples", "low", "high"),
+    [
+        (16, 200, 2, 12),  # 0.2% of 256 px is under one pixel: at least 2 px instead
+        (24, 120, 2, 28),
+        (32, 120, 3, 51),
+        (64, 80, 9, 204),
+    ],
+)
+def test_defect_area_stays_in_band(image_size: int, n_samples: int, low: int, high: int) -> None:
+    _, masks = make_defect_images(n_samples, image_size, 1.0, random_state=11)
+    area = masks.sum(axis=(1, 2))
+    n_pixels = image_size * image_size
+    assert low == max(2, int(np.ceil(0.002 * n_pixels)))
+    assert high == int(0.05 * n_pixels)
+    assert area.min() >= low, area.min()
+    assert area.max() <= high, area.max()
+    # Sizes vary: not all defects the same.
+    assert len(np.unique(area)) > 3
+
+
+@pytest.mark.parametrize(("defect_ratio", "n_defective"), [(0.0, 0), (0, 0), (1.0, 25), (1, 25)])
+def test_extreme_defect_ratios(defect_ratio: float, n_defective: int) -> None:
+    X, masks = make_defect_images(25, 16, defect_ratio, random_state=0)
+    assert (masks.sum(axis=(1, 2)) > 0).sum() == n_defective
+    assert X.shape == (25, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"n_samples": 0}, ValueError, r"n_samples must be an int >= 1; got 0"),
+        ({"n_samples": -5}, ValueError, r"n_samples .*got -5"),
+        ({"n_samples": 10.0}, TypeError, r"n_samples must be an int.*got 10\.0 \(float\)"),
+        ({"n_samples": True}, TypeError, r"n_samples must be an int.*got True"),
+        ({"n_samples": "100"}, TypeError, r"n_samples .*got '100' \(str\)"),
+        ({"image_size": 4}, ValueError, r"image_size must be an int >= 8; got 4"),
+        ({"image_size": 32.5}, TypeError, r"image_size must be an int.*got 32\.5"),
+        ({"defect_ratio": 1.5}, ValueError, r"defect_ratio must be a float in \[0, 1\].*got 1\.5"),
+        ({"defect_ratio": -0.1}, ValueError, r"defect_ratio .*got -0\.1"),
+        ({"defect_ratio": float("nan")}, ValueError, r"defect_ratio .*got nan"),
+        ({"defect_ratio": "0.1"}, TypeError, r"defect_ratio must be a float.*got '0\.1' \(str\)"),
+        ({"random_state": "seed"}, TypeError, r"random_state must be None, an int.*got 'seed'"),
+        ({"random_state": -1}, ValueError, r"random_state must be a non-negative int; got -1"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(kwargs: dict, error: type, pattern: str) -> None:
+    arguments = {"n_samples": 10, "image_size": 16, "defect_ratio": 0.1, "random_state": 0}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=pattern):
+        make_defect_images(**arguments)
+
+
+def test_masks_mark_pixels_that_stand_out_from_their_surroundings() -> None:
+    X, masks = make_defect_images(60, 64, 1.0, random_state=21)
+    images = X[:, 0].astype(np.float64)
+    deviation = np.abs(images - ndimage.median_filter(images, size=(1, 9, 9)))
+    inside = np.array([deviation[i][masks[i] == 1].mean() for i in range(60)])
+    outside = np.array([deviation[i][masks[i] == 0].mean() for i in range(60)])
+    # Faint defects may hide in the noise, but most masks cover visibly changed pixels.
+    assert (inside > outside).mean() >= 0.85
+    assert np.median(inside / outside) > 1.5
+
+
+def test_defective_images_have_higher_local_contrast_than_normal_ones() -> None:
+    X, masks = make_defect_images(200, 64, 0.5, random_state=5)
+    is_defective = masks.any(axis=(1, 2))
+    residuals = _residuals(X)
+    # Largest local deviation relative to the image's typical deviation (its noise level).
+    local_contrast = residuals.max(axis=(1, 2)) / np.median(residuals, axis=(1, 2))
+    assert local_contrast[is_defective].mean() > 1.2 * local_contrast[~is_defective].mean()
+
+
+def test_naive_ranking_does_not_find_all_defects(
+    default_data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, masks = default_data
+    is_defective = masks.any(axis=(1, 2))
+    residuals = _residuals(X)
+    naive_recall = _recall_in_top_tenth(residuals.max(axis=(1, 2)), is_defective)
+    assert naive_recall < 0.9
+    # Yet the defects are there to be found: scoring relative to each image's own noise
+    # level already does much better than chance (10%).
+    noise_aware = residuals.max(axis=(1, 2)) / np.median(residuals, axis=(1, 2))
+    assert _recall_in_top_tenth(noise_aware, is_defective) > 0.4
+
+
+def test_normal_images_vary_in_appearance() -> None:
+    X, masks = make_defect_images(100, 32, 0.0, random_state=9)
+    brightness = X.mean(axis=(1, 2, 3))
+    noise = np.median(_residuals(X), axis=(1, 2))
+    assert brightness.max() - brightness.min() > 0.1
+    assert noise.max() > 2.5 * noise.min()
+    assert not masks.any()

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from modAL.models import ActiveLearner
+
+from sid4ds import (
+    DefectActiveLearner,
+    ReconstructionScorer,
+    SegmentationLearner,
+    msmr_sampling,
+    rank_pool,
+    sdr_sampling,
+)
+from sid4ds.strategies import content_keys
+
+from .conftest import TINY_NET
+
+SCORER = {**TINY_NET, "patch_size": 4, "n_blocks": 4, "max_epochs": 1, "random_state": 0}
+
+# score vectors with many ties: values drawn from a handful of levels, or constant
+score_vectors = st.integers(1, 40).flatmap(
+    lambda n: st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.inf]), min_size=n, max_size=n)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores=score_vectors, n_instances=st.integers(1, 50), n_normal=st.integers(0, 50))
+def test_rank_pool_invariants(scores, n_instances, n_normal):
+    scores = np.array(scores)
+    keys = np.arange(len(scores))[::-1] * 7 % 11  # arbitrary keys with repeats
+    top, bottom = rank_pool(scores, n_instances, n_normal, tie_keys=keys)
+    n = len(scores)
+    assert len(top) == min(n_instances, n)
+    assert len(set(top)) == len(top) and len(set(bottom)) == len(bottom)
+    assert all(0 <= index < n for index in [*top, *bottom])
+    assert not set(top) & set(bottom)
+    assert len(bottom) == min(n_normal, n - len(top))
+    unselected = np.setdiff1d(np.arange(n), top)
+    if len(unselected):
+        assert scores[top].min() >= scores[unselected].max()
+    assert all(a >= b for a, b in zip(scores[top][:-1], scores[top][1:]))  # best first
+    rest = np.setdiff1d(unselected, bottom)
+    if len(bottom) and len(rest):
+        assert scores[bottom].max() <= scores[rest].min()
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores=score_vectors, n_instances=st.integers(1, 50), n_normal=st.integers(0, 50),
+       seed=st.integers(0, 10_000))
+def test_permuting_the_pool_permutes_the_selection(scores, n_instances, n_normal, seed):
+    scores = np.array(scores)
+    images = np.random.default_rng(seed).random((len(scores), 1, 2, 2))
+    keys = content_keys(images)
+    top, bottom = rank_pool(scores, n_instances, n_normal, tie_keys=keys)
+    permutation = np.random.default_rng(seed + 1).permutation(len(scores))
+    top_p, bottom_p = rank_pool(scores[permutation], n_instances, n_normal,
+                                tie_keys=content_keys(images[permutation]))
+    assert np.array_equal(permutation[top_p], top)
+    assert np.array_equal(permutation[bottom_p], bottom)
+
+
+def test_ties_are_broken_reproducibly_without_keys():
+    top, bottom = rank_pool(np.zeros(6), 2, 2)
+    assert top.tolist() == [0, 1] and bottom.tolist() == [5, 4]
+
+
+@pytest.mark.parametrize(("n_instances", "error", "message"), [
+    (0, ValueError, "n_instances must be >= 1; got 0"),
+    (-3, ValueError, "n_instances must be >= 1; got -3"),
+    (2.0, TypeError, "n_instances must be an int"),
+])
+def test_invalid_n_instances(n_instances, error, message):
+    with pytest.raises(error, match=message):
+        rank_pool(np.ones(4), n_instances)
+
+
+def test_empty_pool_and_nan_scores_are_errors():
+    with pytest.raises(ValueError, match="X_pool is empty"):
+        rank_pool(np.array([]), 1)
+    with pytest.raises(ValueError, match="scores contain NaN"):
+        rank_pool(np.array([0.1, np.nan]), 1)
+
+
+def test_msmr_sampling_in_a_plain_modal_learner_trains_the_scorer_once(square_defects):
+    images, _ = square_defects
+    learner = ActiveLearner(estimator=SegmentationLearner(**TINY_NET),
+                            query_strategy=msmr_sampling)
+    indices, X_query = learner.query(images, n_instances=5,
+                                     scorer=ReconstructionScorer(**SCORER))
+    assert indices.shape == (5,) and np.array_equal(X_query, images[indices])
+    scorer = learner.msmr_scorer
+    history_length = len(scorer.history_)
+    again, _ = learner.query(images, n_instances=5)  # no scorer=: the kept one, not retrained
+    assert learner.msmr_scorer is scorer and len(scorer.history_) == history_length
+    assert np.array_equal(again, indices)
+    expected = np.argsort(-scorer.score_samples(images), kind="stable")[:5]
+    assert set(indices) == set(expected)
+
+
+def test_msmr_sampling_with_no_arguments_fits_a_default_scorer(square_defects):
+    images, _ = square_defects
+    learner = ActiveLearner(estimator=SegmentationLearner(**TINY_NET, random_state=3),
+                            query_strategy=msmr_sampling)
+    learner.msmr_scorer = None
+    indices, _ = learner.query(images[:, :, :16, :16], n_instances=2)
+    assert len(indices) == 2
+    assert isinstance(learner.msmr_scorer, ReconstructionScorer)
+    assert learner.msmr_scorer.random_state == 3  # seeded from the learner's estimator
+    assert learner.msmr_scorer.get_params()["n_blocks"] == ReconstructionScorer().n_blocks
+
+
+def test_n_instances_larger_than_the_pool_returns_the_whole_pool(square_defects):
+    images, _ = square_defects
+    learner = ActiveLearner(estimator=SegmentationLearner(**TINY_NET),
+                            query_strategy=msmr_sampling)
+    indices, _ = learner.query(images[:3], n_instances=10, scorer=ReconstructionScorer(**SCORER))
+    assert sorted(indices.tolist()) == [0, 1, 2]
+
+
+def test_sdr_sampling_needs_a_fitted_segmenter(square_defects):
+    images, _ = square_defects
+    learner = ActiveLearner(estimator=SegmentationLearner(**TINY_NET),
+                            query_strategy=sdr_sampling)
+    with pytest.raises(ValueError, match="needs a fitted segmentation learner"):
+        learner.query(images, n_instances=2)
+
+
+def test_sdr_sampling_ranks_by_region_error_and_starts_g_from_m(square_defects):
+    images, masks = square_defects
+    learner = DefectActiveLearner(
+        SegmentationLearner(**TINY_NET, max_epochs=1, random_state=0),
+        query_strategy=sdr_sampling, X_training=images[:12], y_training=masks[:12])
+    learner.msmr_scorer = ReconstructionScorer(**SCORER).fit(images)
+    indices, _, scores = learner.query(images[12:], n_instances=3, return_metrics=True)
+    G = learner.sdr_scorer
+    assert G.fit_mode_ == "label_guided" and G is not learner.msmr_scorer
+    assert len(G.history_) == 2  # M's epoch plus G's own
+    pseudolabels = learner.estimator.predict(images[12:])
+    expected = G.score_samples(images[12:], regions=pseudolabels)
+    assert np.allclose(scores, expected[indices])
+    assert scores.min() >= np.delete(expected, indices).max()

@@ -1,0 +1,139 @@
+"""The scikit-learn contract of both estimators (shared base class in sid4ds._torch)."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import estimator_checks
+
+from sid4ds import ReconstructionScorer, SegmentationLearner
+from sid4ds._torch import auto_batch_size, make_rng, resolve_device
+
+from .conftest import TINY_NET
+
+ESTIMATORS = [
+    SegmentationLearner(**TINY_NET, max_epochs=1, random_state=0),
+    ReconstructionScorer(**TINY_NET, patch_size=4, n_blocks=4, max_epochs=1, random_state=0),
+]
+IDS = ["segmentation", "reconstruction"]
+SKLEARN_CHECKS = [
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_estimator_repr",
+    "check_estimator_cloneable",
+    "check_do_not_raise_errors_in_init_or_set_params",
+]
+
+
+def fit(estimator, data):
+    images, masks = data
+    if isinstance(estimator, SegmentationLearner):
+        return estimator.fit(images, masks)
+    return estimator.fit(images)
+
+
+def outputs(estimator, images):
+    if isinstance(estimator, SegmentationLearner):
+        return estimator.predict_proba(images)
+    return estimator.score_samples(images)
+
+
+@pytest.mark.parametrize("check", SKLEARN_CHECKS)
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_applicable_sklearn_checks(estimator, check):
+    getattr(estimator_checks, check)(type(estimator).__name__, clone(estimator))
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_fit_returns_self_and_leaves_params_alone(estimator, square_defects):
+    estimator = clone(estimator)
+    params_before = estimator.get_params()
+    assert fit(estimator, square_defects) is estimator
+    assert estimator.get_params() == params_before
+    assert all(key.endswith("_") for key in vars(estimator) if not key.startswith("_"))
+    assert estimator.module_ is not None and estimator.history_
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_clone_of_a_fitted_estimator_is_unfitted(estimator, square_defects):
+    fitted = fit(clone(estimator), square_defects)
+    cloned = clone(fitted)
+    assert not hasattr(cloned, "module_")
+    with pytest.raises(NotFittedError):
+        outputs(cloned, square_defects[0])
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_not_fitted_error_before_fit(estimator, square_defects):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        outputs(clone(estimator), square_defects[0])
+
+
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_pickle_and_joblib_round_trip(estimator, square_defects, dump, tmp_path):
+    images = square_defects[0]
+    fitted = fit(clone(estimator), square_defects)
+    if dump == "pickle":
+        restored = pickle.loads(pickle.dumps(fitted))
+    else:
+        joblib.dump(fitted, tmp_path / "model.joblib")
+        restored = joblib.load(tmp_path / "model.joblib")
+    assert np.array_equal(outputs(restored, images), outputs(fitted, images))
+    assert restored.history_ == fitted.history_
+    assert restored.get_params() == fitted.get_params()
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_a_model_saved_for_cuda_loads_on_a_cpu_only_machine(
+        estimator, square_defects, monkeypatch):
+    images = square_defects[0]
+    fitted = fit(clone(estimator), square_defects)
+    expected = outputs(fitted, images)
+    fitted.set_params(device="cuda")  # as if trained with device="cuda"
+    payload = pickle.dumps(fitted)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="device='cuda', which is not available here"):
+        restored = pickle.loads(payload)
+    assert restored.device_.type == "cpu"
+    assert np.array_equal(outputs(restored, images), expected)
+
+
+def test_pickled_state_holds_no_torch_module(square_defects):
+    fitted = fit(clone(ESTIMATORS[0]), square_defects)
+    state = fitted.__getstate__()
+    assert "module_" not in state and "optimizer_" not in state
+    assert all(value.device.type == "cpu" for value in state["_module_state"].values())
+
+
+def test_resolve_device_and_make_rng():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert make_rng(3).integers(1000) == make_rng(3).integers(1000)
+    with pytest.raises(TypeError, match="random_state must be None"):
+        make_rng("3")
+
+
+def test_auto_batch_size_targets_a_pixel_budget():
+    cpu = torch.device("cpu")
+    assert auto_batch_size(64, 64, 1, cpu) == 16
+    assert auto_batch_size(64, 64, 16, cpu) == 1
+    assert auto_batch_size(512, 512, 1, cpu) == 1
+    assert auto_batch_size(64, 64, 1, torch.device("cuda")) > auto_batch_size(64, 64, 1, cpu)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_cuda_fit_matches_cpu_shapes(estimator, square_defects):
+    images = square_defects[0]
+    on_gpu = fit(clone(estimator).set_params(device="cuda"), square_defects)
+    assert on_gpu.device_.type == "cuda"
+    assert outputs(on_gpu, images).shape == outputs(
+        fit(clone(estimator), square_defects), images).shape
