@@ -5,6 +5,18 @@ estimators backed by PyTorch UNets, with modAL query strategies.
 """
 
 from sid4ds.active import DefectActiveLearner, SID4DSRun, resolve_n_normal, run_sid4ds
+from sid4ds.baselines import (
+    LossPredictionHead,
+    RotationPretextScorer,
+    coreset_sampling,
+    entropy_sampling,
+    greedy_k_center,
+    learning_loss_sampling,
+    margin_sampling,
+    pt4al_sampling,
+    random_sampling,
+    suggestive_annotation_sampling,
+)
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.strategies import msmr_sampling, msmr_scores, rank_pool, sdr_sampling, sdr_scores
@@ -13,6 +25,16 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DefectActiveLearner",
+    "LossPredictionHead",
+    "RotationPretextScorer",
+    "coreset_sampling",
+    "entropy_sampling",
+    "greedy_k_center",
+    "learning_loss_sampling",
+    "margin_sampling",
+    "pt4al_sampling",
+    "random_sampling",
+    "suggestive_annotation_sampling",
     "ReconstructionScorer",
     "SID4DSRun",
     "SegmentationLearner",

@@ -180,7 +180,9 @@ def check_float(
     if not np.isfinite(value) or too_low or too_high:
         left = "[" if include_low else "("
         right = "]" if include_high else ")"
-        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        low_text = "-inf" if low is None else low
+        high_text = "inf" if high is None else high
+        interval = f"{left}{low_text}, {high_text}{right}"
         raise ValueError(f"{name} must be in {interval}; got {value}")
     return value
 

@@ -14,6 +14,7 @@ from sklearn.base import clone
 
 from sid4ds._torch import make_rng
 from sid4ds._validation import (
+    check_choice,
     check_float,
     check_images,
     check_int,
@@ -406,6 +407,7 @@ def run_sid4ds(
     scorer: ReconstructionScorer | None = None,
     guided_epochs: int | None = None,
     retrain_scorer: bool = False,
+    tie_break: str = "msmr",
     random_state: Any = None,
     verbose: int = 0,
 ) -> SID4DSRun:
@@ -442,6 +444,12 @@ def run_sid4ds(
         Epochs for G; defaults to M's ``max_epochs``.
     retrain_scorer : bool, default=False
         Retrain G (from its weights) after every round, not only at the cold start.
+    tie_break : {"msmr", "content"}, default="msmr"
+        How images with equal E_sdr are ordered in the iterative stage. E_sdr is 0 for
+        every image in which S predicts no defect pixel, often most of the pool;
+        ``"msmr"`` orders those by their cold-start E_msmr (an addition to the paper),
+        ``"content"`` by a hash of their pixels (an arbitrary but reproducible order, as
+        the paper leaves ties unspecified).
     random_state : int, RandomState, Generator or None, default=None
         Seeds S, M and G when their own ``random_state`` is None.
     verbose : int, default=0
@@ -471,6 +479,7 @@ def run_sid4ds(
     n_pool, _, height, width = images.shape
     n_rounds = check_int(n_rounds, "n_rounds", minimum=0)
     n_label = check_int(n_label, "n_label", minimum=1)
+    check_choice(tie_break, "tie_break", ("msmr", "content"))
     if guided_epochs is not None:
         guided_epochs = check_int(guided_epochs, "guided_epochs", minimum=1)
     if not callable(oracle):
@@ -485,7 +494,7 @@ def run_sid4ds(
 
     segmenter = configured(segmenter, SegmentationLearner())
     msmr_scorer = configured(scorer, ReconstructionScorer())
-    keys = content_keys(images)
+    tie_keys: np.ndarray = content_keys(images)
     run = SID4DSRun(segmenter=segmenter, msmr_scorer=msmr_scorer)
     unlabeled = np.arange(n_pool)
     labeled: list[np.ndarray] = []
@@ -499,7 +508,7 @@ def run_sid4ds(
         """Rank the unlabelled pool, ask the oracle, return this round's fake normals."""
         nonlocal unlabeled
         n_fake = resolve_n_normal(n_normal, n_label, len(unlabeled), expected_defect_ratio)
-        top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys[unlabeled])
+        top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=tie_keys[unlabeled])
         selected, fake_normals = unlabeled[top], unlabeled[bottom]
         started = time.perf_counter()
         masks = _ask_oracle(oracle, selected, height, width)
@@ -533,6 +542,8 @@ def run_sid4ds(
     started = time.perf_counter()
     msmr = msmr_scorer.score_samples(images)
     seconds["score_msmr"] = time.perf_counter() - started
+    if tie_break == "msmr":
+        tie_keys = msmr  # images that S flags nowhere (E_sdr = 0) keep their E_msmr order
     fake_normals = label_round("cold_start", msmr, seconds)
     X_train, y_train = training_set(fake_normals)
     say("training the segmentation learner S and the label-guided learner G")

@@ -148,7 +148,9 @@ class UNet(nn.Module):
             self.decoder.append(ConvBlock(decoder_in, widths[level], dilation))
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
 
-    def _encode_with_skips(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _encode_with_skips(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         check_divisible(images.shape[-2], images.shape[-1], self.depth)
         skips = []
         features = images
@@ -159,13 +161,14 @@ class UNet(nn.Module):
         return self.bottleneck(features), skips
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Bottleneck features of shape (n, base_channels * 2**depth, H / 2**depth, W / 2**depth)."""
+        """Bottleneck features, shape (n, base_channels·2**depth, H / 2**depth, W / 2**depth)."""
         return self._encode_with_skips(images)[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map images of shape (n, in_channels, H, W) to (n, out_channels, H, W)."""
         features, skips = self._encode_with_skips(images)
-        for upsample, block, skip in zip(self.upsamplers, self.decoder, reversed(skips)):
+        stages = zip(self.upsamplers, self.decoder, reversed(skips), strict=True)
+        for upsample, block, skip in stages:
             features = upsample(features)
             if self.skip_connections:
                 features = torch.cat([features, skip], dim=1)

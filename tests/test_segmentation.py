@@ -115,7 +115,7 @@ def test_partial_fit_trains_further_without_reinitialising(square_defects):
 
 def test_same_random_state_same_outputs_and_no_global_rng_use(square_defects):
     images, masks = square_defects
-    numpy_state = np.random.get_state()[1].copy()
+    numpy_state = np.random.get_state()[1].copy()  # noqa: NPY002 - checking it is untouched
     torch_state = torch.random.get_rng_state().clone()
     first = tiny(max_epochs=2).fit(images, masks).predict_proba(images)
     second = tiny(max_epochs=2).fit(images, masks).predict_proba(images)
@@ -123,7 +123,7 @@ def test_same_random_state_same_outputs_and_no_global_rng_use(square_defects):
         images, masks).predict_proba(images)
     assert np.array_equal(first, second)
     assert not np.array_equal(first, other)
-    assert np.array_equal(np.random.get_state()[1], numpy_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state)  # noqa: NPY002
     assert torch.equal(torch.random.get_rng_state(), torch_state)
 
 

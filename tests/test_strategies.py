@@ -39,7 +39,8 @@ def test_rank_pool_invariants(scores, n_instances, n_normal):
     unselected = np.setdiff1d(np.arange(n), top)
     if len(unselected):
         assert scores[top].min() >= scores[unselected].max()
-    assert all(a >= b for a, b in zip(scores[top][:-1], scores[top][1:]))  # best first
+    ordered = scores[top]
+    assert all(ordered[i] >= ordered[i + 1] for i in range(len(ordered) - 1))  # best first
     rest = np.setdiff1d(unselected, bottom)
     if len(bottom) and len(rest):
         assert scores[bottom].max() <= scores[rest].min()

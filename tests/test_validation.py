@@ -26,7 +26,8 @@ def test_check_images_does_not_modify_the_input():
         (np.zeros((0, 1, 8, 8), np.float32), "X is empty"),
         (np.zeros((8, 8), np.float32), "X must have shape .* got an array with ndim=2"),
         (np.zeros((1, 1, 1, 8, 8), np.float32), "ndim=5"),
-        (np.full((1, 1, 8, 8), 2.0, np.float32), r"values in \[2, 2\]; expected floats in \[0, 1\]"),
+        (np.full((1, 1, 8, 8), 2.0, np.float32),
+         r"values in \[2, 2\]; expected floats in \[0, 1\]"),
         (np.full((1, 1, 8, 8), -0.5), r"values in \[-0.5, -0.5\]"),
     ],
 )
