@@ -19,12 +19,16 @@ from sid4ds.baselines import (
 )
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.session import LabelingSession, SessionBusyError, SessionError
 from sid4ds.strategies import msmr_sampling, msmr_scores, rank_pool, sdr_sampling, sdr_scores
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DefectActiveLearner",
+    "LabelingSession",
+    "SessionBusyError",
+    "SessionError",
     "LossPredictionHead",
     "RotationPretextScorer",
     "coreset_sampling",
