@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from sid4ds._validation import check_choice, check_float, check_int
+from sid4ds._validation import check_choice, check_float, check_int, make_rng
 from sid4ds.nets import UNet
 
 # On a CPU the fastest batch holds about 64k pixels (cache-bound); on a GPU larger batches
@@ -49,25 +49,6 @@ def resolve_device(device: Any) -> torch.device:
             f"or device='cpu'"
         )
     return resolved
-
-
-def make_rng(random_state: Any) -> np.random.Generator:
-    """A numpy Generator from ``random_state`` without touching numpy's global state.
-
-    ``None`` draws fresh OS entropy, an int seeds, a RandomState or Generator is drawn from.
-    """
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator):
-        return np.random.default_rng(random_state.integers(2**63))
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(2**31))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        f"random_state must be None, an int, a numpy RandomState or Generator; got "
-        f"{random_state!r}"
-    )
 
 
 def torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Generator:

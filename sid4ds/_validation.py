@@ -204,3 +204,22 @@ def check_n_instances(n_instances: Any, n_pool: int) -> int:
     if n_pool == 0:
         raise ValueError("X_pool is empty: there is nothing left to query")
     return min(n_instances, n_pool)
+
+
+def make_rng(random_state: Any) -> np.random.Generator:
+    """A numpy Generator from ``random_state`` without touching numpy's global state.
+
+    ``None`` draws fresh OS entropy, an int seeds, a RandomState or Generator is drawn from.
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return np.random.default_rng(int(random_state))
+    raise TypeError(
+        f"random_state must be None, an int, a numpy RandomState or Generator; got "
+        f"{random_state!r}"
+    )

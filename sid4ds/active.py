@@ -12,13 +12,13 @@ import numpy as np
 from modAL.models import ActiveLearner
 from sklearn.base import clone
 
-from sid4ds._torch import make_rng
 from sid4ds._validation import (
     check_choice,
     check_float,
     check_images,
     check_int,
     check_masks,
+    make_rng,
 )
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner

@@ -224,6 +224,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from sid4ds.benchmark import run_from_args
+
+    return run_from_args(args)
+
+
 _EXAMPLES = """\
 a labelling session, step by step:
   sid4ds init run1 --images photos/ --image-size 128
@@ -396,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(handler=_demo)
     _add_session_commands(commands)
+    from sid4ds.benchmark import add_arguments
+
+    benchmark = commands.add_parser(
+        "benchmark", help="compare SID4DS with baseline strategies (the paper's protocol)",
+        description="Compare SID4DS with baseline active-learning strategies: cold-start "
+                    "batches, defects found per round, segmentation IoU (--iou) and time per "
+                    "round; the same as python -m sid4ds.benchmark.")
+    add_arguments(benchmark).set_defaults(handler=_benchmark)
     return parser
 
 

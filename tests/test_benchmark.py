@@ -1,0 +1,276 @@
+"""Tests for sid4ds.benchmark: the pure record functions, and tiny end-to-end runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sid4ds import SegmentationLearner
+from sid4ds.benchmark import (
+    COLD_START_COLUMNS,
+    IOU_COLUMNS,
+    SELECTION_COLUMNS,
+    TIMING_COLUMNS,
+    BenchmarkResult,
+    aggregate,
+    batch_defect_counts,
+    cold_start_records,
+    cumulative_defect_share,
+    format_mean_std,
+    labeled_prefix,
+    local_contrast_sampling,
+    local_contrast_scores,
+    main,
+    plot_results,
+    run_benchmark,
+    selection_records,
+    split_held_out,
+)
+from sid4ds.datasets import make_defect_images
+
+TINY = ["--n-samples", "40", "--image-size", "16", "--defect-ratio", "0.1", "--width", "4",
+        "--depth", "2", "--epochs-m", "1", "--epochs-s", "1", "--patch-size", "4",
+        "--rounds", "1", "--seeds", "0", "--quiet"]
+
+
+def read_csv(path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+# ---------------------------------------------------------------------- (a) cold start
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 60).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(-5, 5), min_size=n, max_size=n),
+    st.lists(st.booleans(), min_size=n, max_size=n),
+    st.integers(1, n))))
+def test_batch_counts_sum_to_the_defective_images(case):
+    scores, is_defective, n_batches = case
+    counts = batch_defect_counts(scores, is_defective, n_batches)
+    assert counts.shape == (n_batches,)
+    assert counts.sum() == sum(is_defective)
+    assert (counts >= 0).all()
+
+
+def test_a_perfect_ranking_puts_every_defect_in_the_first_batches():
+    is_defective = np.zeros(100, dtype=bool)
+    is_defective[[3, 50, 97]] = True
+    scores = is_defective + 0.01 * np.random.default_rng(0).random(100)
+    counts = batch_defect_counts(scores, is_defective, n_batches=10)
+    assert counts.tolist() == [3] + [0] * 9
+    reversed_counts = batch_defect_counts(-scores, is_defective, n_batches=10)
+    assert reversed_counts.tolist() == [0] * 9 + [3]
+
+
+def test_cold_start_records_add_up_per_ranking():
+    rng = np.random.default_rng(1)
+    is_defective = rng.random(57) < 0.2
+    rankings = {"good": is_defective + rng.random(57), "noise": rng.random(57)}
+    records = cold_start_records(rankings, is_defective, n_batches=10, seed=4)
+    assert [set(record) for record in records[:1]] == [set(COLD_START_COLUMNS)]
+    for name in rankings:
+        mine = [record for record in records if record["ranking"] == name]
+        assert [record["batch"] for record in mine] == list(range(1, 11))
+        assert sum(record["n_images"] for record in mine) == 57
+        assert sum(record["n_defective"] for record in mine) == is_defective.sum()
+        assert mine[-1]["cumulative_share"] == pytest.approx(1.0)
+        assert all(record["seed"] == 4 for record in mine)
+
+
+def test_batch_counts_reject_more_batches_than_images():
+    with pytest.raises(ValueError, match="n_batches=5 is more than the 3 pool images"):
+        batch_defect_counts([0.1, 0.2, 0.3], [True, False, False], n_batches=5)
+
+
+# ---------------------------------------------------------------------- (b) selection
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 80).flatmap(lambda n: st.tuples(
+    st.permutations(range(n)),
+    st.lists(st.booleans(), min_size=n, max_size=n),
+    st.integers(1, n))))
+def test_cumulative_share_is_monotone_and_ends_at_most_one(case):
+    order, is_defective, n_label = case
+    history = [order[start : start + n_label] for start in range(0, len(order), n_label)]
+    shares = cumulative_defect_share(history[:-1] or history, is_defective)
+    full = cumulative_defect_share(history, is_defective)
+    if not any(is_defective):
+        assert np.isnan(full).all()
+        return
+    assert (np.diff(shares) >= 0).all() and (np.diff(full) >= 0).all()
+    assert ((shares >= 0) & (shares <= 1)).all()
+    assert full[-1] == pytest.approx(1.0)  # the whole pool labelled finds every defect
+
+
+def test_a_twice_selected_image_counts_once():
+    shares = cumulative_defect_share([[0, 1], [0, 2]], [True, False, True, True])
+    assert shares.tolist() == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_selection_records_count_rounds_and_defects():
+    is_defective = [True, False, False, True, True, False]
+    records = selection_records([[0, 1], [2, 3], [4, 5]], is_defective, strategy="s", seed=2)
+    assert [set(record) for record in records[:1]] == [set(SELECTION_COLUMNS)]
+    assert [record["stage"] for record in records] == ["cold_start", "iterative", "iterative"]
+    assert [record["n_labeled"] for record in records] == [2, 4, 6]
+    assert [record["cumulative_defective"] for record in records] == [1, 2, 3]
+    assert [record["cumulative_share"] for record in records] == pytest.approx(
+        [1 / 3, 2 / 3, 1.0])
+
+
+def test_labeled_prefix_follows_labelling_order():
+    assert labeled_prefix([[5, 1, 3], [0, 2]], 4).tolist() == [5, 1, 3, 0]
+    assert labeled_prefix([[5, 1, 3]], 4) is None
+
+
+# ---------------------------------------------------------------------- aggregation
+def test_mean_and_sample_std_over_seeds_by_hand():
+    records = [
+        {"strategy": "sid4ds", "round": 0, "seed": 0, "value": 1.0},
+        {"strategy": "random", "round": 0, "seed": 0, "value": 5.0},
+        {"strategy": "sid4ds", "round": 0, "seed": 1, "value": 2.0},
+        {"strategy": "sid4ds", "round": 0, "seed": 2, "value": 4.0},
+        {"strategy": "sid4ds", "round": 1, "seed": 0, "value": float("nan")},
+    ]
+    summary = aggregate(records, ("strategy", "round"), "value")
+    assert [(row["strategy"], row["round"]) for row in summary] == [
+        ("sid4ds", 0), ("random", 0), ("sid4ds", 1)]
+    first = summary[0]
+    # mean (1 + 2 + 4) / 3 = 7/3; squared deviations 16/9 + 1/9 + 25/9 = 42/9, / (3 - 1)
+    assert first["mean"] == pytest.approx(7 / 3)
+    assert first["std"] == pytest.approx(math.sqrt(7 / 3))
+    assert first["n"] == 3
+    assert summary[1]["mean"] == 5.0 and math.isnan(summary[1]["std"])
+    assert summary[2]["n"] == 0 and math.isnan(summary[2]["mean"])
+    assert format_mean_std(first["mean"], first["std"]) == "2.33 ± 1.53"
+
+
+# ---------------------------------------------------------------------- local contrast, split
+def test_local_contrast_ranks_a_bright_spot_above_a_flat_image():
+    rng = np.random.default_rng(0)
+    flat = 0.5 + 0.01 * rng.standard_normal((2, 1, 32, 32))
+    images = flat.astype(np.float32)
+    images[1, 0, 14:16, 20:22] = 0.9
+    scores = local_contrast_scores(images)
+    assert scores[1] > 5 * scores[0]
+
+    class Learner:
+        pass
+
+    learner = Learner()
+    indices, _ = local_contrast_sampling(learner, images[::-1], n_instances=1)
+    assert indices.tolist() == [0]  # the spot, now first in the reversed pool
+    assert learner.pool_scores_.shape == (2,)
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    is_defective = np.arange(103) % 10 == 0  # 11 defective
+    pool, test = split_held_out(is_defective, 0.2, random_state=3)
+    again, _ = split_held_out(is_defective, 0.2, random_state=3)
+    other, _ = split_held_out(is_defective, 0.2, random_state=4)
+    assert np.intersect1d(pool, test).size == 0
+    assert len(pool) + len(test) == 103
+    assert is_defective[test].sum() == round(0.2 * 11)
+    assert (pool == again).all() and not (pool == other).all()
+    everything, none = split_held_out(is_defective, 0.0)
+    assert len(everything) == 103 and len(none) == 0
+
+
+# ---------------------------------------------------------------------- runs
+def test_random_start_baselines_share_the_first_batch():
+    X, masks = make_defect_images(n_samples=30, image_size=16, defect_ratio=0.2,
+                                  random_state=0)
+    result = run_benchmark(
+        X, masks, strategies=["random", "entropy"], n_rounds=0, seeds=[5],
+        segmenter=SegmentationLearner(base_channels=4, depth=2, max_epochs=1))
+    first = [run.history[0] for run in result.runs]
+    assert len(first[0]) == result.info["n_label"] == round(0.1 * result.info["n_pool"])
+    assert first[0].tolist() == first[1].tolist()
+
+
+def test_plots_without_matplotlib_say_how_to_get_them(monkeypatch, tmp_path):
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now fails
+    result = BenchmarkResult(selection=selection_records([[0], [1]], [True, False],
+                                                         strategy="s", seed=0),
+                             strategies=["s"])
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        plot_results(result, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_end_to_end_tiny_run(tmp_path, capsys):
+    out = tmp_path / "results"
+    code = main([*TINY, "--strategies", "sid4ds", "random", "--iou", "--iou-shares", "0.1",
+                 "0.2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+
+    settings_record = json.loads((out / "settings.json").read_text())
+    assert settings_record["arguments"]["strategies"] == ["sid4ds", "random"]
+    assert settings_record["data"]["n_images"] == 40
+    assert settings_record["split"]["n_pool"] == 32
+    assert settings_record["models"]["segmenter_S"]["base_channels"] == 4
+    assert settings_record["models"]["scorer_M_G"]["patch_size"] == 4
+    assert printed.index("settings") < printed.index("## (a)")
+
+    for name, columns, n_rows in (("cold_start.csv", COLD_START_COLUMNS, 3 * 10),
+                                  ("selection.csv", SELECTION_COLUMNS, 2 * 2),
+                                  ("timing.csv", TIMING_COLUMNS, 2 * 2),
+                                  ("iou.csv", IOU_COLUMNS, 2 * 2 + 1)):
+        header, rows = read_csv(out / name)
+        assert header == list(columns)
+        assert len(rows) == n_rows, name
+    _, selection = read_csv(out / "selection.csv")
+    assert {row["n_selected"] for row in selection} == {"3"}  # K = 10% of 32
+    shares = [float(row["cumulative_share"]) for row in selection]
+    assert all(0 <= share <= 1 for share in shares)
+    _, cold_start = read_csv(out / "cold_start.csv")
+    assert {row["ranking"] for row in cold_start} == {"msmr", "random", "local_contrast"}
+
+    for part in ("## (a)", "## (b)", "## (c)", "## (d)"):
+        assert part in printed
+    for section in printed.split("## ")[2:]:  # (b), (c), (d): a row or column per strategy
+        assert "sid4ds" in section and "random" in section
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert {path.name for path in out.glob("*.png")} == {
+            "cold_start.png", "selection.png", "timing.png", "iou.png"}
+    else:
+        assert "pip install matplotlib" in printed
+
+
+def test_npz_data_and_bad_options(tmp_path, capsys):
+    X, masks = make_defect_images(n_samples=48, image_size=16, defect_ratio=0.25,
+                                  random_state=1)
+    path = tmp_path / "toy.npz"
+    np.savez(path, images=np.round(X[:, 0] * 255).astype(np.uint8), masks=masks)
+    out = tmp_path / "npz"
+    code = main([*TINY, "--npz", str(path), "--defect-fraction", "0.1", "--strategies",
+                 "local_contrast", "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "settings.json").read_text())["data"]
+    assert data["source"] == "npz" and data["n_images"] == 36 + 4  # 36 normal, 4 defective
+    assert "local_contrast" in capsys.readouterr().out
+
+    assert main(["--defect-fraction", "0.1", "--out", str(tmp_path / "x")]) == 1
+    assert "--defect-fraction" in capsys.readouterr().err
+    assert main([*TINY, "--iou", "--rounds", "0", "--out", str(tmp_path / "y")]) == 1
+    assert "--rounds" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # refused before writing anything
+
+
+def test_sid4ds_benchmark_subcommand_parses_the_same_options():
+    from sid4ds.cli import _benchmark, build_parser
+
+    args = build_parser().parse_args(["benchmark", "--strategies", "random", "pt4al",
+                                      "--seeds", "1", "2", "--iou"])
+    assert args.handler is _benchmark
+    assert args.strategies == ["random", "pt4al"] and args.seeds == [1, 2] and args.iou
