@@ -428,7 +428,7 @@ def load_image_folder(
     >>> from pathlib import Path
     >>> import numpy as np
     >>> from PIL import Image
-    >>> from sid4ds._loaders import load_image_folder
+    >>> from sid4ds.datasets import load_image_folder
     >>> workdir = tempfile.TemporaryDirectory()
     >>> image_dir = Path(workdir.name, "images")
     >>> mask_dir = Path(workdir.name, "masks")
@@ -544,7 +544,7 @@ def load_kolektorsdd(
     >>> from pathlib import Path
     >>> import numpy as np
     >>> from PIL import Image
-    >>> from sid4ds._loaders import load_kolektorsdd
+    >>> from sid4ds.datasets import load_kolektorsdd
     >>> workdir = tempfile.TemporaryDirectory()
     >>> part_dir = Path(workdir.name, "kos01")
     >>> part_dir.mkdir()
@@ -656,7 +656,7 @@ def load_npz(
     >>> import tempfile
     >>> from pathlib import Path
     >>> import numpy as np
-    >>> from sid4ds._loaders import load_npz
+    >>> from sid4ds.datasets import load_npz
     >>> workdir = tempfile.TemporaryDirectory()
     >>> masks = np.zeros((40, 8, 8), dtype=np.uint8)
     >>> masks[:10, 2:4, 2:4] = 1
@@ -784,7 +784,7 @@ def resize(
     Examples
     --------
     >>> import numpy as np
-    >>> from sid4ds._loaders import resize
+    >>> from sid4ds.datasets import resize
     >>> X = np.ones((2, 1, 8, 8), dtype=np.float32)
     >>> masks = np.zeros((2, 8, 8), dtype=np.uint8)
     >>> masks[:, :4, :4] = 1
@@ -837,7 +837,7 @@ def tile(
     Examples
     --------
     >>> import numpy as np
-    >>> from sid4ds._loaders import tile
+    >>> from sid4ds.datasets import tile
     >>> X = np.arange(20, dtype=np.float32).reshape(1, 1, 10, 2)
     >>> X_tiles, _, source_index = tile(X, (4, 2))
     >>> X_tiles.shape, source_index.tolist()

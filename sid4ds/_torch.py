@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from sid4ds._validation import check_choice, check_float, check_int, make_rng
 from sid4ds.nets import UNet

@@ -320,14 +320,12 @@ class DefectActiveLearner(ActiveLearner):
             self.X_fake_normal = None
             self.fake_normal_indices_ = np.empty(0, dtype=np.int64)
             return
-        keys = self.__dict__.get("pool_keys_")
-        top, bottom = rank_pool(scores, n_instances, n_normal, tie_keys=keys)
-        if not np.array_equal(np.sort(top), np.sort(indices)):
-            # the strategy selected differently from a plain ranking: keep clear of it
-            remaining = np.setdiff1d(np.arange(len(images)), indices)
-            order = np.lexsort((keys[remaining] if keys is not None else remaining,
-                                scores[remaining]))
-            bottom = remaining[order[:n_normal]]
+        # the selected images go to the top whatever the strategy's own order, so the
+        # fake normals are the lowest-ranked of the rest
+        finite = np.minimum(np.asarray(scores, dtype=np.float64), np.finfo(np.float64).max)
+        ranked = np.where(np.isin(np.arange(len(images)), indices), np.inf, finite)
+        _, bottom = rank_pool(ranked, n_instances, n_normal,
+                              tie_keys=self.__dict__.get("pool_keys_"))
         self.fake_normal_indices_ = bottom
         self.X_fake_normal = images[bottom]
 

@@ -958,7 +958,7 @@ def run_benchmark(
     result = BenchmarkResult(strategies=chosen)
     info: dict[str, Any] = {"n_defective_pool": [], "n_defective_test": []}
 
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
 
     n_iou = len(seeds) * (len(chosen) * len(shares) + 1) if iou else 0
     total = len(seeds) * len(chosen) * (n_rounds + 1) + n_iou

@@ -1432,7 +1432,7 @@ class LabelingSession:
 
     def _chunked(self, function: Callable[..., np.ndarray], images: np.ndarray,
                  verbose: int, description: str, *extra: np.ndarray) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm
 
         parts = []
         with tqdm(total=len(images), desc=description, disable=not verbose, leave=False,

@@ -18,7 +18,8 @@ scorer is kept on the learner under that name, so it is trained once, not per qu
 Assign ``learner.msmr_scorer = None`` (or ``learner.sdr_scorer = None``) to make the next
 call train a fresh one.
 
-Each sid4ds strategy also leaves the scores of the whole pool in ``learner.pool_scores_``;
+Each sid4ds strategy also leaves the scores of the whole pool in ``learner.pool_scores_``
+(and the tie-break keys it used in ``learner.pool_keys_``);
 :class:`~sid4ds.DefectActiveLearner` reads them to pick the fake normals.
 """
 
@@ -90,9 +91,10 @@ def rank_pool(
     n_normal : int, default=0
         V, how many of the lowest-scored remaining images become fake normals (capped at
         what is left after the top K).
-    tie_keys : array-like of shape (n_pool,), optional
-        Secondary sort key for equal scores (larger first among the top, smaller first among
-        the bottom); e.g. :func:`content_keys`. Without it ties go to the lower index.
+    tie_keys : array-like of shape (n_pool,) or sequence of them, optional
+        Sort keys for equal scores, the first deciding first (larger first among the top,
+        smaller first among the bottom); e.g. :func:`content_keys`. Without them ties go to
+        the lower index.
 
     Returns
     -------
@@ -115,15 +117,18 @@ def rank_pool(
     n_top = check_n_instances(n_instances, len(values))
     n_normal = check_int(n_normal, "n_normal", minimum=0)
     if tie_keys is None:
-        keys = -np.arange(len(values), dtype=np.float64)  # lower index wins ties
+        key_list = [-np.arange(len(values), dtype=np.float64)]  # lower index wins ties
+    elif isinstance(tie_keys, (list, tuple)):
+        key_list = [np.asarray(keys) for keys in tie_keys]
     else:
-        keys = np.asarray(tie_keys)
+        key_list = [np.asarray(tie_keys)]
+    for keys in key_list:
         if keys.shape != values.shape:
             raise ValueError(
                 f"tie_keys has shape {keys.shape} but scores has shape {values.shape}"
             )
-    # lexsort: last key is primary; sort descending by (score, key)
-    descending = np.lexsort((keys, values))[::-1]
+    # lexsort: the last key is primary; sort descending by (score, key 1, key 2, ...)
+    descending = np.lexsort((*reversed(key_list), values))[::-1]
     top = descending[:n_top].astype(np.int64)
     remaining = descending[n_top:][::-1]  # ascending score
     bottom = remaining[: min(n_normal, len(remaining))].astype(np.int64)
@@ -181,11 +186,16 @@ def _seed_of(learner: Any) -> Any:
 
 
 def _select(
-    learner: Any, X_pool: np.ndarray, scores: np.ndarray, n_instances: int
+    learner: Any,
+    scores: np.ndarray,
+    keys: np.ndarray,
+    n_instances: int,
+    first_tie_keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    tie_keys = keys if first_tie_keys is None else [first_tie_keys, keys]
     learner.pool_scores_ = scores
-    learner.pool_keys_ = content_keys(X_pool)
-    top, _ = rank_pool(scores, n_instances, tie_keys=learner.pool_keys_)
+    learner.pool_keys_ = tie_keys
+    top, _ = rank_pool(scores, n_instances, tie_keys=tie_keys)
     return top, scores[top]
 
 
@@ -247,7 +257,11 @@ def msmr_sampling(
     if not _is_fitted(scorer):
         scorer.fit(images)
     learner.msmr_scorer = scorer
-    return _select(learner, images, msmr_scores(scorer, images), n_instances)
+    scores, keys = msmr_scores(scorer, images), content_keys(images)
+    remembered = getattr(learner, "msmr_scores_by_key_", None) or {}
+    remembered.update(zip(keys.tolist(), scores.tolist(), strict=True))
+    learner.msmr_scores_by_key_ = remembered
+    return _select(learner, scores, keys, n_instances)
 
 
 def sdr_sampling(
@@ -266,6 +280,10 @@ def sdr_sampling(
     (``learner.X_training``, ``learner.y_training``), starting from ``learner.msmr_scorer``
     when there is one; it is kept as ``learner.sdr_scorer`` and reused in later rounds, as
     the paper does (§4.2).
+
+    E_sdr is 0 for every image in which S predicts no defect pixel. Such ties are ordered
+    by the image's E_msmr when an earlier :func:`msmr_sampling` on this learner scored it
+    (kept in ``learner.msmr_scores_by_key_``), then by a hash of its pixels.
 
     Parameters
     ----------
@@ -328,4 +346,8 @@ def sdr_sampling(
             )
         scorer.fit(X_labeled, y_labeled)
     learner.sdr_scorer = scorer
-    return _select(learner, images, sdr_scores(segmenter, scorer, images), n_instances)
+    keys = content_keys(images)
+    remembered = getattr(learner, "msmr_scores_by_key_", None) or {}
+    msmr_ties = np.array([remembered.get(key, -np.inf) for key in keys.tolist()])
+    return _select(learner, sdr_scores(segmenter, scorer, images), keys, n_instances,
+                   first_tie_keys=msmr_ties)

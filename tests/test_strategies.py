@@ -141,3 +141,24 @@ def test_sdr_sampling_ranks_by_region_error_and_starts_g_from_m(square_defects):
     expected = G.score_samples(images[12:], regions=pseudolabels)
     assert np.allclose(scores, expected[indices])
     assert scores.min() >= np.delete(expected, indices).max()
+
+
+def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
+    images, masks = square_defects
+
+    class NothingFound:  # a fitted segmenter that flags no pixel: every E_sdr is 0
+        module_ = object()
+
+        def predict(self, X):
+            return np.zeros((len(X), 16, 16), np.uint8)
+
+    class Learner:
+        estimator = NothingFound()
+
+    learner = Learner()
+    learner.sdr_scorer = ReconstructionScorer(**SCORER).fit(images, masks)
+    msmr = np.random.default_rng(0).random(len(images))
+    learner.msmr_scores_by_key_ = dict(zip(content_keys(images).tolist(), msmr, strict=True))
+    indices, scores = sdr_sampling(learner, images, n_instances=5)
+    assert (scores == 0).all()
+    assert indices.tolist() == np.argsort(-msmr)[:5].tolist()
