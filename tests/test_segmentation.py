@@ -10,7 +10,7 @@ from .conftest import TINY_NET
 
 
 def tiny(**params):
-    return SegmentationLearner(**TINY_NET, random_state=0, **params)
+    return SegmentationLearner(**{**TINY_NET, "random_state": 0, **params})
 
 
 def test_defect_iou_counts_empty_images_as_neutral():
