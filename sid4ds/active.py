@@ -236,6 +236,8 @@ class DefectActiveLearner(ActiveLearner):
             Masks.
         bootstrap : bool, default=False
             Train on a bootstrap sample of ``X``.
+        **fit_kwargs
+            Passed to the estimator's ``fit``.
 
         Returns
         -------
@@ -260,6 +262,8 @@ class DefectActiveLearner(ActiveLearner):
             Train on a bootstrap sample.
         only_new : bool, default=False
             Train on the new images (and the fake normals) only, as in modAL.
+        **fit_kwargs
+            Passed to the estimator's ``fit`` (or ``partial_fit``).
         """
         self._add_training_data(X, y)
         if only_new:
@@ -350,6 +354,15 @@ class SID4DSRun:
         S after the last round.
     msmr_scorer, sdr_scorer : ReconstructionScorer
         M and G.
+
+    Examples
+    --------
+    >>> from sid4ds import SID4DSRun
+    >>> run = SID4DSRun(rounds=[{"round": 0, "stage": "cold_start", "n_labeled": 10,
+    ...                          "n_defective": 3, "cumulative_defective": 3,
+    ...                          "seconds": {"train_M": 1.5}}])
+    >>> print(run.table(n_defective_total=4).splitlines()[2])
+    | 0 | cold_start | 10 | 3 | 3 | 75% | 1.5 |
     """
 
     rounds: list[dict[str, Any]] = field(default_factory=list)

@@ -1512,7 +1512,17 @@ class LossPredictionHead(nn.Module):
         self.output = nn.Linear(hidden_units * len(self.level_widths), 1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Map features of shape (n, sum(level_widths)) to predicted losses of shape (n,)."""
+        """Map pooled features to predicted losses.
+
+        Parameters
+        ----------
+        pooled : Tensor of shape (n, sum(level_widths))
+            Average-pooled encoder features (see :func:`pooled_encoder_features`).
+
+        Returns
+        -------
+        losses : Tensor of shape (n,)
+        """
         parts = torch.split(pooled, self.level_widths, dim=1)
         hidden = [level(part) for level, part in zip(self.levels, parts, strict=True)]
         return self.output(torch.cat(hidden, dim=1))[:, 0]

@@ -147,6 +147,16 @@ def msmr_scores(scorer: ReconstructionScorer, X_pool: Any) -> np.ndarray:
     Returns
     -------
     scores : ndarray of shape (n_pool,)
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer, msmr_scores
+    >>> from sid4ds.datasets import make_defect_images
+    >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
+    >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                          max_epochs=1, random_state=0).fit(X)
+    >>> msmr_scores(M, X).shape
+    (8,)
     """
     return scorer.score_samples(X_pool)
 
@@ -170,6 +180,21 @@ def sdr_scores(
     Returns
     -------
     scores : ndarray of shape (n_pool,)
+        0 for images in which S predicts no defect pixel.
+
+    Examples
+    --------
+    >>> import copy
+    >>> from sid4ds import ReconstructionScorer, SegmentationLearner, sdr_scores
+    >>> from sid4ds.datasets import make_defect_images
+    >>> X, masks = make_defect_images(n_samples=8, image_size=16, defect_ratio=0.5,
+    ...                               random_state=0)
+    >>> S = SegmentationLearner(base_channels=4, depth=2, max_epochs=1,
+    ...                         random_state=0).fit(X, masks)
+    >>> G = ReconstructionScorer(base_channels=4, depth=2, max_epochs=1,
+    ...                          random_state=0).fit(X, masks)
+    >>> sdr_scores(S, G, X).shape
+    (8,)
     """
     pseudolabels = segmenter.predict(X_pool)
     return scorer.score_samples(X_pool, regions=pseudolabels)
