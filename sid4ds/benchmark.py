@@ -58,6 +58,8 @@ from sid4ds.baselines import (
     random_sampling,
     suggestive_annotation_sampling,
 )
+from sid4ds.cli import add_network_arguments
+from sid4ds.cli import positive_int as _positive
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner, defect_iou
 from sid4ds.strategies import content_keys, rank_pool
@@ -1452,17 +1454,6 @@ def _share(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -1536,18 +1527,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     models = parser.add_argument_group(
         "models", "defaults are those of SegmentationLearner (S) and ReconstructionScorer (M, "
                   "G); PT4AL's rotation model is sized like S, with M's epochs")
-    models.add_argument("--width", type=_positive, metavar="N",
-                        help="channels of the first UNet level of every network (default 16)")
-    models.add_argument("--depth", type=_positive, metavar="N",
-                        help="UNet depth of every network; image sides must be divisible by "
-                             "2**depth (default 3)")
     models.add_argument("--epochs-m", type=_positive, metavar="N",
                         help="epochs of the self-supervised models: M and PT4AL's rotation "
                              "model (default 12)")
-    models.add_argument("--epochs-s", type=_positive, metavar="N",
-                        help="epochs of the segmentation learner S per round (default 30)")
-    models.add_argument("--patch-size", type=_positive, metavar="N",
-                        help="side of the patches M masks during training (default 8)")
+    add_network_arguments(
+        models, epochs_s_help="epochs of the segmentation learner S per round (default 30)")
     models.add_argument("--device", default="auto",
                         help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
 

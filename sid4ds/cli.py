@@ -76,7 +76,8 @@ def _size(text: str) -> int | tuple[int, int]:
     return int(match.group(1))
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -85,6 +86,21 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
+
+
+_positive = positive_int
+
+
+def add_network_arguments(group: Any, *, epochs_s_help: str) -> None:
+    """The network options shared by ``sid4ds init`` and ``sid4ds benchmark``."""
+    group.add_argument("--epochs-s", type=positive_int, metavar="N", help=epochs_s_help)
+    group.add_argument("--width", type=positive_int, metavar="N",
+                       help="channels of the first UNet level of every network (default 16)")
+    group.add_argument("--depth", type=positive_int, metavar="N",
+                       help="UNet depth of every network; image sides must be divisible by "
+                            "2**depth (default 3)")
+    group.add_argument("--patch-size", type=positive_int, metavar="N",
+                       help="side of the patches M masks during training (default 8)")
 
 
 def _count_or_auto(text: str) -> int | str:
@@ -295,15 +311,8 @@ def _add_session_commands(
                         help="epochs of the reconstruction learner M (default 12)")
     models.add_argument("--epochs-g", type=_positive, metavar="N",
                         help="epochs of the label-guided learner G (default: as M)")
-    models.add_argument("--epochs-s", type=_positive, metavar="N",
-                        help="epochs of the segmentation learner S (default 30)")
-    models.add_argument("--width", type=_positive, metavar="N",
-                        help="channels of the first UNet level of every network (default 16)")
-    models.add_argument("--depth", type=_positive, metavar="N",
-                        help="UNet depth of every network; image sides must be divisible by "
-                             "2**depth (default 3)")
-    models.add_argument("--patch-size", type=_positive, metavar="N",
-                        help="side of the patches M masks during training (default 8)")
+    add_network_arguments(models,
+                          epochs_s_help="epochs of the segmentation learner S (default 30)")
     models.add_argument("--n-blocks", type=_positive, metavar="N",
                         help="blocks of M's sequential-mask score E_msmr (default 16)")
 
