@@ -8,6 +8,7 @@ loss is and how to map images to outputs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import warnings
@@ -22,7 +23,8 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.std import tqdm
 
 from sid4ds._validation import check_choice, check_float, check_int, make_rng
-from sid4ds.nets import UNet
+from sid4ds.nets import UNet, check_divisible
+from sid4ds.pool import ImagePool, as_pool, map_chunks
 
 # On a CPU the fastest batch holds about 64k pixels (cache-bound); on a GPU larger batches
 # keep the device busy. Measured on the 2-core CPU of the project machines.
@@ -58,13 +60,25 @@ def torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Gen
     return generator
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def auto_batch_size(height: int, width: int, copies: int, device: torch.device) -> int:
     """Images per inference batch so that a batch holds about the best pixel count.
 
     ``copies`` is how many network inputs each image becomes (e.g. ``n_blocks`` masked copies).
     """
+    return max(1, inputs_per_forward(height, width, device) // copies)
+
+
+def inputs_per_forward(height: int, width: int, device: torch.device) -> int:
+    """Network inputs per forward pass so that a pass holds about the best pixel count.
+
+    On a CPU that is ~64k pixels: 16 inputs of 64×64, 4 of 128×128, 1 of 256×256 (never
+    fewer than one); on a GPU 64 times more.
+    """
     budget = CUDA_PIXELS_PER_BATCH if device.type == "cuda" else CPU_PIXELS_PER_BATCH
-    return max(1, budget // (height * width * copies))
+    return max(1, budget // (height * width))
 
 
 class TorchEstimator(BaseEstimator):
@@ -88,7 +102,21 @@ class TorchEstimator(BaseEstimator):
         check_int(self.verbose, "verbose", minimum=0)
         if self.inference_batch_size is not None:
             check_int(self.inference_batch_size, "inference_batch_size", minimum=1)
-        resolve_device(self.device)
+        self._check_runtime_params()
+
+    def _check_runtime_params(self) -> None:
+        """Check the parameters that only affect how (not what) is computed."""
+        if self.n_jobs is not None:
+            n_jobs = check_int(self.n_jobs, "n_jobs")
+            if n_jobs == 0:
+                raise ValueError("n_jobs must be a positive int, -1 (every core) or None; got 0")
+        check_choice(self.precision, "precision", tuple(PRECISIONS))
+        device = resolve_device(self.device)
+        if self.precision == "fp16" and device.type != "cuda":
+            raise ValueError(
+                f"precision='fp16' needs a CUDA device (device={self.device!r} resolves to "
+                f"{device}); use precision='bf16' or 'fp32' on the CPU"
+            )
         if not (self.random_state is None or isinstance(
                 self.random_state, (int, np.integer, np.random.RandomState, np.random.Generator))
                 ) or isinstance(self.random_state, bool):
@@ -146,6 +174,9 @@ class TorchEstimator(BaseEstimator):
             self.optimizer_ = self._make_optimizer()
         window = getattr(self, self._best_window_attr) if self._best_window_attr else None
         best_loss, best_state = np.inf, None
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
+        scaler = torch.amp.GradScaler("cuda") if (
+            self.precision == "fp16" and self.device_.type == "cuda") else None
         self.module_.train()
         epochs = range(n_epochs)
         progress = tqdm(epochs, desc=description, disable=not self.verbose, leave=False)
@@ -159,10 +190,16 @@ class TorchEstimator(BaseEstimator):
             total, count = 0.0, 0
             for start in range(0, n_samples, self.batch_size):
                 indices = order[start : start + self.batch_size]
-                loss = batch_loss(indices, generator)
+                with self._autocast():
+                    loss = batch_loss(indices, generator)
                 self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
+                if scaler is None:
+                    loss.backward()
+                    self.optimizer_.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(self.optimizer_)
+                    scaler.update()
                 total += float(loss.detach()) * len(indices)
                 count += len(indices)
             epoch_loss = total / count
@@ -184,10 +221,71 @@ class TorchEstimator(BaseEstimator):
         self.module_.eval()
 
     # ------------------------------------------------------------------ inference
-    def _batch_size_for(self, height: int, width: int, copies: int = 1) -> int:
+    def _inputs_per_forward(self, height: int, width: int) -> int:
         if self.inference_batch_size is not None:
-            return max(1, int(self.inference_batch_size) // copies)
-        return auto_batch_size(height, width, copies, self.device_)
+            return int(self.inference_batch_size)
+        return inputs_per_forward(height, width, self.device_)
+
+    def _batch_size_for(self, height: int, width: int, copies: int = 1) -> int:
+        return max(1, self._inputs_per_forward(height, width) // copies)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for forward passes when ``precision`` asks for it."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_.type, dtype=dtype)
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Inference forward pass in the estimator's precision; float32 output."""
+        if self.device_.type == "cuda":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            outputs = self.module_(inputs)
+        return outputs.float()
+
+    def _as_pool(self, X: Any, name: str = "X") -> ImagePool:
+        """``X`` as a pool whose images fit the fitted network (channels, divisibility)."""
+        pool = as_pool(X, name=name)
+        channels, height, width = pool.image_shape
+        if channels != self.n_channels_in_:
+            raise ValueError(
+                f"{name} has {channels} channel(s) but the estimator was fitted on "
+                f"{self.n_channels_in_}; pass images of shape (n_samples, "
+                f"{self.n_channels_in_}, height, width)"
+            )
+        try:
+            check_divisible(height, width, self.depth)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+        return pool
+
+    def _map_pool(
+        self,
+        function: Callable[[np.ndarray], np.ndarray],
+        pool: ImagePool,
+        copies: int = 1,
+        n_jobs: Any = "estimator",
+        extras: tuple[np.ndarray, ...] = (),
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """``function(images)`` over ``pool`` in chunks (``self.n_jobs`` workers), joined.
+
+        ``function`` gets validated float32 images; chunk boundaries are multiples of the
+        inference batch, so results do not depend on ``n_jobs``.
+        """
+        _, height, width = pool.image_shape
+        jobs = self.n_jobs if n_jobs == "estimator" else n_jobs
+        if batch_size is None:
+            batch_size = self._batch_size_for(height, width, copies)
+        parts = map_chunks(function, pool, batch_size=batch_size, n_jobs=jobs, extras=extras)
+        return np.concatenate(parts, axis=0)
+
+    def _prepare_module(self) -> None:
+        """Put the module in eval mode, channels_last on CUDA."""
+        self.module_.eval()
+        if self.device_.type == "cuda":
+            self.module_.to(memory_format=torch.channels_last)
 
     def _iter_batches(
         self, images: np.ndarray, batch_size: int

@@ -20,9 +20,10 @@ from sid4ds._validation import (
     check_masks,
     make_rng,
 )
+from sid4ds.pool import ImagePool, as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
-from sid4ds.strategies import content_keys, msmr_sampling, rank_pool
+from sid4ds.strategies import content_keys, msmr_sampling, msmr_scores, rank_pool, sdr_scores
 
 __all__ = ["DefectActiveLearner", "SID4DSRun", "resolve_n_normal", "run_sid4ds"]
 
@@ -281,7 +282,9 @@ class DefectActiveLearner(ActiveLearner):
         Parameters
         ----------
         X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-            Unlabelled images.
+            Unlabelled images; or a memmap, a sequence of image paths, a torch Dataset or an
+            :class:`~sid4ds.pool.ImagePool`, read in chunks (``X_query`` is then read from
+            it as float32 images).
         *query_args, **query_kwargs
             Passed to the strategy (``n_instances=K`` among them).
         return_metrics : bool, default=False
@@ -300,7 +303,7 @@ class DefectActiveLearner(ActiveLearner):
         fake_normal_indices : ndarray of int
             Only with ``return_fake_normals``; disjoint from ``indices``.
         """
-        images = check_images(X_pool, name="X_pool")
+        images = as_pool(X_pool, name="X_pool")
         self.__dict__.pop("pool_scores_", None)
         result = super().query(images, *query_args, return_metrics=return_metrics,
                                **query_kwargs)
@@ -310,7 +313,7 @@ class DefectActiveLearner(ActiveLearner):
             return (*result, self.fake_normal_indices_)
         return result
 
-    def _pick_fake_normals(self, images: np.ndarray, indices: np.ndarray,
+    def _pick_fake_normals(self, images: ImagePool, indices: np.ndarray,
                            n_instances: int) -> None:
         n_normal = resolve_n_normal(self.n_normal, n_instances, len(images),
                                     self.expected_defect_ratio)
@@ -434,7 +437,9 @@ def run_sid4ds(
     Parameters
     ----------
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        The unlabelled pool.
+        The unlabelled pool; or a memmap, a sequence of image paths, a torch Dataset or an
+        :class:`~sid4ds.pool.ImagePool` (scored in chunks; M trains on batches read as
+        drawn; only the labelled images and fake normals are held in memory).
     oracle : callable
         ``oracle(indices) -> masks`` of shape (len(indices), height, width): the human
         labeller, given pool indices.
@@ -486,8 +491,8 @@ def run_sid4ds(
     >>> [record["n_labeled"] for record in run.rounds]
     [4, 8]
     """
-    images = check_images(X_pool, name="X_pool")
-    n_pool, _, height, width = images.shape
+    images = as_pool(X_pool, name="X_pool")
+    n_pool, (_, height, width) = len(images), images.image_shape
     n_rounds = check_int(n_rounds, "n_rounds", minimum=0)
     n_label = check_int(n_label, "n_label", minimum=1)
     check_choice(tie_break, "tie_break", ("msmr", "content"))
@@ -551,7 +556,7 @@ def run_sid4ds(
     msmr_scorer.fit(images)
     seconds["train_M"] = time.perf_counter() - started
     started = time.perf_counter()
-    msmr = msmr_scorer.score_samples(images)
+    msmr = msmr_scores(msmr_scorer, images)
     seconds["score_msmr"] = time.perf_counter() - started
     if tie_break == "msmr":
         tie_keys = msmr  # images that S flags nowhere (E_sdr = 0) keep their E_msmr order
@@ -576,8 +581,7 @@ def run_sid4ds(
             break
         seconds = {}
         started = time.perf_counter()
-        pool = images[unlabeled]
-        sdr = sdr_scorer.score_samples(pool, regions=segmenter.predict(pool))
+        sdr = sdr_scores(segmenter, sdr_scorer, images.subset(unlabeled))
         seconds["score_sdr"] = time.perf_counter() - started
         fake_normals = label_round("iterative", sdr, seconds)
         X_train, y_train = training_set(fake_normals)

@@ -34,6 +34,7 @@ Each strategy has pure functions beneath it (``pixel_entropy``, ``greedy_k_cente
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,6 +55,7 @@ from sid4ds._validation import (
     check_masks,
     check_n_instances,
 )
+from sid4ds.pool import ImagePool, as_pool
 from sid4ds.segmentation import SegmentationLearner, soft_dice_loss
 from sid4ds.strategies import content_keys, rank_pool
 
@@ -159,10 +161,9 @@ def _fitted_segmenter(learner: Any, strategy: str) -> Any:
     return segmenter
 
 
-def _check_pool_for(segmenter: Any, images: np.ndarray) -> np.ndarray:
+def _check_pool_for(segmenter: Any, images: ImagePool) -> ImagePool:
     """Raise, naming X_pool, if the pool does not fit the fitted segmenter."""
-    return check_images(images, name="X_pool", n_channels=segmenter.n_channels_in_,
-                        depth=segmenter.depth)
+    return segmenter._as_pool(images, name="X_pool")
 
 
 def _labeled_set(learner: Any, strategy: str, minimum: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +225,7 @@ def random_sampling(
     learner : modAL ActiveLearner (or any object that accepts attributes)
         Only its estimator's int ``random_state`` is read, when ``random_state`` is None.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K; more than the pool returns the whole pool; < 1 is an error.
     random_state : int, RandomState, Generator or None, default=None
@@ -255,7 +256,7 @@ def random_sampling(
     >>> len(set(first.tolist())), bool((first == again).all())
     (3, True)
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     n_selected = check_n_instances(n_instances, len(images))
     rng = make_rng(_default_seed(learner, random_state))
     priorities = rng.random(len(images))
@@ -445,20 +446,29 @@ def _uncertainty_sampling(
     reduction: str,
     score: Callable[..., np.ndarray],
     strategy: str,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
     check_choice(reduction, "reduction", REDUCTIONS)
     segmenter = _fitted_segmenter(learner, strategy)
     images = _check_pool_for(segmenter, images)
-    probabilities = segmenter.predict_proba(images)
     threshold = float(getattr(segmenter, "threshold", 0.5))
-    scores = score(probabilities, reduction=reduction, threshold=threshold)
+    # one chunk of probability maps at a time; one score per image is kept
+    per_chunk = functools.partial(_uncertainty_of, segmenter, score, reduction, threshold)
+    scores = segmenter._map_pool(
+        per_chunk, images, n_jobs=segmenter.n_jobs if n_jobs is None else n_jobs)
     return _select_top(learner, images, scores, n_instances)
 
 
+def _uncertainty_of(segmenter: Any, score: Callable[..., np.ndarray], reduction: str,
+                    threshold: float, images: np.ndarray) -> np.ndarray:
+    return score(segmenter._proba_of(images), reduction=reduction, threshold=threshold)
+
+
 def entropy_sampling(
-    learner: Any, X_pool: Any, n_instances: int = 1, *, reduction: str = "mean"
+    learner: Any, X_pool: Any, n_instances: int = 1, *, reduction: str = "mean",
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pool images whose predicted defect masks are most uncertain by pixel entropy.
 
@@ -473,11 +483,14 @@ def entropy_sampling(
         Its ``estimator`` must be a fitted :class:`~sid4ds.SegmentationLearner` (its
         ``threshold`` defines the foreground).
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     reduction : {"mean", "foreground"}, default="mean"
         How pixel entropies become an image score.
+    n_jobs : int or None, default=None
+        joblib workers that predict chunks of the pool; ``None`` uses the segmentation
+        learner's ``n_jobs``. Only one chunk's probability maps are held per worker.
 
     Returns
     -------
@@ -515,11 +528,12 @@ def entropy_sampling(
     ((3,), (3, 1, 16, 16), (16,))
     """
     return _uncertainty_sampling(learner, X_pool, n_instances, reduction, entropy_scores,
-                                 "entropy_sampling")
+                                 "entropy_sampling", n_jobs)
 
 
 def margin_sampling(
-    learner: Any, X_pool: Any, n_instances: int = 1, *, reduction: str = "mean"
+    learner: Any, X_pool: Any, n_instances: int = 1, *, reduction: str = "mean",
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pool images whose predicted defect masks have the smallest class margin.
 
@@ -533,11 +547,14 @@ def margin_sampling(
     learner : modAL ActiveLearner
         Its ``estimator`` must be a fitted :class:`~sid4ds.SegmentationLearner`.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     reduction : {"mean", "foreground"}, default="mean"
         How pixel margins become an image score.
+    n_jobs : int or None, default=None
+        joblib workers that predict chunks of the pool; ``None`` uses the segmentation
+        learner's ``n_jobs``.
 
     Returns
     -------
@@ -574,7 +591,7 @@ def margin_sampling(
     (3, 2, False)
     """
     return _uncertainty_sampling(learner, X_pool, n_instances, reduction, margin_scores,
-                                 "margin_sampling")
+                                 "margin_sampling", n_jobs)
 
 
 # ====================================================================== core-set
@@ -694,7 +711,7 @@ def coreset_sampling(
         ``X_training``, when present, are the initial centers; without any, the pool mean
         is (see :func:`greedy_k_center`).
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     chunk_size : int, default=1024
@@ -733,7 +750,7 @@ def coreset_sampling(
     >>> len(indices), bool((distances[:-1] >= distances[1:]).all())
     (3, True)
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
     segmenter = _fitted_segmenter(learner, "coreset_sampling")
     images = _check_pool_for(segmenter, images)
@@ -795,6 +812,11 @@ class RotationPretextScorer(TorchEstimator):
     weight_decay : float, default=5e-4
     inference_batch_size : int or None, default=None
         Images (counting rotated copies) per forward pass at inference; None: automatic.
+    n_jobs : int or None, default=None
+        Workers that score chunks of the pool in parallel through joblib (see
+        :class:`~sid4ds.ReconstructionScorer`); results are identical for every value.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Arithmetic of the forward passes (``torch.autocast`` for bf16/fp16; fp16 needs CUDA).
     device : str or torch.device, default="auto"
     random_state : int, RandomState, Generator or None, default=None
         Seeds initialisation and shuffling; same value, same model on the CPU.
@@ -839,6 +861,8 @@ class RotationPretextScorer(TorchEstimator):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         inference_batch_size: int | None = None,
+        n_jobs: int | None = None,
+        precision: str = "fp32",
         device: Any = "auto",
         random_state: Any = None,
         verbose: int = 0,
@@ -853,6 +877,8 @@ class RotationPretextScorer(TorchEstimator):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.inference_batch_size = inference_batch_size
+        self.n_jobs = n_jobs
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -872,7 +898,7 @@ class RotationPretextScorer(TorchEstimator):
         n_images = images.shape[0]
         result = images.new_empty((n_images, N_ROTATIONS, N_ROTATIONS))
         for rotation_ids, batch in _rotations(images):
-            logits = self.module_(batch).mean(dim=(2, 3))
+            logits = self.module_(batch).float().mean(dim=(2, 3))
             result[:, rotation_ids] = logits.reshape(
                 len(rotation_ids), n_images, N_ROTATIONS).transpose(0, 1)
         return result
@@ -897,7 +923,7 @@ class RotationPretextScorer(TorchEstimator):
         self : RotationPretextScorer
         """
         self._check_common_params()
-        images = check_images(X, depth=self.depth)
+        images = check_images(as_pool(X).to_numpy(), depth=self.depth)
         self._initialize(images.shape[1])
         self.image_shape_ = tuple(images.shape[2:])
         images_t = torch.from_numpy(images)
@@ -912,11 +938,13 @@ class RotationPretextScorer(TorchEstimator):
 
     def _log_probabilities(self, X: Any) -> np.ndarray:
         self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
+        return self._map_pool(self._log_probabilities_of, self._as_pool(X), copies=N_ROTATIONS)
+
+    def _log_probabilities_of(self, images: np.ndarray) -> np.ndarray:
         result = np.empty((len(images), N_ROTATIONS, N_ROTATIONS), dtype=np.float64)
         batch_size = self._batch_size_for(*images.shape[2:], copies=N_ROTATIONS)
-        self.module_.eval()
-        with torch.inference_mode():
+        self._prepare_module()
+        with torch.inference_mode(), self._autocast():
             for rows, batch in self._iter_batches(images, batch_size):
                 # float64 log-softmax: small differences between images are not rounded away
                 logits = self._rotation_logits(batch).double()
@@ -1129,7 +1157,7 @@ def pt4al_sampling(
         Its estimator, if a fitted :class:`~sid4ds.SegmentationLearner`, gives the
         confidence within a batch.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     n_batches : int, optional
@@ -1181,7 +1209,7 @@ def pt4al_sampling(
     >>> len(indices), learner.pt4al_batch_, learner.pt4al_model is pretext
     (2, 1, True)
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     n_selected = check_n_instances(n_instances, len(images))
     if n_batches is not None:
         n_batches = check_int(n_batches, "n_batches", minimum=1)
@@ -1377,7 +1405,7 @@ def suggestive_annotation_sampling(
         Its ``estimator`` must be a :class:`~sid4ds.SegmentationLearner` (fitted or not:
         only its parameters are cloned) and it must have labelled images.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     n_models : int, default=3
@@ -1427,7 +1455,7 @@ def suggestive_annotation_sampling(
     >>> len(indices), learner.pool_scores_.shape
     (3, (16,))
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     n_selected = check_n_instances(n_instances, len(images))
     n_models = check_int(n_models, "n_models", minimum=2)
     if n_candidates is None:
@@ -1449,8 +1477,11 @@ def suggestive_annotation_sampling(
             f"must be a SegmentationLearner; got {type(segmenter).__name__}"
         )
     X_labeled, y_labeled = _labeled_set(learner, "suggestive_annotation_sampling")
-    images = check_images(images, name="X_pool", n_channels=X_labeled.shape[1],
-                          depth=segmenter.depth)
+    if images.image_shape[0] != X_labeled.shape[1]:
+        raise ValueError(
+            f"X_pool has {images.image_shape[0]} channel(s) but the labelled images have "
+            f"{X_labeled.shape[1]}; pass pool images like the labelled ones"
+        )
     rng = make_rng(_default_seed(learner, random_state))
     members = []
     for _ in range(n_models):
@@ -1461,7 +1492,7 @@ def suggestive_annotation_sampling(
         members.append(member.fit(X_labeled[rows], y_labeled[rows]))
     # predict a chunk of the pool with every member at a time: never all maps at once
     uncertainty = np.empty(len(images), dtype=np.float64)
-    chunk = max(1, 2**22 // (images.shape[2] * images.shape[3] * n_models))
+    chunk = max(1, 2**22 // (images.image_shape[1] * images.image_shape[2] * n_models))
     for start in range(0, len(images), chunk):
         rows = slice(start, start + chunk)
         uncertainty[rows] = ensemble_uncertainty(
@@ -1546,18 +1577,23 @@ def pooled_encoder_features(segmenter: Any, X: Any) -> tuple[np.ndarray, list[in
         Channels of each level: ``base_channels · 2**level`` for level 0..depth.
     """
     segmenter._check_fitted()
-    images = check_images(X, n_channels=segmenter.n_channels_in_, depth=segmenter.depth)
     widths = [segmenter.base_channels * 2**level for level in range(segmenter.depth + 1)]
+    pool = segmenter._as_pool(X)
+    return segmenter._map_pool(functools.partial(_pooled_features_of, segmenter, widths),
+                               pool), widths
+
+
+def _pooled_features_of(segmenter: Any, widths: list[int], images: np.ndarray) -> np.ndarray:
     features = np.empty((len(images), sum(widths)), dtype=np.float32)
     module = segmenter.module_
-    module.eval()
-    with torch.inference_mode():
+    segmenter._prepare_module()
+    with torch.inference_mode(), segmenter._autocast():
         batch_size = segmenter._batch_size_for(*images.shape[2:])
         for rows, batch in segmenter._iter_batches(images, batch_size):
             bottleneck, skips = module._encode_with_skips(batch)
             pooled = [level.mean(dim=(2, 3)) for level in (*skips, bottleneck)]
             features[rows] = torch.cat(pooled, dim=1).float().cpu().numpy()
-    return features, widths
+    return features
 
 
 def segmentation_losses(segmenter: Any, X: Any, y: Any) -> np.ndarray:
@@ -1800,7 +1836,7 @@ def learning_loss_sampling(
         Its ``estimator`` must be a fitted :class:`~sid4ds.SegmentationLearner`, and it
         must have at least 2 labelled images.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     hidden_units, epochs, batch_size, lr, margin
@@ -1842,7 +1878,7 @@ def learning_loss_sampling(
     >>> len(indices), learner.pool_scores_.shape
     (3, (16,))
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
     segmenter = _fitted_segmenter(learner, "learning_loss_sampling")
     images = _check_pool_for(segmenter, images)

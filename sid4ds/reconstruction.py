@@ -16,6 +16,7 @@ To start G from M's weights, as the paper does, fit a copy of M with ``warm_star
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ from sid4ds._validation import (
     check_int,
     check_masks,
 )
+from sid4ds.nets import check_divisible
+from sid4ds.pool import ImagePool, as_pool, channel_statistics
 
 __all__ = ["ReconstructionScorer", "block_masks", "random_patch_masks"]
 
@@ -162,6 +165,14 @@ class ReconstructionScorer(TorchEstimator):
     inference_batch_size : int or None, default=None
         Network inputs per forward pass when scoring (each image becomes ``n_blocks``
         inputs for E_msmr). ``None`` picks it from the image size and the device.
+    n_jobs : int or None, default=None
+        Workers that score chunks of the pool in parallel through joblib (``-1``: every
+        core; ``None``: 1 unless a ``joblib.parallel_config`` context, e.g. the Dask
+        backend, says otherwise). Scores are identical for every ``n_jobs``.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Arithmetic of the forward passes: ``"bf16"``/``"fp16"`` run them under
+        ``torch.autocast`` (mixed precision; ``"fp16"`` needs CUDA, where it also scales
+        the training loss). Scores then differ from fp32 in the last digits.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState, Generator or None, default=None
@@ -217,6 +228,8 @@ class ReconstructionScorer(TorchEstimator):
         alphas: tuple[float, float] = (0.8, 0.7),
         warm_start: bool = False,
         inference_batch_size: int | None = None,
+        n_jobs: int | None = None,
+        precision: str = "fp32",
         device: Any = "auto",
         random_state: Any = None,
         verbose: int = 0,
@@ -241,6 +254,8 @@ class ReconstructionScorer(TorchEstimator):
         self.alphas = alphas
         self.warm_start = warm_start
         self.inference_batch_size = inference_batch_size
+        self.n_jobs = n_jobs
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -304,30 +319,51 @@ class ReconstructionScorer(TorchEstimator):
         """
         self._check_params()
         continuing = bool(self.warm_start) and self._is_initialized()
-        images = check_images(
-            X, n_channels=self.n_channels_in_ if continuing else None, depth=self.depth
-        )
+        pool = as_pool(X)
+        if pool.lazy and y is None:
+            # out of core: statistics in chunks, training batches read when drawn
+            channels, height, width = pool.image_shape
+            if continuing and channels != self.n_channels_in_:
+                check_images(pool[:1], n_channels=self.n_channels_in_)
+            try:
+                check_divisible(height, width, self.depth)
+            except ValueError as error:
+                raise ValueError(f"X: {error}") from None
+            images: Any = pool
+        else:
+            images = check_images(
+                pool.to_numpy(), n_channels=self.n_channels_in_ if continuing else None,
+                depth=self.depth,
+            )
+        n_samples = len(images)
+        channels, height, width = (pool.image_shape if isinstance(images, ImagePool)
+                                   else images.shape[1:])
         masks = None
         if y is not None:
-            masks = check_masks(
-                y, n_samples=len(images), height=images.shape[2], width=images.shape[3]
-            )
+            masks = check_masks(y, n_samples=n_samples, height=height, width=width)
             if masks.reshape(len(masks), -1).any(axis=1).all():
                 raise ValueError(
                     "y has a defect in every mask; label-guided fitting needs at least one "
                     "normal image (all-zero mask) to build the normal image I0 (eq. 5)"
                 )
         if not continuing:
-            self._initialize(images.shape[1])
-            self.pixel_mean_ = images.mean(axis=(0, 2, 3)).astype(np.float32)
-            self.pixel_std_ = np.maximum(images.std(axis=(0, 2, 3)), 1e-3).astype(np.float32)
-        self.image_shape_ = tuple(images.shape[2:])
-        standardized = torch.from_numpy(self._standardize(images))
+            self._initialize(channels)
+            self.pixel_mean_, self.pixel_std_ = channel_statistics(as_pool(images))
+        self.image_shape_ = (height, width)
         if masks is None:
             self.fit_mode_ = "self_supervised"
-            self._fit_self_supervised(standardized)
+            if isinstance(images, np.ndarray):
+                standardized = torch.from_numpy(self._standardize(images))
+
+                def read(indices: np.ndarray) -> torch.Tensor:
+                    return standardized[torch.from_numpy(indices)]
+            else:
+                def read(indices: np.ndarray) -> torch.Tensor:
+                    return torch.from_numpy(self._standardize(images[indices]))
+            self._fit_self_supervised(read, n_samples, height, width)
         else:
             self.fit_mode_ = "label_guided"
+            standardized = torch.from_numpy(self._standardize(images))
             self._fit_label_guided(standardized, torch.from_numpy(masks.astype(np.float32)))
         return self
 
@@ -346,12 +382,12 @@ class ReconstructionScorer(TorchEstimator):
             tensors = [torch.where(flip, tensor.flip(axis), tensor) for tensor in tensors]
         return tensors
 
-    def _fit_self_supervised(self, standardized: torch.Tensor) -> None:
-        height, width = standardized.shape[2:]
+    def _fit_self_supervised(self, read: Callable[[np.ndarray], torch.Tensor], n_samples: int,
+                             height: int, width: int) -> None:
 
         def batch_loss(indices: np.ndarray, generator: torch.Generator) -> torch.Tensor:
             (originals,) = self._flip(
-                [standardized[torch.from_numpy(indices)].to(self.device_)], generator
+                [read(indices).to(self.device_)], generator
             )
             hidden = random_patch_masks(
                 len(indices), height, width, self.patch_size, self.mask_ratio, generator,
@@ -360,7 +396,7 @@ class ReconstructionScorer(TorchEstimator):
             masked_images = originals * (1.0 - hidden)  # masked pixels = dataset mean
             return F.mse_loss(self.module_(masked_images), originals)
 
-        self._train(len(standardized), self.max_epochs, batch_loss, "ReconstructionScorer (M)")
+        self._train(n_samples, self.max_epochs, batch_loss, "ReconstructionScorer (M)")
 
     def _fit_label_guided(self, standardized: torch.Tensor, masks: torch.Tensor) -> None:
         is_normal = masks.flatten(1).amax(dim=1) == 0
@@ -389,22 +425,19 @@ class ReconstructionScorer(TorchEstimator):
         self._train(len(standardized), self.max_epochs, batch_loss, "ReconstructionScorer (G)")
 
     # ------------------------------------------------------------------ scoring
-    def _check_inputs(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
-        return images, self._standardize(images)
-
     def score_samples(self, X: Any, regions: Any = None) -> np.ndarray:
         """Anomaly score per image: E_msmr, or E_sdr inside ``regions``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images, floats in [0, 1] or uint8.
+            Images, floats in [0, 1] or uint8; also an ``np.memmap``, a sequence of image
+            paths, a torch Dataset or an :class:`~sid4ds.pool.ImagePool`, read in chunks.
         regions : None or array-like of shape (n_samples, height, width), optional
             ``None``: E_msmr (eq. 3), the maximum over ``n_blocks`` sequential block masks of
-            the reconstruction error (in [0, 1] pixel units). All masked copies of an image
-            go through the network together, in batches.
+            the reconstruction error (in [0, 1] pixel units). The masked copies are built
+            on the device from block masks made once and go through the network in passes
+            of about 64k pixels on a CPU (more on a GPU), never one image at a time.
             Binary regions (1 = suspected defect, e.g. the segmentation learner's
             pseudolabels): E_sdr (eq. 8–9), the squared reconstruction error of the unmasked
             image inside the region, summed and divided by H·W.
@@ -414,13 +447,14 @@ class ReconstructionScorer(TorchEstimator):
         scores : ndarray of shape (n_samples,), float64
             Higher means more likely defective.
         """
-        images, standardized = self._check_inputs(X)
-        n, _, height, width = images.shape
+        self._check_fitted()
+        pool = self._as_pool(X)
         if regions is not None:
-            region_masks = check_masks(regions, name="regions", n_samples=n, height=height,
-                                       width=width)
-            return self._region_errors(standardized, region_masks)
-        return self._block_errors(standardized).max(axis=1)
+            _, height, width = pool.image_shape
+            region_masks = check_masks(regions, name="regions", n_samples=len(pool),
+                                       height=height, width=width)
+            return self._map_pool(self._region_errors, pool, extras=(region_masks,))
+        return self._map_pool(self._msmr_of, pool, copies=self.n_blocks)
 
     def _pixel_scale(self) -> torch.Tensor:
         """Per-channel factor that turns standardised differences back into [0, 1] units."""
@@ -434,7 +468,7 @@ class ReconstructionScorer(TorchEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images.
+            Images (or a lazily read pool, as in :meth:`score_samples`).
 
         Returns
         -------
@@ -442,46 +476,57 @@ class ReconstructionScorer(TorchEstimator):
             Squared error in [0, 1] pixel units, reduced as ``error_region`` says. Block
             ``z`` is ``block_masks(H, W, Z)[z]``.
         """
-        _, standardized = self._check_inputs(X)
-        return self._block_errors(standardized)
+        self._check_fitted()
+        return self._map_pool(self._block_errors, self._as_pool(X), copies=self.n_blocks)
 
-    def _block_errors(self, standardized: np.ndarray) -> np.ndarray:
+    def _msmr_of(self, images: np.ndarray) -> np.ndarray:
+        return self._block_errors(images).max(axis=1)
+
+    def _block_errors(self, images: np.ndarray) -> np.ndarray:
+        """(n, Z) block errors of validated float32 images (one chunk)."""
+        standardized = self._standardize(images)
         n, channels, height, width = standardized.shape
-        blocks = torch.from_numpy(block_masks(height, width, self.n_blocks)).to(self.device_)
-        visible = (~blocks).float()[:, None]  # (Z, 1, H, W)
+        n_blocks = self.n_blocks
+        blocks = torch.from_numpy(block_masks(height, width, n_blocks)).to(self.device_)
+        hidden = blocks[:, None].float()  # (Z, 1, H, W), built once per chunk
+        visible = 1.0 - hidden
         block_pixels = blocks.flatten(1).sum(dim=1).float() * channels  # (Z,)
         scale = self._pixel_scale()
-        batch_size = self._batch_size_for(height, width, copies=self.n_blocks)
-        errors = np.empty((n, self.n_blocks), dtype=np.float64)
-        self.module_.eval()
+        per_forward = self._inputs_per_forward(height, width)
+        image_batch = max(1, per_forward // n_blocks)
+        errors = np.empty((n, n_blocks), dtype=np.float64)
+        self._prepare_module()
         with torch.inference_mode():
-            for rows, batch in self._iter_batches(standardized, batch_size):
-                masked_copies = (batch[:, None] * visible[None]).flatten(0, 1)  # (b·Z, C, H, W)
-                reconstructions = self.module_(masked_copies).view(
-                    len(batch), self.n_blocks, channels, height, width)
+            for rows, batch in self._iter_batches(standardized, image_batch):
+                # (b·Z, C, H, W): copy z of image i has block z hidden (set to the mean, 0)
+                masked_copies = (batch[:, None] * visible[None]).flatten(0, 1)
+                reconstructions = torch.cat([
+                    self._forward(masked_copies[start : start + per_forward])
+                    for start in range(0, len(masked_copies), per_forward)
+                ]).view(len(batch), n_blocks, channels, height, width)
                 squared = ((reconstructions - batch[:, None]) * scale[:, None]) ** 2
                 if self.error_region == "block":
-                    inside = squared * blocks[None, :, None].float()
-                    batch_errors = inside.flatten(2).sum(dim=2) / block_pixels
+                    batch_errors = (squared * hidden[None]).flatten(2).sum(dim=2) / block_pixels
                 elif self.error_region == "block_max":
-                    inside = squared * blocks[None, :, None].float()
-                    batch_errors = inside.flatten(2).amax(dim=2)
+                    batch_errors = (squared * hidden[None]).flatten(2).amax(dim=2)
                 else:
                     batch_errors = squared.flatten(2).mean(dim=2)
                 errors[rows] = batch_errors.double().cpu().numpy()
         return errors
 
-    def _region_errors(self, standardized: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
+    def _region_errors(self, images: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
+        """E_sdr of validated float32 images (one chunk) inside their binary regions."""
+        standardized = self._standardize(images)
         n, channels, height, width = standardized.shape
         regions_t = torch.from_numpy(region_masks.astype(np.float32))[:, None]
         scale = self._pixel_scale()
         scores = np.empty(n, dtype=np.float64)
-        self.module_.eval()
+        self._prepare_module()
         with torch.inference_mode():
             for rows, batch in self._iter_batches(standardized,
                                                   self._batch_size_for(height, width)):
                 region = regions_t[rows].to(self.device_)
-                squared = (region * (self.module_(batch) - batch) * scale) ** 2  # eq. 8
+                squared = (region * (self._forward(batch) - batch) * scale) ** 2  # eq. 8
                 scores[rows] = (squared.sum(dim=(1, 2, 3)) / (channels * height * width)
                                 ).double().cpu().numpy()
         return scores
@@ -502,7 +547,9 @@ class ReconstructionScorer(TorchEstimator):
         reconstructions : ndarray of shape (n_samples, n_channels, height, width), float32
             In [0, 1] pixel units, clipped to [0, 1].
         """
-        images, standardized = self._check_inputs(X)
+        self._check_fitted()
+        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
+        standardized = self._standardize(images)
         n, _, height, width = images.shape
         if mask is None:
             hidden = np.zeros((n, height, width), dtype=np.uint8)
@@ -516,8 +563,8 @@ class ReconstructionScorer(TorchEstimator):
         mean = self.pixel_mean_[None, :, None, None]
         std = self.pixel_std_[None, :, None, None]
         output = np.empty_like(images)
-        self.module_.eval()
+        self._prepare_module()
         with torch.inference_mode():
             for rows, batch in self._iter_batches(masked, self._batch_size_for(height, width)):
-                output[rows] = self.module_(batch).float().cpu().numpy()
+                output[rows] = self._forward(batch).cpu().numpy()
         return np.clip(output * std + mean, 0.0, 1.0).astype(np.float32)

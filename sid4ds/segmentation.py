@@ -99,6 +99,14 @@ class SegmentationLearner(TorchEstimator):
     inference_batch_size : int or None, default=None
         Images per forward pass in ``predict_proba``. ``None`` picks it from the image size
         and the device (about 64k pixels per batch on CPU).
+    n_jobs : int or None, default=None
+        Workers that run inference on chunks of the pool in parallel through joblib
+        (``-1``: every core; ``None``: 1 unless a ``joblib.parallel_config`` context, e.g.
+        the Dask backend, says otherwise). Outputs are identical for every ``n_jobs``.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Arithmetic of the forward passes: ``"bf16"``/``"fp16"`` run them under
+        ``torch.autocast`` (mixed precision; ``"fp16"`` needs CUDA, where it also scales
+        the training loss).
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState, Generator or None, default=None
@@ -153,6 +161,8 @@ class SegmentationLearner(TorchEstimator):
         weight_decay: float = 5e-4,
         warm_start: bool = False,
         inference_batch_size: int | None = None,
+        n_jobs: int | None = None,
+        precision: str = "fp32",
         device: Any = "auto",
         random_state: Any = None,
         verbose: int = 0,
@@ -173,6 +183,8 @@ class SegmentationLearner(TorchEstimator):
         self.weight_decay = weight_decay
         self.warm_start = warm_start
         self.inference_batch_size = inference_batch_size
+        self.n_jobs = n_jobs
+        self.precision = precision
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -287,22 +299,30 @@ class SegmentationLearner(TorchEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images, floats in [0, 1] or uint8.
+            Images, floats in [0, 1] or uint8; also an ``np.memmap``, a sequence of image
+            paths, a torch Dataset or an :class:`~sid4ds.pool.ImagePool`, read in chunks
+            (the returned maps are still one array: use :meth:`predict` for 4× less memory,
+            or the strategies, which keep one score per image).
 
         Returns
         -------
         probabilities : ndarray of shape (n_samples, height, width), float32
         """
         self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
+        return self._map_pool(self._proba_of, self._as_pool(X))
+
+    def _proba_of(self, images: np.ndarray) -> np.ndarray:
+        """Probability maps (n, H, W) of validated float32 images (one chunk)."""
         probabilities = np.empty((len(images), *images.shape[2:]), dtype=np.float32)
         batch_size = self._batch_size_for(*images.shape[2:])
-        self.module_.eval()
+        self._prepare_module()
         with torch.inference_mode():
             for rows, batch in self._iter_batches(images, batch_size):
-                logits = self.module_(batch)[:, 0]
-                probabilities[rows] = torch.sigmoid(logits).float().cpu().numpy()
+                probabilities[rows] = torch.sigmoid(self._forward(batch)[:, 0]).cpu().numpy()
         return probabilities
+
+    def _predict_of(self, images: np.ndarray) -> np.ndarray:
+        return (self._proba_of(images) >= self.threshold).astype(np.uint8)
 
     def predict(self, X: Any) -> np.ndarray:
         """Binary defect masks: probability ≥ ``threshold``.
@@ -310,13 +330,14 @@ class SegmentationLearner(TorchEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images.
+            Images (or a lazily read pool, as in :meth:`predict_proba`).
 
         Returns
         -------
         masks : ndarray of shape (n_samples, height, width), uint8 in {0, 1}
         """
-        return (self.predict_proba(X) >= self.threshold).astype(np.uint8)
+        self._check_fitted()
+        return self._map_pool(self._predict_of, self._as_pool(X))
 
     def score(self, X: Any, y: Any) -> float:
         """Defect-class IoU of ``predict(X)`` against ``y``, pooled over all pixels.
@@ -347,18 +368,19 @@ class SegmentationLearner(TorchEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images.
+            Images (or a lazily read pool, as in :meth:`predict_proba`).
 
         Returns
         -------
         features : ndarray of shape (n_samples, base_channels * 2**depth), float32
         """
         self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
-        width = self.base_channels * 2**self.depth
-        features = np.empty((len(images), width), dtype=np.float32)
-        self.module_.eval()
-        with torch.inference_mode():
+        return self._map_pool(self._features_of, self._as_pool(X))
+
+    def _features_of(self, images: np.ndarray) -> np.ndarray:
+        features = np.empty((len(images), self.base_channels * 2**self.depth), dtype=np.float32)
+        self._prepare_module()
+        with torch.inference_mode(), self._autocast():
             for rows, batch in self._iter_batches(images, self._batch_size_for(*images.shape[2:])):
                 features[rows] = self.module_.encode(batch).mean(dim=(2, 3)).float().cpu().numpy()
         return features

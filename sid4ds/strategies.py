@@ -18,6 +18,11 @@ scorer is kept on the learner under that name, so it is trained once, not per qu
 Assign ``learner.msmr_scorer = None`` (or ``learner.sdr_scorer = None``) to make the next
 call train a fresh one.
 
+Pools may be in-memory arrays, memmaps, sequences of image paths or torch Datasets (see
+:mod:`sid4ds.pool`); scoring reads them in chunks and keeps one score per image. The
+``n_jobs`` keyword of the strategies spreads the chunks over joblib workers (or a Dask
+cluster under ``joblib.parallel_config(backend="dask")``) with the same result.
+
 Each sid4ds strategy also leaves the scores of the whole pool in ``learner.pool_scores_``
 (and the tie-break keys it used in ``learner.pool_keys_``);
 :class:`~sid4ds.DefectActiveLearner` reads them to pick the fake normals.
@@ -26,12 +31,15 @@ Each sid4ds strategy also leaves the scores of the whole pool in ``learner.pool_
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import check_images, check_int, check_n_instances
+from sid4ds._validation import check_int, check_n_instances
+from sid4ds.pool import ImagePool, as_pool, chunk_size_for
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 
@@ -54,8 +62,8 @@ def content_keys(X: Any) -> np.ndarray:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, ...)
-        Images.
+    X : ndarray of shape (n_samples, ...), or an ImagePool
+        Images; a pool is read in chunks and hashed as the float32 images the networks see.
 
     Returns
     -------
@@ -69,6 +77,9 @@ def content_keys(X: Any) -> np.ndarray:
     >>> bool(content_keys(images)[1] == content_keys(images[::-1])[1])
     True
     """
+    if isinstance(X, ImagePool):
+        return np.concatenate([content_keys(images)
+                               for _, images in X.iter_chunks(chunk_size_for(X, 1))])
     array = np.ascontiguousarray(X)
     return np.array(
         [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
@@ -135,7 +146,9 @@ def rank_pool(
     return top, bottom
 
 
-def msmr_scores(scorer: ReconstructionScorer, X_pool: Any) -> np.ndarray:
+def msmr_scores(
+    scorer: ReconstructionScorer, X_pool: Any, *, n_jobs: int | None = None
+) -> np.ndarray:
     """E_msmr of every pool image with a fitted self-supervised scorer (eq. 3).
 
     Parameters
@@ -143,6 +156,9 @@ def msmr_scores(scorer: ReconstructionScorer, X_pool: Any) -> np.ndarray:
     scorer : ReconstructionScorer
         Fitted.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+        Or a memmap, image paths, a torch Dataset or an ImagePool (read in chunks).
+    n_jobs : int or None, default=None
+        joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
 
     Returns
     -------
@@ -158,11 +174,25 @@ def msmr_scores(scorer: ReconstructionScorer, X_pool: Any) -> np.ndarray:
     >>> msmr_scores(M, X).shape
     (8,)
     """
-    return scorer.score_samples(X_pool)
+    scorer._check_fitted()
+    pool = scorer._as_pool(X_pool, name="X_pool")
+    return scorer._map_pool(scorer._msmr_of, pool, copies=scorer.n_blocks,
+                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs)
+
+
+def _sdr_of(segmenter: SegmentationLearner, scorer: ReconstructionScorer,
+            images: np.ndarray) -> np.ndarray:
+    """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
+    predict = getattr(segmenter, "_predict_of", segmenter.predict)
+    return scorer._region_errors(images, np.asarray(predict(images), dtype=np.uint8))
 
 
 def sdr_scores(
-    segmenter: SegmentationLearner, scorer: ReconstructionScorer, X_pool: Any
+    segmenter: SegmentationLearner,
+    scorer: ReconstructionScorer,
+    X_pool: Any,
+    *,
+    n_jobs: int | None = None,
 ) -> np.ndarray:
     """E_sdr of every pool image (eq. 8–9).
 
@@ -176,6 +206,10 @@ def sdr_scores(
     scorer : ReconstructionScorer
         Fitted label-guided scorer G.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+        Or a memmap, image paths, a torch Dataset or an ImagePool. Pseudolabels are
+        computed chunk by chunk and never held for the whole pool.
+    n_jobs : int or None, default=None
+        joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
 
     Returns
     -------
@@ -196,8 +230,18 @@ def sdr_scores(
     >>> sdr_scores(S, G, X).shape
     (8,)
     """
-    pseudolabels = segmenter.predict(X_pool)
-    return scorer.score_samples(X_pool, regions=pseudolabels)
+    scorer._check_fitted()
+    pool = scorer._as_pool(X_pool, name="X_pool")
+    _, height, width = pool.image_shape
+    batch_size = scorer._batch_size_for(height, width)
+    if isinstance(segmenter, SegmentationLearner):
+        segmenter._check_fitted()
+        segmenter._as_pool(pool, name="X_pool")
+        # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
+        batch_size = math.lcm(batch_size, segmenter._batch_size_for(height, width))
+    return scorer._map_pool(functools.partial(_sdr_of, segmenter, scorer), pool,
+                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
+                            batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------- strategies
@@ -234,6 +278,7 @@ def msmr_sampling(
     n_instances: int = 1,
     *,
     scorer: ReconstructionScorer | None = None,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cold-start query: the images with the largest E_msmr (paper §3.1.3).
 
@@ -246,11 +291,15 @@ def msmr_sampling(
     learner : modAL ActiveLearner (or any object that accepts attributes)
         The active learner; its estimator is not used.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool (read
+        in chunks; an unfitted scorer then trains on batches read as they are drawn).
     n_instances : int, default=1
         K; more than the pool returns the whole pool; < 1 is an error.
     scorer : ReconstructionScorer, optional
         A configured (unfitted) or fitted self-supervised scorer.
+    n_jobs : int or None, default=None
+        joblib workers that score chunks of the pool; ``None`` uses the scorer's
+        ``n_jobs``. The selection is the same for every value.
 
     Returns
     -------
@@ -273,7 +322,7 @@ def msmr_sampling(
     >>> indices.shape, X_query.shape
     ((4,), (4, 1, 16, 16))
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
     if scorer is None:
         scorer = getattr(learner, "msmr_scorer", None)
@@ -282,7 +331,7 @@ def msmr_sampling(
     if not _is_fitted(scorer):
         scorer.fit(images)
     learner.msmr_scorer = scorer
-    scores, keys = msmr_scores(scorer, images), content_keys(images)
+    scores, keys = msmr_scores(scorer, images, n_jobs=n_jobs), content_keys(images)
     remembered = getattr(learner, "msmr_scores_by_key_", None) or {}
     remembered.update(zip(keys.tolist(), scores.tolist(), strict=True))
     learner.msmr_scores_by_key_ = remembered
@@ -295,6 +344,7 @@ def sdr_sampling(
     n_instances: int = 1,
     *,
     scorer: ReconstructionScorer | None = None,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Iterative-stage query: the images with the largest E_sdr (paper §3.3).
 
@@ -315,11 +365,14 @@ def sdr_sampling(
     learner : modAL ActiveLearner
         Its ``estimator`` must be a fitted :class:`~sid4ds.SegmentationLearner`.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K.
     scorer : ReconstructionScorer, optional
         A fitted label-guided scorer, or a configured one to fit.
+    n_jobs : int or None, default=None
+        joblib workers that score chunks of the pool; ``None`` uses the scorer's
+        ``n_jobs``. The selection is the same for every value.
 
     Returns
     -------
@@ -344,7 +397,7 @@ def sdr_sampling(
     >>> len(indices)
     4
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
     segmenter = _segmenter_of(learner)
     if getattr(segmenter, "module_", None) is None:
@@ -374,5 +427,5 @@ def sdr_sampling(
     keys = content_keys(images)
     remembered = getattr(learner, "msmr_scores_by_key_", None) or {}
     msmr_ties = np.array([remembered.get(key, -np.inf) for key in keys.tolist()])
-    return _select(learner, sdr_scores(segmenter, scorer, images), keys, n_instances,
-                   first_tie_keys=msmr_ties)
+    return _select(learner, sdr_scores(segmenter, scorer, images, n_jobs=n_jobs), keys,
+                   n_instances, first_tie_keys=msmr_ties)
