@@ -17,6 +17,7 @@ from sid4ds.baselines import (
     random_sampling,
     suggestive_annotation_sampling,
 )
+from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session import LabelingSession, SessionBusyError, SessionError
@@ -26,6 +27,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DefectActiveLearner",
+    "ImagePool",
     "LabelingSession",
     "SessionBusyError",
     "SessionError",

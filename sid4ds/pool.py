@@ -31,8 +31,35 @@ from sid4ds._validation import IMAGE_SHAPES, check_images
 
 __all__ = ["ImagePool", "as_pool", "map_chunks"]
 
-# Largest chunk read from a lazy pool at once: 2**24 float32 values (64 MiB).
-CHUNK_VALUES = 2**24
+# Largest chunk read from a pool at once: 2**22 float32 values (16 MiB).
+CHUNK_VALUES = 2**22
+
+
+def _release_pages(array: np.memmap, start: int, stop: int) -> None:
+    """Unmap the file pages of rows ``start:stop`` of a memmap from this process.
+
+    Pages read through a memory map count in the process's resident memory until they are
+    unmapped, so streaming a memmapped pool would otherwise grow RSS to the pool's size.
+    The data stay in the page cache; reading the rows again maps them back. Copy-on-write
+    maps (mode "c") are left alone: dropping their pages would lose changes.
+    """
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or array.mode == "c" or not hasattr(mapping, "madvise"):
+        return
+    try:
+        import mmap
+
+        base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+        row_bytes = array.strides[0]
+        first = array.ctypes.data + start * row_bytes - base
+        last = array.ctypes.data + stop * row_bytes - base
+        page = mmap.PAGESIZE
+        first = (first // page) * page
+        length = min(len(mapping), -(-last // page) * page) - first
+        if length > 0:
+            mapping.madvise(mmap.MADV_DONTNEED, first, length)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platform dependent
+        return
 
 
 def _is_path_sequence(source: Any) -> bool:
@@ -181,7 +208,10 @@ class ImagePool:
             order = np.argsort(source_rows, kind="stable")
             sorted_rows = source_rows[order]
             if len(sorted_rows) and np.all(np.diff(sorted_rows) == 1):
-                chunk = np.asarray(self._source[int(sorted_rows[0]) : int(sorted_rows[-1]) + 1])
+                first, last = int(sorted_rows[0]), int(sorted_rows[-1]) + 1
+                chunk = np.array(self._source[first:last])
+                if isinstance(self._source, np.memmap) and self._source.strides[0] > 0:
+                    _release_pages(self._source, first, last)
             else:
                 chunk = np.asarray(self._source[sorted_rows])
             restore = np.empty_like(order)
@@ -216,7 +246,17 @@ class ImagePool:
         return self._read(rows)
 
     def subset(self, indices: Any) -> ImagePool:
-        """A pool of the images at ``indices``, still read lazily (no copy of lazy data)."""
+        """A pool of the images at ``indices``, still read lazily (no copy of lazy data).
+
+        Parameters
+        ----------
+        indices : slice or array-like of int
+            Rows of this pool, in the order the new pool should have.
+
+        Returns
+        -------
+        pool : ImagePool
+        """
         rows = np.arange(self.n_samples)[indices]
         view = ImagePool.__new__(ImagePool)
         view.__dict__.update(self.__dict__)
@@ -235,12 +275,34 @@ class ImagePool:
         return self[:]
 
     def chunk_bounds(self, chunk_size: int) -> list[tuple[int, int]]:
-        """``(start, stop)`` of consecutive chunks of ``chunk_size`` images."""
+        """``(start, stop)`` of consecutive chunks of ``chunk_size`` images.
+
+        Parameters
+        ----------
+        chunk_size : int
+            Images per chunk (the last chunk may hold fewer).
+
+        Returns
+        -------
+        bounds : list of (int, int)
+        """
         return [(start, min(start + chunk_size, self.n_samples))
                 for start in range(0, self.n_samples, chunk_size)]
 
     def iter_chunks(self, chunk_size: int) -> Iterator[tuple[slice, np.ndarray]]:
-        """Yield ``(rows, images)`` over the pool, ``chunk_size`` images at a time."""
+        """Yield ``(rows, images)`` over the pool, ``chunk_size`` images at a time.
+
+        Parameters
+        ----------
+        chunk_size : int
+            Images per chunk.
+
+        Yields
+        ------
+        rows : slice
+            Positions of the chunk in the pool.
+        images : ndarray of shape (n_chunk, n_channels, height, width), float32
+        """
         for start, stop in self.chunk_bounds(chunk_size):
             yield slice(start, stop), self._read(np.arange(start, stop))
 
@@ -333,14 +395,27 @@ def chunk_size_for(pool: ImagePool, batch_size: int, n_jobs: int = 1) -> int:
     return batch_size * batches_in_budget
 
 
-def _effective_n_jobs(n_jobs: int | None) -> tuple[int, bool]:
-    """(number of parallel workers, whether a non-default joblib backend is active)."""
+def _parallel_plan(n_jobs: int | None) -> tuple[int, str]:
+    """(number of parallel workers, name of the active joblib backend class)."""
     import joblib
     from joblib.parallel import get_active_backend
 
     backend, _ = get_active_backend()
-    custom = type(backend).__name__ not in ("LokyBackend", "SequentialBackend")
-    return int(joblib.effective_n_jobs(n_jobs)), custom
+    return int(joblib.effective_n_jobs(n_jobs)), type(backend).__name__
+
+
+def _torch_threads_per_task(workers: int, backend: str) -> int | None:
+    """Torch threads for each chunk task, so that the tasks share the cores.
+
+    Local worker processes (loky, multiprocessing) split this machine's cores; on a Dask
+    cluster each task slot is meant for one core, so each task gets one thread; under the
+    threading backend the thread count is process-wide and is left alone.
+    """
+    if backend in ("LokyBackend", "MultiprocessingBackend"):
+        return max(1, (os.cpu_count() or 1) // max(1, workers))
+    if "Dask" in backend:
+        return 1
+    return None
 
 
 def _run_chunk(function: Callable[..., Any], pool: ImagePool, start: int, stop: int,
@@ -385,7 +460,9 @@ def map_chunks(
         joblib's convention: ``None`` is 1 unless a ``joblib.parallel_config`` context says
         otherwise, ``-1`` uses every core. Under ``parallel_config(backend="dask")`` the
         chunks run on the Dask cluster of the active ``dask.distributed.Client``.
-        Each local worker gets ``cpu_count // n_jobs`` torch threads.
+        Each local worker process gets ``cpu_count // n_jobs`` torch threads, each task
+        on a Dask cluster one thread (a task slot is a core); under the threading backend
+        torch's process-wide thread count is left alone.
 
     Returns
     -------
@@ -404,15 +481,15 @@ def map_chunks(
     for extra in extras:
         if len(extra) != pool.n_samples:
             raise ValueError(f"extras hold {len(extra)} rows for {pool.n_samples} images")
-    workers, custom_backend = _effective_n_jobs(n_jobs)
-    if workers == 1 and not custom_backend:
+    workers, backend = _parallel_plan(n_jobs)
+    if workers == 1 and backend in ("LokyBackend", "SequentialBackend"):
         size = chunk_size_for(pool, batch_size)
         return [function(images, *(extra[rows] for extra in extras))
                 for rows, images in pool.iter_chunks(size)]
     from joblib import Parallel, delayed
 
     size = chunk_size_for(pool, batch_size, n_jobs=max(workers, 2))
-    n_threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    n_threads = _torch_threads_per_task(workers, backend)
     jobs = (delayed(_run_chunk)(function, pool.subset(slice(start, stop)), 0, stop - start,
                                 tuple(extra[start:stop] for extra in extras), n_threads)
             for start, stop in pool.chunk_bounds(size))

@@ -295,3 +295,20 @@ def test_mixed_precision_on_cuda_trains_and_tracks_fp32(pool_images, precision):
     correlation = np.corrcoef(scores, mixed.score_samples(pool_images))[0, 1]
     assert correlation > 0.9
     assert exact.score_samples(pool_images).shape == scores.shape
+
+
+def test_run_sid4ds_on_a_memmap_picks_what_it_picks_on_the_array(tmp_path, pool_images):
+    from sid4ds import run_sid4ds
+
+    masks = np.zeros((len(pool_images), 16, 16), np.uint8)
+    masks[:4, 4:8, 4:8] = 1
+    settings = {
+        "oracle": lambda indices: masks[indices], "n_rounds": 1, "n_label": 6,
+        "segmenter": SegmentationLearner(**TINY_NET, max_epochs=2),
+        "scorer": ReconstructionScorer(**SCORER), "random_state": 0,
+    }
+    on_disk = run_sid4ds(_memmap(tmp_path, pool_images), **settings)
+    in_memory = run_sid4ds(pool_images, **settings)
+    for disk_round, memory_round in zip(on_disk.rounds, in_memory.rounds, strict=True):
+        np.testing.assert_array_equal(disk_round["selected"], memory_round["selected"])
+        np.testing.assert_array_equal(disk_round["fake_normals"], memory_round["fake_normals"])
