@@ -312,3 +312,27 @@ def test_run_sid4ds_on_a_memmap_picks_what_it_picks_on_the_array(tmp_path, pool_
     for disk_round, memory_round in zip(on_disk.rounds, in_memory.rounds, strict=True):
         np.testing.assert_array_equal(disk_round["selected"], memory_round["selected"])
         np.testing.assert_array_equal(disk_round["fake_normals"], memory_round["fake_normals"])
+
+
+def _resident_file_pages_mib() -> float:
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("needs Linux /proc/self/status with RssFile")
+
+
+def test_streaming_a_memmap_releases_its_pages(tmp_path):
+    """Reading a 64 MiB memmapped pool chunk by chunk keeps < 16 MiB of it resident."""
+    path = tmp_path / "big.npy"
+    stored = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
+                                       shape=(4096, 128, 128))
+    stored[:] = 7
+    stored.flush()
+    del stored
+    pool = as_pool(np.load(path, mmap_mode="r"))
+    before = _resident_file_pages_mib()
+    total = 0.0
+    for _, images in pool.iter_chunks(256):
+        total += float(images[:, 0, 0, 0].sum())
+    assert total == pytest.approx(4096 * 7 / 255, rel=1e-5)
+    assert _resident_file_pages_mib() - before < 16
