@@ -60,6 +60,7 @@ from sid4ds.baselines import (
 )
 from sid4ds.cli import add_network_arguments
 from sid4ds.cli import positive_int as _positive
+from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner, defect_iou
 from sid4ds.strategies import content_keys, rank_pool
@@ -136,7 +137,7 @@ def local_contrast_scores(X: Any, sigma: float = 2.0) -> np.ndarray:
     Parameters
     ----------
     X : array-like of shape (n_samples, n_channels, height, width) or (n_samples, height, width)
-        Images.
+        Images; or a memmap, image paths, a torch Dataset or an ImagePool (read in chunks).
     sigma : float, default=2.0
         Standard deviation of the Gaussian blur, in pixels.
 
@@ -155,14 +156,14 @@ def local_contrast_scores(X: Any, sigma: float = 2.0) -> np.ndarray:
     >>> scores.shape, bool(scores[1] > scores[0]), float(scores[0])
     ((2,), True, 0.0)
     """
-    images = check_images(X, name="X")
+    images = as_pool(X, name="X")
     sigma = check_float(sigma, "sigma", low=0.0, include_low=False)
     scores = np.empty(len(images), dtype=np.float64)
-    chunk = max(1, 2**22 // int(np.prod(images.shape[1:])))  # bounded temporaries
-    for start in range(0, len(images), chunk):
-        part = images[start : start + chunk].astype(np.float64)
+    chunk = max(1, 2**22 // int(np.prod(images.image_shape)))  # bounded temporaries
+    for rows, part in images.iter_chunks(chunk):
+        part = part.astype(np.float64)
         deviation = np.abs(part - gaussian_filter(part, (0, 0, sigma, sigma), mode="reflect"))
-        scores[start : start + chunk] = deviation.reshape(len(part), -1).max(axis=1)
+        scores[rows] = deviation.reshape(len(part), -1).max(axis=1)
     return scores
 
 
@@ -180,7 +181,7 @@ def local_contrast_sampling(
     learner : modAL ActiveLearner (or any object that accepts attributes)
         Not used, except to keep the pool scores.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Unlabelled images.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool.
     n_instances : int, default=1
         K; more than the pool returns the whole pool.
     sigma : float, default=2.0
@@ -205,7 +206,7 @@ def local_contrast_sampling(
     >>> int(indices[0]), len(indices)
     (3, 2)
     """
-    images = check_images(X_pool, name="X_pool")
+    images = as_pool(X_pool, name="X_pool")
     scores = local_contrast_scores(images, sigma=sigma)
     keys = content_keys(images)
     learner.pool_scores_ = scores
