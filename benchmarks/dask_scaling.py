@@ -12,7 +12,9 @@ the ``dask`` extra: ``pip install "sid4ds[dask]"``.
 Each cluster runs twice: with Dask's default worker environment, which sets
 ``MALLOC_TRIM_THRESHOLD_=65536`` (glibc then serves every large allocation with a fresh
 ``mmap``, so each forward pass page-faults its activations in), and without that variable
-(``--keep-malloc-trim`` skips the second).
+(``--keep-malloc-trim`` skips the second). Note that Dask's Nanny also writes these
+variables into the *client's* ``os.environ``, so processes started later from it (joblib's
+loky workers included) inherit them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def main() -> None:
             environments["without MALLOC_TRIM_THRESHOLD_"] = without_trim
         for label, environ in environments.items():
             for n_workers in (1, 2):
+                # a Nanny copies its environment into this process's os.environ, where the
+                # next cluster's workers would inherit it: start each cluster from a clean one
+                os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
                 with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
                         LocalCluster(n_workers=n_workers, threads_per_worker=1,
                                      processes=True, host="127.0.0.1",
