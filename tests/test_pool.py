@@ -336,3 +336,14 @@ def test_streaming_a_memmap_releases_its_pages(tmp_path):
         total += float(images[:, 0, 0, 0].sum())
     assert total == pytest.approx(4096 * 7 / 255, rel=1e-5)
     assert _resident_file_pages_mib() - before < 16
+
+
+def _torch_threads(images):
+    return np.array([torch.get_num_threads()] * len(images))
+
+
+def test_local_workers_split_the_cores_between_them(pool_images):
+    import os
+
+    threads = map_chunks(_torch_threads, as_pool(pool_images), batch_size=4, n_jobs=2)
+    assert set(np.concatenate(threads).tolist()) == {max(1, (os.cpu_count() or 1) // 2)}
