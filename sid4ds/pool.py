@@ -113,19 +113,22 @@ class ImagePool:
 
     Examples
     --------
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import numpy as np
     >>> from sid4ds.pool import ImagePool
-    >>> images = np.lib.format.open_memmap("pool_example.npy", mode="w+", dtype=np.uint8,
-    ...                                    shape=(10, 16, 16))
-    >>> pool = ImagePool(np.load("pool_example.npy", mmap_mode="r"))
+    >>> path = Path(tempfile.mkdtemp()) / "pool.npy"
+    >>> np.save(path, np.zeros((10, 16, 16), dtype=np.uint8))
+    >>> pool = ImagePool(np.load(path, mmap_mode="r"))
     >>> len(pool), pool.image_shape, pool.lazy
     (10, (1, 16, 16), True)
     >>> pool[[0, 3]].shape, pool[[0, 3]].dtype
     ((2, 1, 16, 16), dtype('float32'))
-    >>> import os; del pool, images; os.remove("pool_example.npy")
     """
 
     def __init__(self, source: Any, *, name: str = "X", mode: str | None = None) -> None:
+        if mode not in (None, "L", "RGB"):
+            raise ValueError(f"mode must be None, 'L' or 'RGB'; got {mode!r}")
         self.name = name
         self.mode = mode
         if isinstance(source, ImagePool):
