@@ -22,25 +22,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
 import torch
+from throughput import timed as best_time  # benchmarks/throughput.py: best of N after warm-up
 
 from sid4ds import ReconstructionScorer
 from sid4ds.datasets import make_defect_images
 from sid4ds.reconstruction import block_masks
-
-
-def best_time(function, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def batch_size_one(scorer: ReconstructionScorer, images: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ from sid4ds._validation import (
     check_masks,
     check_n_instances,
 )
+from sid4ds.nets import check_divisible
 from sid4ds.pool import ImagePool, as_pool
 from sid4ds.segmentation import SegmentationLearner, soft_dice_loss
 from sid4ds.strategies import content_keys, rank_pool
@@ -923,7 +924,12 @@ class RotationPretextScorer(TorchEstimator):
         self : RotationPretextScorer
         """
         self._check_common_params()
-        images = check_images(as_pool(X).to_numpy(), depth=self.depth)
+        pool = as_pool(X)  # validated once
+        try:
+            check_divisible(*pool.image_shape[1:], self.depth)
+        except ValueError as error:
+            raise ValueError(f"X: {error}") from None
+        images = pool.to_numpy()
         self._initialize(images.shape[1])
         self.image_shape_ = tuple(images.shape[2:])
         images_t = torch.from_numpy(images)

@@ -50,6 +50,7 @@ from sid4ds._validation import check_float, check_images, check_int, check_masks
 from sid4ds.active import DefectActiveLearner, run_sid4ds
 from sid4ds.baselines import (
     RotationPretextScorer,
+    _select_top,
     coreset_sampling,
     entropy_sampling,
     learning_loss_sampling,
@@ -207,12 +208,8 @@ def local_contrast_sampling(
     (3, 2)
     """
     images = as_pool(X_pool, name="X_pool")
-    scores = local_contrast_scores(images, sigma=sigma)
-    keys = content_keys(images)
-    learner.pool_scores_ = scores
-    learner.pool_keys_ = keys
-    top, _ = rank_pool(scores, n_instances, tie_keys=keys)
-    return top, scores[top]
+    return _select_top(learner, images, local_contrast_scores(images, sigma=sigma),
+                       n_instances)
 
 
 def split_held_out(

@@ -33,7 +33,7 @@ from sid4ds._validation import (
     check_masks,
 )
 from sid4ds.nets import check_divisible
-from sid4ds.pool import ImagePool, as_pool, channel_statistics
+from sid4ds.pool import as_pool, channel_statistics
 
 __all__ = ["ReconstructionScorer", "block_masks", "random_patch_masks"]
 
@@ -319,25 +319,16 @@ class ReconstructionScorer(TorchEstimator):
         """
         self._check_params()
         continuing = bool(self.warm_start) and self._is_initialized()
-        pool = as_pool(X)
-        if pool.lazy and y is None:
-            # out of core: statistics in chunks, training batches read when drawn
-            channels, height, width = pool.image_shape
-            if continuing and channels != self.n_channels_in_:
-                check_images(pool[:1], n_channels=self.n_channels_in_)
-            try:
-                check_divisible(height, width, self.depth)
-            except ValueError as error:
-                raise ValueError(f"X: {error}") from None
-            images: Any = pool
-        else:
-            images = check_images(
-                pool.to_numpy(), n_channels=self.n_channels_in_ if continuing else None,
-                depth=self.depth,
-            )
-        n_samples = len(images)
-        channels, height, width = (pool.image_shape if isinstance(images, ImagePool)
-                                   else images.shape[1:])
+        pool = as_pool(X)  # validates an in-memory array once; a lazy pool per chunk
+        n_samples, (channels, height, width) = len(pool), pool.image_shape
+        if continuing and channels != self.n_channels_in_:
+            check_images(pool[:1], n_channels=self.n_channels_in_)  # raises, naming X
+        try:
+            check_divisible(height, width, self.depth)
+        except ValueError as error:
+            raise ValueError(f"X: {error}") from None
+        # out of core (self-supervised on a lazy pool): training batches read when drawn
+        images: Any = pool if (pool.lazy and y is None) else pool.to_numpy()
         masks = None
         if y is not None:
             masks = check_masks(y, n_samples=n_samples, height=height, width=width)
