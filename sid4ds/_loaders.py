@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, cast
 
@@ -242,6 +242,7 @@ def _pair_images_and_masks(
     mask_index: dict[str, Path],
     images_folder: Path,
     on_error: str,
+    stacklevel: int = 3,
 ) -> list[tuple[str, Path, Path | None]]:
     """Match masks to images by name; report masks without an image."""
     for name, mask_path in mask_index.items():
@@ -252,24 +253,24 @@ def _pair_images_and_masks(
             )
             if on_error == "raise":
                 raise ValueError(message)
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(message, UserWarning, stacklevel=stacklevel)
     return [(name, path, mask_index.get(name)) for name, path in image_index.items()]
 
 
-def _load_pairs(
-    pairs: list[tuple[str, Path, Path | None]],
+def _iter_pairs(
+    pairs: Sequence[tuple[str, Path, Path | None]],
     *,
-    with_masks: bool,
     image_size: tuple[int, int] | None,
     tile_size: tuple[int, int] | None,
     mode: str | None,
     on_error: str,
-    source: str,
-) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Read, check, tile and resize matched (name, image, mask) files."""
-    images: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-    names: list[str] = []
+) -> Iterator[tuple[str, Path, np.ndarray, np.ndarray]]:
+    """Read, check, tile and resize matched (name, image, mask) files one at a time.
+
+    Yields ``(name, image_path, image, mask)`` per image or tile: float32 (C, H, W) and uint8
+    (H, W), zeros where the image has no mask. Only one image is held at a time, so callers
+    can stream a folder of any size.
+    """
     first: tuple[Path, tuple[int, int]] | None = None
     for name, image_path, mask_path in pairs:
         try:
@@ -280,7 +281,7 @@ def _load_pairs(
                 raise ValueError(
                     f"{message}. Fix or remove the file, or pass on_error='warn' to skip it."
                 ) from error
-            warnings.warn(f"{message}; skipping it.", UserWarning, stacklevel=3)
+            warnings.warn(f"{message}; skipping it.", UserWarning, stacklevel=4)
             continue
         size = (image.shape[1], image.shape[2])
         mask = np.zeros(size, dtype=np.uint8)
@@ -297,7 +298,7 @@ def _load_pairs(
                 warnings.warn(
                     f"{message}; skipping it and its image {image_path}.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 continue
             if mask.shape != size:
@@ -315,28 +316,68 @@ def _load_pairs(
                     f"but {image_path} is {_describe_size(size)}; pass image_size= to resize "
                     f"them all to one size or tile= to cut them into equal tiles."
                 )
-        if tile_size is not None:
-            if size[0] < tile_size[0] or size[1] < tile_size[1]:
-                raise ValueError(
-                    f"image {image_path} is {_describe_size(size)}, smaller than tile="
-                    f"{tile_size[0]}x{tile_size[1]}; pass a smaller tile= or remove the image."
-                )
-            rows, cols = tile_size
-            pieces = [
-                (image[:, r : r + rows, c : c + cols], mask[r : r + rows, c : c + cols])
-                for r, c in _tile_positions(size, tile_size)
-            ]
-            piece_names = [f"{name}_t{k}" for k in range(len(pieces))]
-        else:
-            pieces = [(image, mask)]
-            piece_names = [name]
-        for (piece, piece_mask), piece_name in zip(pieces, piece_names, strict=True):
-            if image_size is not None:
-                piece = _resize_image(piece, image_size)
-                piece_mask = _resize_mask(piece_mask, image_size)
-            images.append(piece)
-            masks.append(piece_mask)
-            names.append(piece_name)
+        for piece_name, piece, piece_mask in _pieces(
+            name, image, mask, image_size=image_size, tile_size=tile_size,
+            where=f"image {image_path}",
+        ):
+            yield piece_name, image_path, piece, piece_mask
+
+
+def _pieces(
+    name: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    image_size: tuple[int, int] | None,
+    tile_size: tuple[int, int] | None,
+    where: str,
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Tile, then resize, one image (C, H, W) and its mask (H, W): ``[(name, image, mask)]``.
+
+    Tile ``k`` of image ``a`` is named ``a_t<k>``; ``where`` names the image in errors.
+    """
+    size = (image.shape[1], image.shape[2])
+    if tile_size is not None:
+        if size[0] < tile_size[0] or size[1] < tile_size[1]:
+            raise ValueError(
+                f"{where} is {_describe_size(size)}, smaller than tile="
+                f"{tile_size[0]}x{tile_size[1]}; pass a smaller tile= or remove the image."
+            )
+        rows, cols = tile_size
+        pieces = [
+            (f"{name}_t{k}", image[:, r : r + rows, c : c + cols], mask[r : r + rows, c : c + cols])
+            for k, (r, c) in enumerate(_tile_positions(size, tile_size))
+        ]
+    else:
+        pieces = [(name, image, mask)]
+    if image_size is None:
+        return pieces
+    return [
+        (piece_name, _resize_image(piece, image_size), _resize_mask(piece_mask, image_size))
+        for piece_name, piece, piece_mask in pieces
+    ]
+
+
+def _load_pairs(
+    pairs: list[tuple[str, Path, Path | None]],
+    *,
+    with_masks: bool,
+    image_size: tuple[int, int] | None,
+    tile_size: tuple[int, int] | None,
+    mode: str | None,
+    on_error: str,
+    source: str,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Read, check, tile and resize matched (name, image, mask) files into arrays."""
+    images: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    names: list[str] = []
+    for name, _, image, mask in _iter_pairs(
+        pairs, image_size=image_size, tile_size=tile_size, mode=mode, on_error=on_error
+    ):
+        images.append(image)
+        masks.append(mask)
+        names.append(name)
     if not images:
         raise ValueError(f"no readable images in {source}.")
     n_channels = max(image.shape[0] for image in images)
@@ -348,6 +389,47 @@ def _load_pairs(
     ).astype(np.float32, copy=False)
     mask_array = np.stack(masks).astype(np.uint8, copy=False) if with_masks else None
     return X, mask_array, names
+
+
+def _folder_pairs(
+    images: PathLike,
+    masks: PathLike | None,
+    *,
+    mask_suffix: str,
+    recursive: bool,
+    on_error: str,
+) -> tuple[list[tuple[str, Path, Path | None]], Path]:
+    """List a folder's images and match its masks: ``([(name, image, mask)], folder)``."""
+    if not isinstance(mask_suffix, str):
+        raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
+    images_folder = _check_folder(images, "images")
+    masks_folder = _check_folder(masks, "masks") if masks is not None else None
+    same_folder = masks_folder is not None and masks_folder.resolve() == images_folder.resolve()
+    if same_folder and not mask_suffix:
+        raise ValueError(
+            f"masks is the same folder as images ({images_folder}), so every file would be "
+            f"both an image and a mask; pass mask_suffix= (e.g. '_label') to tell masks apart."
+        )
+
+    exclude = masks_folder if recursive and masks_folder is not None and not same_folder else None
+    image_files = _list_files(images_folder, recursive, exclude=exclude)
+    if same_folder:
+        mask_files = [(n, p) for n, p in image_files if n.endswith(mask_suffix)]
+        image_files = [(n, p) for n, p in image_files if not n.endswith(mask_suffix)]
+    elif masks_folder is not None:
+        mask_files = _list_files(masks_folder, recursive)
+    else:
+        mask_files = []
+    if not image_files:
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {images_folder}"
+            + (" or its subfolders" if recursive else "")
+            + "."
+        )
+    image_index = _index_by_name(image_files, "image")
+    mask_index = _index_by_name([(_strip_suffix(n, mask_suffix), p) for n, p in mask_files], "mask")
+    pairs = _pair_images_and_masks(image_index, mask_index, images_folder, on_error, stacklevel=4)
+    return pairs, images_folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,38 +538,12 @@ def load_image_folder(
     _check_on_error(on_error)
     image_size_pair = _check_size(image_size, "image_size") if image_size is not None else None
     tile_pair = _check_size(tile, "tile") if tile is not None else None
-    if not isinstance(mask_suffix, str):
-        raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
-    images_folder = _check_folder(images, "images")
-    masks_folder = _check_folder(masks, "masks") if masks is not None else None
-    same_folder = masks_folder is not None and masks_folder.resolve() == images_folder.resolve()
-    if same_folder and not mask_suffix:
-        raise ValueError(
-            f"masks is the same folder as images ({images_folder}), so every file would be "
-            f"both an image and a mask; pass mask_suffix= (e.g. '_label') to tell masks apart."
-        )
-
-    exclude = masks_folder if recursive and masks_folder is not None and not same_folder else None
-    image_files = _list_files(images_folder, recursive, exclude=exclude)
-    if same_folder:
-        mask_files = [(n, p) for n, p in image_files if n.endswith(mask_suffix)]
-        image_files = [(n, p) for n, p in image_files if not n.endswith(mask_suffix)]
-    elif masks_folder is not None:
-        mask_files = _list_files(masks_folder, recursive)
-    else:
-        mask_files = []
-    if not image_files:
-        raise ValueError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {images_folder}"
-            + (" or its subfolders" if recursive else "")
-            + "."
-        )
-    image_index = _index_by_name(image_files, "image")
-    mask_index = _index_by_name([(_strip_suffix(n, mask_suffix), p) for n, p in mask_files], "mask")
-    pairs = _pair_images_and_masks(image_index, mask_index, images_folder, on_error)
+    pairs, images_folder = _folder_pairs(
+        images, masks, mask_suffix=mask_suffix, recursive=recursive, on_error=on_error
+    )
     return _load_pairs(
         pairs,
-        with_masks=masks_folder is not None,
+        with_masks=masks is not None,
         image_size=image_size_pair,
         tile_size=tile_pair,
         mode=mode,

@@ -268,17 +268,21 @@ class TorchEstimator(BaseEstimator):
         n_jobs: Any = "estimator",
         extras: tuple[np.ndarray, ...] = (),
         batch_size: int | None = None,
+        description: str = "scoring",
     ) -> np.ndarray:
         """``function(images)`` over ``pool`` in chunks (``self.n_jobs`` workers), joined.
 
         ``function`` gets validated float32 images; chunk boundaries are multiples of the
-        inference batch, so results do not depend on ``n_jobs``.
+        inference batch, so results do not depend on ``n_jobs``. With ``verbose`` a
+        progress bar named ``description`` counts the images.
         """
         _, height, width = pool.image_shape
         jobs = self.n_jobs if n_jobs == "estimator" else n_jobs
         if batch_size is None:
             batch_size = self._batch_size_for(height, width, copies)
-        parts = map_chunks(function, pool, batch_size=batch_size, n_jobs=jobs, extras=extras)
+        parts = map_chunks(function, pool, batch_size=batch_size, n_jobs=jobs, extras=extras,
+                           progress=f"{type(self).__name__}: {description}" if self.verbose
+                           else None)
         return np.concatenate(parts, axis=0)
 
     def _prepare_module(self) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,17 @@ def _count_or_auto(text: str) -> int | str:
     return value
 
 
+def _images_argument(images: str) -> Any:
+    """``--images``: a folder, an .npy file (memory-mapped) or a .txt list of image paths."""
+    path = Path(images)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if path.suffix.lower() == ".txt" and path.is_file():
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        return [str(path.parent / line) for line in lines if line and not line.startswith("#")]
+    return images
+
+
 def _init(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
 
@@ -133,8 +145,8 @@ def _init(args: argparse.Namespace) -> int:
     if args.epochs_s is not None:
         segmenter["max_epochs"] = args.epochs_s
     session = LabelingSession.create(
-        args.session, args.images, args.masks, image_size=args.image_size, tile=args.tile,
-        mode="RGB" if args.rgb else "L", mask_suffix=args.mask_suffix,
+        args.session, _images_argument(args.images), args.masks, image_size=args.image_size,
+        tile=args.tile, mode="RGB" if args.rgb else None, mask_suffix=args.mask_suffix,
         skip_unreadable=args.skip_unreadable, defect_ratio=args.defect_ratio, seed=args.seed,
         scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g)
     status = session.status()
@@ -284,8 +296,10 @@ def _add_session_commands(
                "already exist: their images count as labelled). The images are copied into "
                "the session as the networks will see them (resized or tiled). Settings and "
                "seed are recorded, so the same inputs give the same rounds.")
-    init.add_argument("--images", required=True, metavar="DIR",
-                      help="folder of images (.png .jpg .bmp .tif), sorted by name")
+    init.add_argument("--images", required=True, metavar="DIR|FILE",
+                      help="folder of images (.png .jpg .bmp .tif), sorted by name; or an "
+                           ".npy array (n, C, H, W) or (n, H, W), read memory-mapped; or a "
+                           ".txt file listing image paths, one per line (relative to it)")
     init.add_argument("--masks", metavar="DIR",
                       help="folder of existing masks, named like their images (0 = normal, "
                            "one non-zero value = defect)")

@@ -33,6 +33,8 @@ __all__ = ["ImagePool", "as_pool", "map_chunks"]
 
 # Largest chunk read from a pool at once: 2**22 float32 values (16 MiB).
 CHUNK_VALUES = 2**22
+# Linux maps up to this many bytes of cached file pages around a faulting page.
+FAULT_AROUND_BYTES = 65536
 
 
 def _release_pages(array: np.memmap, start: int, stop: int) -> None:
@@ -53,9 +55,11 @@ def _release_pages(array: np.memmap, start: int, stop: int) -> None:
         row_bytes = array.strides[0]
         first = array.ctypes.data + start * row_bytes - base
         last = array.ctypes.data + stop * row_bytes - base
-        page = mmap.PAGESIZE
-        first = (first // page) * page
-        length = min(len(mapping), -(-last // page) * page) - first
+        # a page fault also maps the cached pages around it (Linux fault-around, 64 KiB
+        # windows), so release whole windows: scattered rows leave no neighbours behind
+        window = max(mmap.PAGESIZE, FAULT_AROUND_BYTES)
+        first = (first // window) * window
+        length = min(len(mapping), -(-last // window) * window) - first
         if length > 0:
             mapping.madvise(mmap.MADV_DONTNEED, first, length)
     except (AttributeError, ValueError, OSError):  # pragma: no cover - platform dependent
@@ -211,12 +215,14 @@ class ImagePool:
             order = np.argsort(source_rows, kind="stable")
             sorted_rows = source_rows[order]
             if len(sorted_rows) and np.all(np.diff(sorted_rows) == 1):
-                first, last = int(sorted_rows[0]), int(sorted_rows[-1]) + 1
-                chunk = np.array(self._source[first:last])
-                if isinstance(self._source, np.memmap) and self._source.strides[0] > 0:
-                    _release_pages(self._source, first, last)
+                chunk = np.array(self._source[int(sorted_rows[0]) : int(sorted_rows[-1]) + 1])
             else:
                 chunk = np.asarray(self._source[sorted_rows])
+            if isinstance(self._source, np.memmap) and self._source.strides[0] > 0:
+                # runs of consecutive rows: scattered reads (training batches) too
+                for run in np.split(sorted_rows, np.flatnonzero(np.diff(sorted_rows) != 1) + 1):
+                    if len(run):
+                        _release_pages(self._source, int(run[0]), int(run[-1]) + 1)
             restore = np.empty_like(order)
             restore[order] = np.arange(len(order))
             chunk = chunk[restore]
@@ -443,6 +449,7 @@ def map_chunks(
     batch_size: int,
     n_jobs: int | None = None,
     extras: Sequence[np.ndarray] = (),
+    progress: str | None = None,
 ) -> list[Any]:
     """Apply ``function`` to consecutive chunks of ``pool``; return the results in order.
 
@@ -466,6 +473,9 @@ def map_chunks(
         Each local worker process gets ``cpu_count // n_jobs`` torch threads, each task
         on a Dask cluster one thread (a task slot is a core); under the threading backend
         torch's process-wide thread count is left alone.
+    progress : str, optional
+        Show a progress bar (on stderr) with this description, counting images as their
+        chunks finish.
 
     Returns
     -------
@@ -484,16 +494,28 @@ def map_chunks(
     for extra in extras:
         if len(extra) != pool.n_samples:
             raise ValueError(f"extras hold {len(extra)} rows for {pool.n_samples} images")
-    workers, backend = _parallel_plan(n_jobs)
-    if workers == 1 and backend in ("LokyBackend", "SequentialBackend"):
-        size = chunk_size_for(pool, batch_size)
-        return [function(images, *(extra[rows] for extra in extras))
-                for rows, images in pool.iter_chunks(size)]
-    from joblib import Parallel, delayed
+    from tqdm.std import tqdm
 
-    size = chunk_size_for(pool, batch_size, n_jobs=max(workers, 2))
-    n_threads = _torch_threads_per_task(workers, backend)
-    jobs = (delayed(_run_chunk)(function, pool.subset(slice(start, stop)), 0, stop - start,
-                                tuple(extra[start:stop] for extra in extras), n_threads)
-            for start, stop in pool.chunk_bounds(size))
-    return list(Parallel(n_jobs=n_jobs)(jobs))
+    workers, backend = _parallel_plan(n_jobs)
+    results: list[Any] = []
+    with tqdm(total=pool.n_samples, desc=progress, disable=progress is None, leave=False,
+              unit="image") as bar:
+        if workers == 1 and backend in ("LokyBackend", "SequentialBackend"):
+            size = chunk_size_for(pool, batch_size)
+            for rows, images in pool.iter_chunks(size):
+                results.append(function(images, *(extra[rows] for extra in extras)))
+                bar.update(len(images))
+            return results
+        from joblib import Parallel, delayed
+
+        size = chunk_size_for(pool, batch_size, n_jobs=max(workers, 2))
+        n_threads = _torch_threads_per_task(workers, backend)
+        bounds = pool.chunk_bounds(size)
+        jobs = (delayed(_run_chunk)(function, pool.subset(slice(start, stop)), 0, stop - start,
+                                    tuple(extra[start:stop] for extra in extras), n_threads)
+                for start, stop in bounds)
+        for result, (start, stop) in zip(Parallel(n_jobs=n_jobs, return_as="generator")(jobs),
+                                         bounds, strict=True):
+            results.append(result)
+            bar.update(stop - start)
+    return results

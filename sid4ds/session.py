@@ -20,11 +20,12 @@ and the record of every round. Each step is one method (and one ``sid4ds`` subco
 Rounds follow :func:`sid4ds.run_sid4ds`: with the same images, settings and seed, a session
 whose human answers with the masks of an oracle selects the same images, round by round.
 
-On-disk layout (format version 1)::
+On-disk layout (format version 2)::
 
     SESSION/
         manifest.json             settings, seed, labels, rounds, model index (versioned JSON)
-        pool.npz                  images (n, C, H, W) float32, names, content keys, sources
+        pool_images.npy           images (n, C, H, W) float32, read memory-mapped
+        pool_meta.npz             names, content keys, source files
         masks/NAME.png            the human's masks, 0 = normal, 255 = defect
                                   (masks/vK/NAME.png: version K of a replaced mask)
         models/{M,S,G}_rNNN.pt    torch state dicts (network and optimiser) of round NNN
@@ -48,6 +49,9 @@ Safety:
 * Two commands on one session at once are refused: each takes ``session.lock``
   (``O_CREAT | O_EXCL``, with its pid inside). A lock whose process is gone is stale and is
   removed by the next command.
+* The pool is read memory-mapped and scored in chunks, so a session's memory does not grow
+  with its pool (``init`` streams the images into ``pool_images.npy`` one at a time).
+  Sessions of format version 1 (one compressed ``pool.npz``) are still read, in memory.
 * Session files hold no pickles: weights are read with ``torch.load(weights_only=True)``,
   everything else is JSON, PNG or npz read with ``allow_pickle=False``, so opening a
   session someone sent you cannot run their code.
@@ -75,17 +79,25 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from sid4ds._loaders import IMAGE_EXTENSIONS, _list_files, load_image_folder
+from sid4ds._loaders import (
+    IMAGE_EXTENSIONS,
+    _check_size,
+    _folder_pairs,
+    _iter_pairs,
+    _list_files,
+    _pieces,
+)
 from sid4ds._validation import check_float, check_int
 from sid4ds.active import resolve_n_normal
-from sid4ds.strategies import content_keys, rank_pool
+from sid4ds.pool import ImagePool, _is_path_sequence, as_pool, chunk_size_for
+from sid4ds.strategies import content_keys, msmr_scores, rank_pool, sdr_scores
 
 __all__ = [
     "FORMAT_VERSION",
@@ -102,10 +114,14 @@ __all__ = [
 
 FORMAT_NAME = "sid4ds-session"
 #: Version of the on-disk format this sid4ds writes and the newest it reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = "session.lock"
-POOL = "pool.npz"
+POOL_IMAGES = "pool_images.npy"
+POOL_META = "pool_meta.npz"
+POOL_V1 = "pool.npz"  # format version 1: images and metadata in one compressed file
+# Bytes reserved for the .npy header of the pool, written once the image count is known.
+NPY_HEADER_BYTES = 128
 KILL_ENV = "SID4DS_TEST_KILL_AT"
 #: Points where ``SID4DS_TEST_KILL_AT`` kills the process (a test hook).
 KILL_POINTS = (
@@ -118,8 +134,6 @@ KILL_POINTS = (
     "import:before-commit",
 )
 EXPORT_FORMATS = ("png", "coco", "label-studio")
-# Images scored per progress-bar step; a multiple of every automatic inference batch size.
-SCORING_CHUNK = 1024
 # Model settings the command line exposes, by estimator.
 MODEL_KINDS = {"M": "scorer", "G": "scorer", "S": "segmenter"}
 
@@ -542,6 +556,67 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
 
 
+class _NpyWriter:
+    """Append images to an ``.npy`` file whose header is written once their count is known.
+
+    Only one chunk is held at a time. :data:`NPY_HEADER_BYTES` are reserved for the header
+    (NPY format 1.0, padded with spaces), so ``np.load(path, mmap_mode="r")`` reads the
+    result like any ``.npy`` file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in finish()
+        self.handle.write(b"\0" * NPY_HEADER_BYTES)
+        self.shape: tuple[int, ...] | None = None
+        self.count = 0
+
+    def append(self, image: np.ndarray) -> None:
+        """Append one float32 image of shape (n_channels, height, width)."""
+        if self.shape is None:
+            self.shape = tuple(int(side) for side in image.shape)
+        elif tuple(image.shape) != self.shape:  # the readers check sizes: a safety net
+            raise SessionError(f"image {self.count} has shape {tuple(image.shape)}, not "
+                               f"{self.shape} like the first; resize them to one size")
+        self.handle.write(np.ascontiguousarray(image, dtype="<f4").tobytes())
+        self.count += 1
+
+    def finish(self) -> tuple[int, ...]:
+        """Write the header, fsync and close; return the shape (n, C, H, W)."""
+        if self.shape is None:
+            self.handle.close()
+            raise SessionError("no image to write")
+        shape = (self.count, *self.shape)
+        text = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode("latin1")
+        magic = b"\x93NUMPY\x01\x00"
+        length = NPY_HEADER_BYTES - len(magic) - 2
+        header = magic + length.to_bytes(2, "little") + text.ljust(length - 1) + b"\n"
+        self.handle.seek(0)
+        self.handle.write(header)
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        return shape
+
+
+def _check_names(names: Sequence[Any], argument: str) -> None:
+    """Image names become file names (masks/NAME.png): unique, plain, not hidden."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if (not isinstance(name, str) or not name or name.startswith(".")
+                or any(character in name for character in "/\\\0")):
+            raise SessionError(
+                f"{argument}[{position}] is {name!r}; an image name must be a non-empty str "
+                f"without '/', '\\' or a leading '.', since it names the image's mask file"
+            )
+        if name in seen:
+            raise SessionError(
+                f"{argument} has {name!r} twice (images {seen[name]} and {position}); image "
+                f"names must be unique: pass names= with one distinct name per image"
+            )
+        seen[name] = position
+
+
 def _read_binary_mask(path: Path) -> np.ndarray:
     """Read a mask file; raise a SessionError naming it unless it holds two values at most."""
     try:
@@ -883,48 +958,61 @@ class LabelingSession:
     def create(
         cls,
         path: str | os.PathLike[str],
-        images: str | os.PathLike[str],
+        images: Any,
         masks: str | os.PathLike[str] | None = None,
         *,
         image_size: int | tuple[int, int] | None = None,
         tile: int | tuple[int, int] | None = None,
-        mode: str = "L",
+        mode: str | None = None,
         mask_suffix: str = "",
         skip_unreadable: bool = False,
+        names: Sequence[str] | None = None,
         defect_ratio: float = 0.05,
         seed: int = 0,
         scorer_params: dict[str, Any] | None = None,
         segmenter_params: dict[str, Any] | None = None,
         guided_epochs: int | None = None,
     ) -> LabelingSession:
-        """Create a session folder from an image folder (``sid4ds init``).
+        """Create a session folder from images (``sid4ds init``).
 
-        The images are read once (resized or tiled as asked) and stored in the session, so
-        later rounds do not depend on the image folder staying as it is. The folder is
-        written under a temporary name and renamed when complete.
+        The images are read once, one at a time (resized or tiled as asked), and written
+        into the session's ``pool_images.npy``, so later rounds do not depend on the images
+        staying where they are, and a pool larger than memory works: the session reads it
+        memory-mapped. The folder is written under a temporary name and renamed when
+        complete.
 
         Parameters
         ----------
         path : str or path-like
             The new session folder; must not exist (or be empty).
-        images : str or path-like
-            Folder of images (.png, .jpg, .bmp, .tif; hidden files ignored), sorted by name.
+        images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
+            A folder of images (.png, .jpg, .bmp, .tif; hidden files ignored), sorted by
+            name; or the images themselves, as anything :class:`~sid4ds.ImagePool` reads:
+            an array or ``np.memmap`` of shape (n_samples, n_channels, height, width) or
+            (n_samples, height, width), a sequence of image file paths, or a map-style
+            ``torch.utils.data.Dataset``. They are read in chunks.
         masks : str or path-like, optional
-            Folder of masks that already exist, matched to images by file name without
-            extension (after removing ``mask_suffix``). Their images count as labelled.
-            Each mask must be binary (0 = normal, one non-zero value = defect).
+            Folder of masks that already exist, matched to images by name (the file name
+            without extension, after removing ``mask_suffix``). Their images count as
+            labelled. Each mask must be binary (0 = normal, one non-zero value = defect)
+            and have its image's size before resizing or tiling.
         image_size : int or (height, width), optional
             Resize every image (and mask) to this size. Needed when the images differ in
             size, unless ``tile`` is given.
         tile : int or (height, width), optional
             Cut every image (and mask) into tiles of this size; tile ``k`` of image ``a``
             is named ``a_t<k>``.
-        mode : {"L", "RGB"}, default="L"
-            Grey-scale or colour images.
+        mode : {"L", "RGB"}, optional
+            Grey-scale or colour images. Default: ``"L"`` for image files; for arrays and
+            Datasets, what their channels say (1 = ``"L"``, 3 = ``"RGB"``).
         mask_suffix : str, default=""
             Ending of mask names to remove before matching, e.g. ``"_mask"``.
         skip_unreadable : bool, default=False
             Skip unreadable image files with a warning instead of refusing the folder.
+        names : sequence of str, optional
+            One name per image when ``images`` is not a folder (used for mask files, lists
+            and exports). Default: the file names without extension for paths,
+            ``image_000000``, ``image_000001``, ... otherwise.
         defect_ratio : float, default=0.05
             Expected share of defective images; sets the number of fake normals V when a
             query asks for ``n_normal="auto"``.
@@ -948,8 +1036,8 @@ class LabelingSession:
         SessionError
             If the folder exists, an image or mask is unreadable, masks have no image or
             are not binary, images differ in size without ``image_size``/``tile``, two
-            files share a name, the image folder is empty, or the images do not fit the
-            networks; the message names the file and what to do.
+            files share a name, the image folder is empty, ``names`` do not fit, or the
+            images do not fit the networks; the message names the file and what to do.
         """
         root = Path(path)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -957,26 +1045,27 @@ class LabelingSession:
                 f"{root} already exists; choose a new session folder (or look at the "
                 f"existing one with `sid4ds status {root}`)"
             )
-        if mode not in ("L", "RGB"):
+        if mode not in (None, "L", "RGB"):
             raise SessionError(f"mode must be 'L' (grey-scale) or 'RGB'; got {mode!r}")
         defect_ratio = check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0,
                                    include_high=False)
         seed = check_int(seed, "seed", minimum=0)
         models = cls._configure_models(scorer_params, segmenter_params, guided_epochs, seed)
-        images_folder = Path(images)
+        image_size_pair = _check_size(image_size, "image_size") if image_size is not None \
+            else None
+        tile_pair = _check_size(tile, "tile") if tile is not None else None
         masks_folder = Path(masks) if masks is not None else None
-        mask_stems = cls._check_init_masks(images_folder, masks_folder, mask_suffix)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            X, loaded_masks, names = load_image_folder(
-                images_folder, masks_folder, image_size=image_size, tile=tile, mode=mode,
-                mask_suffix=mask_suffix, on_error="warn" if skip_unreadable else "raise")
-        for warning in caught:
-            warnings.warn(str(warning.message), SessionWarning, stacklevel=2)
-        cls._check_fits_networks(X.shape[2:], models)
-        sources = cls._source_files(images_folder, names, tiled=tile is not None)
-        labeled_rows = [row for row, name in enumerate(names)
-                        if cls._stem_of(name, tile is not None) in mask_stems]
+        from_folder = isinstance(images, (str, os.PathLike))
+        if from_folder:
+            if names is not None:
+                raise SessionError("names= is for images given as an array, paths or a "
+                                   "Dataset; a folder's images are named by their files")
+            items, mask_files, described = cls._folder_items(
+                Path(images), masks_folder, mask_suffix, mode or "L", skip_unreadable,
+                image_size_pair, tile_pair)
+        else:
+            items, mask_files, described = cls._pool_items(
+                images, masks_folder, mask_suffix, mode, names, image_size_pair, tile_pair)
 
         for leftover in root.parent.glob(f".{root.name}.init-*"):  # from a killed init
             owner = leftover.name.rsplit("-", 1)[-1]
@@ -985,33 +1074,56 @@ class LabelingSession:
         staging = root.parent / f".{root.name}.init-{os.getpid()}"
         staging.mkdir(parents=True)
         try:
-            pool_buffer = io.BytesIO()
-            np.savez_compressed(pool_buffer, images=X, names=np.array(names),
-                                keys=content_keys(X), sources=np.array(sources))
-            pool_bytes = pool_buffer.getvalue()
-            _write_bytes(staging / POOL, pool_bytes)
-            labels = {}
-            for row in labeled_rows if loaded_masks is not None else []:
-                labels[names[row]] = cls._write_mask(staging, names[row], loaded_masks[row],
-                                                     version=1, round_index=None,
-                                                     source=str(sources[row]))
+            pool_names: list[str] = []
+            sources: list[str] = []
+            labels: dict[str, Any] = {}
+            writer = _NpyWriter(staging / POOL_IMAGES)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    for name, source, image, mask in items:
+                        if writer.shape is None:
+                            cls._check_fits_networks(image.shape[1:], models)
+                        writer.append(image)
+                        pool_names.append(name)
+                        sources.append(source)
+                        if mask is not None:
+                            labels[name] = cls._write_mask(staging, name, mask, version=1,
+                                                           round_index=None, source=source)
+                except SessionError:
+                    raise
+                except ValueError as error:  # the readers' messages name the file
+                    raise SessionError(str(error)) from None
+            for warning in caught:
+                warnings.warn(str(warning.message), SessionWarning, stacklevel=2)
+            if not pool_names:
+                raise SessionError(f"no readable images in {described}")
+            shape = writer.finish()
+            pool_images = np.load(staging / POOL_IMAGES, mmap_mode="r")
+            keys = content_keys(as_pool(pool_images, name="images"))
+            del pool_images
+            meta_buffer = io.BytesIO()
+            np.savez_compressed(meta_buffer, names=np.array(pool_names), keys=keys,
+                                sources=np.array(sources))
+            meta_bytes = meta_buffer.getvalue()
+            _write_bytes(staging / POOL_META, meta_bytes)
             manifest = {
                 "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                 "created": _now(), "updated": _now(),
                 "written_by": cls._versions(),
                 "settings": {
-                    "images": str(images_folder.resolve()),
+                    "images": described,
                     "masks": str(masks_folder.resolve()) if masks_folder else None,
-                    "image_size": list(np.broadcast_to(image_size, 2).tolist())
-                    if image_size is not None else None,
-                    "tile": list(np.broadcast_to(tile, 2).tolist()) if tile is not None
-                    else None,
-                    "mode": mode, "mask_suffix": mask_suffix,
+                    "image_size": list(image_size_pair) if image_size_pair else None,
+                    "tile": list(tile_pair) if tile_pair else None,
+                    "mode": "L" if shape[1] == 1 else "RGB", "mask_suffix": mask_suffix,
                     "defect_ratio": defect_ratio, "seed": seed, **models,
                 },
-                "pool": {"file": POOL, "sha256": _sha256(pool_bytes), "n_images": len(names),
-                         "n_channels": int(X.shape[1]), "height": int(X.shape[2]),
-                         "width": int(X.shape[3])},
+                "pool": {"file": POOL_IMAGES, "sha256": _file_sha256(staging / POOL_IMAGES),
+                         "meta": POOL_META, "meta_sha256": _sha256(meta_bytes),
+                         "dtype": "float32", "n_images": len(pool_names),
+                         "n_channels": int(shape[1]), "height": int(shape[2]),
+                         "width": int(shape[3]), "initial_masks": len(mask_files)},
                 "labels": labels, "rounds": [], "models": {}, "model_files": {},
             }
             _write_json(staging / MANIFEST, manifest)
@@ -1024,6 +1136,86 @@ class LabelingSession:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return cls(root)
+
+    @classmethod
+    def _folder_items(
+        cls, folder: Path, masks_folder: Path | None, mask_suffix: str, mode: str,
+        skip_unreadable: bool, image_size: tuple[int, int] | None,
+        tile: tuple[int, int] | None,
+    ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], dict[str, Path], str]:
+        """Stream a folder's images: ``(items, mask files by stem, description)``.
+
+        ``items`` yields ``(name, source file, image, mask or None)`` one at a time.
+        """
+        mask_files = cls._check_init_masks(None, folder, masks_folder, mask_suffix)
+        pairs, _ = _folder_pairs(folder, masks_folder, mask_suffix=mask_suffix,
+                                 recursive=False,
+                                 on_error="warn" if skip_unreadable else "raise")
+
+        def items() -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
+            with_mask = {image_path for _, image_path, mask_path in pairs if mask_path}
+            for name, image_path, image, mask in _iter_pairs(
+                    pairs, image_size=image_size, tile_size=tile, mode=mode,
+                    on_error="warn" if skip_unreadable else "raise"):
+                yield (name, str(image_path.resolve()), image,
+                       mask if image_path in with_mask else None)
+
+        return items(), mask_files, str(folder.resolve())
+
+    @classmethod
+    def _pool_items(
+        cls, images: Any, masks_folder: Path | None, mask_suffix: str, mode: str | None,
+        names: Sequence[str] | None, image_size: tuple[int, int] | None,
+        tile: tuple[int, int] | None,
+    ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], dict[str, Path], str]:
+        """Stream images given as an array, memmap, paths or Dataset (see :meth:`create`)."""
+        try:
+            pool = ImagePool(images, name="images", mode=mode or ("L" if _is_path_sequence(
+                images) else None))
+        except (TypeError, ValueError) as error:
+            raise SessionError(f"{error}") from None
+        n_channels = pool.image_shape[0]
+        if mode is not None and n_channels != (1 if mode == "L" else 3):
+            raise SessionError(
+                f"mode={mode!r} but the images have {n_channels} channel(s); pass "
+                f"mode={'L' if n_channels == 1 else 'RGB'!r} or leave mode unset"
+            )
+        paths = [Path(entry) for entry in images] if _is_path_sequence(images) else None
+        if names is None:
+            names = ([entry.stem for entry in paths] if paths is not None else
+                     [f"image_{row:06d}" for row in range(len(pool))])
+            argument = "the file names of images" if paths is not None else "names"
+        else:
+            names = list(names)
+            argument = "names"
+            if len(names) != len(pool):
+                raise SessionError(f"names has {len(names)} entries but images has "
+                                   f"{len(pool)}; pass one name per image")
+        _check_names(names, argument)
+        mask_files = cls._check_init_masks(set(names), None, masks_folder, mask_suffix)
+        sources = [str(entry.resolve()) for entry in paths] if paths is not None else None
+        described = (f"{len(pool)} image paths" if paths is not None else
+                     f"{type(images).__name__} of {len(pool)} images")
+
+        def items() -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
+            for rows, chunk in pool.iter_chunks(chunk_size_for(pool, 1)):
+                for row, image in zip(range(rows.start, rows.stop), chunk, strict=True):
+                    name = names[row]
+                    mask_path = mask_files.get(name)
+                    mask = (_read_binary_mask(mask_path) if mask_path is not None else
+                            np.zeros(image.shape[1:], np.uint8))
+                    if mask.shape != image.shape[1:]:
+                        raise SessionError(
+                            f"mask file {mask_path} is {mask.shape[0]}x{mask.shape[1]} but "
+                            f"its image {name!r} is {image.shape[1]}x{image.shape[2]} "
+                            f"(height x width); a mask must have its image's size")
+                    for piece_name, piece, piece_mask in _pieces(
+                            name, image, mask, image_size=image_size, tile_size=tile,
+                            where=f"image {name!r}"):
+                        yield (piece_name, sources[row] if sources else "", piece,
+                               piece_mask if mask_path is not None else None)
+
+        return items(), mask_files, described
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:
@@ -1110,23 +1302,28 @@ class LabelingSession:
             raise SessionError(f"{error} (n_blocks of the reconstruction learner)") from None
 
     @staticmethod
-    def _check_init_masks(images: Path, masks: Path | None, mask_suffix: str) -> set[str]:
-        """Check every initial mask: readable, binary, with an image; return their stems."""
+    def _check_init_masks(image_names: set[str] | None, images: Path | None,
+                          masks: Path | None, mask_suffix: str) -> dict[str, Path]:
+        """Check every initial mask: readable, binary, with an image; ``{name: file}``.
+
+        ``image_names`` are the names masks may match (``None``: list the folder
+        ``images``, leaving out mask files when masks live in the same folder).
+        """
         if masks is None:
-            return set()
+            return {}
         if not masks.is_dir():
             raise SessionError(f"masks folder {masks} does not exist or is not a folder")
-        if not images.is_dir():
-            return set()  # load_image_folder reports it
-        same_folder = masks.resolve() == images.resolve()
-        image_files = _list_files(images, recursive=False)
+        same_folder = images is not None and masks.resolve() == images.resolve()
         mask_files = _list_files(masks, recursive=False)
         if same_folder:  # masks are the files with the suffix (the loader insists on one)
-            image_files = [(n, p) for n, p in image_files
-                           if not (mask_suffix and n.endswith(mask_suffix))]
             mask_files = [(n, p) for n, p in mask_files
                           if mask_suffix and n.endswith(mask_suffix)]
-        image_stems = {name for name, _ in image_files}
+        if image_names is None:
+            if images is None or not images.is_dir():
+                return {}  # _folder_pairs reports it
+            image_names = {name for name, _ in _list_files(images, recursive=False)
+                           if not (same_folder and mask_suffix and name.endswith(mask_suffix))}
+        where = f" in {images}" if images is not None else ""
         stems: dict[str, Path] = {}
         for name, mask_path in mask_files:
             stem = name[: -len(mask_suffix)] if mask_suffix and name.endswith(mask_suffix) \
@@ -1136,24 +1333,15 @@ class LabelingSession:
                     f"two mask files are for image {stem!r}: {stems[stem]} and {mask_path}; "
                     f"remove one of them"
                 )
-            if stem not in image_stems:
+            if stem not in image_names:
                 raise SessionError(
-                    f"mask file {mask_path} has no image named {stem!r} in {images}; masks "
+                    f"mask file {mask_path} has no image named {stem!r}{where}; masks "
                     f"are matched to images by file name without extension: rename or "
                     f"remove the mask"
                 )
             _read_binary_mask(mask_path)
             stems[stem] = mask_path
-        return set(stems)
-
-    @staticmethod
-    def _stem_of(name: str, tiled: bool) -> str:
-        return re.sub(r"_t\d+$", "", name) if tiled else name
-
-    @staticmethod
-    def _source_files(images: Path, names: list[str], tiled: bool) -> list[str]:
-        paths = {name: path.resolve() for name, path in _list_files(images, recursive=False)}
-        return [str(paths.get(LabelingSession._stem_of(name, tiled), "")) for name in names]
+        return stems
 
     # ------------------------------------------------------------------ manifest, pool
     def _read_manifest(self) -> dict[str, Any]:
@@ -1209,23 +1397,43 @@ class LabelingSession:
                     leftover.unlink()
 
     def _pool(self) -> dict[str, Any]:
+        """The pool: ``images`` (memory-mapped, (n, C, H, W) float32), ``names``, ``keys``,
+        ``sources`` and ``index`` (name to row). Checksums are verified on first use."""
         if self._pool_cache is not None:
             return self._pool_cache
-        file = self.path / self.manifest["pool"]["file"]
-        if not file.is_file():
-            raise SessionError(f"{file} is missing; restore the session folder from a copy")
-        if _file_sha256(file) != self.manifest["pool"]["sha256"]:
-            raise SessionError(f"{file} was changed or damaged (checksum mismatch); restore "
-                               f"the session folder from a copy")
+        entry = self.manifest["pool"]
+        file = self._verified(entry["file"], entry["sha256"])
         try:
-            with np.load(file, allow_pickle=False) as data:
-                pool = {key: data[key] for key in ("images", "names", "keys", "sources")}
+            if "meta" not in entry:  # format version 1: everything in one npz, in memory
+                with np.load(file, allow_pickle=False) as data:
+                    pool = {key: data[key] for key in ("images", "names", "keys", "sources")}
+            else:
+                meta = self._verified(entry["meta"], entry["meta_sha256"])
+                with np.load(meta, allow_pickle=False) as data:
+                    pool = {key: data[key] for key in ("names", "keys", "sources")}
+                pool["images"] = np.load(file, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, KeyError) as error:
-            raise SessionError(f"cannot read {file}: {error}") from None
+            raise SessionError(f"cannot read the pool of {self.path}: {error}; restore the "
+                               f"session folder from a copy") from None
+        expected = (entry["n_images"], entry["n_channels"], entry["height"], entry["width"])
+        if pool["images"].shape != expected or len(pool["names"]) != expected[0]:
+            raise SessionError(f"{file} holds images of shape {pool['images'].shape}, but the "
+                               f"manifest says {expected}; restore the session folder from "
+                               f"a copy")
         pool["names"] = [str(name) for name in pool["names"]]
         pool["index"] = {name: row for row, name in enumerate(pool["names"])}
         self._pool_cache = pool
         return pool
+
+    def _verified(self, name: str, sha256: str) -> Path:
+        """Path of a session file whose checksum matches (read in blocks, any size)."""
+        file = self.path / name
+        if not file.is_file():
+            raise SessionError(f"{file} is missing; restore the session folder from a copy")
+        if _file_sha256(file) != sha256:
+            raise SessionError(f"{file} was changed or damaged (checksum mismatch); restore "
+                               f"the session folder from a copy")
+        return file
 
     @staticmethod
     def _write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
@@ -1450,19 +1658,6 @@ class LabelingSession:
         manifest["model_files"][f"{kind}_r{round_index:03d}"] = entry
         self._commit(manifest)
 
-    def _chunked(self, function: Callable[..., np.ndarray], images: np.ndarray,
-                 verbose: int, description: str, *extra: np.ndarray) -> np.ndarray:
-        from tqdm.std import tqdm
-
-        parts = []
-        with tqdm(total=len(images), desc=description, disable=not verbose, leave=False,
-                  unit="image") as progress:
-            for start in range(0, len(images), SCORING_CHUNK):
-                chunk = slice(start, start + SCORING_CHUNK)
-                parts.append(function(images[chunk], *(array[chunk] for array in extra)))
-                progress.update(len(parts[-1]))
-        return np.concatenate(parts)
-
     def _run_round(self, manifest: dict[str, Any], pool: dict[str, Any],
                    unlabeled: list[int], round_index: int, n_label: int,
                    n_normal: int | str, device: Any, verbose: int) -> dict[str, Any]:
@@ -1486,8 +1681,8 @@ class LabelingSession:
         X_train, y_train = self._training_set(manifest, pool)
         defective = y_train.any(axis=(1, 2))
         iterative = bool(defective.any() and (~defective).any())
-        pool_images = images[unlabeled]
-        predictions = None
+        pool_images = as_pool(images, name="pool").subset(unlabeled)
+        segmenter = None
         models_used = {"M": manifest["models"]["M"]["round"]}
         if iterative:
             segmenter = self._model(manifest, "S", device, verbose)
@@ -1519,15 +1714,12 @@ class LabelingSession:
                                G=manifest["models"]["G"]["round"])
             step = time.perf_counter()
             _say(verbose, f"scoring {len(pool_images)} unlabelled images (E_sdr)")
-            predictions = self._chunked(segmenter.predict, pool_images, verbose,
-                                        "predicting (S)")
-            scores = self._chunked(lambda chunk, regions: guided.score_samples(
-                chunk, regions=regions), pool_images, verbose, "scoring (G)", predictions)
+            scores = sdr_scores(segmenter, guided, pool_images)  # S's masks chunk by chunk
             seconds["score_sdr"] = time.perf_counter() - step
         else:
             step = time.perf_counter()
             _say(verbose, f"scoring {len(pool_images)} unlabelled images (E_msmr)")
-            scores = self._chunked(scorer.score_samples, pool_images, verbose, "scoring (M)")
+            scores = msmr_scores(scorer, pool_images)
             seconds["score_msmr"] = time.perf_counter() - step
 
         n_fake = resolve_n_normal(n_normal, n_label, len(unlabeled), settings["defect_ratio"])
@@ -1546,7 +1738,9 @@ class LabelingSession:
             "folder": f"rounds/{round_index:03d}", "created": _now(),
             "device": str(resolve_device(device)), "seconds": seconds,
         }
-        self._write_round_folder(record, pool, names, scores, top, bottom, predictions)
+        preannotations = (segmenter.predict(pool_images[top]) if segmenter is not None
+                          and len(top) else None)
+        self._write_round_folder(record, pool, names, scores, top, bottom, preannotations)
         _test_hook("query:before-commit")
         manifest["rounds"].append(record)
         self._commit(manifest)
@@ -1556,7 +1750,8 @@ class LabelingSession:
 
     def _write_round_folder(self, record: dict[str, Any], pool: dict[str, Any],
                             names: list[str], scores: np.ndarray, top: np.ndarray,
-                            bottom: np.ndarray, predictions: np.ndarray | None) -> None:
+                            bottom: np.ndarray, preannotations: np.ndarray | None) -> None:
+        """Write ``rounds/NNN``; ``preannotations`` are S's masks of the ``top`` images."""
         target = self.path / record["folder"]
         staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         if staging.exists():
@@ -1569,10 +1764,10 @@ class LabelingSession:
             _write_bytes(staging / image_file,
                          _png_bytes(_to_uint8(pool["images"][pool["index"][name]])))
             preannotation = ""
-            if predictions is not None:
+            if preannotations is not None:
                 preannotation = f"preannotations/{name}.png"
                 _write_bytes(staging / preannotation,
-                             _png_bytes(predictions[index].astype(np.uint8) * 255))
+                             _png_bytes(preannotations[rank - 1].astype(np.uint8) * 255))
             source = str(pool["sources"][pool["index"][name]])
             rows.append([rank, name, repr(float(scores[index])), image_file, preannotation,
                          source])

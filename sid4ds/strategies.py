@@ -177,7 +177,8 @@ def msmr_scores(
     scorer._check_fitted()
     pool = scorer._as_pool(X_pool, name="X_pool")
     return scorer._map_pool(scorer._msmr_of, pool, copies=scorer.n_blocks,
-                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs)
+                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
+                            description="E_msmr")
 
 
 def _sdr_of(segmenter: SegmentationLearner, scorer: ReconstructionScorer,
@@ -241,7 +242,7 @@ def sdr_scores(
         batch_size = math.lcm(batch_size, segmenter._batch_size_for(height, width))
     return scorer._map_pool(functools.partial(_sdr_of, segmenter, scorer), pool,
                             n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
-                            batch_size=batch_size)
+                            batch_size=batch_size, description="E_sdr")
 
 
 # ---------------------------------------------------------------------- strategies

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from PIL import Image
 
 from sid4ds.cli import main
-from sid4ds.datasets import make_defect_images
+from sid4ds.datasets import load_image_folder, make_defect_images
 from sid4ds.session import LOCK, LabelingSession
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -135,7 +136,7 @@ def test_a_session_end_to_end(tmp_path, pool_folder, capsys):
     second = sid4ds("query", session, "--n", 4, "--normals", 3, "--device", "cpu")
     assert second.returncode == 0, second.stderr
     assert "SegmentationLearner" in second.stderr  # the training progress bar
-    assert "scoring (G)" in second.stderr  # the scoring progress bar
+    assert "ReconstructionScorer: E_sdr" in second.stderr  # the scoring progress bar
     assert "training the segmentation learner S" in second.stderr
     asked_second = [row["name"] for row in to_label(session, 1)]
     assert not set(asked_second) & set(asked)
@@ -171,6 +172,29 @@ def test_a_session_end_to_end(tmp_path, pool_folder, capsys):
 
 
 # ---------------------------------------------------------------------- killed commands
+def test_init_reads_an_npy_file_or_a_list_of_paths(tmp_path, pool_folder, capsys):
+    images, _ = pool_folder
+    X, _, names = load_image_folder(images)
+    np.save(tmp_path / "pool.npy", X)
+    listed = tmp_path / "lists" / "pool.txt"
+    listed.parent.mkdir()
+    listed.write_text("# one path per line, relative to this file\n" + "".join(
+        f"../../{images.parent.name}/images/{name}.png\n" for name in names), encoding="utf-8")
+    shutil.copytree(images.parent, tmp_path / images.parent.name)
+    selections = []
+    for source, expected_names in ((tmp_path / "pool.npy", [f"image_{row:06d}" for row in
+                                                             range(40)]), (listed, names)):
+        session = tmp_path / f"session-{source.suffix[1:]}"
+        code, _, err = run_main(capsys, "init", session, "--images", source, *TINY)
+        assert code == 0, err
+        assert LabelingSession.open(session).names == expected_names
+        code, _, err = run_main(capsys, "query", session, "--n", 4, "--quiet")
+        assert code == 0, err
+        selections.append([expected_names.index(row["name"])
+                           for row in to_label(session, 0)])
+    assert selections[0] == selections[1]  # the same images, read two ways
+
+
 @pytest.mark.parametrize(("rounds_before", "kill_at"), [
     (0, "query:after-train-M"),
     (1, "query:after-train-S"),

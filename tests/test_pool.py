@@ -15,22 +15,9 @@ from sid4ds.baselines import entropy_sampling
 from sid4ds.pool import ImagePool, as_pool, channel_statistics, map_chunks
 from sid4ds.strategies import msmr_scores, sdr_scores
 
-from .conftest import TINY_NET
+from .conftest import TINY_NET, ImagesDataset
 
 SCORER = {**TINY_NET, "patch_size": 4, "n_blocks": 4, "max_epochs": 1, "random_state": 0}
-
-
-class ImagesDataset(torch.utils.data.Dataset):
-    """Items are (image tensor, label), as many torchvision-style datasets give."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return torch.from_numpy(self.images[index]), 0
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +309,8 @@ def _resident_file_pages_mib() -> float:
 
 
 def test_streaming_a_memmap_releases_its_pages(tmp_path):
-    """Reading a 64 MiB memmapped pool chunk by chunk keeps < 16 MiB of it resident."""
+    """Reading a 64 MiB memmapped pool by chunks or by scattered rows keeps < 16 MiB of it
+    resident."""
     path = tmp_path / "big.npy"
     stored = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
                                        shape=(4096, 128, 128))
@@ -330,11 +318,17 @@ def test_streaming_a_memmap_releases_its_pages(tmp_path):
     stored.flush()
     del stored
     pool = as_pool(np.load(path, mmap_mode="r"))
+    pool[[0, 2]]  # first use of the code paths maps library pages, which are not the pool's
     before = _resident_file_pages_mib()
     total = 0.0
     for _, images in pool.iter_chunks(256):
         total += float(images[:, 0, 0, 0].sum())
     assert total == pytest.approx(4096 * 7 / 255, rel=1e-5)
+    assert _resident_file_pages_mib() - before < 16
+    # scattered rows, as training batches are drawn, are released as well
+    rows = np.random.default_rng(0).permutation(4096)
+    for start in range(0, 4096, 64):
+        pool[rows[start:start + 64]]
     assert _resident_file_pages_mib() - before < 16
 
 

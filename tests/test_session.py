@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,9 @@ from PIL import Image
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
 from sid4ds._loaders import load_image_folder
-from sid4ds.datasets import make_defect_images
+from sid4ds.datasets import make_defect_images, tile
 from sid4ds.session import (
+    FORMAT_VERSION,
     LOCK,
     LabelingSession,
     SessionBusyError,
@@ -32,6 +36,8 @@ from sid4ds.session import (
     mask_to_brush_rle,
     mask_to_coco_rle,
 )
+
+from .conftest import ImagesDataset
 
 TINY_SCORER = {"base_channels": 4, "depth": 2, "patch_size": 4, "n_blocks": 4, "max_epochs": 2}
 TINY_SEGMENTER = {"base_channels": 4, "depth": 2, "max_epochs": 2}
@@ -275,6 +281,144 @@ def test_init_rejects_bad_model_settings(tmp_path, pool_folder):
         LabelingSession.create(tmp_path / "s", images, segmenter_params={"base_channels": 0})
 
 
+# ---------------------------------------------------------------------- out-of-core pools
+def test_the_pool_is_a_memory_mapped_npy_file_of_the_images(tmp_path, pool_folder):
+    images, _ = pool_folder
+    X, _, names = load_image_folder(images)
+    session = new_session(tmp_path, images)
+    np.testing.assert_array_equal(np.load(session.path / "pool_images.npy"), X)
+    assert isinstance(session._pool()["images"], np.memmap)
+    assert session.names == names
+    assert session.manifest["format_version"] == FORMAT_VERSION
+
+
+def test_a_memmap_image_paths_or_a_dataset_give_the_folders_rounds(tmp_path, pool_folder):
+    images, truth = pool_folder
+    X, _, names = load_image_folder(images)
+    np.save(tmp_path / "X.npy", X)
+    paths = [str(path) for path in sorted(images.glob("*.png"))]
+    sources = {
+        "memmap": (np.load(tmp_path / "X.npy", mmap_mode="r"), {"names": names}),
+        "paths": (paths, {}),  # named after their files, like the folder's images
+        "dataset": (ImagesDataset(X), {"names": names}),
+    }
+    folder = new_session(tmp_path / "folder", images, seed=2)
+    expected = [folder.query(n_label=4)]
+    answer_round(folder, expected[0], truth, tmp_path / "answers")
+    expected.append(folder.query(n_label=4))  # an iterative round: S, G and E_sdr
+    for kind, (source, options) in sources.items():
+        session = new_session(tmp_path / kind, source, seed=2, **options)
+        assert session.names == names
+        for round_index, wanted in enumerate(expected):
+            record = session.query(n_label=4)
+            assert record["stage"] == wanted["stage"], kind
+            assert (record["selected"], record["scores"], record["fake_normals"]) == (
+                wanted["selected"], wanted["scores"], wanted["fake_normals"]), kind
+            if round_index == 0:
+                answer_round(session, record, truth, tmp_path / f"answers-{kind}")
+    sources_column = [row["source"] for row in csv_rows(
+        tmp_path / "paths/session/rounds/000/to_label.csv")]
+    assert all(source.endswith(".png") and Path(source).is_file() for source in sources_column)
+    preannotations = tmp_path / "paths/session/rounds/001/preannotations"
+    assert sorted(file.name for file in preannotations.iterdir()) == sorted(
+        file.name for file in (folder.path / "rounds/001/preannotations").iterdir())
+
+
+def csv_rows(file: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(file, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_initial_masks_and_tiles_work_for_images_given_as_paths(tmp_path, pool_folder):
+    images, truth = pool_folder
+    paths = [str(path) for path in sorted(images.glob("*.png"))]
+    write_masks(tmp_path / "masks", ["part03", "part07"], truth)
+    session = new_session(tmp_path / "a", paths, masks=tmp_path / "masks")
+    assert session.labeled_names == ["part03", "part07"]
+    np.testing.assert_array_equal(session._load_mask("part07"), truth["part07"])
+    tiled = LabelingSession.create(tmp_path / "tiled", paths, masks=tmp_path / "masks", tile=8,
+                                   scorer_params={**TINY_SCORER, "depth": 1, "patch_size": 2},
+                                   segmenter_params={**TINY_SEGMENTER, "depth": 1})
+    X, _, _ = load_image_folder(images)
+    np.testing.assert_array_equal(np.load(tiled.path / "pool_images.npy"), tile(X, 8)[0])
+    assert tiled.names[:5] == ["part00_t0", "part00_t1", "part00_t2", "part00_t3", "part01_t0"]
+    assert tiled.labeled_names == [f"part{index}_t{k}" for index in ("03", "07")
+                                   for k in range(4)]
+    np.testing.assert_array_equal(tiled._load_mask("part07_t3"), truth["part07"][8:, 8:])
+
+
+def test_bad_pool_arguments_are_refused_and_leave_no_folder(tmp_path, pool_folder):
+    images, _ = pool_folder
+    X, _, names = load_image_folder(images)
+    target = tmp_path / "session"
+    cases = [
+        ({"images": X, "names": names[:3]}, "names has 3 entries but images has 40"),
+        ({"images": X, "names": ["same"] * 40}, "names has 'same' twice"),
+        ({"images": X, "names": ["a/b", *names[1:]]}, r"names\[0\] is 'a/b'"),
+        ({"images": X, "mode": "RGB"}, r"mode='RGB' but the images have 1 channel"),
+        ({"images": images, "names": names}, "names= is for images given as an array"),
+        ({"images": [str(images / "part00.png"), str(images / "nothing.png")]},
+         "cannot read image .*nothing.png"),
+        ({"images": X[:, :, :15]}, "need sides divisible by 4"),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(SessionError, match=message):
+            LabelingSession.create(target, **arguments, scorer_params=TINY_SCORER,
+                                   segmenter_params=TINY_SEGMENTER)
+        assert not target.exists()
+        assert not list(tmp_path.glob(".session.init-*"))
+
+
+def test_format_version_1_sessions_are_read_and_give_the_same_rounds(tmp_path, pool_folder):
+    images, _ = pool_folder
+    current = new_session(tmp_path / "v2", images, seed=1)
+    old = Path(shutil.copytree(current.path, tmp_path / "v1"))
+    pool = current._pool()
+    buffer = io.BytesIO()  # format version 1: one compressed npz, read whole
+    np.savez_compressed(buffer, images=np.asarray(pool["images"]), names=np.array(pool["names"]),
+                        keys=pool["keys"], sources=pool["sources"])
+    (old / "pool.npz").write_bytes(buffer.getvalue())
+    (old / "pool_images.npy").unlink()
+    (old / "pool_meta.npz").unlink()
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    manifest["pool"] = {"file": "pool.npz", "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+                        **{key: manifest["pool"][key] for key in
+                           ("n_images", "n_channels", "height", "width")}}
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    record = LabelingSession.open(old).query(n_label=4)
+    assert (record["selected"], record["scores"]) == (
+        lambda wanted: (wanted["selected"], wanted["scores"]))(current.query(n_label=4))
+    assert LabelingSession.open(old).status()["format_version"] == 1
+
+
+def test_a_session_holds_no_pool_sized_array(tmp_path, monkeypatch):
+    """Peak Python memory of init + a cold-start query: 1600 memmapped images as for 200."""
+    monkeypatch.setattr("sid4ds.pool.CHUNK_VALUES", 64 * 32 * 32)
+    images = np.random.default_rng(1).random((1600, 1, 32, 32), dtype=np.float32)
+    np.save(tmp_path / "X.npy", images)
+    pool_bytes = images.nbytes
+    del images
+
+    def peak(n_images: int) -> int:
+        source = np.load(tmp_path / "X.npy", mmap_mode="r")[:n_images]
+        tracemalloc.start()
+        session = LabelingSession.create(tmp_path / f"s{n_images}", source,
+                                         scorer_params={**TINY_SCORER, "max_epochs": 1},
+                                         segmenter_params=TINY_SEGMENTER)
+        session.query(n_label=4, n_normal=4)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return peak_bytes
+
+    peak(50)  # imports and first-use caches are not the pool's
+    small, big = peak(200), peak(1600)
+    assert big < 1.5 * small  # names, keys and scores grow, by a few hundred bytes an image
+    assert big < pool_bytes / 2
+
+
 # ---------------------------------------------------------------------- import
 @pytest.fixture
 def asked(tmp_path, pool_folder):
@@ -372,9 +516,10 @@ def test_newer_format_and_non_sessions_are_refused(tmp_path, pool_folder):
     images, _ = pool_folder
     session = new_session(tmp_path, images)
     manifest = json.loads((session.path / "manifest.json").read_text())
-    manifest["format_version"] = 2
+    manifest["format_version"] = FORMAT_VERSION + 1
     (session.path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(SessionError, match="format version 2.*upgrade sid4ds"):
+    with pytest.raises(SessionError,
+                       match=f"format version {FORMAT_VERSION + 1}.*upgrade sid4ds"):
         LabelingSession.open(session.path)
     with pytest.raises(SessionError, match="does not exist"):
         LabelingSession.open(tmp_path / "missing")
@@ -402,8 +547,9 @@ def test_session_files_hold_no_pickles(tmp_path, asked):
     for file in (session.path / "models").glob("*.pt"):
         state = torch.load(file, weights_only=True)
         assert set(state) == {"module", "optimizer"}
-    with np.load(session.path / "pool.npz", allow_pickle=False) as pool:
-        assert pool["images"].shape == (40, 1, 16, 16)
+    assert np.load(session.path / "pool_images.npy", allow_pickle=False).shape == (40, 1, 16, 16)
+    with np.load(session.path / "pool_meta.npz", allow_pickle=False) as meta:
+        assert len(meta["names"]) == 40
     # a weights file that would run code when unpickled is refused, its code never runs
     payload = _Payload()
     payload.marker = tmp_path / "code-ran"
@@ -430,9 +576,12 @@ def test_changed_files_are_detected(tmp_path, asked):
     assert repaired["replaced"] == [record["selected"][0]]
     assert np.array_equal(session._load_mask(record["selected"][0]),
                           truth[record["selected"][0]])
-    (session.path / "pool.npz").write_bytes(b"")
-    with pytest.raises(SessionError, match=r"pool\.npz was changed or damaged"):
-        LabelingSession.open(session.path).query()
+    for name in ("pool_images.npy", "pool_meta.npz"):
+        original = (session.path / name).read_bytes()
+        (session.path / name).write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        with pytest.raises(SessionError, match=rf"{name} was changed or damaged"):
+            LabelingSession.open(session.path).query()
+        (session.path / name).write_bytes(original)
 
 
 def test_atomic_file_keeps_the_old_content_when_writing_fails(tmp_path):
