@@ -929,17 +929,23 @@ class RotationPretextScorer(TorchEstimator):
             check_divisible(*pool.image_shape[1:], self.depth)
         except ValueError as error:
             raise ValueError(f"X: {error}") from None
-        images = pool.to_numpy()
-        self._initialize(images.shape[1])
-        self.image_shape_ = tuple(images.shape[2:])
-        images_t = torch.from_numpy(images)
+        self._initialize(pool.image_shape[0])
+        self.image_shape_ = tuple(pool.image_shape[1:])
+        if pool.lazy:  # out of core: each batch is read when drawn, same images, same model
+            def read(indices: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(pool[indices])
+        else:
+            images = torch.from_numpy(pool.to_numpy())
+
+            def read(indices: np.ndarray) -> torch.Tensor:
+                return images[torch.from_numpy(indices)]
 
         def batch_loss(indices: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-            batch = images_t[torch.from_numpy(indices)].to(self.device_)
+            batch = read(indices).to(self.device_)
             log_probabilities = F.log_softmax(self._rotation_logits(batch), dim=2)
             return self._losses(log_probabilities).mean()
 
-        self._train(len(images), self.max_epochs, batch_loss, "RotationPretextScorer")
+        self._train(len(pool), self.max_epochs, batch_loss, "RotationPretextScorer")
         return self
 
     def _log_probabilities(self, X: Any) -> np.ndarray:

@@ -599,24 +599,6 @@ class _NpyWriter:
         return shape
 
 
-def _check_names(names: Sequence[Any], argument: str) -> None:
-    """Image names become file names (masks/NAME.png): unique, plain, not hidden."""
-    seen: dict[str, int] = {}
-    for position, name in enumerate(names):
-        if (not isinstance(name, str) or not name or name.startswith(".")
-                or any(character in name for character in "/\\\0")):
-            raise SessionError(
-                f"{argument}[{position}] is {name!r}; an image name must be a non-empty str "
-                f"without '/', '\\' or a leading '.', since it names the image's mask file"
-            )
-        if name in seen:
-            raise SessionError(
-                f"{argument} has {name!r} twice (images {seen[name]} and {position}); image "
-                f"names must be unique: pass names= with one distinct name per image"
-            )
-        seen[name] = position
-
-
 def _read_binary_mask(path: Path) -> np.ndarray:
     """Read a mask file; raise a SessionError naming it unless it holds two values at most."""
     try:
@@ -1065,7 +1047,8 @@ class LabelingSession:
                 image_size_pair, tile_pair)
         else:
             items, mask_files, described = cls._pool_items(
-                images, masks_folder, mask_suffix, mode, names, image_size_pair, tile_pair)
+                images, masks_folder, mask_suffix, mode, names, skip_unreadable,
+                image_size_pair, tile_pair)
 
         for leftover in root.parent.glob(f".{root.name}.init-*"):  # from a killed init
             owner = leftover.name.rsplit("-", 1)[-1]
@@ -1137,85 +1120,110 @@ class LabelingSession:
             raise
         return cls(root)
 
+    @staticmethod
+    def _file_items(
+        pairs: list[tuple[str, Path, Path | None]], mode: str, skip_unreadable: bool,
+        image_size: tuple[int, int] | None, tile: tuple[int, int] | None,
+    ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
+        """Read (name, image file, mask file or None) one at a time, as the loaders do.
+
+        Yields ``(name, source file, image, mask or None)`` per image or tile.
+        """
+        with_mask = {image_path for _, image_path, mask_path in pairs if mask_path}
+        for name, image_path, image, mask in _iter_pairs(
+                pairs, image_size=image_size, tile_size=tile, mode=mode,
+                on_error="warn" if skip_unreadable else "raise"):
+            yield (name, str(image_path.resolve()), image,
+                   mask if image_path in with_mask else None)
+
     @classmethod
     def _folder_items(
         cls, folder: Path, masks_folder: Path | None, mask_suffix: str, mode: str,
         skip_unreadable: bool, image_size: tuple[int, int] | None,
         tile: tuple[int, int] | None,
     ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], dict[str, Path], str]:
-        """Stream a folder's images: ``(items, mask files by stem, description)``.
-
-        ``items`` yields ``(name, source file, image, mask or None)`` one at a time.
-        """
+        """Stream a folder's images: ``(items, mask files by name, description)``."""
         mask_files = cls._check_init_masks(None, folder, masks_folder, mask_suffix)
         pairs, _ = _folder_pairs(folder, masks_folder, mask_suffix=mask_suffix,
                                  recursive=False,
                                  on_error="warn" if skip_unreadable else "raise")
-
-        def items() -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
-            with_mask = {image_path for _, image_path, mask_path in pairs if mask_path}
-            for name, image_path, image, mask in _iter_pairs(
-                    pairs, image_size=image_size, tile_size=tile, mode=mode,
-                    on_error="warn" if skip_unreadable else "raise"):
-                yield (name, str(image_path.resolve()), image,
-                       mask if image_path in with_mask else None)
-
-        return items(), mask_files, str(folder.resolve())
+        return (cls._file_items(pairs, mode, skip_unreadable, image_size, tile), mask_files,
+                str(folder.resolve()))
 
     @classmethod
     def _pool_items(
         cls, images: Any, masks_folder: Path | None, mask_suffix: str, mode: str | None,
-        names: Sequence[str] | None, image_size: tuple[int, int] | None,
-        tile: tuple[int, int] | None,
+        names: Sequence[str] | None, skip_unreadable: bool,
+        image_size: tuple[int, int] | None, tile: tuple[int, int] | None,
     ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], dict[str, Path], str]:
-        """Stream images given as an array, memmap, paths or Dataset (see :meth:`create`)."""
+        """Stream images given as paths, an array, a memmap or a Dataset (see create)."""
+        if isinstance(images, (list, tuple)) and not images:
+            raise SessionError("images is an empty list; pass a folder, image paths, an array "
+                               "or a Dataset holding at least one image")
+        if _is_path_sequence(images):
+            paths = [Path(entry) for entry in images]
+            argument = "names" if names is not None else "the file names of images"
+            names = [entry.stem for entry in paths] if names is None else list(names)
+            cls._check_names(names, len(paths), argument)
+            mask_files = cls._check_init_masks(set(names), None, masks_folder, mask_suffix)
+            pairs = [(name, entry, mask_files.get(name))
+                     for name, entry in zip(names, paths, strict=True)]
+            return (cls._file_items(pairs, mode or "L", skip_unreadable, image_size, tile),
+                    mask_files, f"{len(paths)} image paths")
         try:
-            pool = ImagePool(images, name="images", mode=mode or ("L" if _is_path_sequence(
-                images) else None))
+            pool = ImagePool(images, name="images")
         except (TypeError, ValueError) as error:
-            raise SessionError(f"{error}") from None
+            raise SessionError(str(error)) from None
         n_channels = pool.image_shape[0]
         if mode is not None and n_channels != (1 if mode == "L" else 3):
             raise SessionError(
                 f"mode={mode!r} but the images have {n_channels} channel(s); pass "
                 f"mode={'L' if n_channels == 1 else 'RGB'!r} or leave mode unset"
             )
-        paths = [Path(entry) for entry in images] if _is_path_sequence(images) else None
-        if names is None:
-            names = ([entry.stem for entry in paths] if paths is not None else
-                     [f"image_{row:06d}" for row in range(len(pool))])
-            argument = "the file names of images" if paths is not None else "names"
-        else:
-            names = list(names)
-            argument = "names"
-            if len(names) != len(pool):
-                raise SessionError(f"names has {len(names)} entries but images has "
-                                   f"{len(pool)}; pass one name per image")
-        _check_names(names, argument)
+        names = ([f"image_{row:06d}" for row in range(len(pool))] if names is None
+                 else list(names))
+        cls._check_names(names, len(pool), "names")
         mask_files = cls._check_init_masks(set(names), None, masks_folder, mask_suffix)
-        sources = [str(entry.resolve()) for entry in paths] if paths is not None else None
-        described = (f"{len(pool)} image paths" if paths is not None else
-                     f"{type(images).__name__} of {len(pool)} images")
 
         def items() -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
             for rows, chunk in pool.iter_chunks(chunk_size_for(pool, 1)):
                 for row, image in zip(range(rows.start, rows.stop), chunk, strict=True):
-                    name = names[row]
-                    mask_path = mask_files.get(name)
+                    mask_path = mask_files.get(names[row])
                     mask = (_read_binary_mask(mask_path) if mask_path is not None else
                             np.zeros(image.shape[1:], np.uint8))
                     if mask.shape != image.shape[1:]:
                         raise SessionError(
                             f"mask file {mask_path} is {mask.shape[0]}x{mask.shape[1]} but "
-                            f"its image {name!r} is {image.shape[1]}x{image.shape[2]} "
-                            f"(height x width); a mask must have its image's size")
+                            f"its image {names[row]!r} is {image.shape[1]}x{image.shape[2]} "
+                            f"(height x width); a mask must have the size of its image")
                     for piece_name, piece, piece_mask in _pieces(
-                            name, image, mask, image_size=image_size, tile_size=tile,
-                            where=f"image {name!r}"):
-                        yield (piece_name, sources[row] if sources else "", piece,
+                            names[row], image, mask, image_size=image_size, tile_size=tile,
+                            where=f"image {names[row]!r}"):
+                        yield (piece_name, "", piece,
                                piece_mask if mask_path is not None else None)
 
-        return items(), mask_files, described
+        return items(), mask_files, f"{type(images).__name__} of {len(pool)} images"
+
+    @staticmethod
+    def _check_names(names: list[Any], n_images: int, argument: str) -> None:
+        """Image names become file names (masks/NAME.png): one per image, unique, plain."""
+        if len(names) != n_images:
+            raise SessionError(f"{argument} has {len(names)} entries but images has "
+                               f"{n_images}; pass one name per image")
+        seen: dict[str, int] = {}
+        for position, name in enumerate(names):
+            if (not isinstance(name, str) or not name or name.startswith(".")
+                    or any(character in name for character in "/\\\0")):
+                raise SessionError(
+                    f"{argument}[{position}] is {name!r}; an image name must be a non-empty "
+                    f"str without '/', '\\' or a leading '.', since it names its mask file"
+                )
+            if name in seen:
+                raise SessionError(
+                    f"{argument} has {name!r} twice (images {seen[name]} and {position}); "
+                    f"image names must be unique: pass names= with one name per image"
+                )
+            seen[name] = position
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:

@@ -349,6 +349,21 @@ def test_initial_masks_and_tiles_work_for_images_given_as_paths(tmp_path, pool_f
     np.testing.assert_array_equal(tiled._load_mask("part07_t3"), truth["part07"][8:, 8:])
 
 
+def test_image_paths_are_read_like_a_folder_resized_and_skipped(tmp_path, pool_folder):
+    images, _ = pool_folder
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((32, 24), 200, np.uint8)).save(big)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    paths = [str(images / "part00.png"), str(big), str(broken)]
+    with pytest.warns(SessionWarning, match="cannot read image file .*broken.png"):
+        session = new_session(tmp_path, paths, image_size=16, skip_unreadable=True)
+    assert session.names == ["part00", "big"]
+    stored = np.load(session.path / "pool_images.npy")
+    assert stored.shape == (2, 1, 16, 16)
+    np.testing.assert_allclose(stored[1], 200 / 255, atol=1e-6)
+
+
 def test_bad_pool_arguments_are_refused_and_leave_no_folder(tmp_path, pool_folder):
     images, _ = pool_folder
     X, _, names = load_image_folder(images)
@@ -362,6 +377,9 @@ def test_bad_pool_arguments_are_refused_and_leave_no_folder(tmp_path, pool_folde
         ({"images": [str(images / "part00.png"), str(images / "nothing.png")]},
          "cannot read image .*nothing.png"),
         ({"images": X[:, :, :15]}, "need sides divisible by 4"),
+        ({"images": [str(images / "part00.png")] * 2},
+         "the file names of images has 'part00' twice"),
+        ({"images": []}, "images is an empty list"),
     ]
     for arguments, message in cases:
         with pytest.raises(SessionError, match=message):
