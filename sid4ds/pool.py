@@ -427,6 +427,24 @@ def _torch_threads_per_task(workers: int, backend: str) -> int | None:
     return None
 
 
+class _SharedFunction:
+    """A chunk function that joblib's Dask backend ships once per call, not once per task.
+
+    The backend scatters an argument to the cluster once when Dask sizes it above 1 kB;
+    a bound method or partial reports its own few bytes, not the model it carries, so it
+    would be pickled, sent and unpickled (model included) with every chunk.
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+    def __sizeof__(self) -> int:
+        return 1 << 20
+
+
 def _run_chunk(function: Callable[..., Any], pool: ImagePool, start: int, stop: int,
                extras: tuple[np.ndarray, ...], n_threads: int | None) -> Any:
     """Worker side: read one chunk and apply ``function`` with ``n_threads`` torch threads."""
@@ -511,7 +529,8 @@ def map_chunks(
         size = chunk_size_for(pool, batch_size, n_jobs=max(workers, 2))
         n_threads = _torch_threads_per_task(workers, backend)
         bounds = pool.chunk_bounds(size)
-        jobs = (delayed(_run_chunk)(function, pool.subset(slice(start, stop)), 0, stop - start,
+        shared = _SharedFunction(function) if "Dask" in backend else function
+        jobs = (delayed(_run_chunk)(shared, pool.subset(slice(start, stop)), 0, stop - start,
                                     tuple(extra[start:stop] for extra in extras), n_threads)
                 for start, stop in bounds)
         for result, (start, stop) in zip(Parallel(n_jobs=n_jobs, return_as="generator")(jobs),

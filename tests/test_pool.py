@@ -231,21 +231,48 @@ def test_strategies_select_the_same_images_with_n_jobs(pool_images, fitted):
         by_entropy[0], entropy_sampling(learner, pool_images, n_instances=6, n_jobs=2)[0])
 
 
-def test_scoring_on_a_dask_cluster_matches_the_serial_run(tmp_path, pool_images, fitted):
+class _LogsItsArrivals:
+    """A chunk function that writes a line to ``log`` each time a process unpickles it."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return images.mean(axis=(1, 2, 3))
+
+    def __reduce__(self):
+        return (_LogsItsArrivals._arrive, (self.log,))
+
+    @staticmethod
+    def _arrive(log: str) -> _LogsItsArrivals:
+        with open(log, "a") as handle:
+            handle.write("arrived\n")
+        return _LogsItsArrivals(log)
+
+
+def test_scoring_on_a_dask_cluster_matches_the_serial_run(tmp_path, pool_images, fitted,
+                                                          monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
     from joblib import parallel_config
 
     scorer, _, _ = fitted
     pool = _memmap(tmp_path, pool_images)
     serial = scorer.score_samples(pool)
+    log = tmp_path / "arrivals.log"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster, \
             distributed.Client(cluster), parallel_config(backend="dask"):
         on_cluster = scorer.score_samples(pool)
         selected, _ = msmr_sampling(ActiveLearner(SegmentationLearner(**TINY_NET)), pool,
                                     n_instances=5, scorer=scorer)
+        monkeypatch.setattr("sid4ds.pool.CHUNK_VALUES", 4 * 16 * 16)  # 10 chunks of 4
+        means = map_chunks(_LogsItsArrivals(str(log)), as_pool(pool), batch_size=4)
     np.testing.assert_array_equal(on_cluster, serial)
     np.testing.assert_array_equal(selected, np.argsort(-serial, kind="stable")[:5])
+    np.testing.assert_allclose(np.concatenate(means),
+                               pool_images.mean(axis=(1, 2, 3)) / 255, rtol=1e-6)
+    # the function (with the model it carries) travels once per worker, not per chunk
+    assert 1 <= len(log.read_text().splitlines()) <= 2
 
 
 def test_n_jobs_zero_is_refused_at_fit(pool_images):
