@@ -1042,11 +1042,11 @@ class LabelingSession:
             if names is not None:
                 raise SessionError("names= is for images given as an array, paths or a "
                                    "Dataset; a folder's images are named by their files")
-            items, mask_files, described = cls._folder_items(
+            items, described = cls._folder_items(
                 Path(images), masks_folder, mask_suffix, mode or "L", skip_unreadable,
                 image_size_pair, tile_pair)
         else:
-            items, mask_files, described = cls._pool_items(
+            items, described = cls._pool_items(
                 images, masks_folder, mask_suffix, mode, names, skip_unreadable,
                 image_size_pair, tile_pair)
 
@@ -1059,6 +1059,7 @@ class LabelingSession:
         try:
             pool_names: list[str] = []
             sources: list[str] = []
+            keys: list[np.ndarray] = []  # hashed as written: no second read of the pool
             labels: dict[str, Any] = {}
             writer = _NpyWriter(staging / POOL_IMAGES)
             with warnings.catch_warnings(record=True) as caught:
@@ -1068,6 +1069,7 @@ class LabelingSession:
                         if writer.shape is None:
                             cls._check_fits_networks(image.shape[1:], models)
                         writer.append(image)
+                        keys.append(content_keys(image[np.newaxis]))
                         pool_names.append(name)
                         sources.append(source)
                         if mask is not None:
@@ -1082,11 +1084,9 @@ class LabelingSession:
             if not pool_names:
                 raise SessionError(f"no readable images in {described}")
             shape = writer.finish()
-            pool_images = np.load(staging / POOL_IMAGES, mmap_mode="r")
-            keys = content_keys(as_pool(pool_images, name="images"))
-            del pool_images
             meta_buffer = io.BytesIO()
-            np.savez_compressed(meta_buffer, names=np.array(pool_names), keys=keys,
+            np.savez_compressed(meta_buffer, names=np.array(pool_names),
+                                keys=np.concatenate(keys),
                                 sources=np.array(sources))
             meta_bytes = meta_buffer.getvalue()
             _write_bytes(staging / POOL_META, meta_bytes)
@@ -1106,7 +1106,7 @@ class LabelingSession:
                          "meta": POOL_META, "meta_sha256": _sha256(meta_bytes),
                          "dtype": "float32", "n_images": len(pool_names),
                          "n_channels": int(shape[1]), "height": int(shape[2]),
-                         "width": int(shape[3]), "initial_masks": len(mask_files)},
+                         "width": int(shape[3])},
                 "labels": labels, "rounds": [], "models": {}, "model_files": {},
             }
             _write_json(staging / MANIFEST, manifest)
@@ -1141,13 +1141,13 @@ class LabelingSession:
         cls, folder: Path, masks_folder: Path | None, mask_suffix: str, mode: str,
         skip_unreadable: bool, image_size: tuple[int, int] | None,
         tile: tuple[int, int] | None,
-    ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], dict[str, Path], str]:
-        """Stream a folder's images: ``(items, mask files by name, description)``."""
-        mask_files = cls._check_init_masks(None, folder, masks_folder, mask_suffix)
+    ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], str]:
+        """Stream a folder's images: ``(items, description)``."""
+        cls._check_init_masks(None, folder, masks_folder, mask_suffix)
         pairs, _ = _folder_pairs(folder, masks_folder, mask_suffix=mask_suffix,
                                  recursive=False,
                                  on_error="warn" if skip_unreadable else "raise")
-        return (cls._file_items(pairs, mode, skip_unreadable, image_size, tile), mask_files,
+        return (cls._file_items(pairs, mode, skip_unreadable, image_size, tile),
                 str(folder.resolve()))
 
     @classmethod
@@ -1155,7 +1155,7 @@ class LabelingSession:
         cls, images: Any, masks_folder: Path | None, mask_suffix: str, mode: str | None,
         names: Sequence[str] | None, skip_unreadable: bool,
         image_size: tuple[int, int] | None, tile: tuple[int, int] | None,
-    ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], dict[str, Path], str]:
+    ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], str]:
         """Stream images given as paths, an array, a memmap or a Dataset (see create)."""
         if isinstance(images, (list, tuple)) and not images:
             raise SessionError("images is an empty list; pass a folder, image paths, an array "
@@ -1169,7 +1169,7 @@ class LabelingSession:
             pairs = [(name, entry, mask_files.get(name))
                      for name, entry in zip(names, paths, strict=True)]
             return (cls._file_items(pairs, mode or "L", skip_unreadable, image_size, tile),
-                    mask_files, f"{len(paths)} image paths")
+                    f"{len(paths)} image paths")
         try:
             pool = ImagePool(images, name="images")
         except (TypeError, ValueError) as error:
@@ -1202,7 +1202,7 @@ class LabelingSession:
                         yield (piece_name, "", piece,
                                piece_mask if mask_path is not None else None)
 
-        return items(), mask_files, f"{type(images).__name__} of {len(pool)} images"
+        return items(), f"{type(images).__name__} of {len(pool)} images"
 
     @staticmethod
     def _check_names(names: list[Any], n_images: int, argument: str) -> None:
