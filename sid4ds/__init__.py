@@ -4,7 +4,8 @@ The SID4DS method (Li et al., Advanced Engineering Informatics 2023) as scikit-l
 estimators backed by PyTorch UNets, with modAL query strategies.
 """
 
-from sid4ds.active import DefectActiveLearner, SID4DSRun, resolve_n_normal, run_sid4ds
+from sid4ds._version import __version__
+from sid4ds.active import DefectActiveLearner
 from sid4ds.baselines import (
     LossPredictionHead,
     RotationPretextScorer,
@@ -17,13 +18,14 @@ from sid4ds.baselines import (
     random_sampling,
     suggestive_annotation_sampling,
 )
+from sid4ds.loop import SID4DSRun, run_sid4ds
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.rounds import resolve_n_normal
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.selection import rank_pool
 from sid4ds.session import LabelingSession, SessionBusyError, SessionError
-from sid4ds.strategies import msmr_sampling, msmr_scores, rank_pool, sdr_sampling, sdr_scores
-
-__version__ = "0.1.0.dev0"
+from sid4ds.strategies import msmr_sampling, msmr_scores, sdr_sampling, sdr_scores
 
 __all__ = [
     "DefectActiveLearner",

@@ -1,35 +1,66 @@
-"""The one private base of the sid4ds estimators.
+"""The one base of the sid4ds estimators: :class:`TorchEstimator`.
 
 Device choice, seeding without global RNG state, the training loop (epochs, shuffling,
-optimiser, schedule, best-weights window, history, progress bar), batched inference and
-pickling through CPU state dicts all live here, so the estimators only say what a batch's
-loss is and how to map images to outputs.
+optimiser, schedule, best-weights window, history, progress bar), batched inference, the
+chunk-level interface the query strategies use, and the estimator's state (one public API:
+:meth:`TorchEstimator.get_state` / :meth:`TorchEstimator.set_state`, which pickling and the
+labelling session both use) all live here, so the estimators only say what a batch's loss
+is and how to map images to outputs.
+
+The chunk-level interface
+-------------------------
+Query strategies score pools that need not fit in memory: they split the pool into chunks
+and run one function per chunk, serially or on joblib/Dask workers. The public pieces:
+
+- :meth:`TorchEstimator.check_pool` turns ``X`` into an :class:`~sid4ds.ImagePool` that fits
+  the fitted network (channels, divisibility), naming the argument in errors;
+- :meth:`TorchEstimator.map_pool` runs a chunk function over such a pool and joins the
+  results (chunk boundaries are multiples of the inference batch, so results never depend
+  on ``n_jobs``);
+- :meth:`TorchEstimator.images_per_batch` is how many images one forward pass takes;
+- methods whose name ends in ``_chunk`` (``SegmentationLearner.predict_proba_chunk``,
+  ``ReconstructionScorer.region_errors_chunk``, ...) compute on one chunk: float32 images
+  of shape (n, C, H, W) that :meth:`check_pool` already validated. They never validate
+  and never split further than one forward pass needs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import io
+import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from tqdm.std import tqdm
 
-from sid4ds._validation import check_choice, check_float, check_int, make_rng
-from sid4ds.nets import UNet, check_divisible
+from sid4ds._random import check_random_state, make_rng, restore_rng
+from sid4ds._validation import check_choice, check_divisible, check_float, check_int
+from sid4ds._version import __version__
+from sid4ds.nets import UNet
 from sid4ds.pool import ImagePool, as_pool, map_chunks
+from sid4ds.training import batch_indices, learning_rate, n_training_steps, steps_per_epoch
 
 # On a CPU the fastest batch holds about 64k pixels (cache-bound); on a GPU larger batches
 # keep the device busy. Measured on the 2-core CPU of the project machines.
 CPU_PIXELS_PER_BATCH = 2**16
 CUDA_PIXELS_PER_BATCH = 2**22
+
+
+def is_fitted(estimator: Any) -> bool:
+    """True when a sid4ds estimator has a trained network (``module_``)."""
+    return getattr(estimator, "module_", None) is not None
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -82,18 +113,34 @@ def inputs_per_forward(height: int, width: int, device: torch.device) -> int:
 
 
 class TorchEstimator(BaseEstimator):
-    """Private base: subclasses define ``_module_kwargs``, ``_check_params`` and a loss."""
+    """The base of the sid4ds estimators (see the module docstring).
 
-    # Subclasses override: how many of the last epochs to pick the best weights from (None:
-    # keep the last weights).
-    _best_window_attr: str | None = None
+    Subclasses define ``_module_kwargs`` (the network), ``_check_params`` and ``fit``, which
+    calls the one training loop :meth:`_train` with a batch loss.
+    """
+
+    # Whether ``fit`` needs ``y`` (the masks): scikit-learn's target tag.
+    _needs_target = False
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._needs_target
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
 
     # ------------------------------------------------------------------ parameters
     def _check_common_params(self) -> None:
         check_int(self.base_channels, "base_channels", minimum=1)
         check_int(self.depth, "depth", minimum=1)
         check_int(self.dilation, "dilation", minimum=1)
-        check_int(self.max_epochs, "max_epochs", minimum=1)
+        if self.max_epochs is not None:
+            check_int(self.max_epochs, "max_epochs", minimum=1)
+        elif getattr(self, "max_steps", None) is None:
+            raise ValueError("max_epochs and max_steps are both None: set one of them (the "
+                             "length of a fit in epochs or in optimiser steps)")
+        else:
+            check_int(self.max_steps, "max_steps", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
         check_float(self.lr, "lr", low=0.0, include_low=False)
         check_float(self.momentum, "momentum", low=0.0, high=1.0, include_high=False)
@@ -117,13 +164,29 @@ class TorchEstimator(BaseEstimator):
                 f"precision='fp16' needs a CUDA device (device={self.device!r} resolves to "
                 f"{device}); use precision='bf16' or 'fp32' on the CPU"
             )
-        if not (self.random_state is None or isinstance(
-                self.random_state, (int, np.integer, np.random.RandomState, np.random.Generator))
-                ) or isinstance(self.random_state, bool):
-            raise TypeError(
-                f"random_state must be None, an int, a numpy RandomState or Generator; got "
-                f"{self.random_state!r}"
-            )
+        check_random_state(self.random_state)
+
+    def check_params(self) -> None:
+        """Validate every parameter now, as ``fit`` does first; raise naming the parameter.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For the first parameter of the wrong type or out of range.
+        """
+        self._check_params()
+
+    def _check_params(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def network_kwargs(self) -> dict[str, Any]:
+        """The arguments of :class:`sid4ds.nets.UNet` that build this estimator's network.
+
+        Available once fitted (they include the channels of the training images), e.g. to
+        load ``module_.state_dict()`` into a bare UNet elsewhere.
+        """
+        self._check_fitted()
+        return self._module_kwargs()
 
     def _module_kwargs(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -135,12 +198,18 @@ class TorchEstimator(BaseEstimator):
         self._rng = make_rng(self.random_state)
         seed = int(self._rng.integers(2**62))
         self.n_channels_in_ = n_channels
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = UNet(**self._module_kwargs())
-        self.module_ = module.to(self.device_)
+        self.module_ = self._new_module(seed).to(self.device_)
         self.optimizer_ = None
         self.history_: list[dict[str, float]] = []
+
+    def _new_module(self, seed: int = 0) -> torch.nn.Module:
+        """A fresh network for the current parameters, initialised from ``seed``.
+
+        torch's global random state is forked, so building a network never moves it.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return UNet(**self._module_kwargs())
 
     def _is_initialized(self) -> bool:
         return getattr(self, "module_", None) is not None
@@ -153,43 +222,60 @@ class TorchEstimator(BaseEstimator):
             parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
-    def _learning_rate(self, epoch: int, n_epochs: int) -> float:
-        """Learning rate of ``epoch`` (0-based) in a run of ``n_epochs``; constant here."""
-        return float(self.lr)
-
     # ------------------------------------------------------------------ training loop
+    def _n_steps(self, n_samples: int, epochs: int | None = None) -> int:
+        """Steps of one fit: ``epochs`` if given, else ``max_epochs`` when set (the training
+        is then counted in epochs), else ``max_steps``."""
+        epochs = self.max_epochs if epochs is None else epochs
+        if epochs is not None:
+            return n_training_steps(n_samples, self.batch_size, epochs, None)
+        return n_training_steps(n_samples, self.batch_size, None, self.max_steps)
+
     def _train(
         self,
         n_samples: int,
-        n_epochs: int,
         batch_loss: Callable[[np.ndarray, torch.Generator], torch.Tensor],
         description: str,
+        *,
+        n_steps: int,
+        schedule: str = "constant",
+        warmup: float = 0.1,
+        defective: np.ndarray | None = None,
+        defect_share: float = 0.0,
+        best_window: int | None = None,
     ) -> None:
-        """Run ``n_epochs`` over ``n_samples`` items; ``batch_loss(indices, generator)``.
+        """The one training loop: ``n_steps`` optimiser steps of ``batch_loss(indices, gen)``.
 
-        Keeps the weights with the lowest epoch loss among the last ``best_window`` epochs
-        when the subclass names such a parameter.
+        Batches come from :func:`sid4ds.training.batch_indices` (uniform shuffling, or a
+        ``defect_share`` of ``defective`` images in each), the learning rate of each step
+        from :func:`sid4ds.training.learning_rate`; ``gen`` is a torch Generator drawn from
+        the estimator's RNG once per epoch (random masks, augmentation). One history entry
+        per epoch of ``ceil(n_samples / batch_size)`` steps; with ``best_window``, the
+        weights of the epoch with the lowest loss among the last ``best_window`` are kept.
         """
         if self.optimizer_ is None:
             self.optimizer_ = self._make_optimizer()
-        window = getattr(self, self._best_window_attr) if self._best_window_attr else None
+        epoch_steps = steps_per_epoch(n_samples, self.batch_size)
+        n_epochs = math.ceil(n_steps / epoch_steps)
         best_loss, best_state = np.inf, None
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         scaler = torch.amp.GradScaler("cuda") if (
             self.precision == "fp16" and self.device_.type == "cuda") else None
         self.module_.train()
-        epochs = range(n_epochs)
-        progress = tqdm(epochs, desc=description, disable=not self.verbose, leave=False)
-        for epoch in progress:
-            learning_rate = self._learning_rate(epoch, n_epochs)
-            for group in self.optimizer_.param_groups:
-                group["lr"] = learning_rate
-            started = time.perf_counter()
-            order = self._rng.permutation(n_samples)
+        epochs = batch_indices(self._rng, n_samples, self.batch_size, defective, defect_share)
+        progress = tqdm(total=n_steps, desc=description, disable=not self.verbose,
+                        leave=False, unit="step")
+        step = 0
+        for epoch in range(n_epochs):
+            batches = next(epochs)[: n_steps - step]
             generator = torch_generator(self._rng, self.device_)
+            started = time.perf_counter()
             total, count = 0.0, 0
-            for start in range(0, n_samples, self.batch_size):
-                indices = order[start : start + self.batch_size]
+            for indices in batches:
+                rate = learning_rate(step, n_steps, self.lr, schedule, warmup=warmup,
+                                     epoch_steps=epoch_steps)
+                for group in self.optimizer_.param_groups:
+                    group["lr"] = rate
                 with self._autocast():
                     loss = batch_loss(indices, generator)
                 self.optimizer_.zero_grad(set_to_none=True)
@@ -202,23 +288,83 @@ class TorchEstimator(BaseEstimator):
                     scaler.update()
                 total += float(loss.detach()) * len(indices)
                 count += len(indices)
+                step += 1
+            progress.update(len(batches))
             epoch_loss = total / count
-            self.history_.append(
-                {
-                    "epoch": len(self.history_) + 1,
-                    "loss": epoch_loss,
-                    "lr": learning_rate,
-                    "duration": time.perf_counter() - started,
-                }
-            )
+            self.history_.append({
+                "epoch": len(self.history_) + 1, "steps": len(batches), "loss": epoch_loss,
+                "lr": rate, "duration": time.perf_counter() - started,
+            })
             progress.set_postfix(loss=f"{epoch_loss:.4g}")
-            if window and epoch >= n_epochs - window and epoch_loss < best_loss:
+            if best_window and epoch >= n_epochs - best_window and epoch_loss < best_loss:
                 best_loss = epoch_loss
                 best_state = copy.deepcopy(self.module_.state_dict())
                 self.best_epoch_ = len(self.history_)
+        progress.close()
         if best_state is not None:
             self.module_.load_state_dict(best_state)
         self.module_.eval()
+
+    # ------------------------------------------------------------------ time estimates
+    def estimate_seconds(self, n_images: int, image_shape: tuple[int, int, int], *,
+                         train: bool, copies: int = 1) -> float:
+        """How long a fit (``train=True``) or a scoring pass over ``n_images`` would take.
+
+        Measured, not guessed: a throwaway network of this estimator's size runs a few
+        training steps (or forward passes) on blank images on this device, and the time per
+        step (or per image) is multiplied out. Nothing of the estimator changes and no
+        random state is used. Expect ±30%: a warm-up is short and the machine may be busy.
+
+        Parameters
+        ----------
+        n_images : int
+            Training images (for ``train``) or images to score.
+        image_shape : (int, int, int)
+            (n_channels, height, width).
+        train : bool
+            A fit of ``n_images`` images (its steps from ``max_steps`` / ``max_epochs``), or
+            inference.
+        copies : int, default=1
+            Network inputs per image when scoring (e.g. ``n_blocks`` for E_msmr).
+
+        Returns
+        -------
+        seconds : float
+        """
+        device = resolve_device(self.device)
+        channels, height, width = image_shape
+        saved = {name: getattr(self, name) for name in ("n_channels_in_",) if hasattr(self, name)}
+        self.n_channels_in_ = channels
+        try:
+            module = self._new_module().to(device)
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+            if not saved:
+                del self.n_channels_in_
+        batch = self.batch_size if train else max(1, inputs_per_forward(height, width, device))
+        inputs = torch.zeros((batch, channels, height, width), device=device)
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.0)
+
+        def once() -> None:
+            if train:
+                module.train()
+                optimizer.zero_grad(set_to_none=True)
+                module(inputs).float().square().mean().backward()
+                optimizer.step()
+            else:
+                module.eval()
+                with torch.inference_mode():
+                    module(inputs)
+
+        once()  # the first pass allocates: not counted
+        started, repeats = time.perf_counter(), 3
+        for _ in range(repeats):
+            once()
+        per_pass = (time.perf_counter() - started) / repeats
+        if train:
+            return per_pass * self._n_steps(n_images)
+        return per_pass * math.ceil(n_images * copies / batch)
 
     # ------------------------------------------------------------------ inference
     def _inputs_per_forward(self, height: int, width: int) -> int:
@@ -226,7 +372,12 @@ class TorchEstimator(BaseEstimator):
             return int(self.inference_batch_size)
         return inputs_per_forward(height, width, self.device_)
 
-    def _batch_size_for(self, height: int, width: int, copies: int = 1) -> int:
+    def images_per_batch(self, height: int, width: int, copies: int = 1) -> int:
+        """Images per inference forward pass when each becomes ``copies`` network inputs.
+
+        ``inference_batch_size`` when set, else about 64k pixels per pass on a CPU (64 times
+        more on a GPU), divided by ``copies``; never fewer than one.
+        """
         return max(1, self._inputs_per_forward(height, width) // copies)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -244,8 +395,22 @@ class TorchEstimator(BaseEstimator):
             outputs = self.module_(inputs)
         return outputs.float()
 
-    def _as_pool(self, X: Any, name: str = "X") -> ImagePool:
-        """``X`` as a pool whose images fit the fitted network (channels, divisibility)."""
+    def check_pool(self, X: Any, name: str = "X") -> ImagePool:
+        """``X`` as a pool whose images fit the fitted network (channels, divisibility).
+
+        Parameters
+        ----------
+        X : array-like, np.memmap, sequence of image paths, torch Dataset or ImagePool
+            Images of shape (n_samples, n_channels, height, width) or (n_samples, height,
+            width) once read.
+        name : str, default="X"
+            Argument name used in error messages.
+
+        Returns
+        -------
+        pool : ImagePool
+            In-memory arrays are validated once here; lazy pools chunk by chunk when read.
+        """
         pool = as_pool(X, name=name)
         channels, height, width = pool.image_shape
         if channels != self.n_channels_in_:
@@ -260,7 +425,7 @@ class TorchEstimator(BaseEstimator):
             raise ValueError(f"{name}: {error}") from None
         return pool
 
-    def _map_pool(
+    def map_pool(
         self,
         function: Callable[[np.ndarray], np.ndarray],
         pool: ImagePool,
@@ -272,14 +437,37 @@ class TorchEstimator(BaseEstimator):
     ) -> np.ndarray:
         """``function(images)`` over ``pool`` in chunks (``self.n_jobs`` workers), joined.
 
-        ``function`` gets validated float32 images; chunk boundaries are multiples of the
-        inference batch, so results do not depend on ``n_jobs``. With ``verbose`` a
-        progress bar named ``description`` counts the images.
+        Parameters
+        ----------
+        function : callable
+            A chunk function, e.g. a ``*_chunk`` method (see the module docstring): it gets
+            validated float32 images of shape (k, C, H, W) (and the chunk's rows of each
+            array in ``extras``) and returns an array with one row per image. It must be
+            picklable for ``n_jobs`` other than 1.
+        pool : ImagePool
+            From :meth:`check_pool`.
+        copies : int, default=1
+            Network inputs per image (e.g. ``n_blocks`` masked copies): sizes the batches.
+        n_jobs : int, None or "estimator", default="estimator"
+            joblib workers; ``"estimator"`` uses the estimator's ``n_jobs``.
+        extras : tuple of ndarray of shape (n_samples, ...), default=()
+            Per-image arrays passed to ``function`` chunk by chunk.
+        batch_size : int, optional
+            Images per batch of ``function``; chunk sizes are multiples of it. Default
+            :meth:`images_per_batch`.
+        description : str, default="scoring"
+            Name of the progress bar shown with ``verbose``.
+
+        Returns
+        -------
+        results : ndarray
+            The chunks' results concatenated along the first axis; they do not depend on
+            ``n_jobs``.
         """
         _, height, width = pool.image_shape
         jobs = self.n_jobs if n_jobs == "estimator" else n_jobs
         if batch_size is None:
-            batch_size = self._batch_size_for(height, width, copies)
+            batch_size = self.images_per_batch(height, width, copies)
         parts = map_chunks(function, pool, batch_size=batch_size, n_jobs=jobs, extras=extras,
                            progress=f"{type(self).__name__}: {description}" if self.verbose
                            else None)
@@ -307,23 +495,106 @@ class TorchEstimator(BaseEstimator):
         if self.module_ is None:  # pragma: no cover - guarded by __setstate__
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet.")
 
-    # ------------------------------------------------------------------ pickling
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())
-        module = state.pop("module_", None)
-        if module is not None:
-            state["_module_state"] = {
-                key: value.detach().cpu() for key, value in module.state_dict().items()
-            }
-        state.pop("optimizer_", None)
-        state.pop("device_", None)
-        return state
+    # ------------------------------------------------------------------ state
+    #: Fitted attributes (besides the network, optimiser and RNG) that the state holds.
+    _fitted_attributes: tuple[str, ...] = ("n_channels_in_", "image_shape_", "history_")
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        module_state = state.pop("_module_state", None)
-        super().__setstate__(state)
-        if module_state is None:
-            return
+    def get_state(self) -> dict[str, Any]:
+        """Everything a fitted estimator is, as tensors and plain Python values.
+
+        The one way an estimator's state leaves it: pickling, the labelling session and
+        ``sid4ds export --format model`` all go through it. The result can be written with
+        ``torch.save`` and read back with ``torch.load(..., weights_only=True)`` (no pickled
+        code); :meth:`set_state` and :meth:`from_state` restore it.
+
+        Returns
+        -------
+        state : dict
+            ``format`` (``"sid4ds-estimator"``), ``format_version``, ``class`` (the
+            estimator's class name), ``sid4ds`` (the version that wrote it), ``params``
+            (:meth:`get_params` with plain values: a device as a string, a random_state
+            that is a generator as None), ``fitted`` (the fitted attributes, numpy arrays as
+            CPU tensors), ``module`` (the network's state dict on the CPU), ``optimizer``
+            (the optimiser's state dict, or None before any training step) and ``rng`` (the
+            state of the estimator's numpy Generator, so further training continues exactly).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> import io, torch
+        >>> from sid4ds import SegmentationLearner
+        >>> from sid4ds.datasets import make_defect_images
+        >>> X, masks = make_defect_images(n_samples=8, image_size=16, defect_ratio=0.5,
+        ...                               random_state=0)
+        >>> learner = SegmentationLearner(base_channels=4, depth=2, max_epochs=1,
+        ...                               random_state=0).fit(X, masks)
+        >>> buffer = io.BytesIO()
+        >>> torch.save(learner.get_state(), buffer)
+        >>> _ = buffer.seek(0)
+        >>> restored = SegmentationLearner.from_state(torch.load(buffer, weights_only=True))
+        >>> bool((restored.predict_proba(X) == learner.predict_proba(X)).all())
+        True
+        """
+        self._check_fitted()
+        fitted = {}
+        for name in self._fitted_attributes:
+            if hasattr(self, name):
+                value = getattr(self, name)
+                fitted[name] = (torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray)
+                                else _plain_value(value))
+        return {
+            "format": STATE_FORMAT, "format_version": STATE_VERSION,
+            "class": type(self).__name__, "sid4ds": __version__,
+            "params": self._plain_params(), "fitted": fitted,
+            "module": _cpu_tree(self.module_.state_dict()),
+            "optimizer": (None if self.optimizer_ is None
+                          else _cpu_tree(self.optimizer_.state_dict())),
+            "rng": copy.deepcopy(self._rng.bit_generator.state),
+        }
+
+    def _plain_params(self) -> dict[str, Any]:
+        """``get_params(deep=False)`` with values ``torch.load(weights_only=True)`` reads."""
+        params = {}
+        for key, value in self.get_params(deep=False).items():
+            if isinstance(value, torch.device):
+                value = str(value)
+            elif not _is_plain(value):
+                value = None  # a generator (random_state) or an estimator: not part of the state
+            params[key] = value
+        return params
+
+    def set_state(self, state: dict[str, Any]) -> TorchEstimator:
+        """Restore a state from :meth:`get_state` into this estimator (its parameters stay).
+
+        The network is rebuilt for this estimator's parameters, so they must describe the
+        same architecture as when the state was taken (:meth:`from_state` takes them from
+        the state). The network goes to this estimator's ``device`` (the CPU, with a
+        warning, when that device is not available here).
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`get_state` (e.g. read with ``torch.load(path,
+            weights_only=True)``).
+
+        Returns
+        -------
+        self : TorchEstimator
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is not a sid4ds estimator state, is of another class or a newer
+            format, or does not fit this estimator's network.
+        """
+        self._check_state(state)
+        for name, value in state["fitted"].items():
+            setattr(self, name, value.numpy().astype(np.float32) if isinstance(value, torch.Tensor)
+                    else copy.deepcopy(value))
         try:
             self.device_ = resolve_device(self.device)
         except ValueError:
@@ -333,7 +604,164 @@ class TorchEstimator(BaseEstimator):
                 stacklevel=2,
             )
             self.device_ = torch.device("cpu")
-        module = UNet(**self._module_kwargs())
-        module.load_state_dict(module_state)
+        module = self._new_module()
+        try:
+            module.load_state_dict(state["module"])
+        except RuntimeError as error:
+            raise ValueError(
+                f"the state's network does not fit this {type(self).__name__}'s parameters "
+                f"({str(error).splitlines()[0]}); build the estimator with "
+                f"{type(self).__name__}.from_state(state) instead"
+            ) from None
         self.module_ = module.to(self.device_).eval()
         self.optimizer_ = None
+        if state.get("optimizer") is not None:
+            self.optimizer_ = self._make_optimizer()
+            self.optimizer_.load_state_dict(state["optimizer"])
+        self._rng = restore_rng(copy.deepcopy(state["rng"]))
+        return self
+
+    @classmethod
+    def _check_state(cls, state: Any) -> None:
+        if not (isinstance(state, dict) and state.get("format") == STATE_FORMAT):
+            raise ValueError(
+                f"expected a sid4ds estimator state (from get_state()); got "
+                f"{type(state).__name__} without format {STATE_FORMAT!r}"
+            )
+        if state.get("format_version", 0) > STATE_VERSION:
+            raise ValueError(
+                f"the state has format version {state['format_version']}, written by sid4ds "
+                f"{state.get('sid4ds')}; this sid4ds reads versions up to {STATE_VERSION}: "
+                f"upgrade sid4ds"
+            )
+        if state.get("class") != cls.__name__:
+            raise ValueError(f"the state is of a {state.get('class')}, not of a {cls.__name__}; "
+                             f"load it with {state.get('class')}.from_state")
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], **params: Any) -> TorchEstimator:
+        """A new fitted estimator from a state of :meth:`get_state`.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`get_state`.
+        **params
+            Parameters to change from the saved ones, e.g. ``device="cpu"`` or
+            ``verbose=1`` (those that change the network's shape are refused by the
+            weights).
+
+        Returns
+        -------
+        estimator : TorchEstimator
+            Of this class, with the saved parameters (updated by ``params``), fitted.
+        """
+        cls._check_state(state)
+        known = cls().get_params(deep=False)
+        unknown = sorted(set(state["params"]) - set(known))
+        if unknown:
+            raise ValueError(
+                f"the state has parameters {unknown} that this {cls.__name__} does not know; "
+                f"it was written by another sid4ds version ({state.get('sid4ds')}): use that "
+                f"version"
+            )
+        saved = {key: tuple(value) if isinstance(known[key], tuple) and isinstance(value, list)
+                 else value for key, value in state["params"].items()}
+        return cls(**{**saved, **params}).set_state(state)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`get_state` to ``path`` with ``torch.save`` (written atomically).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (``.pt`` by convention).
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        target = Path(path)
+        buffer = io.BytesIO()
+        torch.save(self.get_state(), buffer)
+        temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        temporary.write_bytes(buffer.getvalue())
+        os.replace(temporary, target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **params: Any) -> TorchEstimator:
+        """Read a file written by :meth:`save` (``weights_only=True``: no code is run).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The ``.pt`` file.
+        **params
+            As in :meth:`from_state` (e.g. ``device="cpu"``).
+
+        Returns
+        -------
+        estimator : TorchEstimator
+        """
+        try:
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as error:  # UnpicklingError is a RuntimeError
+            raise ValueError(f"cannot read {path}: {type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''}; it holds no "
+                             f"sid4ds estimator state (only tensors are read from it)") from None
+        return cls.from_state(state, **params)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        fitted = self._is_initialized()
+        if fitted:
+            state["_estimator_state"] = self.get_state()
+        for name in (*self._fitted_attributes, "module_", "optimizer_", "device_", "_rng"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        saved = state.pop("_estimator_state", None)
+        super().__setstate__(state)
+        if saved is not None:
+            self.set_state(saved)
+
+
+STATE_FORMAT = "sid4ds-estimator"
+#: Version of the estimator state this sid4ds writes and the newest it reads.
+STATE_VERSION = 1
+
+
+def _is_plain(value: Any) -> bool:
+    """A value ``torch.load(weights_only=True)`` and JSON both read back as written."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def _plain_value(value: Any) -> Any:
+    """A copy of ``value`` with numpy scalars turned into Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: _plain_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_value(item) for item in value)
+    return copy.deepcopy(value)
+
+
+def _cpu_tree(value: Any) -> Any:
+    """Tensors of a nested state dict detached and copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {key: _cpu_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_tree(item) for item in value)
+    return value

@@ -1,18 +1,63 @@
 """Every input check of sid4ds and its error message, in one place.
 
-Checks never modify what the caller passed: they return new arrays.
+Checks never modify what the caller passed: they return new arrays. This module needs numpy
+only (no torch), so the loaders and the session can check their input without it.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sid4ds.nets import check_divisible
-
 IMAGE_SHAPES = "(n_samples, height, width) or (n_samples, n_channels, height, width)"
+
+#: A size argument: one int (a square) or a (height, width) pair.
+SizeLike = int | tuple[int, int] | Sequence[int]
+PathLike = str | os.PathLike[str]
+
+
+def check_divisible(height: int, width: int, depth: int) -> None:
+    """Raise a ValueError if an image cannot pass through a UNet of this depth.
+
+    Parameters
+    ----------
+    height, width : int
+        Image size in pixels.
+    depth : int
+        Number of 2×2 poolings in the encoder; height and width must be divisible by
+        ``2**depth``.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending side, the size to pad to, and the largest depth that fits.
+
+    Examples
+    --------
+    >>> from sid4ds._validation import check_divisible
+    >>> check_divisible(64, 64, depth=3)
+    >>> check_divisible(50, 64, depth=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: image height 50 is not divisible by 2**depth=8; pad to 56 or set depth=1
+    """
+    factor = 2**depth
+    for side_name, side in (("height", height), ("width", width)):
+        if side % factor:
+            padded = -(-side // factor) * factor
+            fitting_depth = 0
+            while side % (2 ** (fitting_depth + 1)) == 0 and fitting_depth + 1 <= depth:
+                fitting_depth += 1
+            hint = f"set depth={fitting_depth}" if fitting_depth > 0 else "resize the images"
+            raise ValueError(
+                f"image {side_name} {side} is not divisible by 2**depth={factor}; "
+                f"pad to {padded} or {hint}"
+            )
 
 
 def _describe_array(array: Any) -> str:
@@ -206,20 +251,103 @@ def check_n_instances(n_instances: Any, n_pool: int) -> int:
     return min(n_instances, n_pool)
 
 
-def make_rng(random_state: Any) -> np.random.Generator:
-    """A numpy Generator from ``random_state`` without touching numpy's global state.
+def describe_size(size: tuple[int, int]) -> str:
+    """``"HxW (height x width)"`` for messages."""
+    return f"{size[0]}x{size[1]} (height x width)"
 
-    ``None`` draws fresh OS entropy, an int seeds, a RandomState or Generator is drawn from.
-    """
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator):
-        return np.random.default_rng(random_state.integers(2**63))
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(2**31))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        f"random_state must be None, an int, a numpy RandomState or Generator; got "
-        f"{random_state!r}"
-    )
+
+def check_size(size: SizeLike, argument: str) -> tuple[int, int]:
+    """Turn an int or (height, width) pair into a (height, width) tuple of positive ints."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        pair = (int(size), int(size))
+    elif (
+        isinstance(size, Sequence)
+        and not isinstance(size, str)
+        and len(size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    ):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise TypeError(
+            f"{argument} must be an int or a (height, width) pair of ints, got {size!r}."
+        )
+    if pair[0] < 1 or pair[1] < 1:
+        raise ValueError(f"{argument} must be positive, got {size!r}.")
+    return pair
+
+
+def check_mode(mode: str | None) -> None:
+    if mode not in ("L", "RGB", None):
+        raise ValueError(
+            f"mode must be 'L' (grayscale), 'RGB' (colour) or None (grayscale unless some "
+            f"image is in colour), got {mode!r}."
+        )
+
+
+def check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "warn"):
+        raise ValueError(f"on_error must be 'raise' or 'warn', got {on_error!r}.")
+
+
+def check_folder(folder: PathLike, argument: str) -> Path:
+    path = Path(folder)
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise ValueError(f"{argument}={str(folder)!r} {what}; pass the folder holding the files.")
+    return path
+
+
+def check_image_arrays(
+    X: np.ndarray, masks: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images of shape (n, C, H, W) and, optionally, their masks (n, H, W); any dtype."""
+    X = np.asarray(X)
+    if X.ndim != 4:
+        raise ValueError(
+            f"X must have shape (n_samples, n_channels, height, width), got shape {X.shape}."
+        )
+    if masks is not None:
+        masks = np.asarray(masks)
+        expected = (X.shape[0], X.shape[2], X.shape[3])
+        if masks.shape != expected:
+            raise ValueError(
+                f"masks must have shape (n_samples, height, width) = {expected} to match X of "
+                f"shape {X.shape}, got shape {masks.shape}."
+            )
+    return X, masks
+
+
+def _float_array(value: Any, name: str, expected: str) -> np.ndarray:
+    """``value`` as float64, or a TypeError naming ``name`` and what was ``expected``."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be {expected}; got {type(value).__name__} ({error})"
+                        ) from error
+
+
+def check_probabilities(probabilities: Any, name: str = "probabilities") -> np.ndarray:
+    """Probabilities as float64, at least 1-D, finite and in [0, 1]; raise naming ``name``."""
+    values = _float_array(probabilities, name, "a numeric array of probabilities")
+    if values.ndim == 0:
+        raise ValueError(f"{name} must be an array of probabilities; got a scalar")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} contains NaN or infinite values; expected values in [0, 1]")
+    if values.size and (values.min() < 0.0 or values.max() > 1.0):
+        raise ValueError(
+            f"{name} has values in [{values.min():.4g}, {values.max():.4g}]; expected "
+            f"probabilities in [0, 1] (apply a sigmoid to logits first)"
+        )
+    return values
+
+
+def check_features(features: Any, name: str) -> np.ndarray:
+    """Feature vectors as a finite float64 array of shape (n_samples, n_features)."""
+    values = _float_array(features, name, "a numeric array of shape (n_samples, n_features)")
+    if values.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape (n_samples, n_features); got shape {values.shape}"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return values

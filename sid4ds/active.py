@@ -1,73 +1,30 @@
-"""modAL on images and masks (DefectActiveLearner) and the whole SID4DS loop (run_sid4ds)."""
+"""modAL on images and masks: :class:`DefectActiveLearner`, with SID4DS's fake normals."""
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from modAL.models import ActiveLearner
-from sklearn.base import clone
+from modAL.models.base import BaseLearner
+from modAL.utils.data import data_vstack, retrieve_rows
+from sklearn.utils import check_X_y
+from torch.utils.data import Dataset
 
+from sid4ds._random import make_rng
 from sid4ds._validation import (
-    check_choice,
-    check_float,
     check_images,
-    check_int,
     check_masks,
-    make_rng,
 )
 from sid4ds.pool import ImagePool, as_pool
-from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.segmentation import SegmentationLearner
-from sid4ds.strategies import content_keys, msmr_sampling, msmr_scores, rank_pool, sdr_scores
+from sid4ds.rounds import resolve_n_normal
+from sid4ds.selection import forget_pool_scores, query_state, rank_pool
+from sid4ds.strategies import msmr_sampling, sdr_sampling
 
-__all__ = ["DefectActiveLearner", "SID4DSRun", "resolve_n_normal", "run_sid4ds"]
-
-
-def resolve_n_normal(
-    n_normal: int | str, n_instances: int, n_pool: int, expected_defect_ratio: float = 0.05
-) -> int:
-    """V, the number of fake normals per round.
-
-    The paper ties the ratio of K and V to the product qualification rate (§3.1.3).
-    ``"auto"`` takes ``V = round(K · (1 − expected_defect_ratio))``: as many fake normals as
-    the labelled batch would hold normal images if it were drawn at random. An int is used
-    as given; 0 turns fake normals off. V never exceeds what the pool has left after the
-    top K.
-
-    Parameters
-    ----------
-    n_normal : int or "auto"
-        V, or ``"auto"``.
-    n_instances : int
-        K, images selected for labelling this round.
-    n_pool : int
-        Images in the pool this round.
-    expected_defect_ratio : float, default=0.05
-        Expected share of defective images in the pool (1 − qualification rate).
-
-    Returns
-    -------
-    n_normal : int
-
-    Examples
-    --------
-    >>> from sid4ds.active import resolve_n_normal
-    >>> resolve_n_normal("auto", n_instances=100, n_pool=1000, expected_defect_ratio=0.05)
-    95
-    >>> resolve_n_normal(500, n_instances=100, n_pool=300)
-    200
-    """
-    ratio = check_float(expected_defect_ratio, "expected_defect_ratio", low=0.0, high=1.0)
-    if n_normal == "auto":
-        wanted = int(round(n_instances * (1.0 - ratio)))
-    else:
-        wanted = check_int(n_normal, "n_normal", minimum=0)
-    return max(0, min(wanted, n_pool - min(n_instances, n_pool)))
+__all__ = ["DefectActiveLearner"]
 
 
 class DefectActiveLearner(ActiveLearner):
@@ -82,12 +39,34 @@ class DefectActiveLearner(ActiveLearner):
     (X_FN, Algorithm 1 lines 4 and 11): they get all-zero masks, join the training set of the
     next ``teach`` only, stay in the caller's pool, and are forgotten after that ``teach``.
 
+    **Images or modAL data.** Each call decides from its ``X`` (``X_pool`` for ``query``,
+    the stored ``X_training`` for retraining) which path it takes. Images are numeric
+    arrays or torch tensors of 3 (n, H, W) or 4 (n, C, H, W) dimensions, lists that numpy
+    turns into such arrays, an :class:`~sid4ds.pool.ImagePool`, an ``np.memmap`` or other
+    lazily sliced array of 3 or 4 dimensions, a torch Dataset, and sequences of image paths
+    (``os.PathLike`` items, or str items ending in .png, .jpg, .jpeg, .bmp, .tif or .tiff;
+    wrap other paths in an ImagePool). Everything else — 1-D and 2-D arrays, scipy sparse
+    matrices, lists (of rows or of texts) — is handled exactly as by
+    ``modAL.models.ActiveLearner``: ``X_training`` keeps what was passed, stacked with
+    ``modAL.utils.data.data_vstack``; data are checked with modAL's ``check_X_y`` options
+    (finiteness as the ``force_all_finite`` attribute says, through scikit-learn's
+    ``ensure_all_finite``), but on current scikit-learn; ``teach(only_new=True)`` fits on the
+    new data without adding them to ``X_training``; the estimator is always refitted with
+    ``fit``; ``query`` returns what the strategy chose. Fake normals take no part there:
+    ``n_normal`` has no effect and no fake normals are picked (``return_fake_normals`` gives
+    an empty array). The only differences from modAL on such data: bootstrap rows are drawn
+    from ``random_state`` (not numpy's global RNG) and ``fit_kwargs`` reach the estimator in
+    bootstrapped ``teach(only_new=True)`` too. One learner holds images or other data, not
+    both.
+
     Parameters
     ----------
     estimator : SegmentationLearner
-        The segmentation learner S (any estimator with ``fit(X, masks)`` works).
+        The segmentation learner S (any estimator with ``fit(X, masks)`` works; for
+        non-image data any scikit-learn estimator, as in modAL).
     query_strategy : callable, default=msmr_sampling
-        ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)``.
+        ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)``. For non-image
+        data pass a modAL strategy such as ``modAL.uncertainty.uncertainty_sampling``.
     X_training : array-like of shape (n_samples, n_channels, height, width), optional
         Initial labelled images; the estimator is fitted on them at construction.
     y_training : array-like of shape (n_samples, height, width), optional
@@ -95,23 +74,26 @@ class DefectActiveLearner(ActiveLearner):
     n_normal : int or "auto", default="auto"
         V, fake normals per query (see :func:`resolve_n_normal`); 0 turns them off. Needs a
         strategy that scores the whole pool (the sid4ds strategies do); with other
-        strategies ``"auto"`` picks none and a positive int is an error.
+        strategies ``"auto"`` picks none and a positive int is an error. Images only.
     expected_defect_ratio : float, default=0.05
         Used by ``n_normal="auto"``.
     warm_start : bool, default=True
-        After the first training, retrain the estimator from its current weights
+        After the first training on images, retrain the estimator from its current weights
         (``partial_fit``), as the paper does from round 2 on; False refits from scratch.
+        Non-image data are always refitted with ``fit``, as in modAL.
     bootstrap_init : bool, default=False
         As in modAL: bootstrap the initial training set.
     random_state : int or None, default=None
         Seeds bootstrapping (modAL uses numpy's global RNG for it; this class does not).
     **fit_kwargs
-        Passed to the estimator's ``fit``.
+        Passed to the estimator's ``fit`` at construction; ``on_transformed`` and
+        ``force_all_finite`` are taken by modAL's ``ActiveLearner`` as there.
 
     Attributes
     ----------
     X_training, y_training : ndarray
-        Labelled images (n, C, H, W) float32 and masks (n, H, W) uint8 (X_L).
+        Labelled images (n, C, H, W) float32 and masks (n, H, W) uint8 (X_L); for other
+        data, what modAL would keep.
     X_fake_normal : ndarray or None
         Fake normals picked by the last ``query`` (X_FN); emptied by ``teach``.
     fake_normal_indices_ : ndarray of int
@@ -136,7 +118,23 @@ class DefectActiveLearner(ActiveLearner):
     >>> learner.teach(X_query, masks[indices])
     >>> learner.X_training.shape, learner.X_fake_normal is None
     ((4, 1, 16, 16), True)
+
+    On tabular data it is modAL's ActiveLearner:
+
+    >>> import numpy as np
+    >>> from modAL.uncertainty import uncertainty_sampling
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rows = np.random.default_rng(0).random((20, 3))
+    >>> labels = (rows[:, 0] > 0.5).astype(int)
+    >>> tabular = DefectActiveLearner(LogisticRegression(), uncertainty_sampling,
+    ...                               X_training=rows[:6], y_training=labels[:6])
+    >>> query_idx, _ = tabular.query(rows[6:], n_instances=2)
+    >>> tabular.teach(rows[6:][query_idx], labels[6:][query_idx])
+    >>> tabular.X_training.shape, tabular.y_training.shape
+    ((8, 3), (8,))
     """
+
+    _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
     def __init__(
         self,
@@ -160,21 +158,146 @@ class DefectActiveLearner(ActiveLearner):
         self.X_fake_normal: np.ndarray | None = None
         self.fake_normal_indices_ = np.empty(0, dtype=np.int64)
         self._trained = False
-        if X_training is not None:
+        if self._is_images(X_training):
             X_training, y_training = self._check_labeled(X_training, y_training)
         super().__init__(estimator, query_strategy, X_training, y_training,
                          bootstrap_init=bootstrap_init, **fit_kwargs)
 
+    # ------------------------------------------------------------------ strategy state
+    @property
+    def msmr_scorer(self) -> Any:
+        """M of :func:`~sid4ds.msmr_sampling`: a view of ``sid4ds_state.msmr_scorer``."""
+        return query_state(self).msmr_scorer
+
+    @msmr_scorer.setter
+    def msmr_scorer(self, scorer: Any) -> None:
+        query_state(self).msmr_scorer = scorer
+
+    @property
+    def sdr_scorer(self) -> Any:
+        """G of :func:`~sid4ds.sdr_sampling`: a view of ``sid4ds_state.sdr_scorer``."""
+        return query_state(self).sdr_scorer
+
+    @sdr_scorer.setter
+    def sdr_scorer(self, scorer: Any) -> None:
+        query_state(self).sdr_scorer = scorer
+
+    @property
+    def pool_scores_(self) -> np.ndarray | None:
+        """The last query's scores of the whole pool (``sid4ds_state.pool_scores``)."""
+        return query_state(self).pool_scores
+
+    # ------------------------------------------------------------------ images or not
+    @classmethod
+    def _is_images(cls, X: Any) -> bool:
+        """Whether ``X`` takes the image path (see the class docstring) or modAL's."""
+        if X is None or sp.issparse(X) or isinstance(X, (str, bytes, os.PathLike)):
+            return False
+        if isinstance(X, ImagePool):
+            return True
+        if isinstance(X, Dataset):
+            return True
+        if isinstance(X, Sequence) and len(X) and all(
+            isinstance(item, os.PathLike)
+            or (isinstance(item, str) and item.lower().endswith(cls._IMAGE_SUFFIXES))
+            for item in X
+        ):
+            return True
+        if isinstance(X, (list, tuple)):
+            try:
+                X = np.asarray(X)
+            except (ValueError, TypeError):  # ragged or not array-like: not images
+                return False
+        shape = getattr(X, "shape", None)
+        if shape is None or len(shape) not in (3, 4):
+            return False
+        if hasattr(X, "detach") and hasattr(X, "is_complex"):  # a torch tensor
+            return not X.is_complex()
+        try:
+            dtype = np.dtype(X.dtype)
+        except TypeError:
+            return False
+        return bool(np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_))
+
+    def _holds_images(self) -> bool:
+        return self._is_images(getattr(self, "X_training", None))
+
+    def _check_kind(self, X: Any, images: bool) -> None:
+        """One learner keeps either images or other data: say so before mixing them."""
+        X_training = getattr(self, "X_training", None)
+        if X_training is None or self._holds_images() == images:
+            return
+        held = "images" if not images else "non-image data"
+        raise ValueError(
+            f"X ({self._describe(X)}) is {'images' if images else 'not image-shaped'} but the "
+            f"learner's training data are {held} ({self._describe(X_training)}); a "
+            f"DefectActiveLearner keeps images and other data apart: use a second learner, "
+            f"or fit() to replace the training data"
+        )
+
+    @staticmethod
+    def _describe(X: Any) -> str:
+        shape = getattr(X, "shape", None)
+        if shape is None and isinstance(X, (list, tuple)):
+            return f"{type(X).__name__} of length {len(X)}"
+        return f"{type(X).__name__} of shape {tuple(shape) if shape is not None else '?'}"
+
+    # ------------------------------------------------------------------ modAL data
+    def _check_modal(self, X: Any, y: Any) -> None:
+        """modAL's ``check_X_y`` call, with scikit-learn's current finiteness keyword."""
+        check_X_y(X, y, accept_sparse=True, ensure_2d=False, allow_nd=True, multi_output=True,
+                  dtype=None, ensure_all_finite=self.force_all_finite)
+
+    def _fit_modal(self, X: Any, y: Any, bootstrap: bool, **fit_kwargs: Any) -> None:
+        """Fit the estimator as modAL does (always ``fit``), bootstrapping from the rng."""
+        if bootstrap:
+            n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
+            rows = self._rng.integers(0, n_rows, size=n_rows)
+            X, y = retrieve_rows(X, rows), retrieve_rows(y, rows)
+        self.estimator.fit(X, y, **fit_kwargs)
+
+    def _add_modal_data(self, X: Any, y: Any) -> None:
+        self._check_kind(X, images=False)
+        self._check_modal(X, y)
+        if self.X_training is None:
+            self.X_training, self.y_training = X, y
+            return
+        try:
+            X_training = data_vstack((self.X_training, X))
+            y_training = data_vstack((self.y_training, y))
+        except ValueError as error:
+            raise ValueError("the dimensions of the new training data and label must agree "
+                             "with the training data and labels provided so far") from error
+        self.X_training, self.y_training = X_training, y_training
+
     # ------------------------------------------------------------------ data
     def _check_labeled(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._check_kind(X, images=True)
         channels = None if getattr(self, "X_training", None) is None else self.X_training.shape[1]
         shape = None if channels is None else self.X_training.shape[2:]
         images = check_images(X, n_channels=channels, image_shape=shape)
+        y_ndim = getattr(y, "ndim", None)
+        if y_ndim is None and isinstance(y, (list, tuple)):
+            try:
+                y_ndim = np.asarray(y).ndim
+            except (ValueError, TypeError):  # ragged: check_masks says what is wrong
+                y_ndim = None
+        if y_ndim in (0, 1):
+            raise ValueError(
+                f"X holds images ({self._describe(images)}), so y must be their pixel masks "
+                f"of shape ({len(images)}, {images.shape[2]}, {images.shape[3]}); got "
+                f"{self._describe(y)}. DefectActiveLearner treats 3-D and 4-D numeric X "
+                f"as images: for one label per image use modAL's ActiveLearner, or pass X "
+                f"flattened to 2-D (X.reshape(len(X), -1))"
+            )
         masks = check_masks(y, n_samples=len(images), height=images.shape[2],
                             width=images.shape[3])
         return images, masks
 
     def _add_training_data(self, X: Any, y: Any) -> None:
+        if not self._is_images(X):
+            self._add_modal_data(X, y)
+            return
         images, masks = self._check_labeled(X, y)
         if self.X_training is None:
             self.X_training, self.y_training = images, masks
@@ -191,7 +314,7 @@ class DefectActiveLearner(ActiveLearner):
         y : ndarray of shape (n_labeled + n_fake_normal, height, width), uint8
         """
         if self.X_training is None:
-            raise ValueError("the learner has no labelled images yet; teach it first")
+            raise ValueError("the learner has no labelled data yet; teach it first")
         if self.X_fake_normal is None or len(self.X_fake_normal) == 0:
             return self.X_training, self.y_training
         zeros = np.zeros((len(self.X_fake_normal), *self.y_training.shape[1:]), np.uint8)
@@ -211,12 +334,18 @@ class DefectActiveLearner(ActiveLearner):
         self._trained = True
 
     def _fit_to_known(self, bootstrap: bool = False, **fit_kwargs: Any) -> DefectActiveLearner:
+        if self.X_training is not None and not self._holds_images():
+            self._fit_modal(self.X_training, self.y_training, bootstrap, **fit_kwargs)
+            return self
         X, y = self.training_data()
         self._fit_estimator(X, y, bootstrap, **fit_kwargs)
         return self
 
     def _fit_on_new(self, X: Any, y: Any, bootstrap: bool = False,
                     **fit_kwargs: Any) -> DefectActiveLearner:
+        if not self._is_images(X):
+            self._fit_modal(X, y, bootstrap, **fit_kwargs)
+            return self
         images, masks = self._check_labeled(X, y)
         if self.X_fake_normal is not None and len(self.X_fake_normal):
             zeros = np.zeros((len(self.X_fake_normal), *masks.shape[1:]), np.uint8)
@@ -232,9 +361,9 @@ class DefectActiveLearner(ActiveLearner):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_channels, height, width) or (n_samples, height, width)
-            Images.
+            Images; other data (2-D arrays, sparse matrices, lists) are kept as modAL does.
         y : array-like of shape (n_samples, height, width)
-            Masks.
+            Masks; for other data, labels as in modAL.
         bootstrap : bool, default=False
             Train on a bootstrap sample of ``X``.
         **fit_kwargs
@@ -244,6 +373,10 @@ class DefectActiveLearner(ActiveLearner):
         -------
         self : DefectActiveLearner
         """
+        if not self._is_images(X):
+            self._check_modal(X, y)
+            self.X_training, self.y_training = X, y
+            return self._fit_to_known(bootstrap=bootstrap, **fit_kwargs)
         self.X_training, self.y_training = None, None
         self.X_training, self.y_training = self._check_labeled(X, y)
         self._trained = False
@@ -253,12 +386,15 @@ class DefectActiveLearner(ActiveLearner):
               **fit_kwargs: Any) -> None:
         """Add labelled images, retrain on X_L ∪ X_FN, then empty X_FN.
 
+        For data that are not images, exactly modAL's ``teach``: ``only_new=True`` fits on
+        ``X`` alone and does not add it to ``X_training``; fake normals are not involved.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_channels, height, width) or (n_samples, height, width)
-            Newly labelled images.
+            Newly labelled images (or other data, see the class docstring).
         y : array-like of shape (n_samples, height, width) or (n_samples, height * width)
-            Their masks.
+            Their masks (labels for other data).
         bootstrap : bool, default=False
             Train on a bootstrap sample.
         only_new : bool, default=False
@@ -266,6 +402,15 @@ class DefectActiveLearner(ActiveLearner):
         **fit_kwargs
             Passed to the estimator's ``fit`` (or ``partial_fit``).
         """
+        if not self._is_images(X):
+            if only_new:
+                self._check_kind(X, images=False)
+                self._check_modal(X, y)
+                self._fit_on_new(X, y, bootstrap=bootstrap, **fit_kwargs)
+            else:
+                self._add_training_data(X, y)
+                self._fit_to_known(bootstrap=bootstrap, **fit_kwargs)
+            return
         self._add_training_data(X, y)
         if only_new:
             self._fit_on_new(X, y, bootstrap=bootstrap, **fit_kwargs)
@@ -278,6 +423,9 @@ class DefectActiveLearner(ActiveLearner):
     def query(self, X_pool: Any, *query_args: Any, return_metrics: bool = False,
               return_fake_normals: bool = False, **query_kwargs: Any) -> tuple[Any, ...]:
         """Rank the pool with the query strategy; keep the bottom V as fake normals.
+
+        A pool that is not images (see the class docstring) is queried exactly as modAL's
+        ``ActiveLearner.query`` does, without fake normals.
 
         Parameters
         ----------
@@ -301,10 +449,25 @@ class DefectActiveLearner(ActiveLearner):
         metrics : ndarray
             Only with ``return_metrics``.
         fake_normal_indices : ndarray of int
-            Only with ``return_fake_normals``; disjoint from ``indices``.
+            Only with ``return_fake_normals``; disjoint from ``indices`` (empty for a pool
+            that is not images).
         """
+        forget_pool_scores(self)
+        if not self._is_images(X_pool):
+            if self.query_strategy in (msmr_sampling, sdr_sampling):
+                raise ValueError(
+                    f"query_strategy {self.query_strategy.__name__} ranks images, but X_pool "
+                    f"({self._describe(X_pool)}) is not image-shaped; for tabular data pass a "
+                    f"modAL strategy, e.g. query_strategy=modAL.uncertainty.uncertainty_sampling"
+                )
+            self.X_fake_normal = None
+            self.fake_normal_indices_ = np.empty(0, dtype=np.int64)
+            result = BaseLearner.query(self, X_pool, *query_args, return_metrics=return_metrics,
+                                       **query_kwargs)
+            if return_fake_normals:
+                return (*result, self.fake_normal_indices_)
+            return result
         images = as_pool(X_pool, name="X_pool")
-        self.__dict__.pop("pool_scores_", None)
         result = super().query(images, *query_args, return_metrics=return_metrics,
                                **query_kwargs)
         indices = np.asarray(result[0])
@@ -317,7 +480,8 @@ class DefectActiveLearner(ActiveLearner):
                            n_instances: int) -> None:
         n_normal = resolve_n_normal(self.n_normal, n_instances, len(images),
                                     self.expected_defect_ratio)
-        scores = self.__dict__.get("pool_scores_")
+        state = query_state(self)
+        scores = state.pool_scores
         if n_normal == 0 or scores is None:
             if n_normal > 0 and self.n_normal != "auto":
                 raise ValueError(
@@ -332,267 +496,7 @@ class DefectActiveLearner(ActiveLearner):
         finite = np.minimum(np.asarray(scores, dtype=np.float64), np.finfo(np.float64).max)
         ranked = np.where(np.isin(np.arange(len(images)), indices), np.inf, finite)
         _, bottom = rank_pool(ranked, n_instances, n_normal,
-                              tie_keys=self.__dict__.get("pool_keys_"))
+                              tie_keys=state.pool_tie_keys)
         self.fake_normal_indices_ = bottom
         self.X_fake_normal = images[bottom]
 
-
-@dataclass
-class SID4DSRun:
-    """What :func:`run_sid4ds` did, round by round, and the models it trained.
-
-    Attributes
-    ----------
-    rounds : list of dict
-        One plain record per round (round 0 is the cold start): ``round``, ``stage``
-        (``"cold_start"`` or ``"iterative"``), ``selected`` (pool indices, best first),
-        ``scores`` (their scores), ``fake_normals`` (pool indices), ``n_defective`` (how many
-        selected images have a defect pixel in the oracle's masks), ``n_labeled`` (labelled
-        so far), ``cumulative_defective``, and ``seconds`` (wall time per phase).
-    labeled_indices : ndarray of int
-        All labelled pool indices, in labelling order.
-    labeled_masks : ndarray of shape (n_labeled, height, width)
-        The oracle's masks for them.
-    segmenter : SegmentationLearner
-        S after the last round.
-    msmr_scorer, sdr_scorer : ReconstructionScorer
-        M and G.
-
-    Examples
-    --------
-    >>> from sid4ds import SID4DSRun
-    >>> run = SID4DSRun(rounds=[{"round": 0, "stage": "cold_start", "n_labeled": 10,
-    ...                          "n_defective": 3, "cumulative_defective": 3,
-    ...                          "seconds": {"train_M": 1.5}}])
-    >>> print(run.table(n_defective_total=4).splitlines()[2])
-    | 0 | cold_start | 10 | 3 | 3 | 75% | 1.5 |
-    """
-
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    labeled_indices: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    labeled_masks: np.ndarray | None = None
-    segmenter: SegmentationLearner | None = None
-    msmr_scorer: ReconstructionScorer | None = None
-    sdr_scorer: ReconstructionScorer | None = None
-
-    def table(self, n_defective_total: int | None = None) -> str:
-        """The per-round record as a markdown table.
-
-        Parameters
-        ----------
-        n_defective_total : int, optional
-            Defective images in the whole pool; adds the share found so far.
-        """
-        header = ["round", "stage", "labeled", "defective selected", "defective so far"]
-        if n_defective_total:
-            header.append("share found")
-        header.append("seconds")
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for record in self.rounds:
-            cells = [str(record["round"]), record["stage"], str(record["n_labeled"]),
-                     str(record["n_defective"]), str(record["cumulative_defective"])]
-            if n_defective_total:
-                cells.append(f"{record['cumulative_defective'] / n_defective_total:.0%}")
-            cells.append(f"{sum(record['seconds'].values()):.1f}")
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
-
-
-def _ask_oracle(oracle: Callable[[np.ndarray], Any], indices: np.ndarray,
-                height: int, width: int) -> np.ndarray:
-    masks = oracle(indices.copy())
-    return check_masks(masks, name="oracle(indices)", n_samples=len(indices), height=height,
-                       width=width)
-
-
-def _n_defective(masks: np.ndarray) -> int:
-    return int(masks.reshape(len(masks), -1).any(axis=1).sum())
-
-
-def run_sid4ds(
-    X_pool: Any,
-    oracle: Callable[[np.ndarray], Any],
-    *,
-    n_rounds: int = 2,
-    n_label: int,
-    n_normal: int | str = "auto",
-    expected_defect_ratio: float = 0.05,
-    segmenter: SegmentationLearner | None = None,
-    scorer: ReconstructionScorer | None = None,
-    guided_epochs: int | None = None,
-    retrain_scorer: bool = False,
-    tie_break: str = "msmr",
-    random_state: Any = None,
-    verbose: int = 0,
-) -> SID4DSRun:
-    """Algorithm 1 of the SID4DS paper, end to end, with ``oracle`` as the human.
-
-    Cold start: train the self-supervised scorer M on the pool, rank by E_msmr, ask the
-    oracle for the top K masks, make the bottom V fake normals, train S and G (G starts from
-    M's weights) on X_L ∪ X_FN. Then ``n_rounds`` times: S predicts pseudolabels on the
-    unlabelled pool, G gives E_sdr inside them, the top K are labelled, the bottom V become
-    this round's fake normals, S is retrained from its previous weights on X_L ∪ X_FN. G is
-    trained once, as in the paper (§4.2), unless ``retrain_scorer``.
-
-    Parameters
-    ----------
-    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        The unlabelled pool; or a memmap, a sequence of image paths, a torch Dataset or an
-        :class:`~sid4ds.pool.ImagePool` (scored in chunks; M trains on batches read as
-        drawn; only the labelled images and fake normals are held in memory).
-    oracle : callable
-        ``oracle(indices) -> masks`` of shape (len(indices), height, width): the human
-        labeller, given pool indices.
-    n_rounds : int, default=2
-        Iterations T after the cold start.
-    n_label : int
-        K, images labelled per round (the paper: 10% of the pool).
-    n_normal : int or "auto", default="auto"
-        V, fake normals per round (:func:`resolve_n_normal`); 0 turns them off.
-    expected_defect_ratio : float, default=0.05
-        For ``n_normal="auto"``.
-    segmenter : SegmentationLearner, optional
-        Configuration of S (cloned); default ``SegmentationLearner()``.
-    scorer : ReconstructionScorer, optional
-        Configuration of M (cloned; G is a copy of the fitted M); default
-        ``ReconstructionScorer()``.
-    guided_epochs : int, optional
-        Epochs for G; defaults to M's ``max_epochs``.
-    retrain_scorer : bool, default=False
-        Retrain G (from its weights) after every round, not only at the cold start.
-    tie_break : {"msmr", "content"}, default="msmr"
-        How images with equal E_sdr are ordered in the iterative stage. E_sdr is 0 for
-        every image in which S predicts no defect pixel, often most of the pool;
-        ``"msmr"`` orders those by their cold-start E_msmr (an addition to the paper),
-        ``"content"`` by a hash of their pixels (an arbitrary but reproducible order, as
-        the paper leaves ties unspecified).
-    random_state : int, RandomState, Generator or None, default=None
-        Seeds S, M and G when their own ``random_state`` is None.
-    verbose : int, default=0
-        Print each phase and show training progress bars.
-
-    Returns
-    -------
-    run : SID4DSRun
-        The per-round records and the trained models.
-
-    Examples
-    --------
-    >>> from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
-    >>> from sid4ds.datasets import make_defect_images
-    >>> X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.1,
-    ...                               random_state=0)
-    >>> run = run_sid4ds(
-    ...     X, lambda indices: masks[indices], n_rounds=1, n_label=4,
-    ...     segmenter=SegmentationLearner(base_channels=4, depth=2, max_epochs=1),
-    ...     scorer=ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
-    ...                                 max_epochs=1),
-    ...     random_state=0)
-    >>> [record["n_labeled"] for record in run.rounds]
-    [4, 8]
-    """
-    images = as_pool(X_pool, name="X_pool")
-    n_pool, (_, height, width) = len(images), images.image_shape
-    n_rounds = check_int(n_rounds, "n_rounds", minimum=0)
-    n_label = check_int(n_label, "n_label", minimum=1)
-    check_choice(tie_break, "tie_break", ("msmr", "content"))
-    if guided_epochs is not None:
-        guided_epochs = check_int(guided_epochs, "guided_epochs", minimum=1)
-    if not callable(oracle):
-        raise TypeError(f"oracle must be callable as oracle(indices) -> masks; got {oracle!r}")
-    rng = make_rng(random_state)
-
-    def configured(estimator: Any, default: Any) -> Any:
-        model = clone(estimator) if estimator is not None else default
-        if model.get_params()["random_state"] is None:
-            model.set_params(random_state=int(rng.integers(2**31)))
-        return model.set_params(verbose=verbose)
-
-    segmenter = configured(segmenter, SegmentationLearner())
-    msmr_scorer = configured(scorer, ReconstructionScorer())
-    tie_keys: np.ndarray = content_keys(images)
-    run = SID4DSRun(segmenter=segmenter, msmr_scorer=msmr_scorer)
-    unlabeled = np.arange(n_pool)
-    labeled: list[np.ndarray] = []
-    labeled_masks: list[np.ndarray] = []
-
-    def say(message: str) -> None:
-        if verbose:
-            print(f"[sid4ds] {message}", flush=True)
-
-    def label_round(stage: str, scores: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
-        """Rank the unlabelled pool, ask the oracle, return this round's fake normals."""
-        nonlocal unlabeled
-        n_fake = resolve_n_normal(n_normal, n_label, len(unlabeled), expected_defect_ratio)
-        top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=tie_keys[unlabeled])
-        selected, fake_normals = unlabeled[top], unlabeled[bottom]
-        started = time.perf_counter()
-        masks = _ask_oracle(oracle, selected, height, width)
-        seconds["oracle"] = time.perf_counter() - started
-        labeled.append(selected)
-        labeled_masks.append(masks)
-        unlabeled = np.setdiff1d(unlabeled, selected)
-        previous = run.rounds[-1]["cumulative_defective"] if run.rounds else 0
-        found = _n_defective(masks)
-        run.rounds.append({
-            "round": len(run.rounds), "stage": stage, "selected": selected,
-            "scores": scores[top], "fake_normals": fake_normals, "n_defective": found,
-            "n_labeled": sum(len(part) for part in labeled),
-            "cumulative_defective": previous + found, "seconds": seconds,
-        })
-        say(f"round {len(run.rounds) - 1} ({stage}): labelled {len(selected)}, "
-            f"{found} defective, {len(fake_normals)} fake normals")
-        return fake_normals
-
-    def training_set(fake_normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        indices = np.concatenate([*labeled, fake_normals])
-        zeros = np.zeros((len(fake_normals), height, width), np.uint8)
-        return images[indices], np.concatenate([*labeled_masks, zeros])
-
-    # ---------------------------------------------------------------- cold start
-    seconds: dict[str, float] = {}
-    say("training the self-supervised reconstruction learner M on the pool")
-    started = time.perf_counter()
-    msmr_scorer.fit(images)
-    seconds["train_M"] = time.perf_counter() - started
-    started = time.perf_counter()
-    msmr = msmr_scores(msmr_scorer, images)
-    seconds["score_msmr"] = time.perf_counter() - started
-    if tie_break == "msmr":
-        tie_keys = msmr  # images that S flags nowhere (E_sdr = 0) keep their E_msmr order
-    fake_normals = label_round("cold_start", msmr, seconds)
-    X_train, y_train = training_set(fake_normals)
-    say("training the segmentation learner S and the label-guided learner G")
-    started = time.perf_counter()
-    segmenter.fit(X_train, y_train)
-    seconds["train_S"] = time.perf_counter() - started
-    started = time.perf_counter()
-    sdr_scorer = copy.deepcopy(msmr_scorer).set_params(warm_start=True)
-    if guided_epochs is not None:
-        sdr_scorer.set_params(max_epochs=guided_epochs)
-    sdr_scorer.fit(X_train, y_train)
-    seconds["train_G"] = time.perf_counter() - started
-    run.sdr_scorer = sdr_scorer
-    segmenter.set_params(warm_start=True)
-
-    # ---------------------------------------------------------------- iterative stage
-    for _ in range(n_rounds):
-        if len(unlabeled) == 0:
-            break
-        seconds = {}
-        started = time.perf_counter()
-        sdr = sdr_scores(segmenter, sdr_scorer, images.subset(unlabeled))
-        seconds["score_sdr"] = time.perf_counter() - started
-        fake_normals = label_round("iterative", sdr, seconds)
-        X_train, y_train = training_set(fake_normals)
-        started = time.perf_counter()
-        segmenter.fit(X_train, y_train)
-        seconds["train_S"] = time.perf_counter() - started
-        if retrain_scorer:
-            started = time.perf_counter()
-            sdr_scorer.fit(X_train, y_train)
-            seconds["train_G"] = time.perf_counter() - started
-
-    run.labeled_indices = np.concatenate(labeled)
-    run.labeled_masks = np.concatenate(labeled_masks)
-    return run

@@ -11,46 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sid4ds._validation import check_divisible
+
 __all__ = ["ConvBlock", "UNet", "check_divisible"]
-
-
-def check_divisible(height: int, width: int, depth: int) -> None:
-    """Raise a ValueError if an image cannot pass through a UNet of this depth.
-
-    Parameters
-    ----------
-    height, width : int
-        Image size in pixels.
-    depth : int
-        Number of 2×2 poolings in the encoder; height and width must be divisible by
-        ``2**depth``.
-
-    Raises
-    ------
-    ValueError
-        Naming the offending side, the size to pad to, and the largest depth that fits.
-
-    Examples
-    --------
-    >>> from sid4ds.nets import check_divisible
-    >>> check_divisible(64, 64, depth=3)
-    >>> check_divisible(50, 64, depth=3)
-    Traceback (most recent call last):
-    ...
-    ValueError: image height 50 is not divisible by 2**depth=8; pad to 56 or set depth=1
-    """
-    factor = 2**depth
-    for side_name, side in (("height", height), ("width", width)):
-        if side % factor:
-            padded = -(-side // factor) * factor
-            fitting_depth = 0
-            while side % (2 ** (fitting_depth + 1)) == 0 and fitting_depth + 1 <= depth:
-                fitting_depth += 1
-            hint = f"set depth={fitting_depth}" if fitting_depth > 0 else "resize the images"
-            raise ValueError(
-                f"image {side_name} {side} is not divisible by 2**depth={factor}; "
-                f"pad to {padded} or {hint}"
-            )
 
 
 class ConvBlock(nn.Sequential):
@@ -148,9 +111,17 @@ class UNet(nn.Module):
             self.decoder.append(ConvBlock(decoder_in, widths[level], dilation))
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1)
 
-    def _encode_with_skips(
+    def encode_levels(
         self, images: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Bottleneck features and the output of every encoder level (the skips).
+
+        Returns
+        -------
+        bottleneck : Tensor of shape (n, base_channels·2**depth, H / 2**depth, W / 2**depth)
+        skips : list of Tensor
+            Level ``i`` has shape (n, base_channels·2**i, H / 2**i, W / 2**i).
+        """
         check_divisible(images.shape[-2], images.shape[-1], self.depth)
         skips = []
         features = images
@@ -162,11 +133,11 @@ class UNet(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Bottleneck features, shape (n, base_channels·2**depth, H / 2**depth, W / 2**depth)."""
-        return self._encode_with_skips(images)[0]
+        return self.encode_levels(images)[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map images of shape (n, in_channels, H, W) to (n, out_channels, H, W)."""
-        features, skips = self._encode_with_skips(images)
+        features, skips = self.encode_levels(images)
         stages = zip(self.upsamplers, self.decoder, reversed(skips), strict=True)
         for upsample, block, skip in stages:
             features = upsample(features)

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from sid4ds._validation import IMAGE_SHAPES, check_images
+from sid4ds.datasets.imageio import read_image
 
-__all__ = ["ImagePool", "as_pool", "map_chunks"]
+__all__ = ["ImagePool", "as_pool", "channel_statistics", "chunk_size_for", "is_path_sequence",
+           "map_chunks"]
 
 # Largest chunk read from a pool at once: 2**22 float32 values (16 MiB).
 CHUNK_VALUES = 2**22
@@ -66,7 +68,8 @@ def _release_pages(array: np.memmap, start: int, stop: int) -> None:
         return
 
 
-def _is_path_sequence(source: Any) -> bool:
+def is_path_sequence(source: Any) -> bool:
+    """True for a non-empty sequence of image file paths (str or path-like), not a str."""
     if isinstance(source, (str, os.PathLike)):
         return False
     if not isinstance(source, Sequence) or len(source) == 0:
@@ -140,7 +143,7 @@ class ImagePool:
             self.name = name
             return
         self._indices: np.ndarray | None = None
-        if _is_path_sequence(source):
+        if is_path_sequence(source):
             self._kind = "paths"
             self._source: Any = [Path(path) for path in source]
             n_samples = len(self._source)
@@ -185,13 +188,11 @@ class ImagePool:
             return self._source[source_rows]
         where = f"{self.name}[{int(rows[0])}]" if len(rows) == 1 else self.name
         if self._kind == "paths":
-            from sid4ds._loaders import _read_image
-
             images = []
             for row in source_rows:
                 path = self._source[int(row)]
                 try:
-                    images.append(_read_image(path, self.mode))
+                    images.append(read_image(path, self.mode))
                 except (OSError, ValueError) as error:
                     raise ValueError(f"{self.name}: cannot read image {path}: {error}") from None
             shapes = {image.shape for image in images}

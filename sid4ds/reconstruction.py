@@ -22,18 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils import Tags
 
 from sid4ds._torch import TorchEstimator
 from sid4ds._validation import (
     check_choice,
+    check_divisible,
     check_float,
     check_images,
     check_int,
     check_masks,
 )
-from sid4ds.nets import check_divisible
+from sid4ds.augment import random_flips
 from sid4ds.pool import as_pool, channel_statistics
+from sid4ds.training import LR_SCHEDULES
 
 __all__ = ["ReconstructionScorer", "block_masks", "random_patch_masks"]
 
@@ -135,15 +136,20 @@ class ReconstructionScorer(TorchEstimator):
         the masked block only (``"block"``), the largest squared pixel error inside the
         masked block (``"block_max"``), or the mean over the whole image as in eq. 3
         (``"image"``). See ``docs/method.md`` for the measurements behind the default.
-    max_epochs : int, default=12
-        Training epochs. The paper trains 120 epochs on a GPU.
+    max_epochs : int or None, default=12
+        Training epochs (passes over the training images). The paper trains 120 epochs on
+        a GPU. None counts the training in steps instead (``max_steps``).
+    max_steps : int or None, default=None
+        A budget of optimiser steps per fit, used when ``max_epochs`` is None (see
+        :mod:`sid4ds.training`).
     batch_size : int, default=32
         Training batch size.
     lr : float, default=2e-3
         Base learning rate. The paper's is 0.1 with SGD.
-    lr_schedule : {"constant", "multistep"}, default="constant"
+    lr_schedule : {"constant", "multistep", "onecycle", "cosine"}, default="constant"
         ``"multistep"`` is the paper's schedule (×0.1 at epochs 30, 60, 90 of 120), scaled
-        to ``max_epochs`` (×0.1 after 25%, 50% and 75% of the epochs).
+        to ``max_epochs`` (×0.1 after 25%, 50% and 75% of the epochs); ``"onecycle"`` and
+        ``"cosine"`` as in :func:`sid4ds.training.learning_rate`.
     optimizer : {"adamw", "sgd"}, default="adamw"
         AdamW, or SGD as in the paper (Table 2). The paper's recipe is
         ``optimizer="sgd", lr=0.1, lr_schedule="multistep"``; at CPU-sized epoch counts
@@ -206,6 +212,9 @@ class ReconstructionScorer(TorchEstimator):
     (16,)
     """
 
+    _fitted_attributes = (*TorchEstimator._fitted_attributes, "fit_mode_", "pixel_mean_",
+                          "pixel_std_")
+
     def __init__(
         self,
         base_channels: int = 16,
@@ -216,7 +225,8 @@ class ReconstructionScorer(TorchEstimator):
         mask_ratio: float = 0.75,
         n_blocks: int = 16,
         error_region: str = "block_max",
-        max_epochs: int = 12,
+        max_epochs: int | None = 12,
+        max_steps: int | None = None,
         batch_size: int = 32,
         lr: float = 2e-3,
         lr_schedule: str = "constant",
@@ -243,6 +253,7 @@ class ReconstructionScorer(TorchEstimator):
         self.n_blocks = n_blocks
         self.error_region = error_region
         self.max_epochs = max_epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
         self.lr_schedule = lr_schedule
@@ -259,13 +270,6 @@ class ReconstructionScorer(TorchEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = False
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
 
     # ------------------------------------------------------------------ parameters
     def _module_kwargs(self) -> dict[str, Any]:
@@ -285,7 +289,7 @@ class ReconstructionScorer(TorchEstimator):
                     include_high=False)
         check_int(self.n_blocks, "n_blocks", minimum=1)
         check_choice(self.error_region, "error_region", ("block", "block_max", "image"))
-        check_choice(self.lr_schedule, "lr_schedule", ("multistep", "constant"))
+        check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
         check_int(self.n_normal_mean, "n_normal_mean", minimum=1)
         alphas = self.alphas
         if not (isinstance(alphas, (tuple, list)) and len(alphas) == 2):
@@ -293,11 +297,8 @@ class ReconstructionScorer(TorchEstimator):
         for position, alpha in enumerate(alphas):
             check_float(alpha, f"alphas[{position}]", low=0.0, high=1.0)
 
-    def _learning_rate(self, epoch: int, n_epochs: int) -> float:
-        if self.lr_schedule == "constant":
-            return float(self.lr)
-        milestones_passed = sum(epoch >= round(n_epochs * share) for share in (0.25, 0.5, 0.75))
-        return float(self.lr) * 0.1**milestones_passed
+    def _recipe(self, n_samples: int) -> dict[str, Any]:
+        return {"n_steps": self._n_steps(n_samples), "schedule": self.lr_schedule}
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None) -> ReconstructionScorer:
@@ -364,14 +365,7 @@ class ReconstructionScorer(TorchEstimator):
         return ((images - mean) / std).astype(np.float32)
 
     def _flip(self, tensors: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
-        if not self.augment:
-            return tensors
-        shape = (tensors[0].shape[0], 1, 1, 1)
-        device = tensors[0].device
-        for axis in (2, 3):
-            flip = torch.rand(shape, generator=generator, device=device) < 0.5
-            tensors = [torch.where(flip, tensor.flip(axis), tensor) for tensor in tensors]
-        return tensors
+        return random_flips(tensors, generator) if self.augment else tensors
 
     def _fit_self_supervised(self, read: Callable[[np.ndarray], torch.Tensor], n_samples: int,
                              height: int, width: int) -> None:
@@ -387,7 +381,8 @@ class ReconstructionScorer(TorchEstimator):
             masked_images = originals * (1.0 - hidden)  # masked pixels = dataset mean
             return F.mse_loss(self.module_(masked_images), originals)
 
-        self._train(n_samples, self.max_epochs, batch_loss, "ReconstructionScorer (M)")
+        self._train(n_samples, batch_loss, "ReconstructionScorer (M)",
+                    **self._recipe(n_samples))
 
     def _fit_label_guided(self, standardized: torch.Tensor, masks: torch.Tensor) -> None:
         is_normal = masks.flatten(1).amax(dim=1) == 0
@@ -413,7 +408,8 @@ class ReconstructionScorer(TorchEstimator):
             target = mixed_input * (1.0 - defect_region) + normal_image * defect_region  # eq. 7
             return F.mse_loss(self.module_(mixed_input), target)
 
-        self._train(len(standardized), self.max_epochs, batch_loss, "ReconstructionScorer (G)")
+        self._train(len(standardized), batch_loss, "ReconstructionScorer (G)",
+                    **self._recipe(len(standardized)))
 
     # ------------------------------------------------------------------ scoring
     def score_samples(self, X: Any, regions: Any = None) -> np.ndarray:
@@ -439,13 +435,13 @@ class ReconstructionScorer(TorchEstimator):
             Higher means more likely defective.
         """
         self._check_fitted()
-        pool = self._as_pool(X)
+        pool = self.check_pool(X)
         if regions is not None:
             _, height, width = pool.image_shape
             region_masks = check_masks(regions, name="regions", n_samples=len(pool),
                                        height=height, width=width)
-            return self._map_pool(self._region_errors, pool, extras=(region_masks,))
-        return self._map_pool(self._msmr_of, pool, copies=self.n_blocks)
+            return self.map_pool(self.region_errors_chunk, pool, extras=(region_masks,))
+        return self.map_pool(self.msmr_chunk, pool, copies=self.n_blocks)
 
     def _pixel_scale(self) -> torch.Tensor:
         """Per-channel factor that turns standardised differences back into [0, 1] units."""
@@ -468,13 +464,14 @@ class ReconstructionScorer(TorchEstimator):
             ``z`` is ``block_masks(H, W, Z)[z]``.
         """
         self._check_fitted()
-        return self._map_pool(self._block_errors, self._as_pool(X), copies=self.n_blocks)
+        return self.map_pool(self.block_errors_chunk, self.check_pool(X), copies=self.n_blocks)
 
-    def _msmr_of(self, images: np.ndarray) -> np.ndarray:
-        return self._block_errors(images).max(axis=1)
+    def msmr_chunk(self, images: np.ndarray) -> np.ndarray:
+        """E_msmr (n,) float64 of one chunk of checked float32 images (the chunk interface)."""
+        return self.block_errors_chunk(images).max(axis=1)
 
-    def _block_errors(self, images: np.ndarray) -> np.ndarray:
-        """(n, Z) block errors of validated float32 images (one chunk)."""
+    def block_errors_chunk(self, images: np.ndarray) -> np.ndarray:
+        """Block errors (n, Z) float64 of one chunk of checked float32 images."""
         standardized = self._standardize(images)
         n, channels, height, width = standardized.shape
         n_blocks = self.n_blocks
@@ -505,8 +502,11 @@ class ReconstructionScorer(TorchEstimator):
                 errors[rows] = batch_errors.double().cpu().numpy()
         return errors
 
-    def _region_errors(self, images: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
-        """E_sdr of validated float32 images (one chunk) inside their binary regions."""
+    def region_errors_chunk(self, images: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
+        """E_sdr (n,) float64 of one chunk of checked float32 images inside their regions.
+
+        ``region_masks`` has shape (n, height, width), 1 inside the suspected defect.
+        """
         standardized = self._standardize(images)
         n, channels, height, width = standardized.shape
         regions_t = torch.from_numpy(region_masks.astype(np.float32))[:, None]
@@ -515,7 +515,7 @@ class ReconstructionScorer(TorchEstimator):
         self._prepare_module()
         with torch.inference_mode():
             for rows, batch in self._iter_batches(standardized,
-                                                  self._batch_size_for(height, width)):
+                                                  self.images_per_batch(height, width)):
                 region = regions_t[rows].to(self.device_)
                 squared = (region * (self._forward(batch) - batch) * scale) ** 2  # eq. 8
                 scores[rows] = (squared.sum(dim=(1, 2, 3)) / (channels * height * width)
@@ -556,6 +556,6 @@ class ReconstructionScorer(TorchEstimator):
         output = np.empty_like(images)
         self._prepare_module()
         with torch.inference_mode():
-            for rows, batch in self._iter_batches(masked, self._batch_size_for(height, width)):
+            for rows, batch in self._iter_batches(masked, self.images_per_batch(height, width)):
                 output[rows] = self._forward(batch).cpu().numpy()
         return np.clip(output * std + mean, 0.0, 1.0).astype(np.float32)

@@ -7,41 +7,52 @@ A query strategy is ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, s
 Where the strategies find their reconstruction scorer (the same rule for both):
 
 1. ``scorer=`` passed to the strategy (or through ``learner.query(..., scorer=...)``);
-2. otherwise the scorer kept on the learner from an earlier call, ``learner.msmr_scorer``
-   for :func:`msmr_sampling` and ``learner.sdr_scorer`` for :func:`sdr_sampling`;
+2. otherwise the scorer kept on the learner from an earlier call, in the learner's
+   :class:`~sid4ds.selection.QueryState` (``learner.sid4ds_state.msmr_scorer`` for
+   :func:`msmr_sampling`, ``.sdr_scorer`` for :func:`sdr_sampling`; a
+   :class:`~sid4ds.DefectActiveLearner` also shows them as ``learner.msmr_scorer`` and
+   ``learner.sdr_scorer``);
 3. otherwise a default :class:`~sid4ds.ReconstructionScorer`.
 
 An unfitted scorer is fitted on first use (``msmr_sampling``: self-supervised on the pool;
 ``sdr_sampling``: label-guided on the learner's labelled images, starting from
-``learner.msmr_scorer`` when there is one, as the paper starts G from M) and the fitted
-scorer is kept on the learner under that name, so it is trained once, not per query.
-Assign ``learner.msmr_scorer = None`` (or ``learner.sdr_scorer = None``) to make the next
-call train a fresh one.
+the learner's M when there is one, as the paper starts G from M) and the fitted scorer is
+kept in the learner's state, so it is trained once, not per query. Set it to None there
+(``learner.sid4ds_state.msmr_scorer = None``) to make the next call train a fresh one.
 
 Pools may be in-memory arrays, memmaps, sequences of image paths or torch Datasets (see
 :mod:`sid4ds.pool`); scoring reads them in chunks and keeps one score per image. The
 ``n_jobs`` keyword of the strategies spreads the chunks over joblib workers (or a Dask
 cluster under ``joblib.parallel_config(backend="dask")``) with the same result.
 
-Each sid4ds strategy also leaves the scores of the whole pool in ``learner.pool_scores_``
-(and the tie-break keys it used in ``learner.pool_keys_``);
-:class:`~sid4ds.DefectActiveLearner` reads them to pick the fake normals.
+Each sid4ds strategy also leaves the scores of the whole pool in the learner's state
+(:func:`~sid4ds.selection.select_top`); :class:`~sid4ds.DefectActiveLearner` reads them to
+pick the fake normals. Ties are broken by the one rule of :mod:`sid4ds.selection`.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import math
 from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import check_int, check_n_instances
-from sid4ds.pool import ImagePool, as_pool, chunk_size_for
+from sid4ds._random import borrow_seed
+from sid4ds._torch import is_fitted
+from sid4ds._validation import check_n_instances
+from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.selection import (
+    content_keys,
+    estimator_of,
+    query_state,
+    rank_pool,
+    select_top,
+    tie_keys,
+)
 
 __all__ = [
     "content_keys",
@@ -50,102 +61,10 @@ __all__ = [
     "rank_pool",
     "sdr_sampling",
     "sdr_scores",
-]
+]  # content_keys and rank_pool live in sid4ds.selection
 
 
-# ---------------------------------------------------------------------- pure functions
-def content_keys(X: Any) -> np.ndarray:
-    """A reproducible key per image, computed from its pixels alone.
-
-    Used to break score ties: the same image gets the same key wherever it sits in the pool,
-    so permuting the pool permutes the selection.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, ...), or an ImagePool
-        Images; a pool is read in chunks and hashed as the float32 images the networks see.
-
-    Returns
-    -------
-    keys : ndarray of shape (n_samples,), uint64
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sid4ds.strategies import content_keys
-    >>> images = np.arange(12, dtype=np.float32).reshape(3, 4)
-    >>> bool(content_keys(images)[1] == content_keys(images[::-1])[1])
-    True
-    """
-    if isinstance(X, ImagePool):
-        return np.concatenate([content_keys(images)
-                               for _, images in X.iter_chunks(chunk_size_for(X, 1))])
-    array = np.ascontiguousarray(X)
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
-         for row in array],
-        dtype=np.uint64,
-    )
-
-
-def rank_pool(
-    scores: Any, n_instances: int, n_normal: int = 0, tie_keys: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``n_instances`` and bottom-``n_normal`` of a score vector (Algorithm 1, lines 3–4).
-
-    Parameters
-    ----------
-    scores : array-like of shape (n_pool,)
-        Higher is more informative. NaN is not allowed.
-    n_instances : int
-        K, how many to select for labelling (capped at the pool size).
-    n_normal : int, default=0
-        V, how many of the lowest-scored remaining images become fake normals (capped at
-        what is left after the top K).
-    tie_keys : array-like of shape (n_pool,) or sequence of them, optional
-        Sort keys for equal scores, the first deciding first (larger first among the top,
-        smaller first among the bottom); e.g. :func:`content_keys`. Without them ties go to
-        the lower index.
-
-    Returns
-    -------
-    top : ndarray of shape (min(n_instances, n_pool),), int64
-        Pool indices in descending score order.
-    bottom : ndarray of shape (min(n_normal, n_pool - len(top)),), int64
-        Pool indices in ascending score order; disjoint from ``top``.
-
-    Examples
-    --------
-    >>> from sid4ds.strategies import rank_pool
-    >>> rank_pool([0.1, 0.9, 0.5, 0.2], n_instances=2, n_normal=1)
-    (array([1, 2]), array([0]))
-    """
-    values = np.asarray(scores, dtype=np.float64)
-    if values.ndim != 1:
-        raise ValueError(f"scores must be 1-D; got shape {values.shape}")
-    if np.isnan(values).any():
-        raise ValueError("scores contain NaN; a strategy must score every pool image")
-    n_top = check_n_instances(n_instances, len(values))
-    n_normal = check_int(n_normal, "n_normal", minimum=0)
-    if tie_keys is None:
-        key_list = [-np.arange(len(values), dtype=np.float64)]  # lower index wins ties
-    elif isinstance(tie_keys, (list, tuple)):
-        key_list = [np.asarray(keys) for keys in tie_keys]
-    else:
-        key_list = [np.asarray(tie_keys)]
-    for keys in key_list:
-        if keys.shape != values.shape:
-            raise ValueError(
-                f"tie_keys has shape {keys.shape} but scores has shape {values.shape}"
-            )
-    # lexsort: the last key is primary; sort descending by (score, key 1, key 2, ...)
-    descending = np.lexsort((*reversed(key_list), values))[::-1]
-    top = descending[:n_top].astype(np.int64)
-    remaining = descending[n_top:][::-1]  # ascending score
-    bottom = remaining[: min(n_normal, len(remaining))].astype(np.int64)
-    return top, bottom
-
-
+# ---------------------------------------------------------------------- scores
 def msmr_scores(
     scorer: ReconstructionScorer, X_pool: Any, *, n_jobs: int | None = None
 ) -> np.ndarray:
@@ -174,18 +93,22 @@ def msmr_scores(
     >>> msmr_scores(M, X).shape
     (8,)
     """
-    scorer._check_fitted()
-    pool = scorer._as_pool(X_pool, name="X_pool")
-    return scorer._map_pool(scorer._msmr_of, pool, copies=scorer.n_blocks,
+    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
+    return scorer.map_pool(scorer.msmr_chunk, pool, copies=scorer.n_blocks,
                             n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
                             description="E_msmr")
 
 
-def _sdr_of(segmenter: SegmentationLearner, scorer: ReconstructionScorer,
-            images: np.ndarray) -> np.ndarray:
+def _fitted(estimator: Any, name: str) -> Any:
+    if not is_fitted(estimator):
+        raise ValueError(f"{name} ({type(estimator).__name__}) is not fitted; fit it first")
+    return estimator
+
+
+def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, images: np.ndarray) -> np.ndarray:
     """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
-    predict = getattr(segmenter, "_predict_of", segmenter.predict)
-    return scorer._region_errors(images, np.asarray(predict(images), dtype=np.uint8))
+    predict = getattr(segmenter, "predict_chunk", segmenter.predict)
+    return scorer.region_errors_chunk(images, np.asarray(predict(images), dtype=np.uint8))
 
 
 def sdr_scores(
@@ -231,48 +154,19 @@ def sdr_scores(
     >>> sdr_scores(S, G, X).shape
     (8,)
     """
-    scorer._check_fitted()
-    pool = scorer._as_pool(X_pool, name="X_pool")
+    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
     _, height, width = pool.image_shape
-    batch_size = scorer._batch_size_for(height, width)
+    batch_size = scorer.images_per_batch(height, width)
     if isinstance(segmenter, SegmentationLearner):
-        segmenter._check_fitted()
-        segmenter._as_pool(pool, name="X_pool")
+        _fitted(segmenter, "segmenter").check_pool(pool, name="X_pool")
         # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
-        batch_size = math.lcm(batch_size, segmenter._batch_size_for(height, width))
-    return scorer._map_pool(functools.partial(_sdr_of, segmenter, scorer), pool,
+        batch_size = math.lcm(batch_size, segmenter.images_per_batch(height, width))
+    return scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer), pool,
                             n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
                             batch_size=batch_size, description="E_sdr")
 
 
 # ---------------------------------------------------------------------- strategies
-def _segmenter_of(learner: Any) -> Any:
-    return getattr(learner, "estimator", learner)
-
-
-def _seed_of(learner: Any) -> Any:
-    """The learner's estimator's ``random_state``, so default scorers are seeded alike."""
-    return getattr(_segmenter_of(learner), "random_state", None)
-
-
-def _select(
-    learner: Any,
-    scores: np.ndarray,
-    keys: np.ndarray,
-    n_instances: int,
-    first_tie_keys: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    tie_keys = keys if first_tie_keys is None else [first_tie_keys, keys]
-    learner.pool_scores_ = scores
-    learner.pool_keys_ = tie_keys
-    top, _ = rank_pool(scores, n_instances, tie_keys=tie_keys)
-    return top, scores[top]
-
-
-def _is_fitted(scorer: ReconstructionScorer) -> bool:
-    return getattr(scorer, "module_", None) is not None
-
-
 def msmr_sampling(
     learner: Any,
     X_pool: Any,
@@ -284,8 +178,8 @@ def msmr_sampling(
     """Cold-start query: the images with the largest E_msmr (paper §3.1.3).
 
     Needs no labels. The self-supervised reconstruction scorer M is found as the module
-    docstring says (``scorer=``, then ``learner.msmr_scorer``, then a default one) and, if
-    unfitted, fitted on ``X_pool`` once and kept as ``learner.msmr_scorer``.
+    docstring says (``scorer=``, then the learner's state, then a default one) and, if
+    unfitted, fitted on ``X_pool`` once and kept in ``learner.sid4ds_state.msmr_scorer``.
 
     Parameters
     ----------
@@ -325,18 +219,17 @@ def msmr_sampling(
     """
     images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
+    state = query_state(learner)
     if scorer is None:
-        scorer = getattr(learner, "msmr_scorer", None)
+        scorer = state.msmr_scorer
     if scorer is None:
-        scorer = ReconstructionScorer(random_state=_seed_of(learner))
-    if not _is_fitted(scorer):
+        scorer = ReconstructionScorer(random_state=borrow_seed(learner))
+    if not is_fitted(scorer):
         scorer.fit(images)
-    learner.msmr_scorer = scorer
+    state.msmr_scorer = scorer
     scores, keys = msmr_scores(scorer, images, n_jobs=n_jobs), content_keys(images)
-    remembered = getattr(learner, "msmr_scores_by_key_", None) or {}
-    remembered.update(zip(keys.tolist(), scores.tolist(), strict=True))
-    learner.msmr_scores_by_key_ = remembered
-    return _select(learner, scores, keys, n_instances)
+    state.msmr_by_key.update(zip(keys.tolist(), scores.tolist(), strict=True))
+    return select_top(learner, scores, tie_keys(keys), n_instances)
 
 
 def sdr_sampling(
@@ -351,15 +244,15 @@ def sdr_sampling(
 
     The learner's fitted segmentation learner predicts pseudolabels for the pool; the
     label-guided reconstruction scorer G measures the reconstruction error inside them. G is
-    found as the module docstring says (``scorer=``, then ``learner.sdr_scorer``, then a
+    found as the module docstring says (``scorer=``, then the learner's state, then a
     default) and, if unfitted, fitted once on the learner's labelled images
-    (``learner.X_training``, ``learner.y_training``), starting from ``learner.msmr_scorer``
-    when there is one; it is kept as ``learner.sdr_scorer`` and reused in later rounds, as
-    the paper does (§4.2).
+    (``learner.X_training``, ``learner.y_training``), starting from the learner's M when
+    there is one; it is kept in ``learner.sid4ds_state.sdr_scorer`` and reused in later
+    rounds, as the paper does (§4.2).
 
     E_sdr is 0 for every image in which S predicts no defect pixel. Such ties are ordered
     by the image's E_msmr when an earlier :func:`msmr_sampling` on this learner scored it
-    (kept in ``learner.msmr_scores_by_key_``), then by a hash of its pixels.
+    (kept in ``learner.sid4ds_state.msmr_by_key``), then by a hash of its pixels.
 
     Parameters
     ----------
@@ -400,21 +293,22 @@ def sdr_sampling(
     """
     images = as_pool(X_pool, name="X_pool")
     check_n_instances(n_instances, len(images))
-    segmenter = _segmenter_of(learner)
-    if getattr(segmenter, "module_", None) is None:
+    segmenter = estimator_of(learner)
+    if not is_fitted(segmenter):
         raise ValueError(
             "sdr_sampling needs a fitted segmentation learner to predict pseudolabels; "
             "teach the learner some labelled images first (or start with msmr_sampling)"
         )
+    state = query_state(learner)
     if scorer is None:
-        scorer = getattr(learner, "sdr_scorer", None)
+        scorer = state.sdr_scorer
     if scorer is None:
-        pretrained = getattr(learner, "msmr_scorer", None)
-        if pretrained is not None and _is_fitted(pretrained):
+        pretrained = state.msmr_scorer
+        if pretrained is not None and is_fitted(pretrained):
             scorer = copy.deepcopy(pretrained).set_params(warm_start=True)
         else:
-            scorer = ReconstructionScorer(random_state=_seed_of(learner))
-    if not _is_fitted(scorer) or getattr(scorer, "fit_mode_", None) != "label_guided":
+            scorer = ReconstructionScorer(random_state=borrow_seed(learner))
+    if not is_fitted(scorer) or getattr(scorer, "fit_mode_", None) != "label_guided":
         X_labeled = getattr(learner, "X_training", None)
         y_labeled = getattr(learner, "y_training", None)
         if X_labeled is None or y_labeled is None:
@@ -424,9 +318,8 @@ def sdr_sampling(
                 "scorer="
             )
         scorer.fit(X_labeled, y_labeled)
-    learner.sdr_scorer = scorer
+    state.sdr_scorer = scorer
     keys = content_keys(images)
-    remembered = getattr(learner, "msmr_scores_by_key_", None) or {}
-    msmr_ties = np.array([remembered.get(key, -np.inf) for key in keys.tolist()])
-    return _select(learner, sdr_scores(segmenter, scorer, images, n_jobs=n_jobs), keys,
-                   n_instances, first_tie_keys=msmr_ties)
+    msmr = np.array([state.msmr_by_key.get(key, np.nan) for key in keys.tolist()])
+    return select_top(learner, sdr_scores(segmenter, scorer, images, n_jobs=n_jobs),
+                      tie_keys(keys, msmr=msmr), n_instances)

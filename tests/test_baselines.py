@@ -40,7 +40,7 @@ from sid4ds.baselines import (
     segmentation_confidence,
     suggestive_annotation_sampling,
 )
-from sid4ds.strategies import content_keys
+from sid4ds.selection import content_keys, query_state
 
 from .conftest import TINY_NET
 
@@ -314,7 +314,8 @@ def test_strategy_contract_in_a_plain_modal_learner(name, n_instances, square_de
     images, _ = square_defects
     pool = images[N_LABELED:]
     learner = make_learner(square_defects, strategy)
-    learner.pool_scores_ = np.zeros(99)  # stale scores from an earlier strategy
+    state = query_state(learner)  # the one place strategies keep what they leave
+    state.pool_scores = np.zeros(99)  # stale scores from an earlier strategy
     indices, X_query, scores = learner.query(pool, n_instances=n_instances,
                                              return_metrics=True, **kwargs())
     n_expected = min(n_instances, len(pool))
@@ -326,10 +327,10 @@ def test_strategy_contract_in_a_plain_modal_learner(name, n_instances, square_de
     if descending:
         assert np.all(scores[:-1] >= scores[1:])
     if leaves_scores:
-        assert learner.pool_scores_.shape == (len(pool),)
-        assert learner.pool_keys_.shape == (len(pool),)
+        assert state.pool_scores.shape == (len(pool),)
+        assert all(keys.shape == (len(pool),) for keys in state.pool_tie_keys)
     else:
-        assert not hasattr(learner, "pool_scores_")
+        assert state.pool_scores is None and state.pool_tie_keys is None
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -431,7 +432,8 @@ def test_pt4al_walks_the_batches_in_order_and_keeps_its_pretext_model(square_def
     indices, _, scores = learner.query(images, n_instances=3, n_batches=4, pt4al_model=model,
                                        return_metrics=True)
     batches = pt4al_batches_of(model, images, 4)
-    assert np.all(batches[indices] == 0) and learner.pt4al_batch_ == 1
+    state = query_state(learner)
+    assert np.all(batches[indices] == 0) and state.pt4al_batch == 1
     confidence = rotation_confidence(model.predict_proba(images[indices]))
     assert np.allclose(scores, 1 - confidence) and np.all(scores[:-1] >= scores[1:])
     in_first = np.flatnonzero(batches == 0)
@@ -440,21 +442,21 @@ def test_pt4al_walks_the_batches_in_order_and_keeps_its_pretext_model(square_def
     n_epochs = len(model.history_)
     remaining = np.delete(np.arange(len(images)), indices)
     again, _ = learner.query(images[remaining], n_instances=2)
-    assert learner.pt4al_model is model and len(model.history_) == n_epochs  # not retrained
-    assert np.all(batches[remaining[again]] == 1) and learner.pt4al_batch_ == 2
+    assert state.pt4al_model is model and len(model.history_) == n_epochs  # not retrained
+    assert np.all(batches[remaining[again]] == 1) and state.pt4al_batch == 2
     # once the segmenter is fitted, its confidence orders the batch
     learner.estimator.fit(images[:N_LABELED], masks[:N_LABELED])
     pool = images[np.delete(remaining, again)]
     third, _, third_scores = learner.query(pool, n_instances=2, return_metrics=True)
     expected = 1 - segmentation_confidence(learner.estimator.predict_proba(pool[third]))
     assert np.allclose(third_scores, expected)
-    learner.pt4al_model = None
+    state.pt4al_model = None
     learner.query(pool, n_instances=1, n_batches=4)  # a fresh default model restarts at 0
-    assert learner.pt4al_model is not model and learner.pt4al_batch_ == 1
+    assert state.pt4al_model is not model and state.pt4al_batch == 1
     learner.query(pool, n_instances=1)  # n_batches=None keeps the split of 4
-    assert learner.pt4al_batch_ == 2 and len(learner._pt4al_split[2]) == 4
+    assert state.pt4al_batch == 2 and len(state.pt4al_split[2]) == 4
     learner.query(pool, n_instances=1, n_batches=2)  # a new number re-splits, from batch 0
-    assert learner.pt4al_batch_ == 1 and len(learner._pt4al_split[2]) == 2
+    assert state.pt4al_batch == 1 and len(state.pt4al_split[2]) == 2
 
 
 def test_pt4al_fills_up_from_the_next_batches(square_defects):
@@ -475,7 +477,7 @@ def test_suggestive_annotation_picks_among_the_most_uncertain(square_defects):
     learner = make_learner(square_defects, suggestive_annotation_sampling)
     indices, _ = learner.query(pool, n_instances=3, n_candidates=5, n_models=2, max_epochs=1,
                                random_state=0)
-    uncertainty = learner.pool_scores_
+    uncertainty = query_state(learner).pool_scores
     fifth_highest = np.sort(uncertainty)[-5]
     assert np.all(uncertainty[indices] >= fifth_highest)
     with pytest.raises(ValueError, match="n_candidates=2 is smaller than the 3 images"):
@@ -488,10 +490,11 @@ def test_learning_loss_sampling_ranks_by_the_trained_head(square_defects):
     learner = make_learner(square_defects, learning_loss_sampling)
     indices, _, scores = learner.query(pool, n_instances=4, return_metrics=True, epochs=30,
                                        random_state=0)
-    history = learner.learning_loss_history_
+    state = query_state(learner)
+    history = state.learning_loss_history
     assert len(history) == 30 and history[-1] < history[0]
-    assert np.allclose(scores, learner.pool_scores_[indices])
-    assert scores.min() >= np.delete(learner.pool_scores_, indices).max()
+    assert np.allclose(scores, state.pool_scores[indices])
+    assert scores.min() >= np.delete(state.pool_scores, indices).max()
 
 
 @pytest.mark.parametrize("strategy", [entropy_sampling, margin_sampling, coreset_sampling,

@@ -28,12 +28,12 @@ from sid4ds.benchmark import (
     labeled_prefix,
     local_contrast_sampling,
     local_contrast_scores,
-    main,
     plot_results,
     run_benchmark,
     selection_records,
     split_held_out,
 )
+from sid4ds.cli.benchmark import main
 from sid4ds.datasets import make_defect_images
 
 TINY = ["--n-samples", "40", "--image-size", "16", "--defect-ratio", "0.1", "--width", "4",
@@ -168,7 +168,7 @@ def test_local_contrast_ranks_a_bright_spot_above_a_flat_image():
     learner = Learner()
     indices, _ = local_contrast_sampling(learner, images[::-1], n_instances=1)
     assert indices.tolist() == [0]  # the spot, now first in the reversed pool
-    assert learner.pool_scores_.shape == (2,)
+    assert learner.sid4ds_state.pool_scores.shape == (2,)
 
 
 def test_split_is_stratified_disjoint_and_seeded():
@@ -268,7 +268,8 @@ def test_npz_data_and_bad_options(tmp_path, capsys):
 
 
 def test_sid4ds_benchmark_subcommand_parses_the_same_options():
-    from sid4ds.cli import _benchmark, build_parser
+    from sid4ds.cli import build_parser
+    from sid4ds.cli.benchmark import run_from_args as _benchmark
 
     args = build_parser().parse_args(["benchmark", "--strategies", "random", "pt4al",
                                       "--seeds", "1", "2", "--iou"])

@@ -95,7 +95,7 @@ def test_every_subcommand_has_help(capsys):
 
 def test_demo_still_runs(capsys):
     code, out, _ = run_main(capsys, "demo", "--n-samples", 40, "--image-size", 16, "--quick",
-                            "--epochs-m", 1, "--epochs-s", 1, "--rounds", 1, "--quiet")
+                            "--epochs-m", 1, "--steps-s", 2, "--rounds", 1, "--quiet")
     assert code == 0
     assert "SID4DS found" in out and "| round |" in out
 
@@ -264,7 +264,7 @@ def test_a_killed_import_loses_no_mask_and_labels_nothing_twice(tmp_path, pool_f
     asked = [row["name"] for row in to_label(session, 0)]
     assert sorted(reopened.labeled_names) == sorted(asked)
     for name in asked:
-        stored = reopened._load_mask(name)
+        stored = reopened.mask(name)
         assert np.array_equal(stored, np.asarray(Image.open(truth / f"{name}.png")) > 0)
     code, out, _ = run_main(capsys, "import", session, "--masks", answers)
     assert code == 0 and "imported 0 new masks, replaced 0, 4 unchanged" in out
@@ -282,7 +282,7 @@ def test_a_second_command_on_a_busy_session_is_refused(tmp_path, pool_folder, ca
     assert code == 3
     assert f"in use by `sid4ds query` (pid {os.getpid()}" in err and LOCK in err
     code, out, _ = run_main(capsys, "status", session)
-    assert code == 0 and f"running: sid4ds query (pid {os.getpid()}" in out
+    assert code == 0 and f"next: wait: `sid4ds query` is running (pid {os.getpid()}" in out
 
 
 # ---------------------------------------------------------------------- bad input

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sid4ds._loaders import load_image_folder, load_kolektorsdd, load_npz, resize, tile
+from sid4ds.datasets import load_image_folder, load_kolektorsdd, load_npz, resize, tile
 
 
 def save_image(path: Path, pixels: np.ndarray) -> Path:

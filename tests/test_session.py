@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
-from sid4ds._loaders import load_image_folder
-from sid4ds.datasets import make_defect_images, tile
+from sid4ds.datasets import load_image_folder, make_defect_images, tile
 from sid4ds.session import (
     FORMAT_VERSION,
     LOCK,
@@ -30,12 +29,12 @@ from sid4ds.session import (
     SessionBusyError,
     SessionError,
     SessionWarning,
-    _atomic_file,
     brush_rle_to_mask,
     coco_rle_to_mask,
     mask_to_brush_rle,
     mask_to_coco_rle,
 )
+from sid4ds.session.storage import atomic_file
 
 from .conftest import ImagesDataset
 
@@ -104,6 +103,31 @@ def test_rounds_match_run_sid4ds_answered_by_the_same_oracle(tmp_path, pool_fold
     status = session.status()
     assert [entry["defective"] for entry in status["rounds"]] == [
         record["n_defective"] for record in run.rounds]
+
+
+def test_session_and_run_sid4ds_break_e_sdr_ties_alike(tmp_path, pool_folder):
+    """Data built to tie: S marks no pixel (threshold 1), so every E_sdr is 0."""
+    images, truth = pool_folder
+    X, _, names = load_image_folder(images)
+    masks = np.stack([truth[name] for name in names])
+    blind = {**TINY_SEGMENTER, "threshold": 1.0}
+    run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=4,
+                     segmenter=SegmentationLearner(**blind),
+                     scorer=ReconstructionScorer(**TINY_SCORER), random_state=2)
+    session = LabelingSession.create(tmp_path / "session", images, seed=2,
+                                     scorer_params=TINY_SCORER, segmenter_params=blind)
+    for expected in run.rounds:
+        record = session.query(n_label=4)
+        assert [names.index(name) for name in record["selected"]] == expected["selected"].tolist()
+        answer_round(session, record, truth, tmp_path / f"answers{record['round']}")
+    iterative = [record for record in run.rounds if record["stage"] == "iterative"]
+    assert iterative and all((record["scores"] == 0).all() for record in iterative)
+    # ties follow the cold-start E_msmr: the iterative picks are E_msmr's next best
+    msmr = run.msmr_scorer.score_samples(X)
+    for record in iterative:
+        labelled_before = np.concatenate([r["selected"] for r in run.rounds[:record["round"]]])
+        rest = np.setdiff1d(np.arange(len(X)), labelled_before)
+        assert record["selected"].tolist() == rest[np.argsort(-msmr[rest])][:4].tolist()
 
 
 def test_same_seed_same_round_other_seed_other_scores(tmp_path, pool_folder):
@@ -287,7 +311,7 @@ def test_the_pool_is_a_memory_mapped_npy_file_of_the_images(tmp_path, pool_folde
     X, _, names = load_image_folder(images)
     session = new_session(tmp_path, images)
     np.testing.assert_array_equal(np.load(session.path / "pool_images.npy"), X)
-    assert isinstance(session._pool()["images"], np.memmap)
+    assert isinstance(session.pool().images, np.memmap)
     assert session.names == names
     assert session.manifest["format_version"] == FORMAT_VERSION
 
@@ -337,7 +361,7 @@ def test_initial_masks_and_tiles_work_for_images_given_as_paths(tmp_path, pool_f
     write_masks(tmp_path / "masks", ["part03", "part07"], truth)
     session = new_session(tmp_path / "a", paths, masks=tmp_path / "masks")
     assert session.labeled_names == ["part03", "part07"]
-    np.testing.assert_array_equal(session._load_mask("part07"), truth["part07"])
+    np.testing.assert_array_equal(session.mask("part07"), truth["part07"])
     tiled = LabelingSession.create(tmp_path / "tiled", paths, masks=tmp_path / "masks", tile=8,
                                    scorer_params={**TINY_SCORER, "depth": 1, "patch_size": 2},
                                    segmenter_params={**TINY_SEGMENTER, "depth": 1})
@@ -346,7 +370,7 @@ def test_initial_masks_and_tiles_work_for_images_given_as_paths(tmp_path, pool_f
     assert tiled.names[:5] == ["part00_t0", "part00_t1", "part00_t2", "part00_t3", "part01_t0"]
     assert tiled.labeled_names == [f"part{index}_t{k}" for index in ("03", "07")
                                    for k in range(4)]
-    np.testing.assert_array_equal(tiled._load_mask("part07_t3"), truth["part07"][8:, 8:])
+    np.testing.assert_array_equal(tiled.mask("part07_t3"), truth["part07"][8:, 8:])
 
 
 def test_image_paths_are_read_like_a_folder_resized_and_skipped(tmp_path, pool_folder):
@@ -393,10 +417,10 @@ def test_format_version_1_sessions_are_read_and_give_the_same_rounds(tmp_path, p
     images, _ = pool_folder
     current = new_session(tmp_path / "v2", images, seed=1)
     old = Path(shutil.copytree(current.path, tmp_path / "v1"))
-    pool = current._pool()
+    pool = current.pool()
     buffer = io.BytesIO()  # format version 1: one compressed npz, read whole
-    np.savez_compressed(buffer, images=np.asarray(pool["images"]), names=np.array(pool["names"]),
-                        keys=pool["keys"], sources=pool["sources"])
+    np.savez_compressed(buffer, images=np.asarray(pool.images), names=np.array(pool.names),
+                        keys=pool.keys, sources=pool.sources)
     (old / "pool.npz").write_bytes(buffer.getvalue())
     (old / "pool_images.npy").unlink()
     (old / "pool_meta.npz").unlink()
@@ -455,7 +479,7 @@ def test_import_copies_masks_and_is_idempotent(tmp_path, asked):
     reopened = LabelingSession.open(session.path)
     assert reopened.labeled_names == record["selected"]
     for name in record["selected"]:
-        assert np.array_equal(reopened._load_mask(name), truth[name])
+        assert np.array_equal(reopened.mask(name), truth[name])
     write_masks(answers, record["selected"], truth)
     summary = reopened.import_masks(answers)
     assert summary["added"] == [] and sorted(summary["unchanged"]) == sorted(record["selected"])
@@ -470,7 +494,7 @@ def test_import_replaces_only_when_asked(tmp_path, asked):
     with pytest.raises(SessionError, match=rf"{name}.*already labelled.*replace"):
         session.import_masks(tmp_path / "second")
     assert session.import_masks(tmp_path / "second", replace=True)["replaced"] == [name]
-    assert np.array_equal(session._load_mask(name), other[name])
+    assert np.array_equal(session.mask(name), other[name])
     stored = sorted(path.relative_to(session.path / "masks").as_posix()
                     for path in (session.path / "masks").rglob("*.png"))
     assert stored == [f"v2/{name}.png"]  # the old version is removed after the commit
@@ -563,8 +587,8 @@ def test_session_files_hold_no_pickles(tmp_path, asked):
     answer_round(session, record, truth, tmp_path / "answers")
     session.query(n_label=4)
     for file in (session.path / "models").glob("*.pt"):
-        state = torch.load(file, weights_only=True)
-        assert set(state) == {"module", "optimizer"}
+        state = torch.load(file, weights_only=True)  # the estimators' get_state()
+        assert state["format"] == "sid4ds-estimator" and set(state["module"]) and "rng" in state
     assert np.load(session.path / "pool_images.npy", allow_pickle=False).shape == (40, 1, 16, 16)
     with np.load(session.path / "pool_meta.npz", allow_pickle=False) as meta:
         assert len(meta["names"]) == 40
@@ -572,7 +596,7 @@ def test_session_files_hold_no_pickles(tmp_path, asked):
     payload = _Payload()
     payload.marker = tmp_path / "code-ran"
     weights = session.path / session.manifest["models"]["S"]["weights"]
-    torch.save({"module": payload, "optimizer": None}, weights)
+    torch.save({"format": "sid4ds-estimator", "module": payload}, weights)
     manifest = json.loads((session.path / "manifest.json").read_text())
     manifest["models"]["S"]["sha256"]["weights"] = hashlib.sha256(
         weights.read_bytes()).hexdigest()
@@ -592,7 +616,7 @@ def test_changed_files_are_detected(tmp_path, asked):
         session.query()
     repaired = session.import_masks(tmp_path / "answers", replace=True)
     assert repaired["replaced"] == [record["selected"][0]]
-    assert np.array_equal(session._load_mask(record["selected"][0]),
+    assert np.array_equal(session.mask(record["selected"][0]),
                           truth[record["selected"][0]])
     for name in ("pool_images.npy", "pool_meta.npz"):
         original = (session.path / name).read_bytes()
@@ -605,7 +629,7 @@ def test_changed_files_are_detected(tmp_path, asked):
 def test_atomic_file_keeps_the_old_content_when_writing_fails(tmp_path):
     target = tmp_path / "manifest.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError), _atomic_file(target) as handle:
+    with pytest.raises(RuntimeError), atomic_file(target) as handle:
         handle.write(b"new and incomplete")
         raise RuntimeError("killed")
     assert target.read_text() == "old"
@@ -613,20 +637,35 @@ def test_atomic_file_keeps_the_old_content_when_writing_fails(tmp_path):
 
 
 # ---------------------------------------------------------------------- RLE codecs
-masks_2d = st.integers(1, 12).flatmap(lambda height: st.integers(1, 12).flatmap(
+masks_2d = st.integers(1, 15).flatmap(lambda height: st.integers(1, 15).flatmap(
     lambda width: st.lists(st.integers(0, 1), min_size=height * width,
                            max_size=height * width).map(
         lambda values: np.array(values, dtype=np.uint8).reshape(height, width))))
 
 
-@settings(max_examples=60, deadline=None)
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE, from its definition: column-major runs, zeros first."""
+    flat = mask.T.ravel()
+    bounds = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], bounds, [flat.size]])).tolist()
+    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
+
+
+@settings(max_examples=80, deadline=None)
 @given(masks_2d)
-def test_coco_rle_round_trips_and_counts_column_major(mask):
+def test_coco_rle_round_trips_and_reads_uncompressed_rle(mask):
     rle = mask_to_coco_rle(mask)
-    assert rle["size"] == list(mask.shape)
-    assert sum(rle["counts"]) == mask.size
-    assert sum(rle["counts"][1::2]) == int(mask.sum())
+    assert rle["size"] == list(mask.shape) and isinstance(rle["counts"], str)  # compressed
+    json.dumps(rle)  # ready for an annotations file
     assert np.array_equal(coco_rle_to_mask(rle), mask)
+    assert np.array_equal(coco_rle_to_mask(uncompressed_rle(mask)), mask)
+
+
+def test_coco_rle_errors_name_what_is_wrong():
+    with pytest.raises(ValueError, match="counts sum to 3 but size 2x2 has 4 pixels"):
+        coco_rle_to_mask({"size": [2, 2], "counts": [1, 2]})
+    with pytest.raises(ValueError, match="a COCO RLE is"):
+        coco_rle_to_mask({"counts": "abc"})
 
 
 @settings(max_examples=60, deadline=None)
@@ -679,9 +718,22 @@ def test_export_png_uses_the_mvtec_layout(tmp_path, two_rounds):
         session.export(out, "png")
 
 
-def test_export_coco_decodes_back_to_the_masks(tmp_path, two_rounds):
+def test_export_coco_loads_in_pycocotools_with_the_right_areas(tmp_path, two_rounds):
+    from pycocotools.coco import COCO
+
     session, truth = two_rounds
     out = session.export(tmp_path / "coco", "coco")
+    coco_api = COCO(str(out / "annotations.json"))
+    for image_id, image in coco_api.imgs.items():
+        name = Path(image["file_name"]).stem
+        annotations = coco_api.loadAnns(coco_api.getAnnIds(imgIds=[image_id]))
+        assert [annotation["area"] for annotation in annotations] == [
+            int(coco_api.annToMask(annotation).sum()) for annotation in annotations]
+        union = np.zeros((16, 16), dtype=np.uint8)
+        for annotation in annotations:
+            union |= coco_api.annToMask(annotation)
+        assert np.array_equal(union, truth[name])
+        assert sum(annotation["area"] for annotation in annotations) == truth[name].sum()
     coco = json.loads((out / "annotations.json").read_text())
     assert [image["file_name"] for image in coco["images"]] == [
         f"images/{name}.png" for name in session.labeled_names]
@@ -729,7 +781,7 @@ def test_label_studio_export_and_import_round_trip(tmp_path, two_rounds):
     assert sorted(summary["added"]) == sorted(waiting[1:])
     assert summary["not_annotated"] == waiting[:1]
     for name in waiting[1:]:
-        assert np.array_equal(session._load_mask(name), truth[name])
+        assert np.array_equal(session.mask(name), truth[name])
 
 
 def test_label_studio_import_names_bad_tasks(tmp_path, asked):

@@ -12,7 +12,7 @@ from sid4ds import (
     rank_pool,
     sdr_sampling,
 )
-from sid4ds.strategies import content_keys
+from sid4ds.selection import content_keys, query_state
 
 from .conftest import TINY_NET
 
@@ -90,10 +90,10 @@ def test_msmr_sampling_in_a_plain_modal_learner_trains_the_scorer_once(square_de
     indices, X_query = learner.query(images, n_instances=5,
                                      scorer=ReconstructionScorer(**SCORER))
     assert indices.shape == (5,) and np.array_equal(X_query, images[indices])
-    scorer = learner.msmr_scorer
+    scorer = learner.sid4ds_state.msmr_scorer  # the one place a strategy keeps its state
     history_length = len(scorer.history_)
     again, _ = learner.query(images, n_instances=5)  # no scorer=: the kept one, not retrained
-    assert learner.msmr_scorer is scorer and len(scorer.history_) == history_length
+    assert learner.sid4ds_state.msmr_scorer is scorer and len(scorer.history_) == history_length
     assert np.array_equal(again, indices)
     expected = np.argsort(-scorer.score_samples(images), kind="stable")[:5]
     assert set(indices) == set(expected)
@@ -103,12 +103,12 @@ def test_msmr_sampling_with_no_arguments_fits_a_default_scorer(square_defects):
     images, _ = square_defects
     learner = ActiveLearner(estimator=SegmentationLearner(**TINY_NET, random_state=3),
                             query_strategy=msmr_sampling)
-    learner.msmr_scorer = None
     indices, _ = learner.query(images[:, :, :16, :16], n_instances=2)
     assert len(indices) == 2
-    assert isinstance(learner.msmr_scorer, ReconstructionScorer)
-    assert learner.msmr_scorer.random_state == 3  # seeded from the learner's estimator
-    assert learner.msmr_scorer.get_params()["n_blocks"] == ReconstructionScorer().n_blocks
+    scorer = learner.sid4ds_state.msmr_scorer
+    assert isinstance(scorer, ReconstructionScorer)
+    assert scorer.random_state == 3  # seeded from the learner's estimator
+    assert scorer.get_params()["n_blocks"] == ReconstructionScorer().n_blocks
 
 
 def test_n_instances_larger_than_the_pool_returns_the_whole_pool(square_defects):
@@ -156,9 +156,10 @@ def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
         estimator = NothingFound()
 
     learner = Learner()
-    learner.sdr_scorer = ReconstructionScorer(**SCORER).fit(images, masks)
+    state = query_state(learner)
+    state.sdr_scorer = ReconstructionScorer(**SCORER).fit(images, masks)
     msmr = np.random.default_rng(0).random(len(images))
-    learner.msmr_scores_by_key_ = dict(zip(content_keys(images).tolist(), msmr, strict=True))
+    state.msmr_by_key = dict(zip(content_keys(images).tolist(), msmr, strict=True))
     indices, scores = sdr_sampling(learner, images, n_instances=5)
     assert (scores == 0).all()
     assert indices.tolist() == np.argsort(-msmr)[:5].tolist()

@@ -11,7 +11,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
-from sid4ds._torch import auto_batch_size, make_rng, resolve_device
+from sid4ds._random import make_rng
+from sid4ds._torch import auto_batch_size, resolve_device
 
 from .conftest import TINY_NET
 
@@ -111,7 +112,8 @@ def test_pickled_state_holds_no_torch_module(square_defects):
     fitted = fit(clone(ESTIMATORS[0]), square_defects)
     state = fitted.__getstate__()
     assert "module_" not in state and "optimizer_" not in state
-    assert all(value.device.type == "cpu" for value in state["_module_state"].values())
+    saved = state["_estimator_state"]  # what get_state() gives: the one state API
+    assert all(value.device.type == "cpu" for value in saved["module"].values())
 
 
 def test_resolve_device_and_make_rng():
@@ -139,3 +141,64 @@ def test_cuda_fit_matches_cpu_shapes(estimator, square_defects):
     assert on_gpu.device_.type == "cuda"
     assert outputs(on_gpu, images).shape == outputs(
         fit(clone(estimator), square_defects), images).shape
+
+
+# ---------------------------------------------------------------------- the state API
+def continue_training(estimator, data):
+    images, masks = data
+    if isinstance(estimator, SegmentationLearner):
+        return estimator.partial_fit(images, masks)
+    return estimator.set_params(warm_start=True).fit(images)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_state_saved_with_torch_save_loads_with_weights_only(estimator, square_defects, tmp_path):
+    fitted = fit(clone(estimator), square_defects)
+    path = fitted.save(tmp_path / "model.pt")
+    state = torch.load(path, weights_only=True)  # tensors and plain values only
+    assert state["class"] == type(estimator).__name__ and state["params"]["max_epochs"] == 1
+    restored = type(estimator).load(path)
+    assert np.array_equal(outputs(restored, square_defects[0]),
+                          outputs(fitted, square_defects[0]))
+    assert restored.get_params() == fitted.get_params()
+    assert restored.history_ == fitted.history_
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_a_restored_state_continues_training_bit_exactly(estimator, square_defects):
+    uninterrupted = fit(clone(estimator), square_defects)
+    state = uninterrupted.get_state()  # optimiser and RNG included
+    restored = type(estimator).from_state(state)
+    continue_training(uninterrupted, square_defects)
+    continue_training(restored, square_defects)
+    assert np.array_equal(outputs(restored, square_defects[0]),
+                          outputs(uninterrupted, square_defects[0]))
+    without_optimizer = type(estimator).from_state({**state, "optimizer": None})
+    continue_training(without_optimizer, square_defects)
+    assert not np.array_equal(outputs(without_optimizer, square_defects[0]),
+                              outputs(uninterrupted, square_defects[0]))
+
+
+def test_unpickling_and_loading_leave_torch_global_rng_alone(square_defects):
+    fitted = fit(clone(ESTIMATORS[0]), square_defects)
+    payload = pickle.dumps(fitted)
+    before = torch.random.get_rng_state()
+    pickle.loads(payload)
+    SegmentationLearner.from_state(fitted.get_state())
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_set_state_refuses_other_states_with_a_clear_error(square_defects):
+    state = fit(clone(ESTIMATORS[0]), square_defects).get_state()
+    with pytest.raises(ValueError, match="state is of a SegmentationLearner, not of a "
+                                         "ReconstructionScorer"):
+        ReconstructionScorer.from_state(state)
+    with pytest.raises(ValueError, match="format version 99.*upgrade sid4ds"):
+        SegmentationLearner.from_state({**state, "format_version": 99})
+    with pytest.raises(ValueError, match="expected a sid4ds estimator state"):
+        SegmentationLearner().set_state({"module": {}})
+    wider = SegmentationLearner(base_channels=8, depth=2)
+    with pytest.raises(ValueError, match="does not fit this SegmentationLearner's parameters"):
+        wider.set_state(state)
+    with pytest.raises(NotFittedError):
+        SegmentationLearner().get_state()

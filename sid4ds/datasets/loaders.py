@@ -14,426 +14,34 @@ are already in memory.
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
-from PIL import Image
+
+from sid4ds._random import make_rng
+from sid4ds._validation import (
+    PathLike,
+    SizeLike,
+    check_folder,
+    check_image_arrays,
+    check_mode,
+    check_on_error,
+    check_size,
+    describe_size,
+)
+from sid4ds.datasets.folders import (
+    folder_pairs,
+    index_by_name,
+    list_image_files,
+    load_pairs,
+    pair_images_and_masks,
+    strip_suffix,
+)
+from sid4ds.datasets.imageio import resize_image, resize_mask, tile_positions
 
 __all__ = ["load_image_folder", "load_kolektorsdd", "load_npz", "resize", "tile"]
-
-PathLike = str | os.PathLike[str]
-SizeLike = int | tuple[int, int] | Sequence[int]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-# Pillow modes whose pixels carry one intensity value (alpha, if any, is dropped).
-_GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N"}
-_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
-
-
-# --------------------------------------------------------------------------------------------
-# argument checks
-
-
-def _check_size(size: SizeLike, argument: str) -> tuple[int, int]:
-    """Turn an int or (height, width) pair into a (height, width) tuple of positive ints."""
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        pair = (int(size), int(size))
-    elif (
-        isinstance(size, Sequence)
-        and not isinstance(size, str)
-        and len(size) == 2
-        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
-    ):
-        pair = (int(size[0]), int(size[1]))
-    else:
-        raise TypeError(
-            f"{argument} must be an int or a (height, width) pair of ints, got {size!r}."
-        )
-    if pair[0] < 1 or pair[1] < 1:
-        raise ValueError(f"{argument} must be positive, got {size!r}.")
-    return pair
-
-
-def _check_mode(mode: str | None) -> None:
-    if mode not in ("L", "RGB", None):
-        raise ValueError(
-            f"mode must be 'L' (grayscale), 'RGB' (colour) or None (grayscale unless some "
-            f"image is in colour), got {mode!r}."
-        )
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "warn"):
-        raise ValueError(f"on_error must be 'raise' or 'warn', got {on_error!r}.")
-
-
-def _check_folder(folder: PathLike, argument: str) -> Path:
-    path = Path(folder)
-    if not path.is_dir():
-        what = "is not a folder" if path.exists() else "does not exist"
-        raise ValueError(f"{argument}={str(folder)!r} {what}; pass the folder holding the files.")
-    return path
-
-
-def _check_arrays(X: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    X = np.asarray(X)
-    if X.ndim != 4:
-        raise ValueError(
-            f"X must have shape (n_samples, n_channels, height, width), got shape {X.shape}."
-        )
-    if masks is not None:
-        masks = np.asarray(masks)
-        expected = (X.shape[0], X.shape[2], X.shape[3])
-        if masks.shape != expected:
-            raise ValueError(
-                f"masks must have shape (n_samples, height, width) = {expected} to match X of "
-                f"shape {X.shape}, got shape {masks.shape}."
-            )
-    return X, masks
-
-
-# --------------------------------------------------------------------------------------------
-# single-image operations
-
-
-def _tile_starts(length: int, tile_length: int) -> list[int]:
-    """Start offsets of tiles along one axis; the last tile ends flush with the edge."""
-    starts = list(range(0, length - tile_length + 1, tile_length))
-    if starts[-1] + tile_length < length:
-        starts.append(length - tile_length)
-    return starts
-
-
-def _tile_positions(size: tuple[int, int], tile_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """(row, column) of the top-left corner of every tile, row by row."""
-    return [
-        (row, col)
-        for row in _tile_starts(size[0], tile_size[0])
-        for col in _tile_starts(size[1], tile_size[1])
-    ]
-
-
-def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float image of shape (n_channels, height, width)."""
-    if image.shape[1:] == size:
-        return image.astype(np.float32, copy=True)
-    height, width = size
-    channels = [
-        np.asarray(
-            Image.fromarray(channel.astype(np.float32)).resize(
-                (width, height), Image.Resampling.BILINEAR
-            )
-        )
-        for channel in image
-    ]
-    return np.clip(np.stack(channels), 0.0, 1.0).astype(np.float32, copy=False)
-
-
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a 0/1 mask of shape (height, width)."""
-    if mask.shape == size:
-        return mask.astype(np.uint8, copy=True)
-    height, width = size
-    return np.asarray(
-        Image.fromarray(mask.astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
-    )
-
-
-def _read_image(path: Path, mode: str | None) -> np.ndarray:
-    """Read an image as float32 (n_channels, height, width) in [0, 1].
-
-    With ``mode=None`` grayscale files give one channel and colour files three.
-    """
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
-            values = np.asarray(image)
-            if values.min() < 0 or values.max() > 65535:
-                raise ValueError(
-                    f"32-bit integer pixels outside 0..65535 (found {values.min()}.."
-                    f"{values.max()}); save the image with 8 or 16 bits per channel"
-                )
-            gray = values.astype(np.float32) / np.float32(65535)
-            if mode == "RGB":
-                return np.repeat(gray[np.newaxis], 3, axis=0)
-            return gray[np.newaxis]
-        if image.mode == "F":
-            raise ValueError(
-                "floating-point pixels are not supported; save the image with 8 or 16 bits "
-                "per channel"
-            )
-        if mode is None:
-            mode = "L" if image.mode in _GRAYSCALE_MODES else "RGB"
-        values = np.asarray(image.convert(mode))
-    values = values.astype(np.float32) / np.float32(255)
-    if values.ndim == 2:
-        return values[np.newaxis]
-    return np.moveaxis(values, -1, 0)
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    """Read a mask as uint8 (height, width): pixels > 0 (in grayscale) become 1."""
-    with Image.open(path) as image:
-        image.load()
-        values = np.asarray(image.convert("L"))
-    return (values > 0).astype(np.uint8)
-
-
-def _describe_size(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]} (height x width)"
-
-
-# --------------------------------------------------------------------------------------------
-# folder scanning
-
-
-def _list_files(
-    folder: Path, recursive: bool, exclude: Path | None = None
-) -> list[tuple[str, Path]]:
-    """(relative name without extension, path) of the image files in a folder, sorted.
-
-    Hidden files (names starting with ``.``, such as macOS ``._a.png`` resource forks) are
-    ignored, and so is everything under ``exclude``.
-    """
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    exclude_resolved = exclude.resolve() if exclude is not None else None
-    listed = []
-    for path in candidates:
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if not path.is_file():
-            continue
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if exclude_resolved is not None and exclude_resolved in path.resolve().parents:
-            continue
-        listed.append((relative.with_suffix("").as_posix(), path))
-    listed.sort(key=lambda item: (item[0], item[1].name))
-    return listed
-
-
-def _index_by_name(files: list[tuple[str, Path]], kind: str) -> dict[str, Path]:
-    """Map names to paths; two files with the same name are an error naming both."""
-    index: dict[str, Path] = {}
-    for name, path in files:
-        if name in index:
-            raise ValueError(
-                f"two {kind} files share the name {name!r}: {index[name]} and {path}; "
-                f"rename or remove one of them."
-            )
-        index[name] = path
-    return index
-
-
-def _strip_suffix(name: str, mask_suffix: str) -> str:
-    if mask_suffix and name.endswith(mask_suffix):
-        return name[: -len(mask_suffix)]
-    return name
-
-
-def _pair_images_and_masks(
-    image_index: dict[str, Path],
-    mask_index: dict[str, Path],
-    images_folder: Path,
-    on_error: str,
-    stacklevel: int = 3,
-) -> list[tuple[str, Path, Path | None]]:
-    """Match masks to images by name; report masks without an image."""
-    for name, mask_path in mask_index.items():
-        if name not in image_index:
-            message = (
-                f"mask {mask_path} has no matching image {name}.<ext> in {images_folder}; "
-                f"fix its name, remove it, or pass on_error='warn' to ignore it."
-            )
-            if on_error == "raise":
-                raise ValueError(message)
-            warnings.warn(message, UserWarning, stacklevel=stacklevel)
-    return [(name, path, mask_index.get(name)) for name, path in image_index.items()]
-
-
-def _iter_pairs(
-    pairs: Sequence[tuple[str, Path, Path | None]],
-    *,
-    image_size: tuple[int, int] | None,
-    tile_size: tuple[int, int] | None,
-    mode: str | None,
-    on_error: str,
-) -> Iterator[tuple[str, Path, np.ndarray, np.ndarray]]:
-    """Read, check, tile and resize matched (name, image, mask) files one at a time.
-
-    Yields ``(name, image_path, image, mask)`` per image or tile: float32 (C, H, W) and uint8
-    (H, W), zeros where the image has no mask. Only one image is held at a time, so callers
-    can stream a folder of any size.
-    """
-    first: tuple[Path, tuple[int, int]] | None = None
-    for name, image_path, mask_path in pairs:
-        try:
-            image = _read_image(image_path, mode)
-        except Exception as error:  # Pillow's decoders raise many exception types
-            message = f"cannot read image file {image_path}: {error}"
-            if on_error == "raise":
-                raise ValueError(
-                    f"{message}. Fix or remove the file, or pass on_error='warn' to skip it."
-                ) from error
-            warnings.warn(f"{message}; skipping it.", UserWarning, stacklevel=4)
-            continue
-        size = (image.shape[1], image.shape[2])
-        mask = np.zeros(size, dtype=np.uint8)
-        if mask_path is not None:
-            try:
-                mask = _read_mask(mask_path)
-            except Exception as error:  # Pillow's decoders raise many exception types
-                message = f"cannot read mask file {mask_path}: {error}"
-                if on_error == "raise":
-                    raise ValueError(
-                        f"{message}. Fix or remove the file, or pass on_error='warn' to skip "
-                        f"it and its image."
-                    ) from error
-                warnings.warn(
-                    f"{message}; skipping it and its image {image_path}.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                continue
-            if mask.shape != size:
-                raise ValueError(
-                    f"mask {mask_path} is {_describe_size(mask.shape)} but its image "
-                    f"{image_path} is {_describe_size(size)}; a mask must have the size of "
-                    f"its image."
-                )
-        if tile_size is None and image_size is None:
-            if first is None:
-                first = (image_path, size)
-            elif size != first[1]:
-                raise ValueError(
-                    f"images have different sizes: {first[0]} is {_describe_size(first[1])} "
-                    f"but {image_path} is {_describe_size(size)}; pass image_size= to resize "
-                    f"them all to one size or tile= to cut them into equal tiles."
-                )
-        for piece_name, piece, piece_mask in _pieces(
-            name, image, mask, image_size=image_size, tile_size=tile_size,
-            where=f"image {image_path}",
-        ):
-            yield piece_name, image_path, piece, piece_mask
-
-
-def _pieces(
-    name: str,
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    image_size: tuple[int, int] | None,
-    tile_size: tuple[int, int] | None,
-    where: str,
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Tile, then resize, one image (C, H, W) and its mask (H, W): ``[(name, image, mask)]``.
-
-    Tile ``k`` of image ``a`` is named ``a_t<k>``; ``where`` names the image in errors.
-    """
-    size = (image.shape[1], image.shape[2])
-    if tile_size is not None:
-        if size[0] < tile_size[0] or size[1] < tile_size[1]:
-            raise ValueError(
-                f"{where} is {_describe_size(size)}, smaller than tile="
-                f"{tile_size[0]}x{tile_size[1]}; pass a smaller tile= or remove the image."
-            )
-        rows, cols = tile_size
-        pieces = [
-            (f"{name}_t{k}", image[:, r : r + rows, c : c + cols], mask[r : r + rows, c : c + cols])
-            for k, (r, c) in enumerate(_tile_positions(size, tile_size))
-        ]
-    else:
-        pieces = [(name, image, mask)]
-    if image_size is None:
-        return pieces
-    return [
-        (piece_name, _resize_image(piece, image_size), _resize_mask(piece_mask, image_size))
-        for piece_name, piece, piece_mask in pieces
-    ]
-
-
-def _load_pairs(
-    pairs: list[tuple[str, Path, Path | None]],
-    *,
-    with_masks: bool,
-    image_size: tuple[int, int] | None,
-    tile_size: tuple[int, int] | None,
-    mode: str | None,
-    on_error: str,
-    source: str,
-) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Read, check, tile and resize matched (name, image, mask) files into arrays."""
-    images: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-    names: list[str] = []
-    for name, _, image, mask in _iter_pairs(
-        pairs, image_size=image_size, tile_size=tile_size, mode=mode, on_error=on_error
-    ):
-        images.append(image)
-        masks.append(mask)
-        names.append(name)
-    if not images:
-        raise ValueError(f"no readable images in {source}.")
-    n_channels = max(image.shape[0] for image in images)
-    X = np.stack(
-        [
-            np.repeat(image, n_channels, axis=0) if image.shape[0] < n_channels else image
-            for image in images
-        ]
-    ).astype(np.float32, copy=False)
-    mask_array = np.stack(masks).astype(np.uint8, copy=False) if with_masks else None
-    return X, mask_array, names
-
-
-def _folder_pairs(
-    images: PathLike,
-    masks: PathLike | None,
-    *,
-    mask_suffix: str,
-    recursive: bool,
-    on_error: str,
-) -> tuple[list[tuple[str, Path, Path | None]], Path]:
-    """List a folder's images and match its masks: ``([(name, image, mask)], folder)``."""
-    if not isinstance(mask_suffix, str):
-        raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
-    images_folder = _check_folder(images, "images")
-    masks_folder = _check_folder(masks, "masks") if masks is not None else None
-    same_folder = masks_folder is not None and masks_folder.resolve() == images_folder.resolve()
-    if same_folder and not mask_suffix:
-        raise ValueError(
-            f"masks is the same folder as images ({images_folder}), so every file would be "
-            f"both an image and a mask; pass mask_suffix= (e.g. '_label') to tell masks apart."
-        )
-
-    exclude = masks_folder if recursive and masks_folder is not None and not same_folder else None
-    image_files = _list_files(images_folder, recursive, exclude=exclude)
-    if same_folder:
-        mask_files = [(n, p) for n, p in image_files if n.endswith(mask_suffix)]
-        image_files = [(n, p) for n, p in image_files if not n.endswith(mask_suffix)]
-    elif masks_folder is not None:
-        mask_files = _list_files(masks_folder, recursive)
-    else:
-        mask_files = []
-    if not image_files:
-        raise ValueError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {images_folder}"
-            + (" or its subfolders" if recursive else "")
-            + "."
-        )
-    image_index = _index_by_name(image_files, "image")
-    mask_index = _index_by_name([(_strip_suffix(n, mask_suffix), p) for n, p in mask_files], "mask")
-    pairs = _pair_images_and_masks(image_index, mask_index, images_folder, on_error, stacklevel=4)
-    return pairs, images_folder
-
-
-# --------------------------------------------------------------------------------------------
-# public loaders
 
 
 def load_image_folder(
@@ -446,6 +54,7 @@ def load_image_folder(
     mask_suffix: str = "",
     on_error: Literal["raise", "warn"] = "raise",
     recursive: bool = False,
+    mask_threshold: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Load a folder of images, and optionally a folder of defect masks.
 
@@ -461,7 +70,8 @@ def load_image_folder(
         Folder holding the defect masks. A mask belongs to the image with the same name
         (relative path without extension), after removing ``mask_suffix`` from the end of the
         mask's name: with ``mask_suffix="_label"``, image ``a.jpg`` matches mask ``a.png`` or
-        ``a_label.bmp``. Mask pixels that are > 0 in grayscale are defect pixels. An image
+        ``a_label.bmp``. A mask holds 0 for normal pixels and one other value for defect
+        pixels (see ``mask_threshold`` for masks with several grey levels). An image
         without a mask is a normal image (its mask is all zeros). May be the ``images`` folder
         itself when ``mask_suffix`` is set: then files whose name ends with the suffix are the
         masks and all other files the images.
@@ -486,6 +96,10 @@ def load_image_folder(
     recursive : bool, default=False
         Also load images from subfolders (and masks from the matching subfolders of ``masks``).
         Names then include the subfolder, e.g. ``"sub/a"``.
+    mask_threshold : int, optional
+        For masks with several grey levels (JPEG-compressed or anti-aliased): the pixels
+        above this grey level are defect pixels. ``None`` refuses such masks, naming the
+        file.
 
     Returns
     -------
@@ -534,14 +148,14 @@ def load_image_folder(
     ((4, 1, 16, 16), ['good_t0', 'good_t1', 'scratch_t0', 'scratch_t1'])
     >>> workdir.cleanup()
     """
-    _check_mode(mode)
-    _check_on_error(on_error)
-    image_size_pair = _check_size(image_size, "image_size") if image_size is not None else None
-    tile_pair = _check_size(tile, "tile") if tile is not None else None
-    pairs, images_folder = _folder_pairs(
+    check_mode(mode)
+    check_on_error(on_error)
+    image_size_pair = check_size(image_size, "image_size") if image_size is not None else None
+    tile_pair = check_size(tile, "tile") if tile is not None else None
+    pairs, images_folder = folder_pairs(
         images, masks, mask_suffix=mask_suffix, recursive=recursive, on_error=on_error
     )
-    return _load_pairs(
+    return load_pairs(
         pairs,
         with_masks=masks is not None,
         image_size=image_size_pair,
@@ -549,6 +163,7 @@ def load_image_folder(
         mode=mode,
         on_error=on_error,
         source=f"folder {images_folder}",
+        mask_threshold=mask_threshold,
     )
 
 
@@ -617,20 +232,20 @@ def load_kolektorsdd(
     [0, 0, 16]
     >>> workdir.cleanup()
     """
-    _check_mode(mode)
-    tile_pair = _check_size(tile, "tile") if tile is not None else None
-    image_size_pair = _check_size(image_size, "image_size") if image_size is not None else None
-    root_folder = _check_folder(root, "root")
+    check_mode(mode)
+    tile_pair = check_size(tile, "tile") if tile is not None else None
+    image_size_pair = check_size(image_size, "image_size") if image_size is not None else None
+    root_folder = check_folder(root, "root")
     part_folders = sorted(
         path for path in root_folder.iterdir() if path.is_dir() and path.name.startswith("kos")
     )
     image_files: list[tuple[str, Path]] = []
     mask_files: list[tuple[str, Path]] = []
     for part_folder in part_folders:
-        for name, path in _list_files(part_folder, recursive=False):
+        for name, path in list_image_files(part_folder, recursive=False):
             qualified = f"{part_folder.name}/{name}"
             if name.endswith("_label"):
-                mask_files.append((_strip_suffix(qualified, "_label"), path))
+                mask_files.append((strip_suffix(qualified, "_label"), path))
             else:
                 image_files.append((qualified, path))
     if not image_files:
@@ -638,13 +253,13 @@ def load_kolektorsdd(
             f"no KolektorSDD images found under {root_folder}: expected folders kosNN holding "
             f"PartK.jpg and PartK_label.bmp; pass the folder that holds the kosNN folders."
         )
-    pairs = _pair_images_and_masks(
-        _index_by_name(image_files, "image"),
-        _index_by_name(mask_files, "mask"),
+    pairs = pair_images_and_masks(
+        index_by_name(image_files, "image"),
+        index_by_name(mask_files, "mask"),
         root_folder,
         "raise",
     )
-    X, masks, names = _load_pairs(
+    X, masks, names = load_pairs(
         pairs,
         with_masks=True,
         image_size=image_size_pair,
@@ -683,7 +298,8 @@ def load_npz(
         (1 - defect_fraction))`` of them, at least one when ``defect_fraction > 0``). The
         original order is kept. None keeps every image.
     random_state : int, numpy Generator or RandomState, optional
-        Seed or generator for the subset; the same int always gives the same subset.
+        Seed or generator for the subset; the same int always gives the same subset (a
+        generator is drawn from once, as everywhere in sid4ds).
 
     Returns
     -------
@@ -728,7 +344,7 @@ def load_npz(
     (33, 3)
     >>> workdir.cleanup()
     """
-    image_size_pair = _check_size(image_size, "image_size") if image_size is not None else None
+    image_size_pair = check_size(image_size, "image_size") if image_size is not None else None
     if defect_fraction is not None and not 0 <= defect_fraction < 1:
         raise ValueError(
             f"defect_fraction must be in [0, 1) (e.g. 0.05 for 5% defective images) or None, "
@@ -792,10 +408,7 @@ def load_npz(
                 stacklevel=2,
             )
             n_wanted = len(defect_index)
-        if isinstance(random_state, (np.random.Generator, np.random.RandomState)):
-            rng = random_state
-        else:
-            rng = np.random.default_rng(random_state)
+        rng = make_rng(random_state)
         chosen = rng.choice(defect_index, size=n_wanted, replace=False)
         keep = np.sort(np.concatenate([normal_index, chosen]))
 
@@ -808,10 +421,6 @@ def load_npz(
     if image_size_pair is not None:
         X, masks_kept = resize(X, image_size_pair, masks=masks_kept)
     return X, masks_kept, names
-
-
-# --------------------------------------------------------------------------------------------
-# array helpers
 
 
 def resize(
@@ -850,16 +459,16 @@ def resize(
     >>> masks_small[0].tolist()
     [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
     """
-    X, masks = _check_arrays(X, masks)
-    size_pair = _check_size(size, "size")
+    X, masks = check_image_arrays(X, masks)
+    size_pair = check_size(size, "size")
     X_resized = np.zeros((X.shape[0], X.shape[1], *size_pair), dtype=np.float32)
     for i, image in enumerate(X):
-        X_resized[i] = _resize_image(image, size_pair)
+        X_resized[i] = resize_image(image, size_pair)
     if masks is None:
         return X_resized, None
     masks_resized = np.zeros((masks.shape[0], *size_pair), dtype=np.uint8)
     for i, mask in enumerate(masks):
-        masks_resized[i] = _resize_mask(mask, size_pair)
+        masks_resized[i] = resize_mask(mask, size_pair)
     return X_resized, masks_resized
 
 
@@ -901,15 +510,15 @@ def tile(
     >>> X_tiles[-1, 0, :, 0].tolist()
     [12.0, 14.0, 16.0, 18.0]
     """
-    X, masks = _check_arrays(X, masks)
-    tile_height, tile_width = _check_size(size, "size")
+    X, masks = check_image_arrays(X, masks)
+    tile_height, tile_width = check_size(size, "size")
     height, width = X.shape[2], X.shape[3]
     if tile_height > height or tile_width > width:
         raise ValueError(
             f"tile size {tile_height}x{tile_width} is larger than the images, which are "
-            f"{_describe_size((height, width))}; pass a smaller size."
+            f"{describe_size((height, width))}; pass a smaller size."
         )
-    positions = _tile_positions((height, width), (tile_height, tile_width))
+    positions = tile_positions((height, width), (tile_height, tile_width))
     X_tiles = np.stack(
         [X[:, :, r : r + tile_height, c : c + tile_width] for r, c in positions], axis=1
     ).reshape(-1, X.shape[1], tile_height, tile_width)
@@ -920,3 +529,4 @@ def tile(
         [masks[:, r : r + tile_height, c : c + tile_width] for r, c in positions], axis=1
     ).reshape(-1, tile_height, tile_width)
     return X_tiles, masks_tiles, source_index
+

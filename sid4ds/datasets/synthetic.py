@@ -9,11 +9,11 @@ segmentation.
 
 from __future__ import annotations
 
-import numbers
-from typing import Any
-
 import numpy as np
 from scipy import ndimage
+
+from sid4ds._random import make_rng
+from sid4ds._validation import check_float, check_int
 
 __all__ = ["DEFECT_KINDS", "make_defect_images"]
 
@@ -49,53 +49,6 @@ _CHUNK_PIXELS = 2**19
 
 # Gaussian profile exp(-d**2 / (2 * s**2)) exceeds half its peak for d < this * s.
 _HALF_MAX_RADIUS = float(np.sqrt(2.0 * np.log(2.0)))
-
-
-def _check_positive_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__}): "
-            f"pass a whole number such as {max(minimum, 64)}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}: pass a larger value")
-    return int(value)
-
-
-def _check_defect_ratio(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"defect_ratio must be a float in [0, 1]; got {value!r} ({type(value).__name__}): "
-            f"pass e.g. 0.05 for 5% defective images"
-        )
-    ratio = float(value)
-    if not 0.0 <= ratio <= 1.0:  # also rejects NaN
-        raise ValueError(
-            f"defect_ratio must be a float in [0, 1] (the share of defective images); got "
-            f"{value!r}: pass e.g. 0.05 for 5% defective images"
-        )
-    return ratio
-
-
-def _check_random_state(random_state: Any) -> np.random.Generator:
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        if random_state is not None and random_state < 0:
-            raise ValueError(
-                f"random_state must be a non-negative int; got {random_state}: pass a seed "
-                f"such as 0, a numpy Generator or None"
-            )
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        # Seed a Generator from the caller's RandomState (this advances that state only).
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1, size=4))
-    raise TypeError(
-        f"random_state must be None, an int, a numpy Generator or a RandomState; got "
-        f"{random_state!r} ({type(random_state).__name__}): pass a seed such as 0"
-    )
 
 
 def _area_band(image_size: int) -> tuple[int, int]:
@@ -438,7 +391,8 @@ def make_defect_images(
         Share of images with a defect, in [0, 1].
     random_state : int, numpy Generator, RandomState or None, default=None
         Seed or generator; the same int gives identical arrays. A Generator or RandomState
-        passed in is advanced. The global numpy random state is never used or changed.
+        passed in is drawn from once (it is advanced) to seed the generator of the images.
+        The global numpy random state is never used or changed.
 
     Returns
     -------
@@ -466,10 +420,10 @@ def make_defect_images(
     >>> bool(X.min() >= 0.0 and X.max() <= 1.0)
     True
     """
-    n_samples = _check_positive_int(n_samples, "n_samples", 1)
-    image_size = _check_positive_int(image_size, "image_size", 8)
-    defect_ratio = _check_defect_ratio(defect_ratio)
-    rng = _check_random_state(random_state)
+    n_samples = check_int(n_samples, "n_samples", minimum=1)
+    image_size = check_int(image_size, "image_size", minimum=8)
+    defect_ratio = check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0)
+    rng = make_rng(random_state)
 
     n_defective = int(round(n_samples * defect_ratio))
     is_defective = np.zeros(n_samples, dtype=bool)
@@ -496,15 +450,3 @@ def make_defect_images(
         images += noise_level * rng.standard_normal(images.shape, dtype=np.float32)
         X[chunk, 0] = np.clip(images, 0.0, 1.0)
     return X, masks
-
-
-# Loaders for real data live in sid4ds._loaders; they are part of this public module.
-from sid4ds._loaders import (  # noqa: E402
-    load_image_folder,
-    load_kolektorsdd,
-    load_npz,
-    resize,
-    tile,
-)
-
-__all__ += ["load_image_folder", "load_kolektorsdd", "load_npz", "resize", "tile"]

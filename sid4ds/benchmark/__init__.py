@@ -1,0 +1,92 @@
+"""Benchmark SID4DS against the baselines with the paper's protocol (§4–5).
+
+``python -m sid4ds.benchmark`` (or ``sid4ds benchmark``) runs, on generated images, an
+``.npz`` file or a folder of images and masks, for every strategy and seed:
+
+(a) **cold start** (paper Fig. 12): each cold-start ranking of the pool (E_msmr of SID4DS,
+    PT4AL's rotation loss, random, and the no-learning local-contrast score
+    ``max |image − gaussian_filter(image, 2)|``) cut into 10 batches; defective images per
+    batch;
+(b) **selection** (Fig. 13): the share of all defective pool images labelled after each
+    round, with K = ``label_share`` of the pool per round;
+(c) **segmentation IoU** (Table 5, optional): a fresh :class:`~sid4ds.SegmentationLearner`
+    trained on the images each strategy had labelled at 10%, 20%, 30% of the pool, and on the
+    whole pool, scored on a held-out split;
+(d) **wall time per round** (Table 3).
+
+It prints markdown tables (mean ± std over seeds), writes one tidy CSV per part, a
+``settings.json`` with every setting used, and PNG plots.
+
+The package, one concern per module:
+
+- :mod:`sid4ds.benchmark.protocol`: :func:`run_benchmark`, :func:`run_baseline` (the loop
+  every baseline runs; SID4DS runs through :func:`~sid4ds.run_sid4ds`), the held-out split;
+- :mod:`sid4ds.benchmark.records`: the pure functions that turn rankings and selection
+  histories into records (:func:`batch_defect_counts`, :func:`cold_start_records`,
+  :func:`cumulative_defect_share`, :func:`selection_records`, :func:`labeled_prefix`,
+  :func:`aggregate`);
+- :mod:`sid4ds.benchmark.output`: tables, CSVs, plots;
+- :mod:`sid4ds.benchmark.data`: :func:`load_dataset`;
+- the command line is :mod:`sid4ds.cli.benchmark`.
+"""
+
+from sid4ds.baselines import local_contrast_sampling, local_contrast_scores
+from sid4ds.benchmark.data import load_dataset
+from sid4ds.benchmark.output import (
+    format_mean_std,
+    format_tables,
+    markdown_table,
+    plot_results,
+    write_csvs,
+)
+from sid4ds.benchmark.protocol import (
+    COLD_START_BATCH,
+    STRATEGIES,
+    BenchmarkResult,
+    StrategyRun,
+    run_baseline,
+    run_benchmark,
+    split_held_out,
+)
+from sid4ds.benchmark.records import (
+    COLD_START_COLUMNS,
+    IOU_COLUMNS,
+    SELECTION_COLUMNS,
+    TIMING_COLUMNS,
+    WHOLE_POOL,
+    aggregate,
+    batch_defect_counts,
+    cold_start_records,
+    cumulative_defect_share,
+    labeled_prefix,
+    selection_records,
+)
+
+__all__ = [
+    "COLD_START_BATCH",
+    "COLD_START_COLUMNS",
+    "IOU_COLUMNS",
+    "SELECTION_COLUMNS",
+    "STRATEGIES",
+    "TIMING_COLUMNS",
+    "WHOLE_POOL",
+    "BenchmarkResult",
+    "StrategyRun",
+    "aggregate",
+    "batch_defect_counts",
+    "cold_start_records",
+    "cumulative_defect_share",
+    "format_mean_std",
+    "format_tables",
+    "labeled_prefix",
+    "load_dataset",
+    "local_contrast_sampling",
+    "local_contrast_scores",
+    "markdown_table",
+    "plot_results",
+    "run_baseline",
+    "run_benchmark",
+    "selection_records",
+    "split_held_out",
+    "write_csvs",
+]

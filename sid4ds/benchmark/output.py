@@ -1,0 +1,334 @@
+"""The benchmark's output: markdown tables (mean ± std over seeds), tidy CSVs and plots."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sid4ds.benchmark.protocol import BenchmarkResult
+from sid4ds.benchmark.records import (
+    COLD_START_COLUMNS,
+    IOU_COLUMNS,
+    RANKING_TITLES,
+    SELECTION_COLUMNS,
+    TIMING_COLUMNS,
+    WHOLE_POOL,
+    aggregate,
+)
+
+__all__ = ["format_mean_std", "format_tables", "markdown_table", "plot_results", "write_csvs"]
+
+
+def format_mean_std(mean: float, std: float, digits: int = 2, percent: bool = False) -> str:
+    """``"mean ± std"`` for a table cell; the mean alone when ``std`` is NaN (one seed).
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark import format_mean_std
+    >>> format_mean_std(0.5123, 0.0312), format_mean_std(0.5, float("nan"), percent=True)
+    ('0.51 ± 0.03', '50%')
+    >>> format_mean_std(0.5, 0.1, percent=True)
+    '50% ± 10%'
+    """
+    if np.isnan(mean):
+        return "–"
+    if percent:
+        text = f"{100 * mean:.{max(digits - 2, 0)}f}%"
+        return text if np.isnan(std) else f"{text} ± {100 * std:.{max(digits - 2, 0)}f}%"
+    text = f"{mean:.{digits}f}"
+    return text if np.isnan(std) else f"{text} ± {std:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table.
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark import markdown_table
+    >>> print(markdown_table(["a", "b"], [[1, "x"]]))
+    | a | b |
+    |---|---|
+    | 1 | x |
+    """
+    lines = ["| " + " | ".join(str(cell) for cell in header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_tables(result: BenchmarkResult, label_share: float | None = None) -> str:
+    """The markdown tables of every part, averaged over seeds (mean ± sample std).
+
+    Parameters
+    ----------
+    result : BenchmarkResult
+    label_share : float, optional
+        Shown in the selection table's column names.
+
+    Returns
+    -------
+    text : str
+        Headed markdown tables, separated by blank lines.
+    """
+    n_seeds = len({record["seed"] for record in result.selection}) or 1
+    spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "1 seed"
+    sections = []
+
+    # (a) cold start
+    if result.cold_start:
+        summary = aggregate(result.cold_start, ("ranking", "batch"), "n_defective")
+        batches = sorted({row["batch"] for row in summary})
+        shares = {(row["ranking"], row["batch"]): row for row in
+                  aggregate(result.cold_start, ("ranking", "batch"), "cumulative_share")}
+        top = min(3, batches[-1])
+        rows = []
+        for ranking in dict.fromkeys(row["ranking"] for row in summary):
+            cells = [format_mean_std(row["mean"], row["std"], 1)
+                     for row in summary if row["ranking"] == ranking]
+            first = shares[(ranking, top)]
+            rows.append([RANKING_TITLES.get(ranking, ranking), *cells,
+                         format_mean_std(first["mean"], first["std"], 2, percent=True)])
+        sections.append(
+            f"## (a) Cold start: defective images per batch of the ranking ({spread})\n\n"
+            + markdown_table(["ranking", *[f"batch {b}" for b in batches],
+                              f"share in first {top}"], rows))
+
+    # (b) selection
+    if result.selection:
+        summary = aggregate(result.selection, ("strategy", "round"), "cumulative_share")
+        rounds = sorted({row["round"] for row in summary})
+        header = ["strategy"] + [
+            f"round {r}" + (f" ({(r + 1) * label_share:.0%})" if label_share else "")
+            for r in rounds]
+        rows = []
+        for strategy in result.strategies:
+            by_round = {row["round"]: row for row in summary if row["strategy"] == strategy}
+            rows.append([strategy] + [
+                format_mean_std(by_round[r]["mean"], by_round[r]["std"], 2, percent=True)
+                if r in by_round else "–" for r in rounds])
+        sections.append(
+            "## (b) Selection: share of all defective pool images labelled after each round "
+            f"({spread})\n\n" + markdown_table(header, rows))
+
+    # (c) IoU
+    if result.iou:
+        summary = aggregate(result.iou, ("strategy", "labeled_share"), "iou")
+        labeled_shares = sorted({row["labeled_share"] for row in summary
+                                 if row["strategy"] != WHOLE_POOL})
+        cell = {(row["strategy"], row["labeled_share"]): row for row in summary}
+        rows = []
+        for share in labeled_shares:
+            rows.append([f"{share:.0%}"] + [
+                format_mean_std(cell[s, share]["mean"], cell[s, share]["std"], 3)
+                if (s, share) in cell else "–" for s in result.strategies])
+        whole = cell.get((WHOLE_POOL, 1.0))
+        if whole is not None:
+            text = format_mean_std(whole["mean"], whole["std"], 3)
+            rows.append(["100% (whole pool)"] + [text] * len(result.strategies))
+        sections.append(
+            "## (c) Segmentation IoU on the held-out images after training on the labelled "
+            f"share ({spread})\n\n" + markdown_table(["labelled", *result.strategies], rows))
+
+    # (d) timing
+    if result.timing:
+        per_seed: dict[tuple[str, Any], dict[str, list[float]]] = {}
+        for record in result.timing:
+            entry = per_seed.setdefault((record["strategy"], record["seed"]),
+                                        {"cold": [], "later": [], "selection": [],
+                                         "total": []})
+            entry["cold" if record["round"] == 0 else "later"].append(record["seconds"])
+            if record["round"] > 0:
+                entry["selection"].append(record["selection_seconds"])
+            entry["total"].append(record["seconds"])
+        flat = [{"strategy": strategy, "cold": sum(entry["cold"]),
+                 "later": np.mean(entry["later"]) if entry["later"] else float("nan"),
+                 "selection": (np.mean(entry["selection"]) if entry["selection"]
+                               else float("nan")),
+                 "total": sum(entry["total"])}
+                for (strategy, _seed), entry in per_seed.items()]
+        columns = {name: {row["strategy"]: row for row in aggregate(flat, ["strategy"], name)}
+                   for name in ("cold", "later", "selection", "total")}
+        rows = [[strategy] + [format_mean_std(columns[name][strategy]["mean"],
+                                              columns[name][strategy]["std"], 1)
+                              for name in ("cold", "later", "selection", "total")]
+                for strategy in result.strategies if strategy in columns["total"]]
+        sections.append(
+            f"## (d) Wall time per round in seconds ({spread})\n\n"
+            + markdown_table(["strategy", "cold start round", "later round (mean)",
+                              "of which selection", "all rounds"], rows))
+    return "\n\n".join(sections)
+
+
+def write_csvs(result: BenchmarkResult, out: str | Path) -> list[Path]:
+    """Write one tidy CSV per part into ``out``: cold_start, selection, timing (and iou).
+
+    Parameters
+    ----------
+    result : BenchmarkResult
+    out : str or path-like
+        Folder; created when missing.
+
+    Returns
+    -------
+    paths : list of Path
+        The files written.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [("cold_start.csv", COLD_START_COLUMNS, result.cold_start),
+             ("selection.csv", SELECTION_COLUMNS, result.selection),
+             ("timing.csv", TIMING_COLUMNS, result.timing)]
+    if result.iou:
+        parts.append(("iou.csv", IOU_COLUMNS, result.iou))
+    paths = []
+    for name, columns, records in parts:
+        path = folder / name
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows(records)
+        paths.append(path)
+    return paths
+
+
+def plot_results(
+    result: BenchmarkResult, out: str | Path, label_share: float | None = None
+) -> list[Path]:
+    """Write PNG plots of every part into ``out`` (needs matplotlib).
+
+    ``cold_start.png`` (defective images per batch, Fig. 12), ``selection.png`` (share of
+    defects found against the labelled share, Fig. 13, with the best possible curve),
+    ``timing.png`` (seconds per round, Table 3) and, with IoU records, ``iou.png`` (Table 5).
+    Error bars and bands are ± one standard deviation over seeds.
+
+    Parameters
+    ----------
+    result : BenchmarkResult
+    out : str or path-like
+        Folder; created when missing.
+    label_share : float, optional
+        K as a share of the pool: the selection plot's x axis (default: from the records).
+
+    Returns
+    -------
+    paths : list of Path
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed (it is not a dependency of sid4ds).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            "the plots need matplotlib, which is not installed (it is not a dependency of "
+            "sid4ds): pip install matplotlib; the CSV files hold every number"
+        ) from error
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(figure: Figure, name: str) -> None:
+        FigureCanvasAgg(figure)
+        figure.tight_layout()
+        figure.savefig(folder / name, dpi=120)
+        paths.append(folder / name)
+
+    def error(means: Sequence[float], stds: Sequence[float]) -> np.ndarray | None:
+        """Error bars of ± one std, cut at 0; None with one seed (no spread)."""
+        spread = np.asarray(stds, dtype=np.float64)
+        if np.isnan(spread).all():
+            return None
+        spread = np.nan_to_num(spread)
+        return np.stack([np.minimum(spread, np.asarray(means, dtype=np.float64)), spread])
+
+    if result.cold_start:
+        summary = aggregate(result.cold_start, ("ranking", "batch"), "n_defective")
+        rankings = list(dict.fromkeys(row["ranking"] for row in summary))
+        figure = Figure(figsize=(8, 4))
+        axes = figure.add_subplot()
+        width = 0.8 / len(rankings)
+        for position, ranking in enumerate(rankings):
+            rows = [row for row in summary if row["ranking"] == ranking]
+            batches = np.array([row["batch"] for row in rows], dtype=np.float64)
+            means = [row["mean"] for row in rows]
+            axes.bar(batches - 0.4 + width * (position + 0.5), means, width,
+                     yerr=error(means, [row["std"] for row in rows]), capsize=2,
+                     label=RANKING_TITLES.get(ranking, ranking))
+        axes.set(xlabel="batch of the cold-start ranking", ylabel="defective images",
+                 title="(a) Cold start")
+        axes.set_xticks(sorted({row["batch"] for row in summary}))
+        axes.legend()
+        save(figure, "cold_start.png")
+
+    if result.selection:
+        summary = aggregate(result.selection, ("strategy", "round"), "cumulative_share")
+        labeled = {(row["strategy"], row["round"]): row["mean"] for row in
+                   aggregate(result.selection, ("strategy", "round"), "labeled_share")}
+        figure = Figure(figsize=(6, 4.5))
+        axes = figure.add_subplot()
+        for strategy in result.strategies:
+            rows = [row for row in summary if row["strategy"] == strategy]
+            x = np.array([labeled[strategy, row["round"]] for row in rows])
+            mean = np.array([row["mean"] for row in rows])
+            std = np.nan_to_num(np.array([row["std"] for row in rows], dtype=np.float64))
+            (line,) = axes.plot(x, mean, marker="o", label=strategy)
+            if std.any():
+                axes.fill_between(x, np.maximum(mean - std, 0.0), np.minimum(mean + std, 1.0),
+                                  color=line.get_color(), alpha=0.15)
+        first = result.selection[0]
+        n_pool = first["n_labeled"] / first["labeled_share"]
+        n_defective = np.mean([record["n_defective_pool"] for record in result.selection])
+        reach = max(record["labeled_share"] for record in result.selection)
+        x = np.linspace(0.0, reach, 100)
+        if n_defective:
+            axes.plot(x, np.minimum(1.0, x * n_pool / n_defective), "k--", lw=1,
+                      label="best possible")
+        axes.plot(x, x, "k:", lw=1, label="expected at random")
+        axes.set(xlabel="labelled share of the pool", ylabel="share of defective images found",
+                 ylim=(0, 1.02), title="(b) Selection")
+        axes.legend(fontsize="small")
+        save(figure, "selection.png")
+
+    if result.iou:
+        summary = aggregate(result.iou, ("strategy", "labeled_share"), "iou")
+        figure = Figure(figsize=(6, 4.5))
+        axes = figure.add_subplot()
+        for strategy in result.strategies:
+            rows = [row for row in summary if row["strategy"] == strategy]
+            if rows:
+                means = [row["mean"] for row in rows]
+                axes.errorbar([row["labeled_share"] for row in rows], means,
+                              yerr=error(means, [row["std"] for row in rows]), marker="o",
+                              capsize=2, label=strategy)
+        whole = [row for row in summary if row["strategy"] == WHOLE_POOL]
+        if whole:
+            axes.axhline(whole[0]["mean"], color="k", ls="--", lw=1, label="whole pool")
+        axes.set(xlabel="labelled share of the pool", ylabel="defect IoU on held-out images",
+                 title="(c) Segmentation IoU")
+        axes.legend(fontsize="small")
+        save(figure, "iou.png")
+
+    if result.timing:
+        summary = aggregate(result.timing, ("strategy", "stage"), "seconds")
+        figure = Figure(figsize=(7, 4))
+        axes = figure.add_subplot()
+        positions = np.arange(len(result.strategies), dtype=np.float64)
+        for offset, stage in ((-0.2, "cold_start"), (0.2, "iterative")):
+            rows = {row["strategy"]: row for row in summary if row["stage"] == stage}
+            means = [rows[s]["mean"] if s in rows else 0.0 for s in result.strategies]
+            stds = [rows[s]["std"] if s in rows else float("nan") for s in result.strategies]
+            axes.bar(positions + offset, means, 0.4, yerr=error(means, stds), capsize=2,
+                     label=stage.replace("_", " ") + " round")
+        axes.set_xticks(positions, result.strategies, rotation=30, ha="right")
+        axes.set(ylabel="seconds per round", title="(d) Wall time")
+        axes.legend()
+        save(figure, "timing.png")
+    return paths
+

@@ -1,0 +1,357 @@
+"""The labelling-session commands: ``init``, ``query``, ``import``, ``status``, ``report``,
+``export``; a thin layer over :class:`sid4ds.session.LabelingSession`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sid4ds.cli.options import add_device, add_network_arguments, add_quiet
+from sid4ds.cli.types import count, count_or_auto, fraction, positive_int, size
+
+__all__ = ["SESSION_EXAMPLES", "add_session_commands"]
+
+
+def _images_argument(images: str) -> Any:
+    """``--images``: a folder, an .npy file (memory-mapped) or a .txt list of image paths."""
+    path = Path(images)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if path.suffix.lower() == ".txt" and path.is_file():
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        return [str(path.parent / line) for line in lines if line and not line.startswith("#")]
+    return images
+
+
+def _init(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    network = {}
+    if args.width is not None:
+        network["base_channels"] = args.width
+    if args.depth is not None:
+        network["depth"] = args.depth
+    scorer = dict(network)
+    segmenter = dict(network)
+    for key, value in (("max_epochs", args.epochs_m), ("patch_size", args.patch_size),
+                       ("n_blocks", args.n_blocks)):
+        if value is not None:
+            scorer[key] = value
+    if args.steps_s is not None:
+        segmenter["max_steps"] = args.steps_s
+    if args.epochs_s is not None:
+        segmenter["max_epochs"] = args.epochs_s
+    session = LabelingSession.create(
+        args.session, _images_argument(args.images), args.masks, image_size=args.image_size,
+        tile=args.tile, mode="RGB" if args.rgb else None, mask_suffix=args.mask_suffix,
+        skip_unreadable=args.skip_unreadable, defect_ratio=args.defect_ratio, seed=args.seed,
+        scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g)
+    status = session.status()
+    channels, height, width = status["image_shape"]
+    print(f"created session {session.path}: {status['n_images']} images of {height}x{width} "
+          f"({channels} channel{'s' if channels > 1 else ''}), {status['labeled']} labelled "
+          f"({status['defective']} defective)")
+    print(f"next: sid4ds query {session.path}")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    record = session.query(args.n, args.normals, device=args.device,
+                           verbose=0 if args.quiet else 1, skip_missing=args.skip_missing)
+    folder = session.path / record["folder"]
+    print(f"round {record['round']} ({record['stage']}): {record['reason']}"
+          + ("; the E_msmr of round 0 was reused" if record.get("reused_scores") else ""))
+    print(f"label these {len(record['selected'])} images (ranked by {record['score']}):")
+    for rank, (name, score) in enumerate(zip(record["selected"], record["scores"],
+                                             strict=True), start=1):
+        print(f"  {rank:4d}  {name}  {score:.6g}")
+    print(f"{len(record['fake_normals'])} fake normals (in {folder / 'fake_normals.csv'})")
+    print(f"images to label: {folder / 'images'}; list: {folder / 'to_label.csv'}"
+          + (f"; pre-annotations: {folder / 'preannotations'}"
+             if record["stage"] == "iterative" else ""))
+    print(f"next: draw a mask per image (0 = normal, 255 = defect, all black for a normal "
+          f"image), named like the image, then `sid4ds import {session.path} --masks DIR`")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    options = {"replace": args.replace, "any_image": args.any}
+    if args.masks is not None:
+        summary = session.import_masks(args.masks, mask_suffix=args.mask_suffix, **options)
+    elif args.coco is not None:
+        summary = session.import_coco(args.coco, **options)
+    else:
+        summary = session.import_label_studio(args.label_studio, **options)
+    print(f"imported {len(summary['added'])} new masks, replaced {len(summary['replaced'])}, "
+          f"{len(summary['unchanged'])} unchanged")
+    if summary.get("not_annotated"):
+        print(f"{len(summary['not_annotated'])} tasks have no annotation yet: "
+              + ", ".join(summary["not_annotated"][:10])
+              + (" ..." if len(summary["not_annotated"]) > 10 else ""))
+    status = session.status()
+    print(f"labelled {status['labeled']} of {status['n_images']} "
+          f"({status['defective']} defective); next: {status['next']}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    status = LabelingSession.open(args.session).status()
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    channels, height, width = status["image_shape"]
+    print(f"session      {status['path']} (format {status['format_version']})")
+    print(f"images       {status['n_images']} of {height}x{width}, {channels} channel"
+          f"{'s' if channels > 1 else ''}")
+    print(f"rounds       {status['n_rounds']}")
+    print(f"labelled     {status['labeled']} ({status['defective']} defective; "
+          f"{status['initially_labeled']} without a round asking)")
+    print(f"waiting      {status['n_waiting']} (asked for, no mask yet)")
+    print(f"fake normals {status['fake_normals']} (the last round's)")
+    print(f"unlabelled   {status['unlabeled']} (the rest)")
+    if status["rounds"]:
+        print("round  stage       asked  labelled  defective  rate")
+        for entry in status["rounds"]:
+            rate = "" if entry["defect_rate"] is None else f"{entry['defect_rate']:.0%}"
+            print(f"{entry['round']:5d}  {entry['stage']:<10s}  {entry['asked']:5d}  "
+                  f"{entry['labeled']:8d}  {entry['defective']:9d}  {rate:>4s}")
+    estimate = status["remaining_estimate"]
+    at_most = ("" if estimate["at_most"] is None else
+               f", at most about {estimate['at_most']:.0f} if the ranking is better than "
+               f"random (the last round's rate)")
+    print(f"defective images still unlabelled: about {estimate['expected']:.0f} if the "
+          f"defect ratio given at init is right{at_most}")
+    if status["waiting"]:
+        print(f"waiting for {len(status['waiting'])} masks: "
+              + ", ".join(status["waiting"][:10]) + (" ..." if len(status["waiting"]) > 10
+                                                     else ""))
+    if status["lock"] and status["lock"].get("stale"):
+        lock = status["lock"]
+        print(f"stale lock of sid4ds {lock.get('command')} (pid {lock.get('pid')}, started "
+              f"{lock.get('started')}): the next command removes it")
+    print(f"next: {status['next']}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    summary = session.train(device=args.device, verbose=0 if args.quiet else 1)
+    if summary["trained"]:
+        print(f"trained S on {summary['n_training']} labelled images and fake normals")
+    else:
+        print("S had seen every label already; nothing was trained")
+    print(f"next: `sid4ds predict {session.path} --images DIR --out DIR`, or "
+          f"`sid4ds export {session.path} --format model`")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    out = LabelingSession.open(args.session).predict(
+        _images_argument(args.images), args.out, threshold=args.threshold,
+        device=args.device, overwrite=args.overwrite, skip_unreadable=args.skip_unreadable)
+    print(f"wrote S's masks to {out / 'masks'} and the scores to {out / 'scores.csv'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    index = LabelingSession.open(args.session).report(
+        args.out, n_fake_normal_samples=args.samples, device=args.device)
+    print(f"wrote {index}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    out = LabelingSession.open(args.session).export(
+        args.out, args.format, image_url_prefix=args.image_url_prefix, device=args.device,
+        overwrite=args.overwrite)
+    print(f"wrote {args.format} export to {out}")
+    return 0
+
+
+SESSION_EXAMPLES = """\
+a labelling session, step by step:
+  sid4ds init run1 --images photos/ --image-size 128
+  sid4ds query run1 --n 50          # lists 50 images in run1/rounds/000/
+  (draw a mask for each, 0 = normal, 255 = defect, named like the image, in answers/)
+  sid4ds import run1 --masks answers/
+  sid4ds query run1 --n 50          # round 1: trains S and G, ranks again
+  sid4ds status run1
+  sid4ds report run1                # run1/report/index.html
+  sid4ds export run1 --format coco
+"""
+
+
+def add_session_commands(commands: Any) -> None:
+    """Add ``init``, ``query``, ``import``, ``status``, ``report`` and ``export``."""
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+            description: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("session", metavar="SESSION", help="the session folder")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    init = add("init", _init, "create a labelling session from a folder of images",
+               "Create a session folder from a folder of images (and, optionally, masks that "
+               "already exist: their images count as labelled). The images are copied into "
+               "the session as the networks will see them (resized or tiled). Settings and "
+               "seed are recorded, so the same inputs give the same rounds.")
+    init.add_argument("--images", required=True, metavar="DIR|FILE",
+                      help="folder of images (.png .jpg .bmp .tif), sorted by name; or an "
+                           ".npy array (n, C, H, W) or (n, H, W), read memory-mapped; or a "
+                           ".txt file listing image paths, one per line (relative to it)")
+    init.add_argument("--masks", metavar="DIR",
+                      help="folder of existing masks, named like their images (0 = normal, "
+                           "one non-zero value = defect)")
+    init.add_argument("--mask-suffix", default="", metavar="S",
+                      help="ending of mask names to ignore when matching, e.g. _mask")
+    sizing = init.add_mutually_exclusive_group()
+    sizing.add_argument("--image-size", type=size, metavar="N|HxW",
+                      help="resize every image (and mask) to this size")
+    sizing.add_argument("--tile", type=size, metavar="N|HxW",
+                      help="cut every image (and mask) into tiles of this size; tile k of "
+                           "image a is named a_tk")
+    init.add_argument("--rgb", action="store_true", help="colour images (default grey-scale)")
+    init.add_argument("--skip-unreadable", action="store_true",
+                      help="skip unreadable image files with a warning instead of refusing")
+    init.add_argument("--defect-ratio", type=fraction, default=0.05, metavar="R",
+                      help="expected share of defective images; sets V with --normals auto "
+                           "(default 0.05)")
+    init.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
+    models = init.add_argument_group(
+        "models", "defaults are those of ReconstructionScorer (M, G) and SegmentationLearner "
+                  "(S)")
+    models.add_argument("--epochs-m", type=positive_int, metavar="N",
+                        help="epochs of the reconstruction learner M (default 12)")
+    models.add_argument("--epochs-g", type=positive_int, metavar="N",
+                        help="epochs of the label-guided learner G (default: as M)")
+    add_network_arguments(models)
+    models.add_argument("--n-blocks", type=positive_int, metavar="N",
+                        help="blocks of M's sequential-mask score E_msmr (default 16)")
+
+    query = add("query", _query, "train, rank the unlabelled images and list those to label",
+                "Run one round: train what the round needs (M on the first round; S and G "
+                "once labels exist), rank the unlabelled images and write rounds/NNN/ with "
+                "to_label.csv and .json (names, scores, ranks), the images to label, the "
+                "pre-annotations of S (PNG masks, from the second round on) and "
+                "fake_normals.csv. A query that was killed is resumed by running it again.")
+    query.add_argument("--n", type=positive_int, metavar="K",
+                       help="images to label this round (default 10%% of the pool)")
+    query.add_argument("--normals", type=count_or_auto, default="auto", metavar="V",
+                       help="fake normals: a number, or auto = K x (1 - defect ratio) "
+                            "(default auto); 0 turns them off")
+    query.add_argument("--skip-missing", action="store_true",
+                       help="start the round although the last one still waits for masks; "
+                            "those images go back to the pool")
+    add_device(query)
+    add_quiet(query)
+
+    importer = add("import", _import, "take the labeller's masks back",
+                   "Import masks for the images the session asked for (or already knows). "
+                   "Every file is checked first; if one is wrong nothing is imported and the "
+                   "message names the file. Masks are copied into the session.")
+    source = importer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--masks", metavar="DIR",
+                        help="folder of mask files named like the images (0 = normal, "
+                             "255 = defect; all black for a normal image)")
+    source.add_argument("--label-studio", metavar="EXPORT.json",
+                        help="a Label Studio JSON export with brush annotations")
+    source.add_argument("--coco", metavar="ANNOTATIONS.json",
+                        help="a COCO annotations file (polygons or RLE), e.g. from `sid4ds "
+                             "export --format coco` after editing in another tool")
+    importer.add_argument("--mask-suffix", default="", metavar="S",
+                          help="ending of mask names to ignore when matching, e.g. _mask")
+    importer.add_argument("--replace", action="store_true",
+                          help="replace the mask of an image that is already labelled")
+    importer.add_argument("--any", action="store_true",
+                          help="also take masks of images no round asked for (e.g. a fake "
+                               "normal you saw a defect in)")
+    add_quiet(importer)
+
+    status = add("status", _status, "show rounds and labelled / waiting / fake-normal / "
+                                    "unlabelled counts",
+                 "Show the session's rounds, the labelled, waiting, fake-normal and unlabelled "
+                 "counts, the defects found per round, an estimate of the defective images "
+                 "still unlabelled, whether a command is running, and what to do next. Reads "
+                 "only.")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    report = add("report", _report, "write an HTML report with plots",
+                 "Write SESSION/report/index.html with PNG plots: the last round's score "
+                 "histogram with the K and V cut lines, the images it asked for with their "
+                 "reconstruction-error maps and predicted masks, a random sample of the fake "
+                 "normals, and the defects found per round.")
+    report.add_argument("--out", metavar="DIR", help="output folder (default SESSION/report)")
+    report.add_argument("--samples", type=count, default=16, metavar="N",
+                        help="fake normals to show (default 16)")
+    add_device(report)
+    add_quiet(report)
+
+    export = add("export", _export, "export the masks (PNG folders, COCO, Label Studio) or "
+                                    "the model",
+                 "Export the labelled images and masks. png: OUT/good, OUT/defect and "
+                 "OUT/ground_truth/defect/NAME_mask.png (MVTec AD / anomalib layout). coco: "
+                 "OUT/annotations.json with compressed RLE masks (pycocotools), one "
+                 "annotation per connected defect. label-studio: OUT/tasks.json with brush-RLE "
+                 "annotations (labelled images) and pre-annotations (images still to label), "
+                 "plus OUT/label_config.xml. model: the segmentation learner S "
+                 "(OUT/segmenter.pt for SegmentationLearner.load, OUT/unet_state_dict.pt and "
+                 "OUT/segmenter.json); run `sid4ds train` first to include the newest labels.")
+    export.add_argument("--format", required=True,
+                        choices=("png", "coco", "label-studio", "model"))
+    export.add_argument("--out", metavar="DIR",
+                        help="output folder, new or empty (default SESSION/exports/FORMAT)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder if it is not empty")
+    export.add_argument("--image-url-prefix", default="images/", metavar="P",
+                        help="label-studio: prefix of each task's data.image (default images/)")
+    add_device(export)
+    add_quiet(export)
+
+    train = add("train", _train, "train S on every label: the model to take home",
+                "Train the segmentation learner S on every labelled image (and the last "
+                "round's fake normals), from its previous weights. The next query uses it as "
+                "it is; predict and export --format model use it.")
+    add_device(train)
+    add_quiet(train)
+
+    predict = add("predict", _predict, "S's masks and defect scores for new images",
+                  "Run the session's segmentation learner S on new images, read like the "
+                  "pool (the session's resizing, tiling and colour mode): OUT/masks/NAME.png "
+                  "(0 / 255) and OUT/scores.csv (largest defect probability, defect pixels, "
+                  "defective 0/1 per image).")
+    predict.add_argument("--images", required=True, metavar="DIR|FILE",
+                         help="folder of images, an .npy array or a .txt list of image paths")
+    predict.add_argument("--out", required=True, metavar="DIR",
+                         help="output folder, new or empty")
+    predict.add_argument("--threshold", type=fraction, metavar="P",
+                         help="defect probability at or above which a pixel is a defect "
+                              "(default S's, 0.5)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace the output folder if it is not empty")
+    predict.add_argument("--skip-unreadable", action="store_true",
+                         help="skip unreadable image files with a warning")
+    add_device(predict)
+    add_quiet(predict)
+

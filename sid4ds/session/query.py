@@ -1,0 +1,190 @@
+"""``sid4ds query``: one SID4DS round of a session, and the round folder it writes.
+
+The round itself is :meth:`sid4ds.rounds.SID4DSRounds.run_round`, the same one
+:func:`~sid4ds.run_sid4ds` runs. The session gives it the models it saved, saves every model
+right after it is trained (so a killed query resumes from there and gives the same round),
+keeps M's E_msmr on disk (so a second cold-start round reuses it), and writes
+``rounds/NNN/``: the list of images to label, the images, S's pre-annotations, the fake
+normals and every score.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+from typing import Any
+
+import numpy as np
+
+from sid4ds._torch import resolve_device
+from sid4ds._validation import check_int
+from sid4ds.pool import as_pool
+from sid4ds.rounds import RoundResult, SID4DSRounds
+from sid4ds.session.errors import SessionError
+from sid4ds.session.manifest import RoundRecord
+from sid4ds.session.models import new_model
+from sid4ds.session.storage import (
+    csv_text,
+    now,
+    png_bytes,
+    replace_folder,
+    test_hook,
+    to_uint8,
+    write_bytes,
+    write_json,
+    write_text,
+)
+from sid4ds.session.store import PoolView, SessionStore
+
+__all__ = ["run_query", "say"]
+
+
+def say(verbose: int, message: str) -> None:
+    """A progress message on stderr when ``verbose``."""
+    if verbose:
+        print(f"[sid4ds] {message}", file=sys.stderr, flush=True)
+
+
+def run_query(store: SessionStore, n_label: int | None, n_normal: int | str, *,
+              device: Any, verbose: int, skip_missing: bool) -> RoundRecord:
+    """Run one round of the session in ``store`` (see ``LabelingSession.query``)."""
+    resolve_device(device)
+    verbose = check_int(verbose, "verbose", minimum=0)
+    with store.locked("query") as manifest:
+        waiting = store.waiting()
+        if waiting and not skip_missing:
+            folder = manifest["rounds"][-1]["folder"]
+            raise SessionError(
+                f"round {len(manifest['rounds']) - 1} still waits for masks of "
+                f"{len(waiting)} images ({', '.join(waiting[:5])}"
+                f"{', ...' if len(waiting) > 5 else ''}; listed in "
+                f"{store.path / folder / 'to_label.csv'}); import them first, or pass "
+                f"skip_missing=True (--skip-missing) to put them back in the pool"
+            )
+        pool = store.pool()
+        labels = manifest["labels"]
+        unlabeled = np.array([row for row, name in enumerate(pool.names) if name not in labels],
+                             dtype=np.int64)
+        if not len(unlabeled):
+            raise SessionError(
+                f"every image of {store.path} is labelled; nothing is left to query: "
+                f"export the masks with `sid4ds export {store.path}`"
+            )
+        if n_label is None:
+            n_label = max(1, int(round(0.1 * len(pool.names))))
+        n_label = check_int(n_label, "n_label", minimum=1)
+        if n_normal != "auto":
+            n_normal = check_int(n_normal, "n_normal", minimum=0)
+        if waiting:
+            manifest["rounds"][-1]["skipped"] = waiting
+        return _run_round(store, pool, unlabeled, n_label, n_normal, device, verbose)
+
+
+def _engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
+            round_index: int) -> SID4DSRounds:
+    """The round engine with the session's models (new ones where none is saved yet)."""
+    manifest = store.manifest
+    settings = manifest["settings"]
+    models = {kind: store.model(kind, device, verbose) for kind in ("M", "S", "G")}
+    trained_for = {kind: manifest["models"][kind]["round"] for kind in models
+                   if models[kind] is not None}
+
+    def keep(kind: str, model: Any, trained_round: int) -> None:
+        store.keep_model(kind, trained_round, model)
+        test_hook(f"query:after-train-{kind}")
+
+    return SID4DSRounds(
+        models["S"] if models["S"] is not None else new_model("S", settings, device, verbose),
+        models["M"] if models["M"] is not None else new_model("M", settings, device, verbose),
+        sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"], n_normal=n_normal,
+        expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
+        msmr_cache=store.msmr_store(), on_trained=keep,
+        say=lambda message: say(verbose, message))
+
+
+def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_label: int,
+               n_normal: int | str, device: Any, verbose: int) -> RoundRecord:
+    manifest = store.manifest
+    round_index = len(manifest["rounds"])
+    engine = _engine(store, n_normal, device, verbose, round_index)
+    X_train, y_train = store.training_set()
+    images = as_pool(pool.images, name="pool")
+    result = engine.run_round(images, unlabeled, X_train, y_train, round_index, n_label,
+                              keys=pool.keys)
+    say(verbose, f"round {round_index}: {result.reason}")
+    names = [pool.names[row] for row in unlabeled]
+    models_used = {kind: manifest["models"][kind]["round"]
+                   for kind in (("M", "S", "G") if result.stage == "iterative" else ("M",))}
+    record: RoundRecord = {
+        "round": round_index, "stage": result.stage, "score": result.score,
+        "reason": result.reason, "n_label": n_label, "n_normal": n_normal,
+        "defect_ratio": manifest["settings"]["defect_ratio"],
+        "selected": [names[index] for index in result.selected],
+        "scores": [float(result.scores[index]) for index in result.selected],
+        "fake_normals": [names[index] for index in result.fake_normals],
+        "fake_normal_scores": [float(result.scores[index]) for index in result.fake_normals],
+        "n_training": len(X_train), "models": models_used,
+        "folder": f"rounds/{round_index:03d}", "created": now(),
+        "device": str(resolve_device(device)), "seconds": result.seconds,
+        "reused_scores": result.reused_scores,
+    }
+    preannotations = None
+    if result.stage == "iterative" and len(result.selected):
+        preannotations = engine.segmenter.predict(images.subset(unlabeled[result.selected]))
+    _write_round_folder(store, record, pool, names, result, preannotations)
+    test_hook("query:before-commit")
+    manifest["rounds"].append(record)
+    store.commit()
+    say(verbose, f"round {round_index} ({record['stage']}): label the "
+                 f"{len(record['selected'])} images in {store.path / record['folder']}")
+    return copy.deepcopy(record)
+
+
+def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView,
+                        names: list[str], result: RoundResult,
+                        preannotations: np.ndarray | None) -> None:
+    """Write ``rounds/NNN``; ``preannotations`` are S's masks of the selected images."""
+    target = store.path / record["folder"]
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    scores, top, bottom = result.scores, result.selected, result.fake_normals
+    rows, entries = [], []
+    for rank, index in enumerate(top, start=1):
+        name = names[index]
+        image_file = f"images/{name}.png"
+        write_bytes(staging / image_file, png_bytes(to_uint8(pool.images[pool.index[name]])))
+        preannotation = ""
+        if preannotations is not None:
+            preannotation = f"preannotations/{name}.png"
+            write_bytes(staging / preannotation,
+                        png_bytes(preannotations[rank - 1].astype(np.uint8) * 255))
+        source = str(pool.sources[pool.index[name]])
+        rows.append([rank, name, repr(float(scores[index])), image_file, preannotation, source])
+        entries.append({"rank": rank, "name": name, "score": float(scores[index]),
+                        "image": image_file, "preannotation": preannotation or None,
+                        "source": source})
+    header = ["rank", "name", "score", "image", "preannotation", "source"]
+    write_text(staging / "to_label.csv", csv_text(header, rows))
+    fake_rows = [[rank, names[index], repr(float(scores[index]))]
+                 for rank, index in enumerate(bottom, start=1)]
+    write_text(staging / "fake_normals.csv", csv_text(["rank", "name", "score"], fake_rows))
+    order = np.lexsort((-np.arange(len(scores)), -scores))
+    role = {int(index): "label" for index in top}
+    role.update({int(index): "fake_normal" for index in bottom})
+    all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool")]
+                for rank, index in enumerate(order, start=1)]
+    write_text(staging / "scores.csv", csv_text(["name", "score", "rank", "role"], all_rows))
+    write_json(staging / "to_label.json", {
+        "round": record["round"], "stage": record["stage"], "score": record["score"],
+        "reason": record["reason"],
+        "instructions": "draw a mask for every image in images/ (0 = normal, 255 = "
+                        "defect; an all-black mask for a normal image), name it like "
+                        "the image, and run `sid4ds import SESSION --masks DIR`",
+        "images": entries,
+        "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index])}
+                         for rank, index in enumerate(bottom, start=1)],
+    })
+    replace_folder(staging, target)

@@ -1,0 +1,613 @@
+"""The labelling session as users meet it: :class:`LabelingSession`, a facade.
+
+Each public method is one ``sid4ds`` subcommand; the work is done by the modules of this
+package through a :class:`~sid4ds.session.store.SessionStore`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sid4ds.segmentation import SegmentationLearner
+from sid4ds.session.deliver import predict_images, session_segmenter, train_segmenter
+from sid4ds.session.export import export_session
+from sid4ds.session.ingest import create_session
+from sid4ds.session.labels import import_coco, import_label_studio, import_masks
+from sid4ds.session.manifest import Manifest, RoundRecord
+from sid4ds.session.query import run_query
+from sid4ds.session.report import write_session_report
+from sid4ds.session.status import session_status
+from sid4ds.session.store import PoolView, SessionStore
+
+__all__ = ["LabelingSession"]
+
+
+class LabelingSession:
+    """A SID4DS labelling campaign kept in a folder: pool, masks, models and rounds.
+
+    Create one with :meth:`create`, open an existing one with :meth:`open`. Every method
+    that changes the session takes the session's lock and re-reads its manifest first, so
+    several ``LabelingSession`` objects (or processes) on one folder never overwrite each
+    other's work; a second command while one runs raises :class:`SessionBusyError`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The session folder (use :meth:`open`, which also checks it).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The session folder.
+    manifest : dict
+        The manifest as last read (settings, labels, rounds, models); re-read by every
+        method.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.session import LabelingSession
+    >>> workdir = Path(tempfile.mkdtemp())
+    >>> X, masks = make_defect_images(n_samples=20, image_size=16, defect_ratio=0.2,
+    ...                               random_state=0)
+    >>> (workdir / "images").mkdir()
+    >>> for index, image in enumerate(X):
+    ...     Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(
+    ...         workdir / "images" / f"part{index:02d}.png")
+    >>> tiny = {"base_channels": 4, "depth": 2, "max_epochs": 1}
+    >>> session = LabelingSession.create(
+    ...     workdir / "session", workdir / "images", seed=0,
+    ...     scorer_params={**tiny, "patch_size": 4, "n_blocks": 4}, segmenter_params=tiny)
+    >>> record = session.query(n_label=4)
+    >>> record["stage"], len(record["selected"]), len(record["fake_normals"])
+    ('cold_start', 4, 4)
+    >>> (workdir / "answers").mkdir()
+    >>> for name in record["selected"]:
+    ...     index = int(name[4:])
+    ...     Image.fromarray(masks[index] * 255).save(workdir / "answers" / f"{name}.png")
+    >>> summary = session.import_masks(workdir / "answers")
+    >>> len(summary["added"]), session.status()["labeled"]
+    (4, 4)
+    >>> out = session.export(workdir / "mvtec", "png")  # good/, defect/, ground_truth/
+    >>> len(list(out.glob("*/*.png")))  # the 4 labelled images, normal or defective
+    4
+    >>> import shutil
+    >>> shutil.rmtree(workdir)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._store = SessionStore(Path(path))
+
+    @property
+    def path(self) -> Path:
+        """The session folder."""
+        return self._store.path
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest as last read (settings, labels, rounds, models)."""
+        return self._store.manifest
+
+    # ------------------------------------------------------------------ creating, opening
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        images: Any,
+        masks: str | os.PathLike[str] | None = None,
+        *,
+        image_size: int | tuple[int, int] | None = None,
+        tile: int | tuple[int, int] | None = None,
+        mode: str | None = None,
+        mask_suffix: str = "",
+        skip_unreadable: bool = False,
+        names: Sequence[str] | None = None,
+        defect_ratio: float = 0.05,
+        seed: int = 0,
+        scorer_params: dict[str, Any] | None = None,
+        segmenter_params: dict[str, Any] | None = None,
+        guided_epochs: int | None = None,
+    ) -> LabelingSession:
+        """Create a session folder from images (``sid4ds init``).
+
+        The images are read once, one at a time (resized or tiled as asked), and written
+        into the session's ``pool_images.npy``, so later rounds do not depend on the images
+        staying where they are, and a pool larger than memory works: the session reads it
+        memory-mapped. The folder is written under a temporary name and renamed when
+        complete.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The new session folder; must not exist (or be empty).
+        images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
+            A folder of images (.png, .jpg, .bmp, .tif; hidden files ignored), sorted by
+            name; or the images themselves, as anything :class:`~sid4ds.ImagePool` reads:
+            an array or ``np.memmap`` of shape (n_samples, n_channels, height, width) or
+            (n_samples, height, width), a sequence of image file paths, or a map-style
+            ``torch.utils.data.Dataset``. They are read in chunks.
+        masks : str or path-like, optional
+            Folder of masks that already exist, matched to images by name (the file name
+            without extension, after removing ``mask_suffix``). Their images count as
+            labelled. Each mask must be binary (0 = normal, one non-zero value = defect)
+            and have its image's size before resizing or tiling.
+        image_size : int or (height, width), optional
+            Resize every image (and mask) to this size. Needed when the images differ in
+            size, unless ``tile`` is given.
+        tile : int or (height, width), optional
+            Cut every image (and mask) into tiles of this size; tile ``k`` of image ``a``
+            is named ``a_t<k>``.
+        mode : {"L", "RGB"}, optional
+            Grey-scale or colour images. Default: ``"L"`` for image files; for arrays and
+            Datasets, what their channels say (1 = ``"L"``, 3 = ``"RGB"``).
+        mask_suffix : str, default=""
+            Ending of mask names to remove before matching, e.g. ``"_mask"``.
+        skip_unreadable : bool, default=False
+            Skip unreadable image files with a warning instead of refusing the folder.
+        names : sequence of str, optional
+            One name per image when ``images`` is not a folder (used for mask files, lists
+            and exports). Default: the file names without extension for paths,
+            ``image_000000``, ``image_000001``, ... otherwise.
+        defect_ratio : float, default=0.05
+            Expected share of defective images; sets the number of fake normals V when a
+            query asks for ``n_normal="auto"``.
+        seed : int, default=0
+            Seeds every model; the same images, settings and seed give the same rounds.
+        scorer_params : dict, optional
+            Parameters of :class:`~sid4ds.ReconstructionScorer` (M and G), e.g.
+            ``{"max_epochs": 12, "base_channels": 16, "depth": 3}``; defaults are the
+            estimator's.
+        segmenter_params : dict, optional
+            Parameters of :class:`~sid4ds.SegmentationLearner` (S).
+        guided_epochs : int, optional
+            Epochs of the label-guided learner G; defaults to M's ``max_epochs``.
+
+        Returns
+        -------
+        session : LabelingSession
+
+        Raises
+        ------
+        SessionError
+            If the folder exists, an image or mask is unreadable, masks have no image or
+            are not binary, images differ in size without ``image_size``/``tile``, two
+            files share a name, the image folder is empty, ``names`` do not fit, or the
+            images do not fit the networks; the message names the file and what to do.
+        """
+        return cls(create_session(path, images, masks, {
+            "image_size": image_size, "tile": tile, "mode": mode, "mask_suffix": mask_suffix,
+            "skip_unreadable": skip_unreadable, "names": names, "defect_ratio": defect_ratio,
+            "seed": seed, "scorer_params": scorer_params,
+            "segmenter_params": segmenter_params, "guided_epochs": guided_epochs}))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> LabelingSession:
+        """Open an existing session folder, checking its format version.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The session folder.
+
+        Returns
+        -------
+        session : LabelingSession
+
+        Raises
+        ------
+        SessionError
+            If the folder does not exist, is not a session, or was written by a newer
+            sid4ds (format version above :data:`FORMAT_VERSION`).
+        """
+        return cls(path)
+
+    # ------------------------------------------------------------------ what it holds
+    @property
+    def names(self) -> list[str]:
+        """Names of all pool images, in pool order."""
+        return list(self._store.pool().names)
+
+    @property
+    def labeled_names(self) -> list[str]:
+        """Labelled images in labelling order (unasked labels first, then round by round)."""
+        return self._store.labeled_names()
+
+    def pool(self) -> PoolView:
+        """The pool as the networks see it: memory-mapped images, names, keys, sources.
+
+        Returns
+        -------
+        pool : PoolView
+            ``images`` of shape (n_images, n_channels, height, width), float32, read-only;
+            ``names``, ``keys``, ``sources``, ``index`` (row of each name).
+        """
+        return self._store.pool()
+
+    def mask(self, name: str) -> np.ndarray:
+        """The stored mask of a labelled image, (height, width) uint8 in {0, 1}.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not labelled.
+        SessionError
+            If its mask file is missing or was changed.
+        """
+        return self._store.load_mask(name)
+
+    def status(self) -> dict[str, Any]:
+        """Where the session stands (``sid4ds status``); reads only, takes no lock.
+
+        Returns
+        -------
+        status : dict
+            ``path``, ``format_version``, ``n_images``, ``image_shape`` (channels, height,
+            width), ``n_rounds``; the images by state, which add up to ``n_images``:
+            ``labeled`` (with a mask), ``n_waiting`` (asked for by the last round, no mask
+            yet; their names in ``waiting``), ``fake_normals`` (the last round's, trained
+            on as normal in the next round) and ``unlabeled`` (the rest); ``defective``
+            (labelled images with a defect), ``rounds`` (per round: ``round``, ``stage``,
+            ``reason``, ``asked``, ``labeled``, ``defective``, ``defect_rate``,
+            ``fake_normals``), ``remaining_estimate`` (defective images still unlabelled:
+            ``expected`` from the defect ratio given at init, ``at_most`` from the last
+            answered round's defect rate; see :func:`sid4ds.rounds.remaining_estimate`),
+            ``initially_labeled``, ``lock`` (the command holding the lock, or None),
+            ``running`` (a command runs now) and ``next`` (what to do next).
+        """
+        return session_status(self._store)
+
+    # ------------------------------------------------------------------ commands
+    def query(
+        self,
+        n_label: int | None = None,
+        n_normal: int | str = "auto",
+        *,
+        device: Any = "auto",
+        verbose: int = 0,
+        skip_missing: bool = False,
+    ) -> RoundRecord:
+        """Run one round (``sid4ds query``): train, rank the unlabelled pool, write the lists.
+
+        The first round trains the self-supervised reconstruction learner M on the whole
+        pool and ranks by E_msmr. Once labels exist (with at least one defective and one
+        normal image among the labelled images and the last round's fake normals), a round
+        trains the segmentation learner S (from its previous weights after the first time)
+        and, once, the label-guided learner G (starting from M's weights) on the labelled
+        images plus the previous round's fake normals, and ranks by E_sdr inside S's
+        predicted defects, as :func:`sid4ds.run_sid4ds` does.
+
+        Files written to ``rounds/NNN/``: ``to_label.csv`` and ``to_label.json`` (rank,
+        name, score, the image file, the pre-annotation file, the source file),
+        ``fake_normals.csv``, ``scores.csv`` (every ranked image), ``images/NAME.png``
+        (the images to label, as the session sees them) and ``preannotations/NAME.png``
+        (S's predicted masks, from the second round on).
+
+        Parameters
+        ----------
+        n_label : int, optional
+            K, images to label this round; default 10% of the pool (at least 1).
+        n_normal : int or "auto", default="auto"
+            V, fake normals (see :func:`sid4ds.resolve_n_normal`); 0 turns them off.
+        device : str, default="auto"
+            Where to train and score (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``).
+        verbose : int, default=0
+            Print the steps and show progress bars (on stderr).
+        skip_missing : bool, default=False
+            Start a new round although the last one still waits for masks; the images
+            without a mask go back to the pool.
+
+        Returns
+        -------
+        record : dict
+            The round: ``round``, ``stage`` (``"cold_start"`` or ``"iterative"``),
+            ``score`` (``"E_msmr"`` or ``"E_sdr"``), ``selected`` (names, best first),
+            ``scores``, ``fake_normals`` (names), ``fake_normal_scores``, ``folder``.
+
+        Raises
+        ------
+        SessionError
+            If the last round still waits for masks (and not ``skip_missing``), or every
+            image is labelled. :class:`SessionBusyError` if another command runs.
+        """
+        return run_query(self._store, n_label, n_normal, device=device, verbose=verbose,
+                         skip_missing=skip_missing)
+
+    def import_masks(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        mask_suffix: str = "",
+        replace: bool = False,
+        any_image: bool = False,
+    ) -> dict[str, list[str]]:
+        """Take the human's masks back (``sid4ds import --masks``).
+
+        Mask files are matched to images by file name without extension (after removing
+        ``mask_suffix``). Images a round asked for, or that are already labelled, are
+        accepted, and with ``any_image`` every pool image (e.g. a fake normal the report
+        showed you a defect in: its mask replaces the all-zero mask it was trained with).
+        Every file is checked first; if any is wrong nothing is imported. The masks are
+        copied into the session before the manifest marks them labelled. A
+        :class:`SessionWarning` counts the imported defective masks of images that were
+        fake normals of an earlier round.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Folder of mask files (PNG recommended): 0 = normal, one non-zero value = defect,
+            the size of the image in ``rounds/NNN/images/``. An all-black mask says the
+            image is normal.
+        mask_suffix : str, default=""
+            Ending of the mask names to remove before matching, e.g. ``"_mask"``.
+        replace : bool, default=False
+            Replace the mask of an already labelled image with a different one (without
+            it that is an error; the same mask again is ignored).
+        any_image : bool, default=False
+            Also accept masks of images no round asked for.
+
+        Returns
+        -------
+        summary : dict
+            ``added``, ``replaced`` and ``unchanged`` image names, and
+            ``defective_fake_normals`` (those added or replaced that were fake normals).
+
+        Raises
+        ------
+        SessionError
+            Naming every bad file: unreadable, not binary, wrong size, no such image, not
+            asked for, two files for one image, or a different mask for a labelled image
+            without ``replace``.
+        """
+        return import_masks(self._store, folder, mask_suffix=mask_suffix, replace=replace,
+                            any_image=any_image)
+
+    def import_label_studio(
+        self,
+        export: str | os.PathLike[str],
+        *,
+        replace: bool = False,
+        any_image: bool = False,
+    ) -> dict[str, list[str]]:
+        """Take masks back from a Label Studio JSON export (``sid4ds import --label-studio``).
+
+        Each task's image is found from ``data.sid4ds_name`` (set by
+        :meth:`export` with ``format="label-studio"``) or else from the image file name in
+        ``data.image`` (Label Studio's upload prefix ``1a2b3c4d-`` is removed). The last
+        annotation that was not cancelled is used; its brush results (``brushlabels``,
+        RLE format) are merged into one mask, and an annotation with no result marks a
+        normal image. Tasks without annotations are skipped.
+
+        Parameters
+        ----------
+        export : str or path-like
+            The ``.json`` file exported from Label Studio ("JSON" export).
+        replace, any_image : bool, default=False
+            As in :meth:`import_masks`.
+
+        Returns
+        -------
+        summary : dict
+            ``added``, ``replaced``, ``unchanged`` and ``not_annotated`` names.
+        """
+        return import_label_studio(self._store, export, replace=replace, any_image=any_image)
+
+    def import_coco(
+        self,
+        annotations: str | os.PathLike[str],
+        *,
+        replace: bool = False,
+        any_image: bool = False,
+    ) -> dict[str, list[str]]:
+        """Take masks back from a COCO annotations file (``sid4ds import --coco``).
+
+        The file is read with ``pycocotools.coco.COCO``: each image's annotations
+        (polygons, compressed or uncompressed RLE, any category) are merged into one mask;
+        an image listed without annotations is normal. Images are matched to the session by
+        ``file_name`` without folder and extension, and must have the session's size, as
+        ``export(format="coco")`` writes them.
+
+        Parameters
+        ----------
+        annotations : str or path-like
+            The COCO ``.json`` file.
+        replace, any_image : bool, default=False
+            As in :meth:`import_masks`.
+
+        Returns
+        -------
+        summary : dict
+            As :meth:`import_masks` returns it.
+        """
+        return import_coco(self._store, annotations, replace=replace, any_image=any_image)
+
+    def export(
+        self,
+        out: str | os.PathLike[str] | None = None,
+        format: str = "png",
+        *,
+        image_url_prefix: str = "images/",
+        device: Any = "auto",
+        overwrite: bool = False,
+    ) -> Path:
+        """Write the labelled masks in a format other tools read (``sid4ds export``).
+
+        ``"png"`` (MVTec AD / anomalib ``Folder`` layout)::
+
+            OUT/good/NAME.png                      labelled normal images
+            OUT/defect/NAME.png                    labelled defective images
+            OUT/ground_truth/defect/NAME_mask.png  their masks (0 / 255)
+
+        ``"coco"``: ``OUT/annotations.json`` (one category ``defect``; one annotation per
+        connected defect region, 8-connected, with a compressed RLE ``segmentation``
+        written by ``pycocotools``, its ``area`` and ``bbox``, ``iscrowd`` 0; normal images
+        have none; ``pycocotools.coco.COCO`` reads it) and ``OUT/images/NAME.png``.
+
+        ``"label-studio"``: ``OUT/tasks.json`` (one task per labelled image, with its mask
+        as a brush annotation, and one per image the last round still waits for, with the
+        segmentation learner's predicted mask as a brush pre-annotation when one exists),
+        ``OUT/images/NAME.png`` and ``OUT/label_config.xml``. Each task's ``data`` holds
+        ``image`` (``image_url_prefix + NAME.png``) and ``sid4ds_name``.
+
+        ``"model"``: the newest segmentation learner S: ``OUT/segmenter.pt`` (its state,
+        which ``SegmentationLearner.load`` reads with ``weights_only=True``),
+        ``OUT/unet_state_dict.pt`` (the bare network's weights, for
+        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold and the
+        preprocessing of the session's images). Run :meth:`train` first to include the
+        newest labels.
+
+        Images are written as the session sees them (after resizing or tiling), so masks
+        and images always match.
+
+        Parameters
+        ----------
+        out : str or path-like, optional
+            Output folder; it must not exist or be empty unless ``overwrite``. Default
+            ``SESSION/exports/FORMAT``.
+        format : {"png", "coco", "label-studio", "model"}, default="png"
+        image_url_prefix : str, default="images/"
+            Label Studio only: the prefix of ``data.image`` (e.g. the URL where the images
+            are served, or ``/data/local-files/?d=...``).
+        device : str, default="auto"
+            Label Studio only: where S predicts the pre-annotations.
+        overwrite : bool, default=False
+            Replace ``out`` (or the default folder) when it is not empty.
+
+        Returns
+        -------
+        out : pathlib.Path
+            The folder written.
+        """
+        return export_session(self._store, out, format, image_url_prefix=image_url_prefix,
+                              device=device, overwrite=overwrite)
+
+    # ------------------------------------------------------------------ the model
+    def train(self, *, device: Any = "auto", verbose: int = 0) -> dict[str, Any]:
+        """Train S now on every labelled image and the last round's fake normals.
+
+        The model to take home (``sid4ds train``): a query trains S only for the round it
+        ranks, so the labels of the last round reach S here. S continues from its previous
+        weights; the next :meth:`query` uses this S as it is (it was trained on the very
+        set the query would train it on), so nothing is trained twice.
+
+        Parameters
+        ----------
+        device : str, default="auto"
+            Where to train.
+        verbose : int, default=0
+            Progress messages and bars (on stderr).
+
+        Returns
+        -------
+        summary : dict
+            ``round`` (the round S is now trained for), ``n_training`` and ``trained``
+            (False when S had seen every label already).
+
+        Raises
+        ------
+        SessionError
+            Without a defective and a normal image among the labels and fake normals.
+        """
+        return train_segmenter(self._store, device=device, verbose=verbose)
+
+    def segmenter(self, device: Any = "auto") -> SegmentationLearner:
+        """The session's newest segmentation learner S, fitted, as a scikit-learn estimator.
+
+        Parameters
+        ----------
+        device : str, default="auto"
+            Where the network goes.
+
+        Returns
+        -------
+        segmenter : SegmentationLearner
+            Its ``predict`` / ``predict_proba`` take images preprocessed as the session's
+            (see :meth:`predict` to read image files that way).
+
+        Raises
+        ------
+        SessionError
+            Before the first iterative round (no S yet).
+        """
+        return session_segmenter(self._store, device)
+
+    def predict(
+        self,
+        images: Any,
+        out: str | os.PathLike[str],
+        *,
+        threshold: float | None = None,
+        device: Any = "auto",
+        overwrite: bool = False,
+        skip_unreadable: bool = False,
+    ) -> Path:
+        """S's defect masks and scores for new images (``sid4ds predict``).
+
+        The images are read as ``init`` read the pool (the session's resizing, tiling and
+        colour mode). Writes ``OUT/masks/NAME.png`` (0 / 255) and ``OUT/scores.csv``:
+        ``name``, ``defect_score`` (the largest defect probability in the image),
+        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``
+        and ``source``.
+
+        Parameters
+        ----------
+        images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
+            New images, as :meth:`create` takes them.
+        out : str or path-like
+            Output folder; new or empty unless ``overwrite``.
+        threshold : float, optional
+            Probability at or above which a pixel is a defect; default S's ``threshold``.
+        device : str, default="auto"
+            Where S runs.
+        overwrite : bool, default=False
+            Replace a non-empty ``out``.
+        skip_unreadable : bool, default=False
+            Skip unreadable image files with a warning.
+
+        Returns
+        -------
+        out : pathlib.Path
+        """
+        return predict_images(self._store, images, out, threshold=threshold, device=device,
+                              overwrite=overwrite, skip_unreadable=skip_unreadable)
+
+    def report(
+        self,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        n_fake_normal_samples: int = 16,
+        device: Any = "auto",
+    ) -> Path:
+        """Write an HTML page with PNG plots about the session (``sid4ds report``).
+
+        The page shows the last round's score histogram with the K and V cut lines,
+        thumbnails of the images it asked for with their reconstruction-error maps (M's
+        block-wise masked-reconstruction error in a cold-start round, G's reconstruction
+        error in an iterative round) and the segmentation learner's predicted masks, a
+        random sample of the fake normals for spot checks, and the defects found per round.
+        Plots are drawn with Pillow.
+
+        Parameters
+        ----------
+        out : str or path-like, optional
+            Output folder, replaced if it exists; default ``SESSION/report``.
+        n_fake_normal_samples : int, default=16
+            Fake normals to show (drawn with the session's seed).
+        device : str, default="auto"
+            Where to compute the error maps.
+
+        Returns
+        -------
+        index : pathlib.Path
+            The HTML file.
+        """
+        return write_session_report(self._store, out,
+                                    n_fake_normal_samples=n_fake_normal_samples, device=device)

@@ -1,0 +1,83 @@
+"""The training recipe (sid4ds.training) and the one training loop that follows it."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sid4ds import ReconstructionScorer, SegmentationLearner
+from sid4ds.training import batch_indices, learning_rate, n_training_steps, steps_per_epoch
+
+from .conftest import TINY_NET
+
+
+def test_multistep_schedule_is_the_papers_scaled_to_the_epochs():
+    rates = [learning_rate(epoch * 3, 360, 0.1, "multistep", epoch_steps=3)
+             for epoch in (0, 29, 30, 59, 60, 90, 119)]
+    assert np.allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 1e-4, 1e-4])
+    assert np.allclose([learning_rate(epoch, 8, 0.1, "multistep") for epoch in range(8)],
+                       [0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4])
+
+
+def test_one_cycle_warms_up_peaks_and_decays_to_almost_nothing():
+    rates = np.array([learning_rate(step, 1000, 3e-3, "onecycle", warmup=0.1)
+                      for step in range(1000)])
+    assert rates[0] == pytest.approx(3e-3 / 25)
+    assert rates.argmax() == 100 and rates.max() == pytest.approx(3e-3)
+    assert (np.diff(rates[:100]) > 0).all() and (np.diff(rates[100:]) <= 0).all()
+    assert rates[-1] == pytest.approx(3e-7)
+    cosine = [learning_rate(step, 10, 1.0, "cosine") for step in (0, 5)]
+    assert cosine == pytest.approx([1.0, 0.5])
+
+
+def test_a_step_budget_does_not_depend_on_the_training_set():
+    assert n_training_steps(100, 16, None, 500) == n_training_steps(1000, 16, None, 500) == 500
+    assert n_training_steps(100, 16, 3, None) == 3 * steps_per_epoch(100, 16) == 21
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_defective=st.integers(1, 10), n_normal=st.integers(1, 40),
+       batch_size=st.integers(2, 16), share=st.sampled_from([0.25, 0.5, 0.75]))
+def test_defect_aware_batches_hold_the_share_and_visit_every_defect(n_defective, n_normal,
+                                                                   batch_size, share):
+    defective = np.arange(n_defective + n_normal) < n_defective
+    epochs = batch_indices(np.random.default_rng(0), len(defective), batch_size, defective,
+                           defect_share=share)
+    per_batch = min(batch_size - 1, max(1, round(share * batch_size)))
+    seen = []
+    for _ in range(3):
+        for batch in next(epochs):
+            assert len(batch) == batch_size and int(defective[batch].sum()) == per_batch
+            seen += batch.tolist()
+    if 3 * steps_per_epoch(len(defective), batch_size) * per_batch >= n_defective:
+        assert set(np.flatnonzero(defective)) <= set(seen)  # shuffled passes, none left out
+
+
+def test_uniform_batches_are_one_permutation_per_epoch():
+    epochs = batch_indices(np.random.default_rng(0), 10, 4)
+    first = next(epochs)
+    assert [len(batch) for batch in first] == [4, 4, 2]
+    assert sorted(np.concatenate(first).tolist()) == list(range(10))
+    # no defective image, or a share of 0: the same uniform shuffling
+    same = batch_indices(np.random.default_rng(0), 10, 4, np.zeros(10, bool), 0.5)
+    assert all((a == b).all() for a, b in zip(first, next(same), strict=True))
+
+
+def test_segmentation_learner_trains_its_step_budget_whatever_the_set_size(square_defects):
+    images, masks = square_defects
+    for n_images in (8, 24):
+        learner = SegmentationLearner(**TINY_NET, max_steps=7, batch_size=4,
+                                      random_state=0).fit(images[:n_images], masks[:n_images])
+        assert sum(entry["steps"] for entry in learner.history_) == 7
+    by_epochs = SegmentationLearner(**TINY_NET, max_epochs=2, batch_size=4, random_state=0)
+    by_epochs.fit(images, masks)
+    assert [entry["steps"] for entry in by_epochs.history_] == [6, 6]
+
+
+def test_reconstruction_scorer_takes_a_step_budget_too(square_defects):
+    images, _ = square_defects
+    scorer = ReconstructionScorer(**TINY_NET, patch_size=4, n_blocks=4, max_epochs=None,
+                                  max_steps=5, batch_size=8, random_state=0).fit(images)
+    assert sum(entry["steps"] for entry in scorer.history_) == 5
+    with pytest.raises(ValueError, match="max_epochs and max_steps are both None"):
+        ReconstructionScorer(max_epochs=None).fit(images)
