@@ -25,7 +25,7 @@ AUGMENTATIONS = ("brightness_contrast", "flip", "rot90")
 
 
 def check_augment(augment: Any, name: str = "augment",
-                  default: Sequence[str] = ("flip",)) -> tuple[str, ...]:
+                  default: Sequence[str] = ("brightness_contrast", "flip")) -> tuple[str, ...]:
     """The augmentations an ``augment`` parameter asks for, as a tuple of names.
 
     ``True`` means ``default``, ``False`` or ``None`` none; otherwise a sequence of names of
@@ -35,7 +35,7 @@ def check_augment(augment: Any, name: str = "augment",
     --------
     >>> from sid4ds.augment import check_augment
     >>> check_augment(True), check_augment(["flip", "rot90"]), check_augment(False)
-    (('flip',), ('flip', 'rot90'), ())
+    (('brightness_contrast', 'flip'), ('flip', 'rot90'), ())
     """
     if augment is True:
         return tuple(default)

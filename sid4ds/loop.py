@@ -22,6 +22,7 @@ from sid4ds.rounds import (
     SID4DSRounds,
     configure_models,
     label_rounds,
+    model_fingerprint,
     remaining_estimate,
 )
 from sid4ds.segmentation import SegmentationLearner
@@ -56,6 +57,8 @@ class SID4DSRun:
         reached the iterative stage.
     msmr_scorer, sdr_scorer : ReconstructionScorer
         M and G (G is None when no round reached the iterative stage).
+    msmr_scores : ndarray of shape (n_pool,) or None
+        M's E_msmr of every pool image, as round 0 ranked them.
 
     Examples
     --------
@@ -73,6 +76,7 @@ class SID4DSRun:
     segmenter: SegmentationLearner | None = None
     msmr_scorer: ReconstructionScorer | None = None
     sdr_scorer: ReconstructionScorer | None = None
+    msmr_scores: np.ndarray | None = None
 
     def table(self, n_defective_total: int | None = None) -> str:
         """The per-round record as a markdown table.
@@ -110,6 +114,7 @@ def run_sid4ds(
     guided_epochs: int | None = None,
     retrain_scorer: bool = False,
     tie_break: str = "msmr",
+    region: str = "adaptive",
     fit_final: bool = False,
     random_state: Any = None,
     verbose: int = 0,
@@ -157,6 +162,11 @@ def run_sid4ds(
         cold-start E_msmr (an addition to the paper), then by a hash of their pixels;
         ``"content"`` by the hash alone (an arbitrary but reproducible order, as the paper
         leaves ties unspecified).
+    region : {"adaptive", "threshold"}, default="adaptive"
+        How S's probabilities become E_sdr's regions
+        (:func:`sid4ds.strategies.pseudo_label_regions`): ``"threshold"`` is the paper's
+        S ≥ 0.5; ``"adaptive"`` also takes the most probable 1% of the pixels of an image S
+        marks nowhere (an addition to the paper, measured in ``docs/benchmarks.md``).
     fit_final : bool, default=False
         Train S once more after the last round, on every labelled image, to take home
         (:attr:`SID4DSRun.segmenter`). Off by default: the selection does not need it.
@@ -198,7 +208,7 @@ def run_sid4ds(
 
     segmenter, scorer = configure_models(segmenter, scorer, random_state, verbose=verbose)
     engine = SID4DSRounds(segmenter, scorer, guided_epochs=guided_epochs,
-                          retrain_scorer=retrain_scorer, tie_break=tie_break,
+                          retrain_scorer=retrain_scorer, tie_break=tie_break, region=region,
                           n_normal=n_normal, expected_defect_ratio=expected_defect_ratio,
                           say=say)
     _, height, width = images.image_shape
@@ -249,5 +259,6 @@ def run_sid4ds(
         say(f"training S on all {len(X_train)} labelled images and fake normals")
         engine.fit_segmenter(X_train, y_train, len(history))
     run.segmenter, run.sdr_scorer = engine.segmenter, engine.sdr_scorer
+    run.msmr_scores = engine.msmr_cache.get(model_fingerprint(scorer))
     return run
 

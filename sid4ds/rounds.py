@@ -38,7 +38,7 @@ from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
-from sid4ds.strategies import msmr_scores, sdr_scores
+from sid4ds.strategies import REGION_RULES, msmr_scores, sdr_scores
 
 __all__ = [
     "LabelledRound",
@@ -205,6 +205,9 @@ class SID4DSRounds:
     tie_break : {"msmr", "content"}, default="msmr"
         ``"msmr"``: equal scores are ordered by their cold-start E_msmr when it was computed
         (an addition to the paper), then by content; ``"content"``: by content only.
+    region : {"adaptive", "threshold"}, default="adaptive"
+        How S's probabilities become E_sdr's regions
+        (:func:`sid4ds.strategies.pseudo_label_regions`); ``"threshold"`` is the paper's.
     n_normal : int or "auto", default="auto"
         V per round (:func:`resolve_n_normal`).
     expected_defect_ratio : float, default=0.05
@@ -238,6 +241,7 @@ class SID4DSRounds:
         guided_epochs: int | None = None,
         retrain_scorer: bool = False,
         tie_break: str = "msmr",
+        region: str = "adaptive",
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         trained_for: dict[str, int] | None = None,
@@ -246,6 +250,7 @@ class SID4DSRounds:
         say: Callable[[str], None] | None = None,
     ) -> None:
         check_choice(tie_break, "tie_break", ("msmr", "content"))
+        check_choice(region, "region", REGION_RULES)
         if guided_epochs is not None:
             guided_epochs = check_int(guided_epochs, "guided_epochs", minimum=1)
         if n_normal != "auto":
@@ -257,6 +262,7 @@ class SID4DSRounds:
         self.guided_epochs = guided_epochs
         self.retrain_scorer = bool(retrain_scorer)
         self.tie_break = tie_break
+        self.region = region
         self.n_normal = n_normal
         self.expected_defect_ratio = float(expected_defect_ratio)
         self.trained_for = dict(trained_for or {})
@@ -324,7 +330,7 @@ class SID4DSRounds:
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
             self.say(f"scoring {len(unlabeled)} unlabelled images (E_sdr)")
             scores = self._timed(seconds, "score_sdr", lambda: sdr_scores(
-                self.segmenter, self.sdr_scorer, pool.subset(unlabeled)))
+                self.segmenter, self.sdr_scorer, pool.subset(unlabeled), region=self.region))
         else:
             cached = self.msmr_cache.get(fingerprint)
             if cached is not None and not np.isnan(cached[unlabeled]).any():
@@ -516,7 +522,7 @@ class LabelledRound:
     info : object
         What ``select`` returned besides the rows (e.g. a :class:`RoundResult`).
     seconds : dict of str to float
-        ``selection``, ``oracle`` and ``learning`` wall times.
+        ``selection`` (training included) and ``oracle`` wall times.
     """
 
     round: int
@@ -533,10 +539,12 @@ def label_rounds(
     select: Callable[[int, np.ndarray, list[LabelledRound]], tuple[np.ndarray, Any]],
     *,
     n_rounds: int,
-    learn: Callable[[LabelledRound], None] | None = None,
     on_round: Callable[[LabelledRound], None] | None = None,
 ) -> list[LabelledRound]:
-    """The skeleton of every active-learning loop of sid4ds: select, ask, learn, repeat.
+    """The skeleton of every active-learning loop of sid4ds: select, ask, repeat.
+
+    ``select`` trains on what is labelled before it selects (as a SID4DS round does), so
+    nothing is trained after the last selection.
 
     Parameters
     ----------
@@ -548,11 +556,10 @@ def label_rounds(
         ``oracle(indices) -> masks``: the labeller, given pool rows.
     select : callable
         ``select(round_index, unlabeled, history) -> (rows, info)``: the pool rows to label
-        (a subset of ``unlabeled``) and anything to keep with them.
+        (a subset of ``unlabeled``) and anything to keep with them; ``history`` holds the
+        rounds so far, with the labeller's masks.
     n_rounds : int
         Rounds after the first (the loop stops early when the pool is used up).
-    learn : callable, optional
-        ``learn(labelled_round)`` after the labeller answered (e.g. ``learner.teach``).
     on_round : callable, optional
         ``on_round(labelled_round)`` at the end of each round (progress).
 
@@ -576,10 +583,6 @@ def label_rounds(
         seconds["oracle"] = time.perf_counter() - started
         labelled = LabelledRound(round=round_index, chosen=chosen, masks=masks, info=info,
                                  seconds=seconds)
-        if learn is not None:
-            started = time.perf_counter()
-            learn(labelled)
-            seconds["learning"] = time.perf_counter() - started
         history.append(labelled)
         unlabeled = np.setdiff1d(unlabeled, chosen)
         if on_round is not None:

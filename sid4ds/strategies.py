@@ -41,7 +41,7 @@ import numpy as np
 
 from sid4ds._random import borrow_seed
 from sid4ds._torch import is_fitted
-from sid4ds._validation import check_n_instances
+from sid4ds._validation import check_choice, check_float, check_n_instances
 from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
@@ -55,9 +55,11 @@ from sid4ds.selection import (
 )
 
 __all__ = [
+    "REGION_RULES",
     "content_keys",
     "msmr_sampling",
     "msmr_scores",
+    "pseudo_label_regions",
     "rank_pool",
     "sdr_sampling",
     "sdr_scores",
@@ -105,10 +107,67 @@ def _fitted(estimator: Any, name: str) -> Any:
     return estimator
 
 
-def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, images: np.ndarray) -> np.ndarray:
+#: How S's output becomes E_sdr's regions (:func:`pseudo_label_regions`).
+REGION_RULES = ("adaptive", "threshold")
+
+
+def pseudo_label_regions(probabilities: Any, *, threshold: float = 0.5,
+                         rule: str = "adaptive", share: float = 0.01) -> np.ndarray:
+    """The suspected-defect regions of E_sdr from S's defect probabilities.
+
+    ``"threshold"`` is the paper's eq. 9: the pixels whose probability reaches
+    ``threshold``. ``"adaptive"`` keeps those and, in an image where no pixel reaches it,
+    takes its ``share`` most probable pixels (at least one), so that a weak S — one that
+    marks nothing yet, as after the first round — still points G at its best guess, and
+    E_sdr still ranks those images instead of tying them all at 0.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (n_images, height, width)
+        S's defect probabilities.
+    threshold : float, default=0.5
+        S's threshold.
+    rule : {"adaptive", "threshold"}, default="adaptive"
+    share : float, default=0.01
+        Share of an image's pixels taken when none reaches ``threshold`` (adaptive only).
+
+    Returns
+    -------
+    regions : ndarray of shape (n_images, height, width), uint8 in {0, 1}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.strategies import pseudo_label_regions
+    >>> weak = np.array([[[0.1, 0.3], [0.2, 0.1]]])
+    >>> int(pseudo_label_regions(weak, rule="threshold").sum())
+    0
+    >>> pseudo_label_regions(weak).tolist()  # S marks nothing: its most probable pixel
+    [[[0, 1], [0, 0]]]
+    """
+    values = np.asarray(probabilities, dtype=np.float32)
+    regions = values >= threshold
+    if rule == "adaptive":
+        flat = values.reshape(len(values), -1)
+        empty = ~regions.reshape(len(values), -1).any(axis=1)
+        if empty.any():
+            n_top = max(1, int(round(share * flat.shape[1])))
+            # the n_top-th largest value of each empty image; ties beyond it are kept too
+            cut = -np.partition(-flat[empty], n_top - 1, axis=1)[:, n_top - 1 : n_top]
+            regions.reshape(len(values), -1)[empty] = flat[empty] >= cut
+    return regions.astype(np.uint8)
+
+
+def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, rule: str, share: float,
+               images: np.ndarray) -> np.ndarray:
     """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
-    predict = getattr(segmenter, "predict_chunk", segmenter.predict)
-    return scorer.region_errors_chunk(images, np.asarray(predict(images), dtype=np.uint8))
+    if hasattr(segmenter, "predict_proba_chunk"):
+        regions = pseudo_label_regions(segmenter.predict_proba_chunk(images),
+                                       threshold=float(segmenter.threshold), rule=rule,
+                                       share=share)
+    else:  # any segmenter with predict: its masks, as the paper's rule has them
+        regions = np.asarray(segmenter.predict(images), dtype=np.uint8)
+    return scorer.region_errors_chunk(images, regions)
 
 
 def sdr_scores(
@@ -116,12 +175,15 @@ def sdr_scores(
     scorer: ReconstructionScorer,
     X_pool: Any,
     *,
+    region: str = "adaptive",
+    region_share: float = 0.01,
     n_jobs: int | None = None,
 ) -> np.ndarray:
     """E_sdr of every pool image (eq. 8–9).
 
-    The segmentation learner's pseudolabels (probability ≥ its ``threshold``, 0.5 by
-    default) are the regions where the label-guided scorer's reconstruction error counts.
+    The segmentation learner's pseudolabels (:func:`pseudo_label_regions`: probability ≥
+    its ``threshold``, and with the ``"adaptive"`` rule its most probable pixels where none
+    reaches it) are the regions where the label-guided scorer's reconstruction error counts.
 
     Parameters
     ----------
@@ -132,17 +194,21 @@ def sdr_scores(
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
         Or a memmap, image paths, a torch Dataset or an ImagePool. Pseudolabels are
         computed chunk by chunk and never held for the whole pool.
+    region : {"adaptive", "threshold"}, default="adaptive"
+        How S's probabilities become regions (:func:`pseudo_label_regions`);
+        ``"threshold"`` is the paper's eq. 9.
+    region_share : float, default=0.01
+        The share of pixels of the adaptive rule.
     n_jobs : int or None, default=None
         joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
 
     Returns
     -------
     scores : ndarray of shape (n_pool,)
-        0 for images in which S predicts no defect pixel.
+        With ``region="threshold"``, 0 for images in which S predicts no defect pixel.
 
     Examples
     --------
-    >>> import copy
     >>> from sid4ds import ReconstructionScorer, SegmentationLearner, sdr_scores
     >>> from sid4ds.datasets import make_defect_images
     >>> X, masks = make_defect_images(n_samples=8, image_size=16, defect_ratio=0.5,
@@ -154,6 +220,9 @@ def sdr_scores(
     >>> sdr_scores(S, G, X).shape
     (8,)
     """
+    check_choice(region, "region", REGION_RULES)
+    region_share = check_float(region_share, "region_share", low=0.0, high=1.0,
+                               include_low=False)
     pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
     _, height, width = pool.image_shape
     batch_size = scorer.images_per_batch(height, width)
@@ -161,7 +230,8 @@ def sdr_scores(
         _fitted(segmenter, "segmenter").check_pool(pool, name="X_pool")
         # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
         batch_size = math.lcm(batch_size, segmenter.images_per_batch(height, width))
-    return scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer), pool,
+    return scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer, region,
+                                             region_share), pool,
                             n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
                             batch_size=batch_size, description="E_sdr")
 
@@ -238,6 +308,8 @@ def sdr_sampling(
     n_instances: int = 1,
     *,
     scorer: ReconstructionScorer | None = None,
+    region: str = "adaptive",
+    region_share: float = 0.01,
     n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Iterative-stage query: the images with the largest E_sdr (paper §3.3).
@@ -250,9 +322,10 @@ def sdr_sampling(
     there is one; it is kept in ``learner.sid4ds_state.sdr_scorer`` and reused in later
     rounds, as the paper does (§4.2).
 
-    E_sdr is 0 for every image in which S predicts no defect pixel. Such ties are ordered
-    by the image's E_msmr when an earlier :func:`msmr_sampling` on this learner scored it
-    (kept in ``learner.sid4ds_state.msmr_by_key``), then by a hash of its pixels.
+    With the paper's ``region="threshold"``, E_sdr is 0 for every image in which S predicts
+    no defect pixel. Ties are ordered by the image's E_msmr when an earlier
+    :func:`msmr_sampling` on this learner scored it (kept in
+    ``learner.sid4ds_state.msmr_by_key``), then by a hash of its pixels.
 
     Parameters
     ----------
@@ -264,6 +337,8 @@ def sdr_sampling(
         K.
     scorer : ReconstructionScorer, optional
         A fitted label-guided scorer, or a configured one to fit.
+    region, region_share
+        How S's probabilities become E_sdr's regions (see :func:`sdr_scores`).
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; ``None`` uses the scorer's
         ``n_jobs``. The selection is the same for every value.
@@ -321,5 +396,6 @@ def sdr_sampling(
     state.sdr_scorer = scorer
     keys = content_keys(images)
     msmr = np.array([state.msmr_by_key.get(key, np.nan) for key in keys.tolist()])
-    return select_top(learner, sdr_scores(segmenter, scorer, images, n_jobs=n_jobs),
-                      tie_keys(keys, msmr=msmr), n_instances)
+    scores = sdr_scores(segmenter, scorer, images, region=region, region_share=region_share,
+                        n_jobs=n_jobs)
+    return select_top(learner, scores, tie_keys(keys, msmr=msmr), n_instances)

@@ -210,13 +210,14 @@ def test_plots_without_matplotlib_say_how_to_get_them(monkeypatch, tmp_path):
 def test_end_to_end_tiny_run(tmp_path, capsys):
     out = tmp_path / "results"
     code = main([*TINY, "--strategies", "sid4ds", "random", "--iou", "--iou-shares", "0.1",
-                 "0.2", "--out", str(out)])
+                 "0.2", "--test-defective", "6", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
 
     settings_record = json.loads((out / "settings.json").read_text())
     assert settings_record["arguments"]["strategies"] == ["sid4ds", "random"]
-    assert settings_record["data"]["n_images"] == 40
+    assert settings_record["data"]["n_images"] == 46  # 40 + 6 defective, only held out
+    assert settings_record["data"]["n_test_only"] == 6
     assert settings_record["split"]["n_pool"] == 32
     assert settings_record["models"]["segmenter_S"]["base_channels"] == 4
     assert settings_record["models"]["scorer_M_G"]["patch_size"] == 4
@@ -235,6 +236,10 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
     assert all(0 <= share <= 1 for share in shares)
     _, cold_start = read_csv(out / "cold_start.csv")
     assert {row["ranking"] for row in cold_start} == {"msmr", "random", "local_contrast"}
+    _, iou_rows = read_csv(out / "iou.csv")
+    assert {row["n_defective_test"] for row in iou_rows} == {"7"}  # 1 of the 4 drawn, + 6
+    assert all(0 <= float(row["detected"]) <= 1 and 0 <= float(row["false_alarms"]) <= 1
+               for row in iou_rows)
 
     for part in ("## (a)", "## (b)", "## (c)", "## (d)"):
         assert part in printed
@@ -275,3 +280,35 @@ def test_sid4ds_benchmark_subcommand_parses_the_same_options():
                                       "--seeds", "1", "2", "--iou"])
     assert args.handler is _benchmark
     assert args.strategies == ["random", "pt4al"] and args.seeds == [1, 2] and args.iou
+
+
+def test_the_held_out_split_keeps_source_groups_whole():
+    is_defective = np.array([True, True, False, False, False, False] * 5)
+    groups = np.repeat(np.arange(10), 3)  # three tiles per source image
+    pool, test = split_held_out(is_defective, 0.3, random_state=0, groups=groups)
+    assert not set(groups[pool]) & set(groups[test])
+    assert sorted(np.concatenate([pool, test]).tolist()) == list(range(30))
+    with pytest.raises(ValueError, match="groups has 4 entries for 30 images"):
+        split_held_out(is_defective, 0.3, groups=[1, 2, 3, 4])
+
+
+def test_test_only_images_are_held_out_and_never_labelled():
+    X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.5,
+                                  random_state=0)
+    test_only = np.zeros(40, dtype=bool)
+    test_only[masks.reshape(40, -1).any(axis=1).nonzero()[0][:8]] = True
+    result = run_benchmark(X, masks, strategies=["random"], n_rounds=1, seeds=[0],
+                           test_only=test_only, iou=True, iou_shares=[0.1],
+                           segmenter=SegmentationLearner(base_channels=4, depth=2,
+                                                         max_steps=2))
+    assert result.info["n_pool"] == 26  # 32 eligible images, 20% held out
+    assert {row["n_test"] for row in result.iou} == {6 + 8}  # the 8 test-only join the test
+    # eligible: 12 defective, 20 normal; 20% of each held out (2 + 4), plus the 8 test-only
+    assert result.info["n_defective_test"] == [2 + 8]
+
+
+def test_labels_at_whole_rounds():
+    from sid4ds.benchmark.protocol import labels_at
+
+    assert labels_at(0.3, 805, 80, 0.1) == 240  # three rounds, not round(0.3 * 805) = 242
+    assert labels_at(0.25, 100, 10, 0.1) == 25

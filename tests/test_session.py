@@ -113,8 +113,9 @@ def test_session_and_run_sid4ds_break_e_sdr_ties_alike(tmp_path, pool_folder):
     blind = {**TINY_SEGMENTER, "threshold": 1.0}
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=4,
                      segmenter=SegmentationLearner(**blind),
-                     scorer=ReconstructionScorer(**TINY_SCORER), random_state=2)
-    session = LabelingSession.create(tmp_path / "session", images, seed=2,
+                     scorer=ReconstructionScorer(**TINY_SCORER), random_state=2,
+                     region="threshold")  # the paper's regions: nothing marked, all 0
+    session = LabelingSession.create(tmp_path / "session", images, seed=2, region="threshold",
                                      scorer_params=TINY_SCORER, segmenter_params=blind)
     for expected in run.rounds:
         record = session.query(n_label=4)

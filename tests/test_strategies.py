@@ -11,6 +11,7 @@ from sid4ds import (
     msmr_sampling,
     rank_pool,
     sdr_sampling,
+    sdr_scores,
 )
 from sid4ds.selection import content_keys, query_state
 
@@ -163,3 +164,29 @@ def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
     indices, scores = sdr_sampling(learner, images, n_instances=5)
     assert (scores == 0).all()
     assert indices.tolist() == np.argsort(-msmr)[:5].tolist()
+
+
+def test_e_sdr_ranks_defects_first_when_s_is_weak(square_defects):
+    """A weak S (every probability below 0.5, a little higher on the defects): the paper's
+    regions are empty, so E_sdr ties at 0; the adaptive rule keeps S's evidence."""
+    from sklearn.metrics import roc_auc_score
+
+    images, masks = square_defects
+    rng = np.random.default_rng(1)
+
+    class WeakSegmenter:  # probabilities 0.1–0.3 everywhere, +0.1 on the defect pixels
+        module_ = object()
+        threshold = 0.5
+
+        def predict_proba_chunk(self, chunk):
+            rows = [int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0])
+                    for image in chunk]
+            noise = 0.1 + 0.2 * rng.random((len(chunk), 16, 16))
+            return (noise + 0.1 * masks[rows]).astype(np.float32)
+
+    G = ReconstructionScorer(**SCORER).fit(images, masks)
+    defective = masks.reshape(len(masks), -1).any(axis=1)
+    paper = sdr_scores(WeakSegmenter(), G, images, region="threshold")
+    assert (paper == 0).all()
+    adaptive = sdr_scores(WeakSegmenter(), G, images)
+    assert roc_auc_score(defective, adaptive) > 0.8

@@ -31,16 +31,18 @@ The package, one concern per module:
 """
 
 from sid4ds.baselines import local_contrast_sampling, local_contrast_scores
-from sid4ds.benchmark.data import load_dataset
+from sid4ds.benchmark.data import BenchmarkData, load_dataset
 from sid4ds.benchmark.output import (
     format_mean_std,
     format_tables,
     markdown_table,
     plot_results,
+    read_csvs,
     write_csvs,
 )
 from sid4ds.benchmark.protocol import (
     COLD_START_BATCH,
+    DEFAULT_STRATEGIES,
     STRATEGIES,
     BenchmarkResult,
     StrategyRun,
@@ -65,11 +67,13 @@ from sid4ds.benchmark.records import (
 __all__ = [
     "COLD_START_BATCH",
     "COLD_START_COLUMNS",
+    "DEFAULT_STRATEGIES",
     "IOU_COLUMNS",
     "SELECTION_COLUMNS",
     "STRATEGIES",
     "TIMING_COLUMNS",
     "WHOLE_POOL",
+    "BenchmarkData",
     "BenchmarkResult",
     "StrategyRun",
     "aggregate",
@@ -84,6 +88,7 @@ __all__ = [
     "local_contrast_scores",
     "markdown_table",
     "plot_results",
+    "read_csvs",
     "run_baseline",
     "run_benchmark",
     "selection_records",

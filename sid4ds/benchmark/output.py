@@ -20,7 +20,8 @@ from sid4ds.benchmark.records import (
     aggregate,
 )
 
-__all__ = ["format_mean_std", "format_tables", "markdown_table", "plot_results", "write_csvs"]
+__all__ = ["format_mean_std", "format_tables", "markdown_table", "plot_results", "read_csvs",
+           "write_csvs"]
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2, percent: bool = False) -> str:
@@ -114,7 +115,7 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
             "## (b) Selection: share of all defective pool images labelled after each round "
             f"({spread})\n\n" + markdown_table(header, rows))
 
-    # (c) IoU
+    # (c) IoU and the image-level view
     if result.iou:
         summary = aggregate(result.iou, ("strategy", "labeled_share"), "iou")
         labeled_shares = sorted({row["labeled_share"] for row in summary
@@ -129,9 +130,34 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
         if whole is not None:
             text = format_mean_std(whole["mean"], whole["std"], 3)
             rows.append(["100% (whole pool)"] + [text] * len(result.strategies))
+        tests = sorted({(row["n_test"], row["n_defective_test"]) for row in result.iou})
+        held_out = "; ".join(f"{n} held-out images, {d} defective" for n, d in tests)
         sections.append(
             "## (c) Segmentation IoU on the held-out images after training on the labelled "
-            f"share ({spread})\n\n" + markdown_table(["labelled", *result.strategies], rows))
+            f"share ({spread}; {held_out})\n\n"
+            + markdown_table(["labelled", *result.strategies], rows))
+        if all("detected" in row for row in result.iou):
+            found = {(row["strategy"], row["labeled_share"]): row for row in
+                     aggregate(result.iou, ("strategy", "labeled_share"), "detected")}
+            alarms = {(row["strategy"], row["labeled_share"]): row for row in
+                      aggregate(result.iou, ("strategy", "labeled_share"), "false_alarms")}
+
+            def both(key: tuple[str, float]) -> str:
+                if key not in found:
+                    return "–"
+                return (format_mean_std(found[key]["mean"], found[key]["std"], 2, percent=True)
+                        + " / " + format_mean_std(alarms[key]["mean"], alarms[key]["std"], 2,
+                                                  percent=True))
+
+            rows = [[f"{share:.0%}"] + [both((s, share)) for s in result.strategies]
+                    for share in labeled_shares]
+            if (WHOLE_POOL, 1.0) in found:
+                rows.append(["100% (whole pool)"]
+                            + [both((WHOLE_POOL, 1.0))] * len(result.strategies))
+            sections.append(
+                "## (c) Image level: held-out defective images in which S finds a defect / "
+                f"held-out normal images S flags, at S's threshold ({spread})\n\n"
+                + markdown_table(["labelled", *result.strategies], rows))
 
     # (d) timing
     if result.timing:
@@ -193,6 +219,49 @@ def write_csvs(result: BenchmarkResult, out: str | Path) -> list[Path]:
             writer.writerows(records)
         paths.append(path)
     return paths
+
+
+def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
+    """The records that :func:`write_csvs` wrote, from one or several folders, joined.
+
+    Separate runs (one seed or one data set each, e.g. in parallel) give one result whose
+    tables and plots average over all their seeds.
+
+    Parameters
+    ----------
+    folders : sequence of str or path-like
+        Folders holding ``selection.csv``, ``timing.csv`` and, when present,
+        ``cold_start.csv`` and ``iou.csv``.
+
+    Returns
+    -------
+    result : BenchmarkResult
+        Its ``strategies`` in the order they first appear.
+    """
+    result = BenchmarkResult()
+    parts = (("cold_start.csv", "cold_start"), ("selection.csv", "selection"),
+             ("timing.csv", "timing"), ("iou.csv", "iou"))
+    for folder in folders:
+        for name, attribute in parts:
+            path = Path(folder) / name
+            if not path.is_file():
+                continue
+            with path.open(newline="", encoding="utf-8") as handle:
+                getattr(result, attribute).extend(
+                    {key: _number(value) for key, value in row.items()}
+                    for row in csv.DictReader(handle))
+    result.strategies = list(dict.fromkeys(row["strategy"] for row in result.selection))
+    return result
+
+
+def _number(text: str) -> Any:
+    """A CSV cell as the int or float it was written from, else the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def plot_results(

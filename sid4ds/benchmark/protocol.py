@@ -7,6 +7,7 @@ of :mod:`sid4ds.benchmark.records`.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,13 +39,16 @@ from sid4ds.benchmark.records import (
     selection_records,
 )
 from sid4ds.loop import run_sid4ds
+from sid4ds.metrics import defect_iou, image_detection
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import LabelledRound, label_rounds
-from sid4ds.segmentation import SegmentationLearner, defect_iou
+from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, query_state, rank_pool
 
 __all__ = [
     "COLD_START_BATCH",
+    "DEFAULT_STRATEGIES",
+    "SID4DS_VARIANTS",
     "check_protocol",
     "STRATEGIES",
     "BenchmarkResult",
@@ -54,9 +58,15 @@ __all__ = [
     "split_held_out",
 ]
 
+#: The SID4DS strategies of the benchmark and the rule of their E_sdr regions:
+#: ``sid4ds_threshold`` is the paper's rule, an ablation of the default.
+SID4DS_VARIANTS = {"sid4ds": "adaptive", "sid4ds_threshold": "threshold"}
+
 #: Strategy names, in the order the tables list them.
-STRATEGIES = ("sid4ds", "random", "entropy", "margin", "coreset", "pt4al", "sa",
-              "learning_loss", "local_contrast")
+STRATEGIES = ("sid4ds", "sid4ds_threshold", "random", "entropy", "margin", "coreset",
+              "pt4al", "sa", "learning_loss", "local_contrast")
+#: The strategies run when none are named (``sid4ds_threshold`` is an ablation: ask for it).
+DEFAULT_STRATEGIES = tuple(name for name in STRATEGIES if name != "sid4ds_threshold")
 
 
 #: How each baseline picks its first batch: "random" = the seeded random batch shared by the
@@ -67,13 +77,15 @@ COLD_START_BATCH = {"random": "random", "entropy": "random", "margin": "random",
 
 
 def split_held_out(
-    is_defective: Any, test_share: float, random_state: Any = None
+    is_defective: Any, test_share: float, random_state: Any = None, groups: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split the data into a pool and a held-out test set, stratified by defective/normal.
 
-    ``round(test_share · n)`` images of each class (defective, normal) go to the test set,
-    drawn at random; the rest is the pool. The sizes depend on the counts only, so every
-    seed gives pools and test sets of the same size.
+    ``round(test_share · n)`` source groups of each class (defective: a group with a
+    defective image; normal) go to the test set, drawn at random; the rest is the pool. A
+    group (the images cut from one source image, say) is never split between the two, so
+    no test image has a sibling in the pool. Without ``groups`` every image is its own
+    group, and the sizes depend on the counts only.
 
     Parameters
     ----------
@@ -83,6 +95,8 @@ def split_held_out(
         Share held out; 0 keeps every image in the pool.
     random_state : int, numpy Generator or None, default=None
         Seeds the draw.
+    groups : array-like of shape (n_samples,), optional
+        The source group of each image.
 
     Returns
     -------
@@ -107,13 +121,23 @@ def split_held_out(
             f"{labels.shape}"
         )
     test_share = check_float(test_share, "test_share", low=0.0, high=1.0, include_high=False)
+    if groups is None:
+        group_of = np.arange(len(labels))
+    else:
+        group_of = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+        if group_of.shape != labels.shape:
+            raise ValueError(f"groups has {len(group_of)} entries for {len(labels)} images; "
+                             f"pass one group per image")
+    n_groups = int(group_of.max()) + 1
+    group_defective = np.zeros(n_groups, dtype=bool)
+    np.logical_or.at(group_defective, group_of, labels)
     rng = make_rng(random_state)
-    test_parts = []
+    test_groups = []
     for value in (True, False):
-        members = np.flatnonzero(labels == value)
+        members = np.flatnonzero(group_defective == value)
         n_test = int(round(test_share * len(members)))
-        test_parts.append(rng.permutation(members)[:n_test])
-    test = np.sort(np.concatenate(test_parts)).astype(np.int64)
+        test_groups.append(rng.permutation(members)[:n_test])
+    test = np.flatnonzero(np.isin(group_of, np.concatenate(test_groups))).astype(np.int64)
     pool = np.setdiff1d(np.arange(len(labels)), test).astype(np.int64)
     if len(pool) == 0:
         raise ValueError(
@@ -171,10 +195,11 @@ def run_baseline(
     """The common active-learning loop of every baseline, with ``oracle`` as the labeller.
 
     Round 0 labels ``first_batch`` when given (the shared random cold start), otherwise the
-    first K of the strategy's own query (PT4AL, local contrast: no model needed). Every round
-    then trains the segmentation learner on all labelled images (from its previous weights
-    after the first round, as :func:`~sid4ds.run_sid4ds` does) and, while rounds are left,
-    queries the next K with the strategy. No fake normals.
+    first K of the strategy's own query (PT4AL, local contrast: no model needed). Every
+    later round first trains the segmentation learner on all labelled images (from its
+    previous weights after the first time, as :func:`~sid4ds.run_sid4ds` does), then queries
+    the next K with the strategy; nothing is trained after the last round. The loop is the
+    skeleton of every sid4ds loop, :func:`sid4ds.rounds.label_rounds`. No fake normals.
 
     Parameters
     ----------
@@ -255,24 +280,25 @@ def run_baseline(
         return {}
 
     def select(round_index: int, unlabeled: np.ndarray,
-               history: list[LabelledRound]) -> tuple[np.ndarray, None]:
+               history: list[LabelledRound]) -> tuple[np.ndarray, float]:
         if round_index == 0 and first_batch is not None:
-            return first, None
+            return first, 0.0
+        started = time.perf_counter()
+        if history:  # train S on what the last round labelled (from its weights), then query
+            learner.teach(images[history[-1].chosen], history[-1].masks)
+        training = time.perf_counter() - started
         positions, _ = learner.query(images[unlabeled], n_instances=n_label, **query_kwargs())
         if round_index == 0 and strategy == "pt4al":  # part (a): its ranking of the pool
             run.cold_start_scores["pt4al_rotation"] = (
                 query_state(learner).pt4al_model.score_samples(images))
-        return unlabeled[np.asarray(positions, dtype=np.int64)], None
-
-    def learn(labelled: LabelledRound) -> None:
-        learner.teach(images[labelled.chosen], labelled.masks)
+        return unlabeled[np.asarray(positions, dtype=np.int64)], training
 
     history = label_rounds(
-        len(images), tuple(images.shape[2:]), oracle, select, n_rounds=n_rounds, learn=learn,
+        len(images), tuple(images.shape[2:]), oracle, select, n_rounds=n_rounds,
         on_round=None if on_round is None else lambda labelled: on_round(labelled.round))
     run.history = [labelled.chosen for labelled in history]
-    run.seconds = [{"selection": labelled.seconds["selection"],
-                    "training": labelled.seconds["learning"]} for labelled in history]
+    run.seconds = [{"selection": labelled.seconds["selection"] - labelled.info,
+                    "training": labelled.info} for labelled in history]
     return run
 
 
@@ -286,6 +312,7 @@ def _run_sid4ds_strategy(
     scorer: ReconstructionScorer,
     expected_defect_ratio: float,
     random_state: int,
+    region: str = "adaptive",
 ) -> StrategyRun:
     model = clone(segmenter)
     if model.get_params()["random_state"] is None:
@@ -295,7 +322,7 @@ def _run_sid4ds_strategy(
         reconstruction.set_params(random_state=random_state)
     result = run_sid4ds(X_pool, oracle, n_rounds=n_rounds, n_label=n_label,
                         expected_defect_ratio=expected_defect_ratio, segmenter=model,
-                        scorer=reconstruction, random_state=random_state)
+                        scorer=reconstruction, random_state=random_state, region=region)
     run = StrategyRun(strategy="sid4ds", seed=random_state)
     for record in result.rounds:
         phases = record["seconds"]
@@ -303,8 +330,8 @@ def _run_sid4ds_strategy(
         selection = float(sum(phases.values())) - training - float(phases.get("oracle", 0.0))
         run.history.append(np.asarray(record["selected"], dtype=np.int64))
         run.seconds.append({"selection": selection, "training": training})
-    # the cold-start ranking of the whole pool by the M that run_sid4ds trained
-    run.cold_start_scores["msmr"] = result.msmr_scorer.score_samples(X_pool)
+    # the cold-start ranking of the whole pool: the E_msmr of round 0 (every image unlabelled)
+    run.cold_start_scores["msmr"] = result.msmr_scores
     return run
 
 
@@ -385,7 +412,7 @@ def run_benchmark(
     X: Any,
     masks: Any,
     *,
-    strategies: Sequence[str] = STRATEGIES,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
     n_rounds: int = 2,
     label_share: float = 0.1,
     seeds: Sequence[int] = (0, 1, 2),
@@ -397,6 +424,8 @@ def run_benchmark(
     n_batches: int = 10,
     iou: bool = False,
     iou_shares: Sequence[float] = (0.1, 0.2, 0.3),
+    groups: Any = None,
+    test_only: Any = None,
     progress: bool = False,
     on_seed: Callable[[BenchmarkResult], None] | None = None,
 ) -> BenchmarkResult:
@@ -417,8 +446,9 @@ def run_benchmark(
         Images.
     masks : array-like of shape (n_samples, height, width)
         Their true defect masks (the labeller).
-    strategies : sequence of str, default=STRATEGIES
-        Any of :data:`STRATEGIES`.
+    strategies : sequence of str, default=DEFAULT_STRATEGIES
+        Any of :data:`STRATEGIES` (the default is every one but the ablation
+        ``sid4ds_threshold``).
     n_rounds : int, default=2
         Rounds after the cold start.
     label_share : float in (0, 1], default=0.1
@@ -442,7 +472,14 @@ def run_benchmark(
         Run part (c), the most expensive.
     iou_shares : sequence of float, default=(0.1, 0.2, 0.3)
         Labelled shares of the pool to train on; none may exceed
-        ``(n_rounds + 1) · label_share``.
+        ``(n_rounds + 1) · label_share``. A share that is a multiple of ``label_share``
+        trains on exactly that many rounds of labels.
+    groups : array-like of shape (n_samples,), optional
+        Source group of each image: the held-out split never cuts a group.
+    test_only : array-like of shape (n_samples,), bool, optional
+        Images that are never in the pool but always in the test set (e.g. defective
+        images that a 5%-defective subset left out), so that the IoU is measured on enough
+        defects to tell strategies apart.
     progress : bool, default=False
         Show a tqdm progress bar.
     on_seed : callable, optional
@@ -489,6 +526,12 @@ def run_benchmark(
                                         depth=segmenter.depth, dilation=segmenter.dilation,
                                         max_epochs=scorer.max_epochs, device=segmenter.device)
     is_defective = truth.reshape(len(truth), -1).any(axis=1)
+    extra = (np.zeros(len(images), dtype=bool) if test_only is None
+             else np.asarray(test_only, dtype=bool))
+    if extra.shape != is_defective.shape:
+        raise ValueError(f"test_only has shape {extra.shape}; expected one flag per image, "
+                         f"({len(images)},)")
+    eligible = np.flatnonzero(~extra)
     result = BenchmarkResult(strategies=chosen)
     info: dict[str, Any] = {"n_defective_pool": [], "n_defective_test": []}
 
@@ -498,7 +541,11 @@ def run_benchmark(
     total = len(seeds) * len(chosen) * (n_rounds + 1) + n_iou
     with tqdm(total=total, disable=not progress, desc="benchmark", unit="step") as bar:
         for seed in seeds:
-            pool, test = split_held_out(is_defective, test_share, random_state=seed)
+            split = split_held_out(is_defective[eligible], test_share, random_state=seed,
+                                   groups=None if groups is None
+                                   else np.asarray(groups)[eligible])
+            pool = eligible[split[0]]
+            test = np.sort(np.concatenate([eligible[split[1]], np.flatnonzero(extra)]))
             if n_batches > len(pool):
                 raise ValueError(
                     f"n_batches={n_batches} is more than the {len(pool)} pool images; pass a "
@@ -520,11 +567,13 @@ def run_benchmark(
             runs = []
             for strategy in chosen:
                 bar.set_description(f"seed {seed}: {strategy}")
-                if strategy == "sid4ds":
+                if strategy in SID4DS_VARIANTS:
                     run = _run_sid4ds_strategy(
                         X_pool, oracle, n_rounds=n_rounds, n_label=n_label,
                         segmenter=segmenter, scorer=scorer,
-                        expected_defect_ratio=expected_defect_ratio, random_state=seed)
+                        expected_defect_ratio=expected_defect_ratio, random_state=seed,
+                        region=SID4DS_VARIANTS[strategy])
+                    run.strategy = strategy
                     bar.update(n_rounds + 1)
                 else:
                     run = run_baseline(
@@ -545,8 +594,8 @@ def run_benchmark(
             if iou:
                 bar.set_description(f"seed {seed}: IoU")
                 result.iou += _iou_records(
-                    runs, images, truth, pool, test, shares, segmenter, seed,
-                    on_training=lambda: bar.update(1))
+                    runs, images, truth, pool, test, shares, segmenter, seed, n_label,
+                    label_share, on_training=lambda: bar.update(1))
             result.info = info
             if on_seed is not None:
                 on_seed(result)
@@ -562,9 +611,16 @@ def _iou_records(
     shares: Sequence[float],
     segmenter: SegmentationLearner,
     seed: int,
+    n_label: int,
+    label_share: float,
     on_training: Callable[[], None],
 ) -> list[dict[str, Any]]:
-    """Part (c): train a fresh S on each labelled prefix, score it on the test images."""
+    """Part (c): train a fresh S on each labelled prefix, score it on the test images.
+
+    Each record holds the pooled pixel IoU and the image-level view
+    (:func:`sid4ds.metrics.image_detection`): the share of held-out defective images in
+    which S finds a defect and the share of held-out normal images it flags.
+    """
     X_pool, masks_pool = images[pool], truth[pool]
     X_test, masks_test = images[test], truth[test]
     defective_pool = masks_pool.reshape(len(pool), -1).any(axis=1)
@@ -574,16 +630,20 @@ def _iou_records(
             "the held-out images hold no defective image, so the IoU only says whether S "
             "predicts defects where there are none; hold out more (--test-share)",
             UserWarning, stacklevel=3)
-    scored: dict[tuple[int, ...], float] = {}  # the same training set gives the same S
+    scored: dict[tuple[int, ...], dict[str, float]] = {}  # a training set gives one S
 
-    def score(indices: np.ndarray) -> float:
+    def score(indices: np.ndarray) -> dict[str, float]:
         key = tuple(sorted(indices.tolist()))
         if key not in scored:
             model = clone(segmenter).set_params(warm_start=False)
             if model.get_params()["random_state"] is None:
                 model.set_params(random_state=seed)
             model.fit(X_pool[indices], masks_pool[indices])
-            scored[key] = defect_iou(masks_test, model.predict(X_test))
+            predicted = model.predict(X_test)
+            rates = image_detection(masks_test, predicted)
+            scored[key] = {"iou": defect_iou(masks_test, predicted),
+                           "detected": rates["detected"],
+                           "false_alarms": rates["false_alarms"]}
         on_training()
         return scored[key]
 
@@ -592,16 +652,33 @@ def _iou_records(
                 "n_labeled": len(indices),
                 "n_defective_labeled": int(defective_pool[indices].sum()),
                 "n_test": len(test), "n_defective_test": n_defective_test,
-                "iou": score(indices)}
+                **score(indices)}
 
     records = []
     for run in runs:
         for share in shares:
-            indices = labeled_prefix(run.history, max(1, int(round(share * len(pool)))))
+            indices = labeled_prefix(run.history, labels_at(share, len(pool), n_label,
+                                                            label_share))
             if indices is None:  # the pool ran out before this share: nothing to train on
                 on_training()
                 continue
             records.append(record(run.strategy, share, indices))
     records.append(record(WHOLE_POOL, 1.0, np.arange(len(pool))))
     return records
+
+
+def labels_at(share: float, n_pool: int, n_label: int, label_share: float) -> int:
+    """How many labels make ``share`` of the pool: whole rounds when it is a multiple of
+    ``label_share`` (3 rounds of K = round(0.1·805) = 80 give 240, not round(0.3·805)).
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark.protocol import labels_at
+    >>> labels_at(0.3, 805, 80, 0.1), labels_at(0.25, 805, 80, 0.1)
+    (240, 201)
+    """
+    rounds = share / label_share
+    if abs(rounds - round(rounds)) < 1e-9:
+        return int(round(rounds)) * n_label
+    return max(1, int(round(share * n_pool)))
 

@@ -55,7 +55,7 @@ TIMING_COLUMNS = ("seed", "strategy", "round", "stage", "selection_seconds",
 
 
 IOU_COLUMNS = ("seed", "strategy", "labeled_share", "n_labeled", "n_defective_labeled",
-               "n_test", "n_defective_test", "iou")
+               "n_test", "n_defective_test", "iou", "detected", "false_alarms")
 
 
 WHOLE_POOL = "whole pool"  # the strategy name of the IoU rows trained on every pool image

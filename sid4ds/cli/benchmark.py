@@ -23,6 +23,7 @@ from sid4ds._version import __version__
 from sid4ds.baselines import RotationPretextScorer
 from sid4ds.benchmark import (
     COLD_START_BATCH,
+    DEFAULT_STRATEGIES,
     STRATEGIES,
     format_tables,
     load_dataset,
@@ -77,8 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     protocol = parser.add_argument_group("protocol")
     protocol.add_argument("--strategies", nargs="+", choices=STRATEGIES,
-                          default=list(STRATEGIES), metavar="NAME",
-                          help=f"strategies to compare (default all: {' '.join(STRATEGIES)})")
+                          default=list(DEFAULT_STRATEGIES),
+                          metavar="NAME",
+                          help=f"strategies to compare (default: "
+                               f"{' '.join(DEFAULT_STRATEGIES)}; sid4ds_threshold is SID4DS "
+                               f"with the paper's E_sdr regions, an ablation)")
     protocol.add_argument("--rounds", type=count, default=2, metavar="T",
                           help="rounds after the cold start (default 2)")
     protocol.add_argument("--label-share", type=share, default=0.1, metavar="F",
@@ -87,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     protocol.add_argument("--seeds", type=count, nargs="+", default=[0, 1, 2], metavar="S",
                           help="seeds of the split and the models; tables show mean ± std over "
                                "them (default 0 1 2)")
+    protocol.add_argument("--test-defective", type=count, default=100, metavar="N",
+                          help="with --iou: defective images only ever held out, so that the "
+                               "IoU sees enough defects (generated afresh, or those a "
+                               "--defect-fraction subset left out; default 100)")
     protocol.add_argument("--test-share", type=fraction, default=0.2, metavar="F",
                           help="share of the images held out of the pool, stratified and "
                                "seeded, for --iou (default 0.2; 0 keeps all in the pool)")
@@ -171,10 +179,12 @@ def run_from_args(args: argparse.Namespace) -> int:
         0.
     """
     check_protocol(args.rounds, args.label_share, args.test_share, args.iou, args.iou_shares)
-    X, truth, description = load_dataset(
+    data = load_dataset(
         npz=args.npz, images=args.images, masks=args.masks, mask_suffix=args.mask_suffix,
         image_size=args.image_size, defect_fraction=args.defect_fraction,
-        n_samples=args.n_samples, defect_ratio=args.defect_ratio, data_seed=args.data_seed)
+        n_samples=args.n_samples, defect_ratio=args.defect_ratio,
+        test_defective=args.test_defective if args.iou else 0, data_seed=args.data_seed)
+    X, truth, description = data.X, data.masks, data.description
     segmenter, scorer, pretext = _models(args)
     side = 2 ** segmenter.depth
     height, width = X.shape[2:]
@@ -185,19 +195,25 @@ def run_from_args(args: argparse.Namespace) -> int:
             f"smaller --depth"
         )
     is_defective = truth.reshape(len(truth), -1).any(axis=1)
-    pool, test = split_held_out(is_defective, args.test_share, random_state=args.seeds[0])
+    eligible = np.flatnonzero(~data.test_only)
+    pool, test = split_held_out(is_defective[eligible], args.test_share,
+                                random_state=args.seeds[0],
+                                groups=None if data.groups is None else data.groups[eligible])
     arguments = {key: value for key, value in vars(args).items()
                  if key not in ("handler", "command")}
     settings = {
         "arguments": arguments, "data": description,
-        "split": {"n_pool": len(pool), "n_test": len(test),
+        "split": {"n_pool": len(pool), "n_test": len(test) + int(data.test_only.sum()),
                   "n_label_per_round": max(1, int(round(args.label_share * len(pool)))),
-                  "held_out": "stratified by defective/normal, drawn with each seed"},
+                  "held_out": "stratified by defective/normal, by source group where the "
+                              "data has groups, drawn with each seed, plus the test-only "
+                              "defective images (--test-defective)"},
         "models": {"segmenter_S": segmenter.get_params(), "scorer_M_G": scorer.get_params(),
                    "pt4al_pretext": pretext.get_params(),
                    "device": str(resolve_device(args.device))},
         "query_settings": {
-            "sid4ds": "run_sid4ds: n_normal='auto', tie_break='msmr', G trained once",
+            "sid4ds": "run_sid4ds: n_normal='auto', tie_break='msmr', region='adaptive' "
+                      "(sid4ds_threshold: region='threshold'), G trained once",
             "baselines": "the library defaults of sid4ds.baselines (entropy/margin "
                          "reduction='mean', sa n_models=3, learning_loss epochs=100, pt4al "
                          "n_batches=10); no fake normals; S warm-started every round",
@@ -219,7 +235,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         label_share=args.label_share, seeds=args.seeds, test_share=args.test_share,
         segmenter=segmenter, scorer=scorer, pretext=pretext,
         expected_defect_ratio=args.expected_defect_ratio, n_batches=args.n_batches,
-        iou=args.iou, iou_shares=args.iou_shares, progress=not args.quiet,
+        iou=args.iou, iou_shares=args.iou_shares, groups=data.groups,
+        test_only=data.test_only, progress=not args.quiet,
         on_seed=lambda partial: write_csvs(partial, out))  # finished seeds survive a stop
     elapsed = time.perf_counter() - started
     settings["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")

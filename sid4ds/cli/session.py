@@ -325,7 +325,10 @@ def add_session_commands(commands: Any) -> None:
     export.add_argument("--overwrite", action="store_true",
                         help="replace the output folder if it is not empty")
     export.add_argument("--image-url-prefix", default="images/", metavar="P",
-                        help="label-studio: prefix of each task's data.image (default images/)")
+                        help="label-studio: prefix of each task's data.image, e.g. "
+                             "'/data/local-files/?d=FOLDER/images/' when Label Studio serves "
+                             "the exported images as local files (see the user guide; "
+                             "default images/)")
     add_device(export)
     add_quiet(export)
 

@@ -23,6 +23,8 @@ from sid4ds.datasets.imageio import (
 )
 
 __all__ = [
+    "MVTEC_MASKS",
+    "folder_layout",
     "folder_pairs",
     "index_by_name",
     "iter_pairs",
@@ -201,6 +203,26 @@ def load_pairs(
     ).astype(np.float32, copy=False)
     mask_array = np.stack(masks).astype(np.uint8, copy=False) if with_masks else None
     return X, mask_array, names
+
+
+#: The masks folder of the MVTec AD / anomalib layout (``sid4ds export --format png``).
+MVTEC_MASKS = "ground_truth"
+
+
+def folder_layout(images: PathLike, masks: PathLike | None, mask_suffix: str,
+                  recursive: bool) -> tuple[PathLike | None, str, bool]:
+    """The MVTec AD layout, recognised: ``(masks, mask_suffix, recursive)`` to read it with.
+
+    A folder that holds ``ground_truth/`` beside class folders (``good/``, ``defect/``,
+    ...), as ``sid4ds export --format png`` and MVTec AD write it, is read whole: the class
+    folders give the images (named ``defect/NAME``), ``ground_truth/defect/NAME_mask.png``
+    their masks, and no mask file is ever taken for an image. Other folders are returned
+    unchanged.
+    """
+    folder = Path(images)
+    if masks is None and (folder / MVTEC_MASKS).is_dir():
+        return folder / MVTEC_MASKS, mask_suffix or "_mask", True
+    return masks, mask_suffix, recursive
 
 
 def folder_pairs(

@@ -32,6 +32,7 @@ from sid4ds._validation import (
     describe_size,
 )
 from sid4ds.datasets.folders import (
+    folder_layout,
     folder_pairs,
     index_by_name,
     list_image_files,
@@ -65,7 +66,11 @@ def load_image_folder(
     Parameters
     ----------
     images : str or path-like
-        Folder holding the images.
+        Folder holding the images. A folder in the MVTec AD / anomalib layout, as ``sid4ds
+        export --format png`` writes it (``good/``, ``defect/``, and
+        ``ground_truth/defect/NAME_mask.png``), is read whole with its masks when ``masks``
+        is not given: images named ``defect/NAME`` and ``good/NAME``, the mask files never
+        taken for images.
     masks : str or path-like, optional
         Folder holding the defect masks. A mask belongs to the image with the same name
         (relative path without extension), after removing ``mask_suffix`` from the end of the
@@ -152,6 +157,7 @@ def load_image_folder(
     check_on_error(on_error)
     image_size_pair = check_size(image_size, "image_size") if image_size is not None else None
     tile_pair = check_size(tile, "tile") if tile is not None else None
+    masks, mask_suffix, recursive = folder_layout(images, masks, mask_suffix, recursive)
     pairs, images_folder = folder_pairs(
         images, masks, mask_suffix=mask_suffix, recursive=recursive, on_error=on_error
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import check_float, check_int, check_size, describe_size
+from sid4ds._validation import check_choice, check_float, check_int, check_size, describe_size
 from sid4ds._version import __version__
 from sid4ds.datasets.folders import folder_pairs, iter_pairs, list_image_files
 from sid4ds.datasets.imageio import cut_pieces, read_mask
@@ -41,6 +41,7 @@ from sid4ds.session.storage import (
     write_json,
 )
 from sid4ds.session.store import POOL_IMAGES, POOL_META, write_mask
+from sid4ds.strategies import REGION_RULES
 
 __all__ = ["create_session", "read_binary_mask", "read_images_like"]
 
@@ -85,11 +86,13 @@ def create_session(path: str | os.PathLike[str], images: Any,
 
     ``options`` are the keyword arguments of :meth:`LabelingSession.create` (``image_size``,
     ``tile``, ``mode``, ``mask_suffix``, ``skip_unreadable``, ``names``, ``defect_ratio``,
-    ``seed``, ``scorer_params``, ``segmenter_params``, ``guided_epochs``), all given.
+    ``seed``, ``scorer_params``, ``segmenter_params``, ``guided_epochs``, ``region``), all
+    given.
     """
     image_size, tile, mode = options["image_size"], options["tile"], options["mode"]
     mask_suffix, skip_unreadable = options["mask_suffix"], options["skip_unreadable"]
     names, defect_ratio, seed = options["names"], options["defect_ratio"], options["seed"]
+    region = check_choice(options["region"], "region", REGION_RULES)
     root = Path(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SessionError(
@@ -170,7 +173,7 @@ def create_session(path: str | os.PathLike[str], images: Any,
                 "image_size": list(image_size_pair) if image_size_pair else None,
                 "tile": list(tile_pair) if tile_pair else None,
                 "mode": "L" if shape[1] == 1 else "RGB", "mask_suffix": mask_suffix,
-                "defect_ratio": defect_ratio, "seed": seed, **models,
+                "defect_ratio": defect_ratio, "seed": seed, "region": region, **models,
             },
             "pool": {"file": POOL_IMAGES, "sha256": file_sha256(staging / POOL_IMAGES),
                      "meta": POOL_META, "meta_sha256": sha256(meta_bytes),

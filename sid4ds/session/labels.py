@@ -99,6 +99,7 @@ def import_label_studio(
         problems: list[str] = []
         candidates: list[tuple[str, np.ndarray, str]] = []
         not_annotated: list[str] = []
+        annotated_in: dict[str, str] = {}
         shape = store.image_shape()
         for number, task in enumerate(tasks, start=1):
             where = f"task {task.get('id', f'#{number}')} of {file}"
@@ -113,6 +114,12 @@ def import_label_studio(
             if not annotations:
                 not_annotated.append(name)
                 continue
+            if name in annotated_in:
+                problems.append(f"{where}: image {name!r} is also annotated in "
+                                f"{annotated_in[name]}; keep one task per image (tasks "
+                                f"imported twice, or a synced storage, make copies)")
+                continue
+            annotated_in[name] = where
             mask = np.zeros(shape, np.uint8)
             try:
                 for result in annotations[-1].get("result") or []:
@@ -150,9 +157,15 @@ def import_coco(
         shape = store.image_shape()
         problems: list[str] = []
         candidates: list[tuple[str, np.ndarray, str]] = []
+        listed_in: dict[str, str] = {}
         for image_id, image in sorted(coco.imgs.items()):
             where = f"image {image_id} ({image.get('file_name')}) of {file}"
             name = Path(str(image.get("file_name", ""))).stem
+            if name in listed_in:
+                problems.append(f"{where}: image {name!r} is also {listed_in[name]}; keep one "
+                                f"COCO image per session image")
+                continue
+            listed_in[name] = where
             size = (int(image.get("height", 0)), int(image.get("width", 0)))
             if size != shape:
                 problems.append(f"{where} is {describe_size(size)} but the session's images are "

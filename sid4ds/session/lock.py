@@ -66,6 +66,11 @@ class SessionLock:
             return None
 
     @staticmethod
+    def is_own(holder: dict[str, Any]) -> bool:
+        """Whether this process holds the lock ``holder`` describes."""
+        return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+    @staticmethod
     def is_stale(holder: dict[str, Any] | None, path: Path) -> bool:
         if holder is None:  # unreadable: stale unless it is being written right now
             try:

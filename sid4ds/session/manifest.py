@@ -38,8 +38,10 @@ MANIFEST = "manifest.json"
 class Settings(TypedDict):
     """How the session was created: ``images`` and ``masks`` (where they came from),
     ``image_size``/``tile`` (resizing), ``mode`` ("L" or "RGB"), ``mask_suffix``,
-    ``defect_ratio`` (the expected share of defective images), ``seed``, ``segmenter`` and
-    ``scorer`` (JSON parameters of S and M) and ``guided_epochs`` (G's epochs)."""
+    ``defect_ratio`` (the expected share of defective images), ``seed``, ``region`` (the
+    rule of E_sdr's regions; sessions of format 2 and older used ``"threshold"``),
+    ``segmenter`` and ``scorer`` (JSON parameters of S and M) and ``guided_epochs`` (G's
+    epochs)."""
 
     images: str
     masks: str | None
@@ -49,6 +51,7 @@ class Settings(TypedDict):
     mask_suffix: str
     defect_ratio: float
     seed: int
+    region: str
     segmenter: dict[str, Any]
     scorer: dict[str, Any]
     guided_epochs: int

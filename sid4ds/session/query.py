@@ -98,7 +98,8 @@ def _engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
     return SID4DSRounds(
         models["S"] if models["S"] is not None else new_model("S", settings, device, verbose),
         models["M"] if models["M"] is not None else new_model("M", settings, device, verbose),
-        sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"], n_normal=n_normal,
+        sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"],
+        region=settings.get("region", "threshold"), n_normal=n_normal,
         expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
         msmr_cache=store.msmr_store(), on_trained=keep,
         say=lambda message: say(verbose, message))

@@ -1,140 +1,349 @@
-"""``sid4ds report``: an HTML page with plots about the session."""
+"""``sid4ds report``: an HTML page with plots about the session.
+
+The page (``index.html``) and its PNG plots are written into one folder; the page links the
+plots by relative paths and needs nothing else (no server, no network), so it opens from
+disk in any browser. The plots are drawn with matplotlib (the Agg canvas, no ``pyplot``
+state): the last round's score distribution with the K and V cuts, the defects found
+against the labels spent, the images the last round asked for with S's probability maps
+(or M's reconstruction error before S exists), S's training curve, and a sample of the
+fake normals to spot-check. Only the images shown are read from the pool.
+"""
 
 from __future__ import annotations
 
 import csv
 import html
 import io
+import math
 import os
+import shlex
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from sid4ds._random import make_rng
 from sid4ds._validation import check_int
 from sid4ds.reconstruction import block_masks
 from sid4ds.session.errors import SessionError
 from sid4ds.session.status import session_status
-from sid4ds.session.storage import replace_folder, to_uint8, write_bytes, write_text
+from sid4ds.session.storage import replace_folder, write_bytes, write_text
 from sid4ds.session.store import SessionStore
 
 __all__ = ["write_session_report"]
 
-
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default()
-
-
-_COLORMAP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9],
-                      [252, 255, 164]], dtype=np.float64)
-
-
-def _heatmap(values: np.ndarray, scale: float) -> np.ndarray:
-    """(H, W) non-negative values -> (H, W, 3) uint8, 0 dark to ``scale`` bright yellow."""
-    position = np.clip(values / max(scale, 1e-12), 0.0, 1.0) * (len(_COLORMAP) - 1)
-    low = np.floor(position).astype(int).clip(0, len(_COLORMAP) - 2)
-    weight = (position - low)[..., None]
-    colours = _COLORMAP[low] * (1 - weight) + _COLORMAP[low + 1] * weight
-    return np.round(colours).astype(np.uint8)
+#: Images of the last round shown with their maps (the first, best-ranked ones).
+MAX_TOP_IMAGES = 16
+#: Resolution of the PNG plots.
+DPI = 100
+_S_COLOUR = "#e41a1c"  # S's predicted region
+_HUMAN_COLOUR = "#00c8ff"  # the human's mask
+_K_COLOUR = "#d62728"
+_V_COLOUR = "#1f5fbf"
 
 
-def _thumbnail(pixels: np.ndarray, size: int = 96) -> Image.Image:
-    image = Image.fromarray(pixels).convert("RGB")
-    factor = max(1, size // max(image.size))
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+# ---------------------------------------------------------------------- HTML helpers
+def _esc(text: Any) -> str:
+    """HTML-escaped text; backticks too, so that the page holds none literally."""
+    return html.escape(str(text), quote=True).replace("`", "&#96;")
 
 
-def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Grey/RGB uint8 image with ``mask`` pixels tinted red."""
-    rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image.copy()
-    rgb = rgb.astype(np.float64)
-    red = np.array([255.0, 0.0, 0.0])
-    rgb[mask > 0] = 0.45 * rgb[mask > 0] + 0.55 * red
-    return np.round(rgb).astype(np.uint8)
+def _code(command: str) -> str:
+    """A command as inline code."""
+    return f"<code>{_esc(command)}</code>"
 
 
-def _draw_histogram(scores: np.ndarray, k_cut: float | None, v_cut: float | None,
-                    title: str, n_label: int, n_normal: int) -> Image.Image:
-    width, height, margin = 720, 380, 56
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = _font()
-    low, high = float(scores.min()), float(scores.max())
-    if high <= low:
-        high = low + 1e-9
-    counts, edges = np.histogram(scores, bins=min(40, max(5, len(scores) // 2)),
-                                 range=(low, high))
-    plot_w, plot_h = width - 2 * margin, height - 2 * margin
-
-    def x_of(value: float) -> float:
-        return margin + (value - low) / (high - low) * plot_w
-
-    top = max(1, int(counts.max()))
-    for count, left, right in zip(counts, edges[:-1], edges[1:], strict=True):
-        if count:
-            draw.rectangle([x_of(left), height - margin - count / top * plot_h,
-                            max(x_of(left) + 1, x_of(right) - 1), height - margin],
-                           fill=(120, 120, 120))
-    draw.line([margin, height - margin, width - margin, height - margin], fill="black")
-    draw.line([margin, margin, margin, height - margin], fill="black")
-    draw.text((margin, 12), title, fill="black", font=font)
-    draw.text((margin, height - margin + 8), f"{low:.4g}", fill="black", font=font)
-    draw.text((width - margin - 60, height - margin + 8), f"{high:.4g}", fill="black",
-              font=font)
-    draw.text((width // 2 - 20, height - margin + 24), "score", fill="black", font=font)
-    draw.text((8, margin - 16), f"{top} images", fill="black", font=font)
-    for cut, colour, label in ((k_cut, (200, 0, 0), f"K={n_label}: label at or above"),
-                               (v_cut, (0, 70, 200), f"V={n_normal}: fake normal at or below")):
-        if cut is not None:
-            x = x_of(cut)
-            draw.line([x, margin, x, height - margin], fill=colour, width=2)
-            draw.text((min(x + 4, width - 230), margin + (0 if colour[0] else 16)), label,
-                      fill=colour, font=font)
-    return canvas
+def _prose(text: Any) -> str:
+    """Escaped text whose ```cmd``` spans become ``<code>cmd</code>``."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unmatched backtick: the rest is plain text
+        parts[-2:] = [parts[-2] + "`" + parts[-1]]
+    return "".join(_code(part) if position % 2 else _esc(part)
+                   for position, part in enumerate(parts))
 
 
-def _draw_bars(values: Sequence[int], labels: Sequence[str], title: str) -> Image.Image:
-    width, height, margin = 720, 320, 56
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = _font()
-    top = max(1, max(values, default=1))
-    slot = (width - 2 * margin) / max(1, len(values))
-    draw.text((margin, 12), title, fill="black", font=font)
-    draw.line([margin, height - margin, width - margin, height - margin], fill="black")
-    for position, (value, label) in enumerate(zip(values, labels, strict=True)):
-        left = margin + position * slot + slot * 0.15
-        right = margin + (position + 1) * slot - slot * 0.15
-        bar_top = height - margin - value / top * (height - 2 * margin - 20)
-        draw.rectangle([left, bar_top, right, height - margin], fill=(200, 60, 40))
-        draw.text((left, bar_top - 14), str(value), fill="black", font=font)
-        draw.text((left, height - margin + 8), label, fill="black", font=font)
-    return canvas
+def _figure_html(source: str, alt: str, caption: str) -> str:
+    """A plot with its alt text and (already HTML) caption."""
+    return (f'<figure><img src="{_esc(source)}" alt="{_esc(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
-def _grid(tiles: Sequence[Image.Image], columns: int) -> Image.Image:
-    if not tiles:
-        return Image.new("RGB", (1, 1), "white")
-    tile_w = max(tile.width for tile in tiles) + 4
-    tile_h = max(tile.height for tile in tiles) + 4
-    rows = -(-len(tiles) // columns)
-    canvas = Image.new("RGB", (tile_w * min(columns, len(tiles)), tile_h * rows), "white")
-    for index, tile in enumerate(tiles):
-        canvas.paste(tile, ((index % columns) * tile_w + 2, (index // columns) * tile_h + 2))
-    return canvas
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
 
 
-def image_png(image: Image.Image) -> bytes:
+# ---------------------------------------------------------------------- matplotlib
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on the Agg canvas (no pyplot state)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SessionError("the report draws its plots with matplotlib, which is not "
+                           "installed: `pip install matplotlib`") from None
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save_figure(figure: Any, file: Path) -> None:
+    """Render ``figure`` as a PNG into ``file`` (every plot of the report passes here)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    figure.canvas.print_png(buffer)
+    write_bytes(file, buffer.getvalue())
 
 
+def _line_handle(colour: str, label: str, style: str = "-") -> Any:
+    from matplotlib.lines import Line2D
 
+    return Line2D([], [], color=colour, linestyle=style, linewidth=2, label=label)
+
+
+def _integer_ticks() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _show_image(axes: Any, image: np.ndarray) -> None:
+    """(C, H, W) float image in [0, 1]: RGB for 3 channels, else grey (channel mean)."""
+    pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if pixels.shape[0] == 3:
+        axes.imshow(np.moveaxis(pixels, 0, -1), interpolation="nearest")
+    else:
+        axes.imshow(pixels.mean(axis=0), cmap="gray", vmin=0.0, vmax=1.0,
+                    interpolation="nearest")
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def _outline(axes: Any, values: np.ndarray, level: float, colour: str) -> bool:
+    """Outline the pixels with ``values >= level`` on an image axes, along pixel edges;
+    False when no pixel reaches ``level``."""
+    inside = np.asarray(values) >= level
+    if not inside.any():
+        return False
+    height, width = inside.shape
+    # contours run between the centres of cells: on cells ``factor`` times finer than the
+    # pixels they follow the pixels' edges; a border of 0 closes regions at the image edge
+    factor = max(1, min(8, 1024 // max(height, width)))
+    fine = np.pad(inside.repeat(factor, axis=0).repeat(factor, axis=1).astype(np.float32), 1)
+    rows = (np.arange(fine.shape[0]) - 0.5) / factor - 0.5
+    columns = (np.arange(fine.shape[1]) - 0.5) / factor - 0.5
+    axes.contour(columns, rows, fine, levels=[0.5], colors=[colour], linewidths=1.6)
+    axes.set_xlim(-0.5, width - 0.5)
+    axes.set_ylim(height - 0.5, -0.5)
+    return True
+
+
+# ---------------------------------------------------------------------- data
+def _round_scores(store: SessionStore, record: dict[str, Any]) -> tuple[np.ndarray, list[str],
+                                                                         bool]:
+    """Scores and names of the round's ranking; False when scores.csv was unreadable and
+    only the asked and fake-normal scores of the manifest are given."""
+    file = store.path / record["folder"] / "scores.csv"
+    try:
+        with open(file, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        scores = np.array([float(row["score"]) for row in rows], dtype=np.float64)
+        return scores, [row.get("name") or "" for row in rows], True
+    except (OSError, KeyError, ValueError, TypeError):
+        names = [*record["selected"], *record["fake_normals"]]
+        scores = np.array([*record["scores"], *record["fake_normal_scores"]], dtype=np.float64)
+        return scores, names, False
+
+
+def _error_maps(store: SessionStore, record: dict[str, Any], images: np.ndarray,
+                device: Any) -> np.ndarray | None:
+    """M's block-wise masked-reconstruction error (n, H, W), as E_msmr sees it."""
+    models = record["models"]
+    if models.get("M") is None:
+        return None
+    scorer = store.model("M", device, round_index=models["M"])
+    if scorer is None:
+        return None
+    height, width = images.shape[2:]
+    maps = np.zeros((len(images), height, width), dtype=np.float64)
+    for block in block_masks(height, width, scorer.n_blocks):
+        squared = ((scorer.reconstruct(images, mask=block.astype(np.uint8)) - images) ** 2
+                   ).mean(axis=1)
+        maps[:, block] = squared[:, block]
+    return maps
+
+
+# ---------------------------------------------------------------------- plots
+def _plot_scores(scores: np.ndarray, names: Sequence[str], record: dict[str, Any],
+                 complete: bool) -> Any:
+    """(1) The score histogram of the round's ranking with the K and V cuts."""
+    figure = _figure(8.0, 4.0)
+    axes = figure.add_subplot()
+    finite = np.isfinite(scores)
+    scores, names = scores[finite], [name for name, ok in zip(names, finite, strict=True) if ok]
+    selected, fake = set(record["selected"]), set(record["fake_normals"])
+    groups = [
+        ("asked for labelling (top K)", [s for s, n in zip(scores, names, strict=True)
+                                         if n in selected], _K_COLOUR),
+        ("fake normals (bottom V)", [s for s, n in zip(scores, names, strict=True)
+                                     if n in fake], _V_COLOUR),
+        ("rest of the ranking", [s for s, n in zip(scores, names, strict=True)
+                                 if n not in selected and n not in fake], "#9a9a9a"),
+    ]
+    groups = [group for group in groups if group[1]]
+    low, high = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, min(50, max(10, int(math.sqrt(len(scores))) * 2)) + 1)
+    if groups:
+        axes.hist([group[1] for group in groups], bins=edges, stacked=True,
+                  color=[group[2] for group in groups], label=[group[0] for group in groups],
+                  alpha=0.75)
+    if record["scores"]:
+        k_cut = min(record["scores"])
+        axes.axvline(k_cut, color=_K_COLOUR, linestyle="--", linewidth=2,
+                     label=f"K cut {k_cut:.4g}: lowest score asked for "
+                           f"(K = {len(record['selected'])})")
+    if record["fake_normal_scores"]:
+        v_cut = max(record["fake_normal_scores"])
+        axes.axvline(v_cut, color=_V_COLOUR, linestyle=":", linewidth=2,
+                     label=f"V cut {v_cut:.4g}: highest fake-normal score "
+                           f"(V = {len(record['fake_normals'])})")
+    which = "all images ranked" if complete else "asked and fake normals only"
+    axes.set_title(f"Round {record['round']} ({record['stage']}): {record['score']} scores, "
+                   f"{len(scores)} images ({which})")
+    axes.set_xlabel(f"{record['score']} score (higher: more likely defective)")
+    axes.set_ylabel("images")
+    axes.legend(loc="upper right", fontsize=8)
+    return figure
+
+
+def _plot_defects(per_round: Sequence[dict[str, Any]], start: tuple[int, int],
+                  defect_ratio: float, n_waiting: int) -> Any:
+    """(2) Cumulative defective images labelled against cumulative images labelled."""
+    figure = _figure(8.0, 4.2)
+    axes = figure.add_subplot()
+    labeled, defective = [start[0]], [start[1]]
+    tags = ["start" if start[0] else ""]
+    for entry in per_round:
+        if entry["labeled"]:
+            labeled.append(labeled[-1] + entry["labeled"])
+            defective.append(defective[-1] + entry["defective"])
+            tags.append(f"r{entry['round']}")
+    axes.plot(labeled, defective, marker="o", color=_K_COLOUR, linewidth=2,
+              label="SID4DS rounds (defective images found)")
+    for x, y, tag in zip(labeled, defective, tags, strict=True):
+        if tag:
+            axes.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    end = max(labeled[-1] + n_waiting, start[0] + 1)  # on to the answers still to come
+    axes.plot([start[0], end], [start[1], start[1] + defect_ratio * (end - start[0])],
+              linestyle="--", color="#555555", linewidth=1.5,
+              label=f"random sampling: expected defect ratio {defect_ratio:g} × labels")
+    axes.set_title("Defects found against labels spent"
+                   + ("" if len(labeled) > 1 else " (no round answered yet)"))
+    axes.set_xlabel("images labelled (cumulative)")
+    axes.set_ylabel("defective images labelled (cumulative)")
+    axes.set_xlim(0, end * 1.05)
+    axes.set_ylim(0, max(2.0, max(defective) * 1.2 + 0.5,
+                         start[1] + defect_ratio * (end - start[0])))
+    axes.xaxis.set_major_locator(_integer_ticks())
+    axes.yaxis.set_major_locator(_integer_ticks())
+    axes.legend(loc="best", fontsize=8)
+    return figure
+
+
+def _plot_top_row(image: np.ndarray, values: np.ndarray | None, probability: bool,
+                  scale: float, threshold: float, mask: np.ndarray | None,
+                  header: str, label_text: str, cold_start: bool) -> Any:
+    """(3) One asked-for image: the image, S's probability map (or M's error map) and the
+    image with S's region and the human's mask outlined."""
+    figure = _figure(9.6, 3.2)
+    panels = figure.subplots(1, 3)
+    _show_image(panels[0], image)
+    panels[0].set_title(header, fontsize=9)
+    if values is None:
+        panels[1].text(0.5, 0.5, "no model to map", ha="center", va="center")
+        panels[1].set_axis_off()
+        panels[1].set_title("no map", fontsize=9)
+    else:
+        shown = panels[1].imshow(values, cmap="magma" if probability else "inferno",
+                                 vmin=0.0, vmax=1.0 if probability else max(scale, 1e-12),
+                                 interpolation="nearest")
+        colorbar = figure.colorbar(shown, ax=panels[1], fraction=0.046, pad=0.04)
+        if probability:
+            colorbar.set_label("defect probability (S)")
+            colorbar.ax.axhline(threshold, color="white", linewidth=1.5)
+            panels[1].set_title(f"S: defect probability, {float(values.min()):.2f} to "
+                                f"{float(values.max()):.2f}\n(white on the bar: threshold "
+                                f"{threshold:g})", fontsize=9)
+        else:
+            colorbar.set_label("squared reconstruction error")
+            why = "no S yet: cold start" if cold_start else "S could not be loaded"
+            panels[1].set_title(f"M: reconstruction error\n({why})", fontsize=9)
+        panels[1].set_xticks([])
+        panels[1].set_yticks([])
+    _show_image(panels[2], image)
+    handles = []
+    if probability and values is not None:
+        found = _outline(panels[2], values, threshold, _S_COLOUR)
+        handles.append(_line_handle(_S_COLOUR, f"S: p ≥ {threshold:g}"
+                                    + ("" if found else " (no pixel)")))
+    if mask is not None:
+        found = _outline(panels[2], mask, 0.5, _HUMAN_COLOUR)
+        handles.append(_line_handle(_HUMAN_COLOUR, "human mask" + ("" if found else
+                                                                    " (empty: normal)")))
+    outlined = " and ".join(part for part, present in
+                            (("S's region", probability and values is not None),
+                             ("human mask", mask is not None)) if present)
+    panels[2].set_title(f"outlined: {outlined or 'nothing yet'}\n({label_text})", fontsize=9)
+    if handles:
+        panels[2].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02),
+                         fontsize=8, frameon=False, ncol=len(handles))
+    return figure
+
+
+def _plot_training(history: Sequence[dict[str, Any]], best_epoch: int | None,
+                   round_index: int) -> Any:
+    """(4) S's training loss against the step, the learning rate on a second axis."""
+    figure = _figure(8.0, 3.8)
+    axes = figure.add_subplot()
+    steps = np.cumsum([int(entry["steps"]) for entry in history])
+    loss = axes.plot(steps, [float(entry["loss"]) for entry in history], marker="o",
+                     color=_K_COLOUR, label="loss (mean over the epoch)")
+    rate_axes = axes.twinx()
+    rate = rate_axes.plot(steps, [float(entry["lr"]) for entry in history], marker=".",
+                          linestyle="--", color=_V_COLOUR, label="learning rate (end of epoch)")
+    handles = [*loss, *rate]
+    if best_epoch is not None and 1 <= best_epoch <= len(steps):
+        handles.append(axes.axvline(steps[best_epoch - 1], color="#555555", linestyle=":",
+                                    label=f"weights kept (epoch {best_epoch})"))
+    axes.set_title(f"S (round {round_index}): training loss and learning rate")
+    axes.set_xlabel("training step (end of each epoch)")
+    axes.xaxis.set_major_locator(_integer_ticks())
+    axes.set_ylabel("loss")
+    rate_axes.set_ylabel("learning rate")
+    # below the plot: inside, it would hide one of the two axes' lines
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
+    return figure
+
+
+def _plot_fake_normals(images: np.ndarray, names: Sequence[str], scores: Sequence[float],
+                       round_index: int, total: int) -> Any:
+    """(5) A grid of fake normals, each titled with its name and score."""
+    columns = min(8, len(names))
+    rows = -(-len(names) // columns)
+    figure = _figure(1.45 * columns + 0.4, 1.65 * rows + 0.5)
+    for position, (image, name, score) in enumerate(zip(images, names, scores, strict=True)):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        _show_image(axes, image)
+        short = name if len(name) <= 16 else name[:7] + "…" + name[-8:]
+        axes.set_title(f"{short}\n{score:.3g}", fontsize=7)
+    figure.suptitle(f"Round {round_index}: {len(names)} of {total} fake normals "
+                    f"(name, score)", fontsize=10)
+    return figure
+
+
+# ---------------------------------------------------------------------- the command
 def write_session_report(
     store: SessionStore,
     out: str | os.PathLike[str] | None = None,
@@ -162,121 +371,206 @@ def write_session_report(
             raise
         return target / "index.html"
 
-def _round_scores(store: SessionStore, record: dict[str, Any]) -> np.ndarray:
-    file = store.path / record["folder"] / "scores.csv"
-    try:
-        with open(file, newline="") as handle:
-            return np.array([float(row["score"]) for row in csv.DictReader(handle)])
-    except (OSError, KeyError, ValueError) as error:
-        raise SessionError(f"cannot read {file}: {error}") from None
-
-def _error_maps(store: SessionStore, record: dict[str, Any], images: np.ndarray,
-                device: Any) -> np.ndarray:
-    """Per-pixel reconstruction error (n, H, W) of the model that scored the round."""
-
-    models = record["models"]
-    if record["stage"] == "iterative":
-        guided = store.model("G", device, round_index=models["G"])
-        return ((guided.reconstruct(images) - images) ** 2).mean(axis=1)
-    scorer = store.model("M", device, round_index=models["M"])
-    height, width = images.shape[2:]
-    maps = np.zeros((len(images), height, width), dtype=np.float64)
-    for block in block_masks(height, width, scorer.n_blocks):
-        squared = ((scorer.reconstruct(images, mask=block.astype(np.uint8)) - images) ** 2
-                   ).mean(axis=1)
-        maps[:, block] = squared[:, block]
-    return maps
 
 def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_samples: int,
                   device: Any) -> None:
     pool = store.pool()
     record = manifest["rounds"][-1]
     labels = manifest["labels"]
-    scores = _round_scores(store, record)
-    k_cut = min(record["scores"]) if record["scores"] else None
-    v_cut = max(record["fake_normal_scores"]) if record["fake_normal_scores"] else None
-    histogram = _draw_histogram(
-        scores, k_cut, v_cut,
-        f"round {record['round']} ({record['stage']}): {record['score']} of "
-        f"{len(scores)} unlabelled images", len(record["selected"]),
-        len(record["fake_normals"]))
-    write_bytes(out / "score_histogram.png", image_png(histogram))
-    status = session_status(store)
+    settings = manifest["settings"]
+    status = session_status(store, own_lock=True)
     per_round = status["rounds"]
-    write_bytes(out / "defects_per_round.png", image_png(_draw_bars(
-        [entry["defective"] for entry in per_round],
-        [f"r{entry['round']}" for entry in per_round],
-        "defective images found per round (among the images labelled)")))
+    session_arg = shlex.quote(str(store.path))
+    sections = []
 
-    selected = record["selected"]
-    rows = [pool.index[name] for name in selected]
-    images = pool.images[rows]
-    error_maps = _error_maps(store, record, images, device)
-    scale = float(np.percentile(error_maps, 99)) if error_maps.size else 1.0
-    predicted = None
-    if record["models"].get("S") is not None:
-        segmenter = store.model("S", device, round_index=record["models"]["S"])
-        predicted = segmenter.predict(images)
-    top_rows = []
-    for position, name in enumerate(selected):
-        pixels = to_uint8(images[position])
-        panels = [_thumbnail(pixels), _thumbnail(_heatmap(error_maps[position], scale))]
-        if predicted is not None:
-            panels.append(_thumbnail(_overlay(pixels, predicted[position])))
-        if name in labels:
-            panels.append(_thumbnail(_overlay(pixels, store.load_mask(name))))
-        file = f"top/{position + 1:03d}.png"
-        write_bytes(out / file, image_png(_grid(panels, len(panels))))
-        label = ("not labelled yet" if name not in labels else
-                 "defective" if labels[name]["defective"] else "normal")
-        top_rows.append(
-            f"<tr><td>{position + 1}</td><td>{html.escape(name)}</td>"
-            f"<td>{record['scores'][position]:.5g}</td><td>{label}</td>"
-            f"<td><img src=\"{file}\" alt=\"{html.escape(name)}\"></td></tr>")
-
-    fake = record["fake_normals"]
-    rng = make_rng((manifest["settings"]["seed"], record["round"]))
-    sample = sorted(rng.choice(len(fake), size=min(n_samples, len(fake)), replace=False)
-                    .tolist()) if fake else []
-    fake_tiles = [_thumbnail(to_uint8(pool.images[pool.index[fake[index]]]), 64)
-                  for index in sample]
-    write_bytes(out / "fake_normal_sample.png", image_png(_grid(fake_tiles, 8)))
-    sample_names = ", ".join(html.escape(fake[index]) for index in sample)
-
+    # summary, estimate, rounds table
+    estimate = status["remaining_estimate"]
+    in_rounds = sum(entry["labeled"] for entry in per_round)
+    start = (status["labeled"] - in_rounds,
+             status["defective"] - sum(entry["defective"] for entry in per_round))
+    ratio = float(settings["defect_ratio"])
+    last = next((entry for entry in reversed(per_round) if entry["labeled"]), None)
+    expected_text = (
+        f"<li><b>expected: {estimate['expected']:g}</b>: if {ratio:g} (the defect ratio the "
+        f"session was created with) is the pool's true share, the {status['n_images']} "
+        f"images hold {ratio * status['n_images']:.1f} defective ones; found so far: "
+        f"{status['defective']}.</li>")
+    if estimate.get("at_most") is None or last is None:
+        at_most_text = ("<li><b>at most: –</b>: no round is answered yet, so there is no "
+                        "defect rate to extrapolate.</li>")
+    else:
+        at_most_text = (
+            f"<li><b>at most: {estimate['at_most']:g}</b>: the defect rate of the last "
+            f"answered round (round {last['round']}: {last['defective']} of "
+            f"{last['labeled']}) applied to the {status['n_images'] - status['labeled']} "
+            f"unlabelled images; an upper bound as long as the ranking puts defects first "
+            f"better than chance.</li>")
     round_rows = "".join(
-        f"<tr><td>{entry['round']}</td><td>{entry['stage']}</td><td>{entry['asked']}</td>"
+        f"<tr><td>{entry['round']}</td><td>{_esc(entry['stage'])}</td>"
+        f"<td>{_prose(entry['reason'])}</td><td>{entry['asked']}</td>"
         f"<td>{entry['labeled']}</td><td>{entry['defective']}</td>"
-        f"<td>{entry['fake_normals']}</td></tr>" for entry in per_round)
-    panels_text = ("image | reconstruction error" + (" | predicted mask (S)" if predicted
-                                                     is not None else "")
-                   + " | human mask (once labelled)")
+        f"<td>{_percent(entry['defect_rate'])}</td><td>{entry['fake_normals']}</td></tr>"
+        for entry in per_round)
+    _save_figure(_plot_defects(per_round, start, ratio, status["n_waiting"]),
+                 out / "defects_per_round.png")
+    start_text = (f" The line starts at the {start[0]} labels ({start[1]} defective) given "
+                  f"outside the rounds (at creation or with {_code('--any')})."
+                  if start[0] else "")
+    defects_caption = (
+        "Defects found against labels spent: cumulative defective images labelled against "
+        "cumulative images labelled, one point per answered round. Dashed: what labelling "
+        f"images at random would find (drawn on to include the {status['n_waiting']} images "
+        f"waiting for masks), using the expected defect ratio of the session's "
+        f"settings ({ratio:g}) × labels (not the defective share of the labelled images, "
+        f"which the ranking inflates).{start_text}")
+    sections.append(
+        "<h2>Rounds</h2>\n<table><tr><th>round</th><th>stage</th><th>reason</th><th>asked</th>"
+        "<th>labelled</th><th>defective</th><th>defect rate</th><th>fake normals</th></tr>\n"
+        f"{round_rows}</table>\n"
+        + _figure_html("defects_per_round.png", "Defects found against labels spent",
+                       defects_caption)
+        + f"\n<h2>Defective images still unlabelled</h2>\n<ul>{expected_text}{at_most_text}</ul>")
+
+    # (1) score distribution
+    scores, score_names, complete = _round_scores(store, record)
+    _save_figure(_plot_scores(scores, score_names, record, complete),
+                 out / "score_histogram.png")
+    selected, fake = record["selected"], record["fake_normals"]
+    source_text = (f"all {len(scores)} images the round ranked ({_code('scores.csv')} of "
+                   f"{_esc(record['folder'])})" if complete else
+                   f"{_code('scores.csv')} of {_esc(record['folder'])} is unreadable: only "
+                   f"the scores of the asked images and fake normals from the manifest")
+    scores_caption = (
+        f"Round {record['round']} score distribution ({_esc(record['score'])}) of "
+        f"{source_text}. Red dashed line: the K cut, the lowest score asked for (the "
+        f"{len(selected)} images at or above it are to be labelled). Blue dotted line: the V "
+        f"cut, the highest fake-normal score (the {len(fake)} images at or below it are this "
+        f"round's fake normals, trained on as normal next round).")
+    sections.append(f"<h2>Round {record['round']}: score distribution</h2>\n"
+                    + _figure_html("score_histogram.png",
+                                   f"Round {record['round']} score distribution",
+                                   scores_caption))
+
+    # (3) the asked-for images, only those shown are read
+    shown = selected[:MAX_TOP_IMAGES]
+    images = pool.images[[pool.index[name] for name in shown]] if shown else None
+    segmenter = (store.model("S", device, round_index=record["models"]["S"])
+                 if record["models"].get("S") is not None else None)
+    threshold = float(getattr(segmenter, "threshold", 0.5))
+    scale = 1.0
+    if images is None:
+        maps = None
+    elif segmenter is not None:
+        maps = segmenter.predict_proba(images)
+    else:
+        maps = _error_maps(store, record, images, device)
+        if maps is not None and maps.size:
+            scale = float(np.percentile(maps, 99))
+    top_rows = []
+    for position, (name, image) in enumerate(zip(shown, [] if images is None else images,
+                                                 strict=True)):
+        label = labels.get(name)
+        label_text = ("not labelled yet" if label is None else
+                      "labelled defective" if label["defective"] else "labelled normal")
+        file = f"top/{position + 1:03d}.png"
+        _save_figure(_plot_top_row(
+            image, None if maps is None else maps[position], segmenter is not None,
+            scale, threshold, None if label is None else store.load_mask(name),
+            f"#{position + 1} {name}\nscore {record['scores'][position]:.4g}", label_text,
+            record["stage"] == "cold_start"),
+            out / file)
+        top_rows.append(
+            f"<tr><td>{position + 1}</td><td>{_esc(name)}</td>"
+            f"<td>{record['scores'][position]:.5g}</td><td>{_esc(label_text)}</td>"
+            f'<td><img src="{file}" alt="{_esc(f"#{position + 1} {name}: image, map, outlines")}">'
+            f"</td></tr>")
+    if segmenter is not None:
+        panels_text = (f"the image; S's defect probability (colour bar; the white line on it "
+                       f"is S's threshold {threshold:g}); the image with S's predicted region "
+                       f"(probability ≥ {threshold:g}) outlined in red and, once labelled, "
+                       f"the human mask outlined in light blue.")
+    else:
+        panels_text = ("no segmentation learner S yet (cold start: S is trained once a "
+                       "defective and a normal image are labelled), so the middle panel is "
+                       "M's block-wise masked-reconstruction error instead (the colour scale "
+                       "is shared by all rows, up to the 99th percentile); right: the image "
+                       "with the human mask outlined in light blue once labelled.")
+    more = (f" The first {len(shown)} of {len(selected)} are shown." if len(shown) <
+            len(selected) else "")
+    sections.append(
+        f"<h2>Round {record['round']}: images to label</h2>\n"
+        f"<p>Each row: {_esc(panels_text)}{more}</p>\n<table><tr><th>rank</th><th>name</th>"
+        f"<th>score</th><th>label</th><th>panels</th></tr>\n{''.join(top_rows)}</table>")
+
+    # (4) S's training curve
+    history = list(getattr(segmenter, "history_", None) or [])
+    if segmenter is not None and history:
+        _save_figure(_plot_training(history, getattr(segmenter, "best_epoch_", None),
+                                    record["models"]["S"]), out / "training_curve.png")
+        training_caption = (
+            f"Training curve of the S that ranked round {record['round']}"
+            + ("" if record["models"]["S"] == record["round"] else
+               f" (trained for round {record['models']['S']})")
+            + ": the loss (mean over each epoch, left axis) and the learning rate (right "
+            "axis) against the training step, one point per epoch of its history (which "
+            "also holds the earlier rounds' epochs when S was trained further from its "
+            "previous weights).")
+        sections.append("<h2>Segmentation learner S: training curve</h2>\n"
+                        + _figure_html("training_curve.png", "S training loss and learning "
+                                       "rate", training_caption))
+    elif segmenter is None:
+        sections.append("<h2>Segmentation learner S: training curve</h2>\n<p>No segmentation "
+                        "learner S yet (cold start): no training curve.</p>")
+
+    # (5) fake normals
+    waiting_fake = [name for name in fake if name not in labels]
+    fake_score = dict(zip(fake, record["fake_normal_scores"], strict=False))
+    rng = make_rng((settings["seed"], record["round"]))
+    sample = sorted(rng.choice(len(waiting_fake), size=min(n_samples, len(waiting_fake)),
+                               replace=False).tolist()) if waiting_fake else []
+    sample_names = [waiting_fake[index] for index in sample]
+    command = f"sid4ds import {session_arg} --masks DIR --any"
+    how = (f"If you see a defect in one of them, draw its mask (0 = normal, 255 = defect) "
+           f"into a folder DIR, named like the image, and run {_code(command)}: "
+           f"{_code('--any')} accepts masks for any pool image, and the mask replaces the "
+           f"all-normal mask S would be trained with in the next round. If many are "
+           f"defective, ask for fewer fake normals: "
+           f"{_code(f'sid4ds query {session_arg} --normals V')}.")
+    if sample_names:
+        fake_images = pool.images[[pool.index[name] for name in sample_names]]
+        _save_figure(_plot_fake_normals(fake_images, sample_names,
+                                        [fake_score.get(name, math.nan) for name in sample_names],
+                                        record["round"], len(waiting_fake)),
+                     out / "fake_normal_sample.png")
+        fake_html = _figure_html(
+            "fake_normal_sample.png", f"Round {record['round']} fake normal sample",
+            f"A random sample of {len(sample_names)} of the {len(waiting_fake)} unlabelled "
+            f"fake normals of round {record['round']} (the images scored lowest, which S is "
+            f"taught are normal): {_esc(', '.join(sample_names))}. {how}")
+    else:
+        fake_html = (f"<p>No fake normal to show (round {record['round']} has "
+                     f"{len(waiting_fake)} unlabelled, {n_samples} asked for).</p>")
+    sections.append(f"<h2>Round {record['round']}: fake normals to spot-check</h2>\n{fake_html}")
+
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>sid4ds session {html.escape(store.path.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:left}}
-img{{image-rendering:pixelated}}</style></head><body>
-<h1>sid4ds labelling session {html.escape(store.path.name)}</h1>
-<p>{status['n_images']} images; {status['labeled']} labelled ({status['defective']} defective),
-{status['fake_normals']} fake normals in the last round, {status['unlabeled']} other unlabelled.
-Next: {html.escape(status['next'])}</p>
-<h2>Rounds</h2>
-<table><tr><th>round</th><th>stage</th><th>asked</th><th>labelled</th><th>defective</th>
-<th>fake normals</th></tr>{round_rows}</table>
-<p><img src="defects_per_round.png" alt="defects found per round"></p>
-<h2>Round {record['round']}: scores</h2>
-<p>Red line: the K cut (the {len(selected)} images at or above it are to be labelled).
-Blue line: the V cut (the {len(fake)} images at or below it are this round's fake normals,
-trained on as normal in the next round).</p>
-<p><img src="score_histogram.png" alt="score histogram"></p>
-<h2>Round {record['round']}: images to label</h2>
-<p>Panels: {panels_text}.</p>
-<table><tr><th>rank</th><th>name</th><th>score</th><th>label</th><th>panels</th></tr>
-{''.join(top_rows)}</table>
-<h2>Fake normals: a random sample to spot-check</h2>
-<p>{len(sample)} of {len(fake)}: {sample_names}. If one of them is defective, the
-segmentation learner is taught that it is normal: label it (import a mask for it after
-it is asked for) or lower V.</p>
-<p><img src="fake_normal_sample.png" alt="fake normal sample"></p>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sid4ds session {_esc(store.path.name)}</title>
+<style>
+body{{font-family:sans-serif;margin:2em;max-width:70em;line-height:1.4;color:#222}}
+table{{border-collapse:collapse;margin:0.5em 0}}
+td,th{{padding:3px 8px;text-align:left;border-bottom:1px solid #ddd;vertical-align:middle}}
+img{{max-width:100%;height:auto}}
+figure{{margin:1em 0}} figcaption{{font-size:0.9em;color:#444;max-width:60em}}
+code{{background:#f3f3f3;padding:1px 4px;border-radius:3px;font-size:0.95em}}
+</style></head><body>
+<h1>sid4ds labelling session {_esc(store.path.name)}</h1>
+<p>{status['n_images']} images; {status['labeled']} labelled ({status['defective']}
+defective), {status['n_waiting']} waiting for masks, {status['fake_normals']} fake normals
+in the last round, {status['unlabeled']} other unlabelled. Session folder:
+{_code(str(store.path))}.</p>
+<p><b>Next step:</b> {_prose(status['next'])}</p>
+{chr(10).join(sections)}
 </body></html>
 """
     write_text(out / "index.html", page)

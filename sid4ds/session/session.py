@@ -116,6 +116,7 @@ class LabelingSession:
         scorer_params: dict[str, Any] | None = None,
         segmenter_params: dict[str, Any] | None = None,
         guided_epochs: int | None = None,
+        region: str = "adaptive",
     ) -> LabelingSession:
         """Create a session folder from images (``sid4ds init``).
 
@@ -170,6 +171,8 @@ class LabelingSession:
             Parameters of :class:`~sid4ds.SegmentationLearner` (S).
         guided_epochs : int, optional
             Epochs of the label-guided learner G; defaults to M's ``max_epochs``.
+        region : {"adaptive", "threshold"}, default="adaptive"
+            How S's probabilities become E_sdr's regions, as in :func:`sid4ds.run_sid4ds`.
 
         Returns
         -------
@@ -187,7 +190,8 @@ class LabelingSession:
             "image_size": image_size, "tile": tile, "mode": mode, "mask_suffix": mask_suffix,
             "skip_unreadable": skip_unreadable, "names": names, "defect_ratio": defect_ratio,
             "seed": seed, "scorer_params": scorer_params,
-            "segmenter_params": segmenter_params, "guided_epochs": guided_epochs}))
+            "segmenter_params": segmenter_params, "guided_epochs": guided_epochs,
+            "region": region}))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:
@@ -588,12 +592,20 @@ class LabelingSession:
     ) -> Path:
         """Write an HTML page with PNG plots about the session (``sid4ds report``).
 
-        The page shows the last round's score histogram with the K and V cut lines,
-        thumbnails of the images it asked for with their reconstruction-error maps (M's
-        block-wise masked-reconstruction error in a cold-start round, G's reconstruction
-        error in an iterative round) and the segmentation learner's predicted masks, a
-        random sample of the fake normals for spot checks, and the defects found per round.
-        Plots are drawn with Pillow.
+        The page (``index.html``, with its PNG plots beside it, linked by relative paths: it
+        opens from disk, needs no server or network) shows a table of the rounds (stage,
+        reason, images asked, labelled, defective, defect rate, fake normals), the estimate
+        of defective images still unlabelled (``expected`` and ``at_most``), the defects
+        found against the labels spent next to what random sampling at the session's
+        expected defect ratio would find, the last round's score histogram with the K cut
+        (lowest score asked for) and the V cut (highest fake-normal score), the images it
+        asked for (the first 16) with S's defect-probability map and S's predicted region
+        and, once labelled, the human mask outlined (in a cold start, before S exists, M's
+        block-wise masked-reconstruction error instead), S's training curve (loss and
+        learning rate against the step), and a random sample of the fake normals to
+        spot-check, with the command to label one that shows a defect (``sid4ds import
+        SESSION --masks DIR --any``). Plots are drawn with matplotlib; only the images shown
+        are read from the pool.
 
         Parameters
         ----------
@@ -602,7 +614,7 @@ class LabelingSession:
         n_fake_normal_samples : int, default=16
             Fake normals to show (drawn with the session's seed).
         device : str, default="auto"
-            Where to compute the error maps.
+            Where to compute S's probability maps (or M's error maps in a cold start).
 
         Returns
         -------

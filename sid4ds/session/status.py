@@ -11,8 +11,12 @@ from sid4ds.session.store import SessionStore
 __all__ = ["session_status"]
 
 
-def session_status(store: SessionStore) -> dict[str, Any]:
-    """Where the session stands (see ``LabelingSession.status``)."""
+def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, Any]:
+    """Where the session stands (see ``LabelingSession.status``).
+
+    ``own_lock``: the caller holds the lock itself (a command that reports the status, like
+    ``report``): a lock of this process is then no command to wait for.
+    """
     manifest = store.reread()
     labels = manifest["labels"]
     rounds = []
@@ -34,6 +38,8 @@ def session_status(store: SessionStore) -> dict[str, Any]:
     lock = SessionLock.read(store.path / LOCK) if (store.path / LOCK).exists() else None
     if lock is not None and SessionLock.is_stale(lock, store.path / LOCK):
         lock = {**lock, "stale": True}
+    if own_lock and lock is not None and SessionLock.is_own(lock):
+        lock = None
     running = lock is not None and not lock.get("stale")
     if running:
         next_step = (f"wait: `sid4ds {lock.get('command')}` is running (pid {lock.get('pid')}, "

@@ -1,0 +1,38 @@
+"""Join benchmark runs made separately (one seed or one data set per run) into one report.
+
+    python benchmarks/merge_results.py results/gen5_s0 results/gen5_s1 results/gen5_s2 \\
+        --out results/gen5 --label-share 0.1
+
+Reads each folder's CSVs (``python -m sid4ds.benchmark --out DIR`` wrote them), prints the
+markdown tables over all the seeds (mean ± std), and writes the joined CSVs, ``report.md``
+and the plots into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sid4ds.benchmark import format_tables, plot_results, read_csvs, write_csvs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", help="output folders of benchmark runs")
+    parser.add_argument("--out", required=True, help="folder for the joined results")
+    parser.add_argument("--label-share", type=float, default=0.1,
+                        help="K as a share of the pool, for the column names (default 0.1)")
+    args = parser.parse_args()
+    result = read_csvs(args.folders)
+    out = Path(args.out)
+    write_csvs(result, out)
+    tables = format_tables(result, label_share=args.label_share)
+    sources = "\n".join(f"- {folder}" for folder in args.folders)
+    (out / "report.md").write_text(f"# sid4ds benchmark, joined runs\n\n{sources}\n\n{tables}\n",
+                                   encoding="utf-8")
+    plot_results(result, out, label_share=args.label_share)
+    print(tables)
+
+
+if __name__ == "__main__":
+    main()

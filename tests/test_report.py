@@ -1,0 +1,232 @@
+"""Tests for sid4ds.session.report: the HTML page, its plots, and a real browser reading it."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sid4ds.datasets import make_defect_images
+from sid4ds.session import LabelingSession
+from sid4ds.session import report as report_module
+
+TINY_SCORER = {"base_channels": 4, "depth": 2, "patch_size": 4, "n_blocks": 4, "max_epochs": 2}
+TINY_SEGMENTER = {"base_channels": 4, "depth": 2, "max_epochs": 2}
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+# ---------------------------------------------------------------------- helpers
+def write_masks(folder: Path, names, truth: dict[str, np.ndarray]) -> Path:
+    """The human: a PNG mask (0/255) per name, from the true masks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(truth[name] * 255).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory) -> dict:
+    """One session after two answered rounds and a third asked for ("three_rounds"), and a
+    copy of it taken after its first (cold-start) round was asked for ("cold_start")."""
+    root = tmp_path_factory.mktemp("report")
+    X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.2,
+                                  random_state=0)
+    (root / "images").mkdir()
+    truth = {}
+    for index, image in enumerate(X):
+        name = f"part{index:02d}"
+        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(
+            root / "images" / f"{name}.png")
+        truth[name] = masks[index]
+    session = LabelingSession.create(root / "session", root / "images", seed=0,
+                                     scorer_params=TINY_SCORER,
+                                     segmenter_params=TINY_SEGMENTER)
+    record = session.query(n_label=4)
+    shutil.copytree(session.path, root / "cold_start")
+    for round_index in range(2):
+        session.import_masks(write_masks(root / f"a{round_index}", record["selected"], truth))
+        record = session.query(n_label=4)
+    return {"three_rounds": session.path, "cold_start": root / "cold_start", "truth": truth}
+
+
+@pytest.fixture
+def figures(monkeypatch) -> dict[str, object]:
+    """The matplotlib figures the report saves, by file name relative to the report."""
+    saved: dict[str, object] = {}
+    original = report_module._save_figure
+
+    def record(figure, file: Path) -> None:
+        saved[f"{file.parent.name}/{file.name}" if file.parent.name == "top"
+              else file.name] = figure
+        original(figure, file)
+
+    monkeypatch.setattr(report_module, "_save_figure", record)
+    return saved
+
+
+def image_sources(page: str) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', page)
+
+
+def alt_texts(page: str) -> list[str]:
+    return [html.unescape(alt) for alt in re.findall(r'<img [^>]*alt="([^"]*)"', page)]
+
+
+def check_figure(name: str, figure) -> None:
+    """Every panel titled, every plot's axes labelled, a legend where there are series."""
+    axes = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
+    assert axes, name
+    for ax in axes:
+        if ax.images:  # an image panel
+            assert ax.get_title(), f"{name}: an image panel without a title"
+    plots = [ax for ax in axes if not ax.images]
+    if plots:
+        assert any(ax.get_title() and ax.get_xlabel() for ax in plots), name
+        assert all(ax.get_ylabel() for ax in plots), f"{name}: an unlabelled y axis"
+        series = [artist for ax in plots for artist in [*ax.lines, *ax.containers]
+                  if not str(artist.get_label()).startswith("_")]
+        if len(series) > 1:
+            assert figure.legends or any(ax.get_legend() is not None for ax in plots), (
+                f"{name}: no legend")
+    for ax in figure.axes:
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel(), f"{name}: a colour bar without a label"
+
+
+# ---------------------------------------------------------------------- the page
+def test_report_page_plots_titles_and_commands(tmp_path, sessions, figures):
+    session = LabelingSession.open(sessions["three_rounds"])
+    index = session.report(tmp_path / "report")
+    assert index == tmp_path / "report/index.html"
+    page = index.read_text(encoding="utf-8")
+    sources = image_sources(page)
+    record = session.manifest["rounds"][-1]
+    assert record["stage"] == "iterative"
+    assert {"score_histogram.png", "defects_per_round.png", "training_curve.png",
+            "fake_normal_sample.png"} <= set(sources)
+    assert [source for source in sources if source.startswith("top/")] == [
+        f"top/{rank:03d}.png" for rank in range(1, len(record["selected"]) + 1)]
+    for source in sources:
+        assert not source.startswith(("/", "http:", "https:", "file:")), source
+        with Image.open(index.parent / source) as image:
+            assert image.format == "PNG" and image.width > 100 and image.height > 100
+    assert sorted(sources) == sorted(str(path.relative_to(index.parent)) for path in
+                                     index.parent.rglob("*.png"))
+    # no external resource: no stylesheet, script or URL other than the PNGs beside it
+    assert not re.search(r"<(script|link)\b|https?://|@import|url\(", page)
+
+    # every figure: titled panels, labelled axes, legends; every image: an alt text
+    assert set(figures) == set(sources)
+    for name, figure in figures.items():
+        check_figure(name, figure)
+    assert all(alt.strip() for alt in alt_texts(page))
+    assert len(alt_texts(page)) == len(sources)
+    assert page.count("<figcaption>") == 4
+    histogram = figures["score_histogram.png"].axes[0]
+    legend = [text.get_text() for text in histogram.get_legend().get_texts()]
+    assert any(text.startswith("K cut") for text in legend)
+    assert any(text.startswith("V cut") for text in legend)
+    assert f"{min(record['scores']):.4g}" in " ".join(legend)
+    assert f"{max(record['fake_normal_scores']):.4g}" in " ".join(legend)
+    # an iterative round: S's probability map with its colour bar, its region outlined
+    top = figures["top/001.png"]
+    titles = [ax.get_title() for ax in top.axes]
+    assert record["selected"][0] in titles[0]
+    assert any("S: defect probability" in title for title in titles)
+    assert any(ax.get_label() == "<colorbar>" for ax in top.axes)
+    assert "expected defect ratio of the session's settings" in page
+    defects = figures["defects_per_round.png"].axes[0]
+    assert defects.lines[0].get_xdata().tolist() == [0, 4, 8]
+
+    # the round table and the estimate
+    for header in ("round", "stage", "reason", "asked", "labelled", "defective",
+                   "defect rate", "fake normals"):
+        assert f"<th>{header}</th>" in page
+    estimate = session.status()["remaining_estimate"]
+    assert f"<b>expected: {estimate['expected']:g}</b>" in page
+    assert f"<b>at most: {estimate['at_most']:g}</b>" in page
+    for name in record["selected"]:
+        assert name in page
+
+    # commands are code, never backticks
+    assert "`" not in page
+    assert f"<code>sid4ds import {session.path} --masks DIR</code>" in page
+    assert f"<code>sid4ds import {session.path} --masks DIR --any</code>" in page
+    codes = re.findall(r"<code>(.*?)</code>", page, flags=re.S)
+    assert all("<" not in code for code in codes)
+
+
+def test_report_outlines_the_human_mask_once_labelled(tmp_path, sessions, figures):
+    folder = shutil.copytree(sessions["three_rounds"], tmp_path / "session")
+    session = LabelingSession.open(folder)
+    record = session.manifest["rounds"][-1]
+    answered = record["selected"][:2]
+    session.import_masks(write_masks(tmp_path / "answers", answered, sessions["truth"]))
+    page = session.report(tmp_path / "report").read_text(encoding="utf-8")
+    for rank, name in enumerate(record["selected"], start=1):
+        legend = figures[f"top/{rank:03d}.png"].axes[2].get_legend()
+        texts = [text.get_text() for text in legend.get_texts()]
+        assert any(text.startswith("S: p") for text in texts)
+        assert any(text.startswith("human mask") for text in texts) == (name in answered)
+    assert "labelled defective" in page or "labelled normal" in page
+    assert "not labelled yet" in page
+
+
+def test_cold_start_report_shows_m_error_maps_and_says_there_is_no_s(tmp_path, sessions,
+                                                                     figures):
+    session = LabelingSession.open(sessions["cold_start"])
+    page = session.report(tmp_path / "report").read_text(encoding="utf-8")
+    assert session.manifest["rounds"][-1]["stage"] == "cold_start"
+    assert "no segmentation learner S yet" in page.replace("\n", " ")
+    assert "training_curve.png" not in figures
+    titles = [ax.get_title() for ax in figures["top/001.png"].axes]
+    assert any("M: reconstruction error" in title for title in titles)
+    assert "<b>at most: –</b>" in page  # nothing answered yet
+    for name, figure in figures.items():
+        check_figure(name, figure)
+    assert "`" not in page
+
+
+def test_report_with_no_fake_normal_sample(tmp_path, sessions, figures):
+    session = LabelingSession.open(sessions["three_rounds"])
+    page = session.report(tmp_path / "report", n_fake_normal_samples=0).read_text(
+        encoding="utf-8")
+    assert "fake_normal_sample.png" not in image_sources(page)
+    assert "No fake normal to show" in page
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(tmp_path, sessions):
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright (python) is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    index = LabelingSession.open(sessions["three_rounds"]).report(tmp_path / "report")
+    n_sources = len(image_sources(index.read_text(encoding="utf-8")))
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(index.as_uri(), wait_until="load")
+            assert page.title().startswith("sid4ds session")
+            assert page.evaluate("document.images.length") == n_sources
+            assert page.evaluate(
+                "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+            assert all(url.startswith("file://") for url in requests), requests
+            assert page.locator("h2").count() >= 5
+            assert page.locator("code").count() >= 3
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "report.png").stat().st_size > 10_000
