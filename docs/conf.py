@@ -7,6 +7,9 @@ numpydoc docstrings, into ``docs/generated/`` (not kept in git).
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -47,22 +50,153 @@ numpydoc_show_class_members = False  # the class template lists the methods
 numpydoc_xref_param_type = False
 
 
-def _reexported() -> dict[str, list[str]]:
-    """Per submodule, the names of its ``__all__`` documented under ``sid4ds`` itself."""
-    import importlib
+#: Every module with a page of its own, in the order of docs/api.rst.
+API_MODULES = [
+    # estimators
+    "sid4ds.segmentation", "sid4ds.reconstruction", "sid4ds.nets", "sid4ds.training",
+    "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics",
+    # query strategies and the round engine
+    "sid4ds.strategies", "sid4ds.selection", "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
+    # data
+    "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
+    "sid4ds.datasets.folders", "sid4ds.datasets.loaders",
+    # the labelling session
+    "sid4ds.session", "sid4ds.session.session", "sid4ds.session.store",
+    "sid4ds.session.manifest", "sid4ds.session.storage", "sid4ds.session.lock",
+    "sid4ds.session.errors", "sid4ds.session.models", "sid4ds.session.ingest",
+    "sid4ds.session.query", "sid4ds.session.labels", "sid4ds.session.status",
+    "sid4ds.session.export", "sid4ds.session.deliver", "sid4ds.session.report",
+    "sid4ds.session.codecs",
+    # benchmark and baselines
+    "sid4ds.baselines", "sid4ds.baselines.common", "sid4ds.baselines.passive",
+    "sid4ds.baselines.uncertainty", "sid4ds.baselines.coreset", "sid4ds.baselines.pt4al",
+    "sid4ds.baselines.suggestive", "sid4ds.baselines.learning_loss",
+    "sid4ds.baselines.contrast", "sid4ds.benchmark", "sid4ds.benchmark.protocol",
+    "sid4ds.benchmark.records", "sid4ds.benchmark.output", "sid4ds.benchmark.data",
+    # command line
+    "sid4ds.cli", "sid4ds.cli.app", "sid4ds.cli.types", "sid4ds.cli.options",
+    "sid4ds.cli.demo", "sid4ds.cli.session", "sid4ds.cli.benchmark",
+]
 
-    names: dict[str, list[str]] = {}
-    for module_name in ("active", "baselines", "datasets", "nets", "reconstruction",
-                        "segmentation", "session", "strategies"):
-        module = importlib.import_module(f"sid4ds.{module_name}")
-        names[module.__name__] = [
-            name for name in getattr(module, "__all__", [])
-            if name in sid4ds.__all__ and getattr(sid4ds, name) is getattr(module, name)
-        ]
+
+def _module(name: str):
+    return importlib.import_module(name)
+
+
+def _assigned_names(module_name: str) -> set[str]:
+    """Names a module's source assigns at its top level (where its constants are defined)."""
+    tree = ast.parse(inspect.getsource(_module(module_name)))
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        names |= {target.id for target in targets if isinstance(target, ast.Name)}
     return names
 
 
-autosummary_context = {"reexported": _reexported()}
+def _exports(module_name: str, name: str, obj) -> bool:
+    module = _module(module_name)
+    return name in getattr(module, "__all__", ()) and getattr(module, name) is obj
+
+
+def _is_constant(obj) -> bool:
+    return not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj))
+
+
+def _defining_module(name: str, obj) -> str | None:
+    """The documented module that defines ``obj`` (for a constant: that assigns it)."""
+    if not _is_constant(obj):
+        defining = getattr(obj, "__module__", None)
+        return defining if defining in API_MODULES else None
+    for module_name in API_MODULES:
+        if _exports(module_name, name, obj) and name in _assigned_names(module_name):
+            return module_name
+    return None
+
+
+def _home(name: str, obj) -> str:
+    """The one page that documents ``obj``: ``sid4ds`` itself when it is re-exported there,
+    else the outermost package above its module that re-exports it (``sid4ds.datasets``
+    for ``sid4ds.datasets.loaders.load_npz``), else its own module; an object defined in a
+    private module goes to the first module of API_MODULES that exports it."""
+    if name in sid4ds.__all__ and getattr(sid4ds, name) is obj:
+        return "sid4ds"
+    defining = _defining_module(name, obj)
+    if defining is None:
+        return next(module for module in API_MODULES if _exports(module, name, obj))
+    parts = defining.split(".")
+    for end in range(2, len(parts)):
+        package = ".".join(parts[:end])
+        if package in API_MODULES and _exports(package, name, obj):
+            return package
+    return defining
+
+
+def _api_pages() -> tuple[dict[str, dict[str, str]], dict[str, list[str]], dict[str, str]]:
+    """What each module page shows, from the modules' ``__all__``.
+
+    Every object is documented on one page only, that of :func:`_home`; the other modules
+    that export it link there. Besides sparing the reader duplicates, this keeps Sphinx
+    from warning: a class documented under two names that are not its own (``sid4ds.X`` and
+    ``sid4ds.session.X`` for a class defined in ``sid4ds.session.session``) registers its
+    canonical name twice, a "duplicate object description".
+
+    Returns, per module page: the names documented elsewhere (name: full name of the page),
+    its own constants (autosummary would list only those with a ``#:`` comment in the
+    module's own source, so a re-exported constant would be missing), and, per constant
+    page, the module that defines the constant (where its ``#:`` comment is).
+    """
+    elsewhere: dict[str, dict[str, str]] = {}
+    constants: dict[str, list[str]] = {}
+    constant_sources: dict[str, str] = {}
+    for module_name in API_MODULES:
+        module = _module(module_name)
+        elsewhere[module_name], constants[module_name] = {}, []
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            home = _home(name, obj)
+            if home != module_name:
+                elsewhere[module_name][name] = f"{home}.{name}"
+            elif _is_constant(obj):
+                constants[module_name].append(name)
+                source = _defining_module(name, obj)
+                if source is not None:
+                    constant_sources[f"{module_name}.{name}"] = source
+    return elsewhere, constants, constant_sources
+
+
+def _torch_estimators() -> list[str]:
+    """Names of the classes built on ``sid4ds._torch.TorchEstimator``: their pages also show
+    the members they inherit from it (the state API, the chunk interface), not those of
+    scikit-learn's ``BaseEstimator`` (see ``_skip_member``)."""
+    from sid4ds._torch import TorchEstimator
+
+    return sorted({name for module_name in API_MODULES
+                   for name in getattr(_module(module_name), "__all__", [])
+                   if inspect.isclass(cls := getattr(_module(module_name), name))
+                   and issubclass(cls, TorchEstimator)})
+
+
+_ELSEWHERE, _CONSTANTS, _CONSTANT_SOURCES = _api_pages()
+
+autosummary_context = {
+    "elsewhere": _ELSEWHERE,
+    "constants": _CONSTANTS,
+    "torch_estimators": _torch_estimators(),
+}
+
+
+def _constant_docstring(app, what, name, obj, options, lines):
+    """A constant's doc is the ``#:`` comment where it is defined, never its type's
+    docstring (autodoc reads the comment only in the module it documents it under)."""
+    if what != "data":
+        return
+    from sphinx.pycode import ModuleAnalyzer
+
+    module_name, _, constant = name.rpartition(".")
+    source = _CONSTANT_SOURCES.get(name, module_name)
+    lines[:] = list(ModuleAnalyzer.for_module(source).find_attr_docs().get(("", constant), []))
+
 
 # ---------------------------------------------------------------- HTML
 html_theme = "alabaster"
@@ -74,12 +208,17 @@ html_theme_options = {
 }
 
 
-def _skip_metadata_request_setters(app, what, name, obj, skip, options):
-    """Leave out scikit-learn's generated ``set_*_request`` methods (metadata routing)."""
+def _skip_member(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's methods: its generated ``set_*_request`` (metadata routing)
+    and, on the estimator pages that show the members the estimators inherit from their
+    sid4ds base, those of ``sklearn.base.BaseEstimator`` and its mixins."""
     if name.startswith("set_") and name.endswith("_request"):
+        return True
+    if what == "class" and str(getattr(obj, "__module__", "")).startswith("sklearn."):
         return True
     return None
 
 
 def setup(app):
-    app.connect("autodoc-skip-member", _skip_metadata_request_setters)
+    app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _constant_docstring, priority=400)  # before numpydoc

@@ -9,7 +9,9 @@
 # 3. ask which images to label (`sid4ds query`), draw their masks, import them
 #    (`sid4ds import`), check progress (`sid4ds status`), repeat;
 # 4. export the labelled set for training elsewhere (`sid4ds export`: PNG folders, COCO,
-#    Label Studio).
+#    Label Studio);
+# 5. take the trained segmentation model home: train it on every label (`sid4ds train`),
+#    run it on new images (`sid4ds predict`) and save it (`sid4ds export --format model`).
 #
 # Every step is a method here and a command on the command line; the session keeps its
 # state in a folder, so the steps can be days apart. To have images to work with, the
@@ -25,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from sid4ds import SegmentationLearner
 from sid4ds.datasets import load_image_folder, make_defect_images
 from sid4ds.session import LabelingSession
 
@@ -66,7 +69,7 @@ print(f"largest difference to the generated images: {np.abs(X - X_generated).max
 #
 # ```bash
 # sid4ds init session --images line_images --defect-ratio 0.1 --width 8 --depth 2 \
-#     --epochs-m 6 --patch-size 4 --epochs-s 40
+#     --epochs-m 6 --patch-size 4 --steps-s 300
 # ```
 
 # %%
@@ -77,7 +80,7 @@ session = LabelingSession.create(
     defect_ratio=0.1,
     seed=0,
     scorer_params={**tiny_network, "patch_size": 4, "max_epochs": 6},
-    segmenter_params={**tiny_network, "max_epochs": 40, "lr": 3e-3, "batch_size": 8},
+    segmenter_params={**tiny_network, "max_steps": 300},
 )
 print(session.status()["next"])
 
@@ -180,8 +183,8 @@ print(f"found {status['defective']} of {int(true_masks.any(axis=(1, 2)).sum())} 
 #
 # - `png`: `good/`, `defect/` and `ground_truth/defect/NAME_mask.png`, the MVTec AD /
 #   anomalib folder layout;
-# - `coco`: `annotations.json`, one annotation per connected defect region (uncompressed
-#   RLE), and the images;
+# - `coco`: `annotations.json`, one annotation per connected defect region (compressed
+#   RLE, through pycocotools), and the images;
 # - `label-studio`: `tasks.json` with the labelled masks as brush annotations and S's
 #   predictions as pre-annotations for the images still to label, plus
 #   `label_config.xml`. Masks drawn in Label Studio come back with
@@ -199,6 +202,57 @@ coco = json.loads((coco_export / "annotations.json").read_text())
 print(f"coco: {len(coco['images'])} images, {len(coco['annotations'])} defect regions")
 tasks = json.loads((label_studio_export / "tasks.json").read_text())
 print(f"label studio: {len(tasks)} tasks")
+
+# %% [markdown]
+# ## The model to take home (`sid4ds train`, `sid4ds predict`, `sid4ds export --format model`)
+#
+# A query trains S on the labels it had; `session.train()` trains it once more on every
+# label, the last round's included (`sid4ds train session`). `session.predict` runs it on
+# new images, read the way the pool was (resized, tiled, in the pool's colour mode), and
+# writes `masks/NAME.png` (0 / 255) and `scores.csv` (per image: the largest defect
+# probability, defect pixels, defective 0/1):
+#
+# ```bash
+# sid4ds train session
+# sid4ds predict session --images new_images --out predictions
+# sid4ds export session --format model --out model
+# ```
+
+# %%
+session.train()
+new_images, new_masks = make_defect_images(
+    n_samples=20, image_size=32, defect_ratio=0.5, random_state=1
+)
+new_folder = root / "new_images"
+new_folder.mkdir()
+for index, image in enumerate(new_images):
+    pixels = np.round(image[0] * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(new_folder / f"new_{index:03d}.png")
+
+predictions = session.predict(new_folder, root / "predictions")
+with open(predictions / "scores.csv", newline="") as file:
+    scores = list(csv.DictReader(file))
+flagged = [row["name"] for row in scores if row["defective"] == "1"]
+truly_defective = {f"new_{index:03d}" for index in np.flatnonzero(new_masks.any(axis=(1, 2)))}
+print(f"S flags {len(flagged)} of {len(scores)} new images; "
+      f"{len(truly_defective & set(flagged))} of the {len(truly_defective)} defective ones")
+
+# %% [markdown]
+# `export(..., "model")` writes `segmenter.pt`, S's whole state, which
+# `SegmentationLearner.load` reads back (with `torch.load(weights_only=True)`) wherever
+# sid4ds is installed, plus `unet_state_dict.pt` and `segmenter.json` (the UNet's settings,
+# the threshold and the preprocessing) for code that uses the network without sid4ds.
+
+# %%
+model_folder = session.export(root / "model", "model")
+segmenter = SegmentationLearner.load(model_folder / "segmenter.pt")
+settings = json.loads((model_folder / "segmenter.json").read_text())
+X_new, _, new_names = load_image_folder(new_folder)  # the new images as the PNGs hold them
+new_predicted = segmenter.predict(X_new)
+same_as_predict = all(
+    np.array_equal(mask * 255, np.asarray(Image.open(predictions / "masks" / f"{name}.png")))
+    for mask, name in zip(new_predicted, new_names, strict=True))
+print(f"loaded S ({settings['unet']}) gives the same masks as `predict`: {same_as_predict}")
 
 # %%
 workdir.cleanup()

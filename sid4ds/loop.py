@@ -157,11 +157,11 @@ def run_sid4ds(
     retrain_scorer : bool, default=False
         Retrain G (from its weights) in every iterative round, not only the first.
     tie_break : {"msmr", "content"}, default="msmr"
-        How images with equal scores are ordered. E_sdr is 0 for every image in which S
-        predicts no defect pixel, often most of the pool; ``"msmr"`` orders those by their
-        cold-start E_msmr (an addition to the paper), then by a hash of their pixels;
-        ``"content"`` by the hash alone (an arbitrary but reproducible order, as the paper
-        leaves ties unspecified).
+        How images with equal scores are ordered. With ``region="threshold"``, E_sdr is 0 for
+        every image in which S predicts no defect pixel, often most of the pool; ``"msmr"``
+        orders those (and any other ties) by their cold-start E_msmr (an addition to the
+        paper), then by a hash of their pixels; ``"content"`` by the hash alone (an
+        arbitrary but reproducible order, as the paper leaves ties unspecified).
     region : {"adaptive", "threshold"}, default="adaptive"
         How S's probabilities become E_sdr's regions
         (:func:`sid4ds.strategies.pseudo_label_regions`): ``"threshold"`` is the paper's

@@ -394,8 +394,8 @@ def channel_statistics(pool: ImagePool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chunk_size_for(pool: ImagePool, batch_size: int, n_jobs: int = 1) -> int:
-    """Images per chunk: a multiple of ``batch_size`` that holds at most ~64 MiB and
-    gives every job a few chunks."""
+    """Images per chunk: a multiple of ``batch_size`` that holds at most ~16 MiB of float32
+    values (at least one batch) and gives every job a few chunks."""
     per_image = math.prod(pool.image_shape)
     batches_in_budget = max(1, CHUNK_VALUES // max(1, per_image * batch_size))
     if n_jobs > 1:

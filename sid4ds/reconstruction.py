@@ -467,11 +467,31 @@ class ReconstructionScorer(TorchEstimator):
         return self.map_pool(self.block_errors_chunk, self.check_pool(X), copies=self.n_blocks)
 
     def msmr_chunk(self, images: np.ndarray) -> np.ndarray:
-        """E_msmr (n,) float64 of one chunk of checked float32 images (the chunk interface)."""
+        """E_msmr of one chunk: each image's largest block error (the chunk interface).
+
+        Parameters
+        ----------
+        images : ndarray of shape (n, n_channels, height, width), float32
+            Checked by :meth:`check_pool`.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,), float64
+        """
         return self.block_errors_chunk(images).max(axis=1)
 
     def block_errors_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Block errors (n, Z) float64 of one chunk of checked float32 images."""
+        """Block errors of one chunk, Z = ``n_blocks`` per image (the chunk interface).
+
+        Parameters
+        ----------
+        images : ndarray of shape (n, n_channels, height, width), float32
+            Checked by :meth:`check_pool`.
+
+        Returns
+        -------
+        errors : ndarray of shape (n, n_blocks), float64
+        """
         standardized = self._standardize(images)
         n, channels, height, width = standardized.shape
         n_blocks = self.n_blocks
@@ -503,9 +523,18 @@ class ReconstructionScorer(TorchEstimator):
         return errors
 
     def region_errors_chunk(self, images: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
-        """E_sdr (n,) float64 of one chunk of checked float32 images inside their regions.
+        """E_sdr of one chunk: the reconstruction error inside each image's region.
 
-        ``region_masks`` has shape (n, height, width), 1 inside the suspected defect.
+        Parameters
+        ----------
+        images : ndarray of shape (n, n_channels, height, width), float32
+            Checked by :meth:`check_pool`.
+        region_masks : ndarray of shape (n, height, width)
+            1 inside the suspected defect, 0 elsewhere.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,), float64
         """
         standardized = self._standardize(images)
         n, channels, height, width = standardized.shape

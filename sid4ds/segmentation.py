@@ -409,7 +409,17 @@ class SegmentationLearner(TorchEstimator):
         return probabilities
 
     def predict_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Binary masks (n, H, W) uint8 of one chunk: probability ≥ ``threshold``."""
+        """Binary masks of one chunk: probability ≥ ``threshold`` (the chunk interface).
+
+        Parameters
+        ----------
+        images : ndarray of shape (n, n_channels, height, width), float32
+            Checked by :meth:`check_pool`.
+
+        Returns
+        -------
+        masks : ndarray of shape (n, height, width), uint8 in {0, 1}
+        """
         return (self.predict_proba_chunk(images) >= self.threshold).astype(np.uint8)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -466,7 +476,17 @@ class SegmentationLearner(TorchEstimator):
         return self.map_pool(self.transform_chunk, self.check_pool(X))
 
     def transform_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Pooled bottleneck features (n, base_channels·2**depth) float32 of one chunk."""
+        """Pooled bottleneck features of one chunk (the chunk interface).
+
+        Parameters
+        ----------
+        images : ndarray of shape (n, n_channels, height, width), float32
+            Checked by :meth:`check_pool`.
+
+        Returns
+        -------
+        features : ndarray of shape (n, base_channels·2**depth), float32
+        """
         features = np.empty((len(images), self.base_channels * 2**self.depth), dtype=np.float32)
         self._prepare_module()
         with torch.inference_mode(), self._autocast():

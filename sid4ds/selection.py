@@ -3,9 +3,10 @@
 One rule turns scores into a selection everywhere in sid4ds (``run_sid4ds``, the labelling
 session, the modAL strategies, the benchmark's baselines): :func:`rank_pool` sorts by score,
 breaking ties by the keys of :func:`tie_keys` — the image's cold-start E_msmr when it is
-known (images that S marks nowhere share E_sdr = 0 and keep the cold-start order, an
-addition to the paper), then a hash of its pixels (:func:`content_keys`, so permuting the
-pool permutes the selection) — and takes the top K and the bottom V.
+known (with the paper's threshold rule, images that S marks nowhere share E_sdr = 0 and
+keep the cold-start order, an addition to the paper), then a hash of its pixels
+(:func:`content_keys`, so permuting the pool permutes the selection) — and takes the top K
+and the bottom V.
 
 What a query strategy keeps between calls lives in one place on the modAL learner, the
 attribute ``learner.sid4ds_state`` (a :class:`QueryState`, made by :func:`query_state` on
@@ -89,7 +90,7 @@ def rank_pool(
     tie_keys : array-like of shape (n_pool,) or sequence of them, optional
         Sort keys for equal scores, the first deciding first (larger first among the top,
         smaller first among the bottom); e.g. :func:`content_keys`. Without them ties go to
-        the lower index.
+        the lower index among the top and to the higher index among the bottom.
 
     Returns
     -------

@@ -1,12 +1,25 @@
-"""Shared fixtures: tiny nets (width 4, depth 2) and 16 px images, all seeded."""
+"""Shared fixtures: tiny nets (width 4, depth 2) and 16 px images, all seeded.
+
+Also the labelling-session helpers the session test modules share: the tiny model settings,
+a pool folder of generated images with their true masks, a session on it, and the human who
+answers a round with the true masks.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+from sid4ds.datasets import make_defect_images
+from sid4ds.session import LabelingSession
 
 TINY_NET = {"base_channels": 4, "depth": 2}
+TINY_SCORER = {"base_channels": 4, "depth": 2, "patch_size": 4, "n_blocks": 4, "max_epochs": 2}
+TINY_SEGMENTER = {"base_channels": 4, "depth": 2, "max_epochs": 2}
 
 
 class ImagesDataset(torch.utils.data.Dataset):
@@ -42,3 +55,51 @@ def square_defects() -> tuple[np.ndarray, np.ndarray]:
         masks[index, row : row + 4, col : col + 4] = 1
         images[index, 0, row : row + 4, col : col + 4] = 0.95
     return images, masks
+
+
+# ---------------------------------------------------------------------- labelling sessions
+@pytest.fixture(scope="module")
+def pool_folder(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    """40 generated 16 px images as PNGs (partNN.png) and their true masks by name."""
+    root = tmp_path_factory.mktemp("pool")
+    X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.2,
+                                  random_state=0)
+    (root / "images").mkdir()
+    truth = {}
+    for index, image in enumerate(X):
+        name = f"part{index:02d}"
+        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(
+            root / "images" / f"{name}.png")
+        truth[name] = masks[index]
+    return root / "images", truth
+
+
+def new_session(tmp_path: Path, images, seed: int = 0, **options) -> LabelingSession:
+    return LabelingSession.create(tmp_path / "session", images, seed=seed,
+                                  scorer_params=TINY_SCORER, segmenter_params=TINY_SEGMENTER,
+                                  **options)
+
+
+def write_masks(folder: Path, names, truth: dict[str, np.ndarray], suffix: str = "") -> Path:
+    """The human: a PNG mask (0/255) per name, from the true masks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(truth[name] * 255).save(folder / f"{name}{suffix}.png")
+    return folder
+
+
+def answer_round(session: LabelingSession, record: dict, truth, folder: Path) -> dict:
+    return session.import_masks(write_masks(folder, record["selected"], truth))
+
+
+def save_gray(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def asked(tmp_path, pool_folder):
+    """A session whose first round asked for 4 images."""
+    images, truth = pool_folder
+    session = new_session(tmp_path, images)
+    return session, session.query(n_label=4), truth

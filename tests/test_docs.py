@@ -7,9 +7,11 @@ The docstring checks read each public object's numpydoc sections with numpydoc's
 
 from __future__ import annotations
 
+import ast
 import html
 import importlib
 import inspect
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -24,8 +26,13 @@ import sid4ds
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = ["index", "getting_started", "user_guide", "method", "benchmarks", "api", "changelog"]
+PAGES = ["index", "getting_started", "workflow", "user_guide", "method", "benchmarks",
+         "architecture", "api", "changelog"]
 DOCUMENTED_MODULES = ["datasets", "session", "baselines", "nets"]
+# Every module without a leading underscore in its path (``__main__`` modules aside).
+PUBLIC_MODULES = sorted(
+    info.name for info in pkgutil.walk_packages(sid4ds.__path__, "sid4ds.")
+    if not any(part.startswith("_") for part in info.name.split(".")[1:]))
 
 # Known gaps in other modules' docstrings, as (object, what is missing). Each entry must
 # still be a gap: fixing a docstring makes its entry fail here until it is removed.
@@ -53,9 +60,11 @@ def built_site(tmp_path_factory) -> Path:
 
 
 def page_text(site: Path, page: str) -> str:
-    """The visible text of a built page, tags removed."""
+    """The visible text of a built page, tags removed and Sphinx's typographic quotes
+    (``S’s``, ``“word”``) made plain again, as they are in the Markdown."""
     markup = (site / f"{page}.html").read_text(encoding="utf-8")
-    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+    text = html.unescape(re.sub(r"<[^>]+>", "", markup))
+    return text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'}))
 
 
 def test_docs_build_every_page(built_site):
@@ -101,11 +110,102 @@ def test_api_reference_has_a_page_for_every_public_name(built_site):
                 f"sid4ds.{module_name}.{name} has no API page")
 
 
+def test_api_reference_has_a_page_for_every_public_module(built_site):
+    """Each public module has a page that documents, or links to the one page of, every
+    name of its ``__all__``: functions, classes and constants alike."""
+    generated = built_site / "generated"
+    for module_name in PUBLIC_MODULES:
+        page = generated / f"{module_name}.html"
+        assert page.is_file(), f"add {module_name} to docs/api.rst and API_MODULES in docs/conf.py"
+        markup = page.read_text(encoding="utf-8")
+        for name in importlib.import_module(module_name).__all__:
+            targets = re.findall(rf'href="([^"#]*\.{re.escape(name)}\.html)[#"]', markup)
+            assert targets, f"the page of {module_name} neither documents nor links {name}"
+            assert (generated / targets[0]).is_file(), f"{targets[0]} was not built"
+
+
+def test_constants_show_their_own_description(built_site):
+    text = page_text(built_site / "generated", "sid4ds.datasets.DEFECT_KINDS")
+    assert "make_defect_images" in text  # the #: comment where the constant is defined
+    for page in (built_site / "generated").glob("*.html"):
+        markup = page.read_text(encoding="utf-8")
+        for type_docstring in ("Built-in immutable sequence", "dict() -> new empty dictionary",
+                               "str(object='') -> str", "int([x]) -> integer"):
+            assert html.escape(type_docstring) not in markup and type_docstring not in markup, (
+                f"{page.name} shows the docstring of a constant's type; add a #: comment")
+
+
 def test_api_pages_show_numpydoc_sections(built_site):
     text = page_text(built_site / "generated", "sid4ds.ReconstructionScorer")
     for section in ("Parameters", "Attributes", "Examples"):
         assert section in text
     assert "score_samples" in text and "block_errors" in text  # methods are documented
+
+
+# --------------------------------------------------------------------------- architecture
+def sid4ds_imports() -> dict[str, set[str]]:
+    """What each module (``sid4ds/rounds.py``) or folder (``sid4ds/session/``) of the package
+    imports from sid4ds, at its top or inside a function, as the names of modules and
+    folders (``"rounds"``, ``"session"``; ``"sid4ds"`` for ``sid4ds/__init__.py``). A
+    folder's imports among its own modules are left out, and so are the ``__main__`` entry
+    points, which nothing imports."""
+    package = ROOT / "sid4ds"
+    imports: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if path.name == "__main__.py":
+            continue
+        folder = len(relative.parts) > 1
+        unit = f"sid4ds/{relative.parts[0]}/" if folder else f"sid4ds/{relative.name}"
+        own = relative.parts[0] if folder else path.stem
+        found = imports.setdefault(unit, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name == "sid4ds":
+                    found.add("sid4ds")
+                elif name.startswith("sid4ds.") and name.split(".")[1] != own:
+                    found.add(name.split(".")[1])
+    return imports
+
+
+def test_architecture_page_lists_the_imports_of_every_module():
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(sid4ds/[^`]+)` \| (.+) \|$", text, re.MULTILINE)
+    documented = {unit: set(re.findall(r"`([^`]+)`", imports)) for unit, imports in rows}
+    assert documented == sid4ds_imports()
+
+
+def test_the_import_rules_of_the_architecture_page_hold():
+    imports = sid4ds_imports()
+    assert not [unit for unit, names in imports.items() if "sid4ds" in names], (
+        "a module imports sid4ds/__init__; import from the defining module instead")
+    for module in ("_validation", "_random", "training", "metrics", "selection"):
+        tree = ast.parse((ROOT / "sid4ds" / f"{module}.py").read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {name for name in imported if name.split(".")[0] == "torch"}, (
+            f"sid4ds/{module}.py imports torch")
+    units = {unit.removeprefix("sid4ds/").removesuffix("/").removesuffix(".py"): names
+             for unit, names in imports.items()}
+    done: set[str] = set()
+
+    def visit(unit: str, path: tuple[str, ...]) -> None:
+        assert unit not in path, f"import cycle: {' -> '.join((*path, unit))}"
+        if unit not in done:
+            for name in sorted(units.get(unit, ())):
+                visit(name, (*path, unit))
+            done.add(unit)
+
+    for unit in units:
+        visit(unit, ())
 
 
 # --------------------------------------------------------------------------- docstrings

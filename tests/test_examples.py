@@ -206,7 +206,8 @@ def test_04_your_own_images(tmp_path):
         "asked": [r["asked"] for r in status["rounds"]],
         "coco_images": len(coco["images"]), "coco_annotations": len(coco["annotations"]),
         "label_studio_tasks": len(tasks), "png_files": png_files,
-        "workdir_removed": not root.exists()}""", tmp_path)
+        "n_scores": len(scores), "flagged": flagged, "truly_defective": sorted(truly_defective),
+        "same_as_predict": same_as_predict, "workdir_removed": not root.exists()}""", tmp_path)
     assert result["X_shape"] == [200, 1, 32, 32]
     assert result["masks"] is None and result["names"] == ["part_000", "part_001"]
     status = result["status"]
@@ -219,5 +220,13 @@ def test_04_your_own_images(tmp_path):
     assert png["defect"] == png["ground_truth"] == status["defective"]
     assert result["coco_images"] == result["label_studio_tasks"] == status["labeled"]
     assert result["coco_annotations"] >= status["defective"]
+    # the model to take home: one score per new image, S finds defective new images better
+    # than chance, and the exported model reloads to the same masks
+    assert result["n_scores"] == 20
+    flagged, defective = set(result["flagged"]), set(result["truly_defective"])
+    hit_rate = len(flagged & defective) / len(defective)
+    false_alarm_rate = len(flagged - defective) / (20 - len(defective))
+    assert hit_rate > false_alarm_rate, (hit_rate, false_alarm_rate)
+    assert result["same_as_predict"]
     assert result["workdir_removed"], "the notebook leaves its temporary folder behind"
     assert n_figures(notebook) == 1

@@ -376,6 +376,52 @@ def test_recursive_skips_a_masks_folder_inside_the_images_folder(tmp_path):
     assert masks.sum() == 4
 
 
+def exported_session(tmp_path: Path, images: Path, truth: dict, labelled: list[str]):
+    """A session whose init labelled ``labelled`` (true masks), exported as PNG folders."""
+    from sid4ds.session import LabelingSession
+
+    from .conftest import TINY_SCORER, TINY_SEGMENTER, write_masks
+
+    session = LabelingSession.create(tmp_path / "session", images,
+                                     write_masks(tmp_path / "masks", labelled, truth),
+                                     scorer_params=TINY_SCORER,
+                                     segmenter_params=TINY_SEGMENTER)
+    return session, session.export(tmp_path / "export", "png")
+
+
+@pytest.mark.parametrize("options", [{}, {"recursive": True}, {"mask_suffix": "_mask"}],
+                         ids=["plain", "recursive", "suffix"])
+def test_a_sid4ds_png_export_loads_with_its_masks_in_one_call(tmp_path, pool_folder, options):
+    images, truth = pool_folder
+    defective = [name for name in sorted(truth) if truth[name].any()][:3]
+    normal = [name for name in sorted(truth) if not truth[name].any()][:3]
+    session, out = exported_session(tmp_path, images, truth, defective + normal)
+    assert (out / "ground_truth" / "defect" / f"{defective[0]}_mask.png").is_file()
+
+    X, masks, names = load_image_folder(out, **options)
+
+    assert names == sorted([f"defect/{name}" for name in defective]
+                           + [f"good/{name}" for name in normal])
+    assert not [name for name in names if "mask" in name or "ground_truth" in name]
+    pool = session.pool()
+    for position, name in enumerate(names):
+        stem = name.split("/")[1]
+        np.testing.assert_allclose(X[position], pool.images[pool.index[stem]], atol=1e-6)
+        np.testing.assert_array_equal(masks[position], truth[stem])
+        assert masks[position].any() == name.startswith("defect/")
+
+
+def test_a_png_export_of_normal_images_only_still_loads_with_masks(tmp_path, pool_folder):
+    images, truth = pool_folder
+    normal = [name for name in sorted(truth) if not truth[name].any()][:3]
+    _, out = exported_session(tmp_path, images, truth, normal)
+
+    X, masks, names = load_image_folder(out)
+
+    assert names == [f"good/{name}" for name in normal]
+    assert masks is not None and masks.shape == (3, 16, 16) and not masks.any()
+
+
 @pytest.mark.parametrize(
     ("keyword", "value", "error"),
     [

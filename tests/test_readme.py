@@ -1,6 +1,13 @@
 """The README's set-up commands are the ones CI runs."""
 
+import inspect
+import re
 from pathlib import Path
+
+import pytest
+from modAL.models import ActiveLearner
+
+from sid4ds import ReconstructionScorer, SegmentationLearner, sdr_sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +27,44 @@ def test_readme_main_command_runs_the_demo_subcommand():
 
     args = build_parser().parse_args(["demo"])
     assert args.command == "demo" and args.n_samples == 1000
+
+
+# --------------------------------------------------------------- the README's modAL code
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+@pytest.fixture
+def tiny_defaults(monkeypatch):
+    """Run the README's code as written, with tiny networks and budgets as the defaults."""
+    tiny = {SegmentationLearner: {"base_channels": 4, "depth": 2, "max_steps": 30},
+            ReconstructionScorer: {"base_channels": 4, "depth": 2, "max_epochs": 2,
+                                   "patch_size": 4, "n_blocks": 4}}
+    for cls, changes in tiny.items():
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        defaults = tuple(changes.get(p.name, p.default) for p in parameters)
+        monkeypatch.setattr(cls.__init__, "__defaults__", defaults)
+
+
+def test_readme_modal_examples_do_what_the_readme_says(tiny_defaults):
+    first, plain = readme_python_blocks()[:2]
+    namespace: dict = {}
+    exec(compile(first, "README.md (DefectActiveLearner)", "exec"), namespace)
+    learner = namespace["learner"]
+    assert learner.estimator.base_channels == 4  # the tiny defaults reached the README code
+    assert len(learner.X_training) == 20 and learner.query_strategy is sdr_sampling
+    again, _ = learner.query(namespace["X"], n_instances=20)  # the iterative stage runs
+    assert len(set(again.tolist())) == 20
+
+    exec(compile(plain, "README.md (plain ActiveLearner)", "exec"), namespace)
+    modal_learner = namespace["learner"]
+    assert type(modal_learner) is ActiveLearner and len(set(namespace["idx"].tolist())) == 20
+    # "teach does not work": a plain ActiveLearner's teach fails on images and masks
+    X, masks = namespace["X"], namespace["masks"]
+    with pytest.raises((TypeError, ValueError)):
+        modal_learner.teach(X[:2], masks[:2])
+    # "the first sdr_sampling query trains G on learner.X_training / y_training"
+    assert modal_learner.sid4ds_state.sdr_scorer.fit_mode_ == "label_guided"
+    unlabelled = ActiveLearner(modal_learner.estimator, query_strategy=sdr_sampling)
+    with pytest.raises(ValueError, match="needs labelled images .* X_training/y_training"):
+        unlabelled.query(X, n_instances=5)

@@ -36,50 +36,15 @@ from sid4ds.session import (
 )
 from sid4ds.session.storage import atomic_file
 
-from .conftest import ImagesDataset
-
-TINY_SCORER = {"base_channels": 4, "depth": 2, "patch_size": 4, "n_blocks": 4, "max_epochs": 2}
-TINY_SEGMENTER = {"base_channels": 4, "depth": 2, "max_epochs": 2}
-
-
-# ---------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def pool_folder(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
-    """40 generated 16 px images as PNGs (partNN.png) and their true masks by name."""
-    root = tmp_path_factory.mktemp("pool")
-    X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.2,
-                                  random_state=0)
-    (root / "images").mkdir()
-    truth = {}
-    for index, image in enumerate(X):
-        name = f"part{index:02d}"
-        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(
-            root / "images" / f"{name}.png")
-        truth[name] = masks[index]
-    return root / "images", truth
-
-
-def new_session(tmp_path: Path, images: Path, seed: int = 0, **options) -> LabelingSession:
-    return LabelingSession.create(tmp_path / "session", images, seed=seed,
-                                  scorer_params=TINY_SCORER, segmenter_params=TINY_SEGMENTER,
-                                  **options)
-
-
-def write_masks(folder: Path, names, truth: dict[str, np.ndarray]) -> Path:
-    """The human: a PNG mask (0/255) per name, from the true masks."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        Image.fromarray(truth[name] * 255).save(folder / f"{name}.png")
-    return folder
-
-
-def answer_round(session: LabelingSession, record: dict, truth, folder: Path) -> dict:
-    return session.import_masks(write_masks(folder, record["selected"], truth))
-
-
-def save_gray(path: Path, pixels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.astype(np.uint8)).save(path)
+from .conftest import (
+    TINY_SCORER,
+    TINY_SEGMENTER,
+    ImagesDataset,
+    answer_round,
+    new_session,
+    save_gray,
+    write_masks,
+)
 
 
 # ---------------------------------------------------------------------- the algorithm
@@ -463,14 +428,6 @@ def test_a_session_holds_no_pool_sized_array(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------- import
-@pytest.fixture
-def asked(tmp_path, pool_folder):
-    """A session whose first round asked for 4 images."""
-    images, truth = pool_folder
-    session = new_session(tmp_path, images)
-    return session, session.query(n_label=4), truth
-
-
 def test_import_copies_masks_and_is_idempotent(tmp_path, asked):
     session, record, truth = asked
     answers = write_masks(tmp_path / "answers", record["selected"], truth)

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 
+#: Rotations of the pretext task: 0°, 90°, 180° and 270°, one class each.
 N_ROTATIONS = 4
 
 

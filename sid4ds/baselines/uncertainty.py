@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 
+#: How pixel scores become one score per image (:func:`reduce_per_image`).
 REDUCTIONS = ("mean", "foreground")
 
 

@@ -31,34 +31,39 @@ __all__ = [
 ]
 
 #: Cold-start rankings of part (a), in table order: "msmr" comes with the sid4ds strategy,
-# "pt4al_rotation" with pt4al; random and local contrast cost nothing and are always shown.
+#: "pt4al_rotation" with pt4al; random and local contrast cost nothing and are always shown.
 RANKINGS = ("msmr", "pt4al_rotation", "random", "local_contrast")
 
 
+#: The name of each ranking in the tables and plots.
 RANKING_TITLES = {"msmr": "E_msmr (sid4ds)", "pt4al_rotation": "rotation loss (pt4al)",
                    "random": "random", "local_contrast": "local contrast (no learning)"}
 
 
 
-#: Columns of the tidy CSV of each part.
+#: Columns of part (a), the cold-start records (each part has a tidy CSV).
 COLD_START_COLUMNS = ("seed", "ranking", "batch", "n_images", "n_defective",
                       "share_of_defective", "cumulative_share")
 
 
+#: Columns of part (b), the selection records.
 SELECTION_COLUMNS = ("seed", "strategy", "round", "stage", "n_selected", "n_labeled",
                      "labeled_share", "n_defective_selected", "cumulative_defective",
                      "n_defective_pool", "cumulative_share")
 
 
+#: Columns of part (d), the wall time per round.
 TIMING_COLUMNS = ("seed", "strategy", "round", "stage", "selection_seconds",
                   "training_seconds", "seconds")
 
 
+#: Columns of part (c), the segmentation IoU.
 IOU_COLUMNS = ("seed", "strategy", "labeled_share", "n_labeled", "n_defective_labeled",
                "n_test", "n_defective_test", "iou", "detected", "false_alarms")
 
 
-WHOLE_POOL = "whole pool"  # the strategy name of the IoU rows trained on every pool image
+#: The strategy name of the IoU rows trained on every pool image.
+WHOLE_POOL = "whole pool"
 
 
 def batch_defect_counts(

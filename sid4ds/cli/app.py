@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Python argument names in messages of the library, and the options that set them.
 _OPTION_HINTS = (
-    (re.compile(r"\b\w+=\S+ \((?:sid4ds \w+ )?(--[\w-]+(?: [\dx]+)?)\)"), r"\1"),
+    (re.compile(r"\b\w+=\S+ \((?:sid4ds \w+ )?(--[\w-]+(?: [^\s()]+)?)\)"), r"\1"),
     (re.compile(r"on_error='warn'"), "--skip-unreadable"),
     (re.compile(r"\bimage_size= "), "--image-size "),
     (re.compile(r"\btile=(?=\S)"), "--tile "),

@@ -1,5 +1,6 @@
 """The labelling-session commands: ``init``, ``query``, ``import``, ``status``, ``report``,
-``export``; a thin layer over :class:`sid4ds.session.LabelingSession`."""
+``export``, ``train`` and ``predict``; a thin layer over
+:class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
 
@@ -189,6 +190,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The steps of a session, shown at the end of ``sid4ds --help``.
 SESSION_EXAMPLES = """\
 a labelling session, step by step:
   sid4ds init run1 --images photos/ --image-size 128

@@ -32,16 +32,8 @@ from sid4ds.session.query import say
 from sid4ds.session.storage import csv_text, png_bytes, replace_folder, write_bytes, write_text
 from sid4ds.session.store import SessionStore
 
-__all__ = ["export_model", "predict_images", "session_segmenter", "train_segmenter"]
-
-
-def _stale_labels(store: SessionStore) -> int:
-    """Labels imported after the newest S was trained (0 when S saw them all)."""
-    entry = store.manifest["models"].get("S")
-    if entry is None:
-        return len(store.manifest["labels"])
-    return sum(1 for record in store.manifest["labels"].values()
-               if record["imported"] > entry.get("saved", ""))
+__all__ = ["export_model", "new_output_folder", "predict_images", "session_segmenter",
+           "train_segmenter"]
 
 
 def session_segmenter(store: SessionStore, device: Any = "auto") -> SegmentationLearner:
@@ -70,7 +62,8 @@ def train_segmenter(store: SessionStore, *, device: Any, verbose: int) -> dict[s
             )
         round_index = len(manifest["rounds"])
         entry = manifest["models"].get("S")
-        if entry is not None and entry["round"] == round_index:
+        if (entry is not None and entry["round"] == round_index
+                and not store.labels_not_seen("S")):
             say(verbose, "S is already trained on every label: nothing to do")
             return {"round": round_index, "n_training": len(X_train), "trained": False}
         segmenter = store.model("S", device, verbose)
@@ -92,11 +85,14 @@ def predict_images(store: SessionStore, images: Any, out: str | os.PathLike[str]
     if threshold is not None:
         segmenter.set_params(threshold=threshold)
         segmenter.check_params()
-    stale = _stale_labels(store)
+    stale = store.labels_not_seen("S")
     if stale:
         print(f"[sid4ds] warning: S was trained before {stale} of the labels; run `sid4ds "
               f"train {store.path}` to use them", file=sys.stderr, flush=True)
-    target = _new_folder(out, overwrite)
+    keep: tuple[tuple[str, Any], ...] = (("the session", store.path),)
+    if isinstance(images, (str, os.PathLike)):
+        keep += (("the images", images),)
+    target = new_output_folder(out, overwrite, keep=keep)
     items, described = read_images_like(store.manifest["settings"], images,
                                         skip_unreadable=skip_unreadable)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -135,11 +131,21 @@ def _predict_batch(segmenter: SegmentationLearner, batch: list[tuple[str, str, n
     return rows
 
 
-def _new_folder(out: str | os.PathLike[str], overwrite: bool) -> Path:
+def new_output_folder(out: str | os.PathLike[str], overwrite: bool, *,
+                      keep: tuple[tuple[str, Any], ...] = ()) -> Path:
+    """``out`` as the output folder of a command: new, empty, or replaced (``overwrite``),
+    but never one that is or holds a folder of ``keep`` (``(what, folder)`` pairs, e.g.
+    the session): replacing it would delete them."""
     target = Path(out)
+    resolved = target.resolve()
+    for what, folder in keep:
+        folder = Path(folder).resolve()
+        if resolved == folder or resolved in folder.parents:
+            raise SessionError(f"{target} is or holds {what} ({folder}); replacing it would "
+                               f"delete them: choose another output folder")
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise SessionError(f"{target} already exists and is not empty; choose a new folder or "
-                           f"pass overwrite=True (--overwrite) to replace it")
+        raise SessionError(f"{target} already exists and is not empty; choose a new folder, "
+                           f"or pass overwrite=True (--overwrite) to replace it")
     return target
 
 
@@ -148,7 +154,7 @@ def export_model(store: SessionStore, out: Path) -> None:
     import torch
 
     segmenter = session_segmenter(store, "cpu")
-    stale = _stale_labels(store)
+    stale = store.labels_not_seen("S")
     buffer = io.BytesIO()
     torch.save(segmenter.get_state(), buffer)
     write_bytes(out / "segmenter.pt", buffer.getvalue())

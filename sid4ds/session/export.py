@@ -16,7 +16,7 @@ from pycocotools import mask as coco_mask
 from scipy import ndimage
 
 from sid4ds.session.codecs import mask_to_brush_rle, mask_to_coco_rle
-from sid4ds.session.deliver import export_model
+from sid4ds.session.deliver import export_model, new_output_folder
 from sid4ds.session.errors import SessionError
 from sid4ds.session.storage import (
     now,
@@ -31,6 +31,7 @@ from sid4ds.session.store import PoolView, SessionStore
 
 __all__ = ["EXPORT_FORMATS", "export_session"]
 
+#: What ``sid4ds export --format`` writes.
 EXPORT_FORMATS = ("png", "coco", "label-studio", "model")
 
 
@@ -48,10 +49,9 @@ def export_session(
         raise SessionError(f"format must be one of {', '.join(EXPORT_FORMATS)}; got "
                            f"{format!r}")
     with store.locked("export") as manifest:
-        target = Path(out) if out is not None else store.path / "exports" / format
-        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-            raise SessionError(f"{target} already exists and is not empty; choose a new "
-                               f"folder, or pass overwrite=True (--overwrite) to replace it")
+        target = new_output_folder(out if out is not None else
+                                   store.path / "exports" / format, overwrite,
+                                   keep=(("the session", store.path),))
         labeled = store.labeled_names()
         if not labeled and format not in ("label-studio", "model"):
             raise SessionError(f"session {store.path} has no labelled image yet; nothing "
@@ -81,6 +81,9 @@ def _image_bytes(store: SessionStore, pool: PoolView, name: str) -> bytes:
     return png_bytes(to_uint8(pool.images[pool.index[name]]))
 
 def _export_png(store: SessionStore, out: Path, pool: PoolView, labeled: list[str]) -> None:
+    # always there, empty when every labelled image is normal: the folder that tells
+    # load_image_folder (and anomalib) this is the MVTec layout, with masks
+    (out / "ground_truth" / "defect").mkdir(parents=True, exist_ok=True)
     for name in labeled:
         mask = store.load_mask(name)
         if mask.any():

@@ -21,6 +21,7 @@ from sid4ds.session.storage import now
 
 __all__ = ["LOCK", "SessionLock", "pid_alive", "process_start"]
 
+#: The lock file in the session folder, there only while a command runs.
 LOCK = "session.lock"
 
 

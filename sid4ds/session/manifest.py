@@ -28,10 +28,12 @@ __all__ = [
     "read_manifest",
 ]
 
+#: The ``format`` field of every session manifest.
 FORMAT_NAME = "sid4ds-session"
 #: Version of the on-disk format this sid4ds writes and the newest it reads. 3: models are
 #: estimator states (``get_state``) in one ``.pt`` file each; E_msmr scores are kept.
 FORMAT_VERSION = 3
+#: The manifest's file name in the session folder.
 MANIFEST = "manifest.json"
 
 

@@ -104,7 +104,7 @@ def save_model(root: Path, kind: str, round_index: int, estimator: Any) -> dict[
     torch.save(estimator.get_state(), buffer)
     weights = buffer.getvalue()
     write_bytes(root / f"{stem}.pt", weights)
-    return {"round": round_index, "weights": f"{stem}.pt", "saved": now(),
+    return {"round": round_index, "weights": f"{stem}.pt", "saved": now("microseconds"),
             "sha256": {"weights": sha256(weights)}}
 
 

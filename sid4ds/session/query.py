@@ -90,6 +90,10 @@ def _engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
     models = {kind: store.model(kind, device, verbose) for kind in ("M", "S", "G")}
     trained_for = {kind: manifest["models"][kind]["round"] for kind in models
                    if models[kind] is not None}
+    if trained_for.get("S") == round_index and store.labels_not_seen("S"):
+        # S was trained for this round (by `sid4ds train`, or a killed query), but labels
+        # were imported since: the round trains it again, from its weights
+        del trained_for["S"]
 
     def keep(kind: str, model: Any, trained_round: int) -> None:
         store.keep_model(kind, trained_round, model)
@@ -102,7 +106,8 @@ def _engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
         region=settings.get("region", "threshold"), n_normal=n_normal,
         expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
         msmr_cache=store.msmr_store(), on_trained=keep,
-        say=lambda message: say(verbose, message))
+        # no reader, no messages: the engine then measures no time estimates either
+        say=(lambda message: say(verbose, message)) if verbose else None)
 
 
 def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_label: int,

@@ -27,6 +27,7 @@ import numpy as np
 from sid4ds._random import make_rng
 from sid4ds._validation import check_int
 from sid4ds.reconstruction import block_masks
+from sid4ds.session.deliver import new_output_folder
 from sid4ds.session.errors import SessionError
 from sid4ds.session.status import session_status
 from sid4ds.session.storage import replace_folder, write_bytes, write_text
@@ -358,7 +359,8 @@ def write_session_report(
         if not manifest["rounds"]:
             raise SessionError(f"session {store.path} has no round yet; run `sid4ds query "
                                f"{store.path}` first")
-        target = Path(out) if out is not None else store.path / "report"
+        target = new_output_folder(out if out is not None else store.path / "report",
+                                   overwrite=True, keep=(("the session", store.path),))
         staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         if staging.exists():
             shutil.rmtree(staging)

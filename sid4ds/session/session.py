@@ -239,6 +239,15 @@ class LabelingSession:
     def mask(self, name: str) -> np.ndarray:
         """The stored mask of a labelled image, (height, width) uint8 in {0, 1}.
 
+        Parameters
+        ----------
+        name : str
+            The image's name in the session (as in ``to_label.csv``).
+
+        Returns
+        -------
+        mask : ndarray of shape (height, width), uint8
+
         Raises
         ------
         KeyError

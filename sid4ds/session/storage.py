@@ -46,6 +46,7 @@ __all__ = [
     "write_text",
 ]
 
+#: The environment variable of the test hook: a name of :data:`KILL_POINTS`.
 KILL_ENV = "SID4DS_TEST_KILL_AT"
 
 
@@ -67,8 +68,10 @@ def test_hook(point: str) -> None:
         os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def now(timespec: str = "seconds") -> str:
+    """The UTC time as ISO 8601; ``timespec="microseconds"`` for times that are compared
+    (when a label was imported, when a model was saved): commands a second apart happen."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec=timespec)
 
 
 def fsync_folder(folder: Path) -> None:
@@ -162,7 +165,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
 
 
-# Bytes reserved for the .npy header of the pool, written once the image count is known.
+#: Bytes reserved for the .npy header of the pool, written once the image count is known.
 NPY_HEADER_BYTES = 128
 
 

@@ -27,7 +27,9 @@ from sid4ds.session.storage import file_sha256, now, png_bytes, sha256, write_by
 
 __all__ = ["POOL_IMAGES", "POOL_META", "MsmrScoreStore", "PoolView", "SessionStore", "write_mask"]
 
+#: The pool's images, (n, C, H, W) float32, read memory-mapped.
 POOL_IMAGES = "pool_images.npy"
+#: The pool's names, content keys and source files.
 POOL_META = "pool_meta.npz"
 POOL_V1 = "pool.npz"  # format version 1: images and metadata in one compressed file
 
@@ -219,6 +221,15 @@ class SessionStore:
             return None
         return load_model(self.path, kind, entry, device, verbose)
 
+    def labels_not_seen(self, kind: str = "S") -> int:
+        """Labels imported (or replaced) after model ``kind`` was last saved: labels it was
+        not trained on (all of them when there is no such model)."""
+        entry = self.manifest["models"].get(kind)
+        if entry is None:
+            return len(self.manifest["labels"])
+        return sum(1 for record in self.manifest["labels"].values()
+                   if record["imported"] > entry.get("saved", ""))
+
     def keep_model(self, kind: str, round_index: int, model: Any) -> None:
         """Save a model trained for ``round_index`` and commit the manifest that names it."""
         entry = save_model(self.path, kind, round_index, model)
@@ -244,7 +255,7 @@ def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
     write_bytes(root / relative, data)
     return {"mask": relative, "sha256": sha256(data), "version": version,
             "round": round_index, "defective": bool(mask.any()), "source": source,
-            "imported": now()}
+            "imported": now("microseconds")}
 
 
 class MsmrScoreStore(MutableMapping[str, np.ndarray]):

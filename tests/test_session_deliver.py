@@ -1,0 +1,336 @@
+"""Tests for sid4ds.session.deliver: the model out of a session (train, segmenter, predict,
+export --format model), through the Python API and the ``sid4ds`` command."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sid4ds import SegmentationLearner
+from sid4ds.cli import main
+from sid4ds.datasets import load_image_folder, tile
+from sid4ds.nets import UNet
+from sid4ds.session import LabelingSession, SessionError, storage
+
+from .conftest import TINY_SCORER, save_gray
+
+# S learns bright squares on noise in 80 steps; 4 masks of 4 tiles each are its labels.
+SEGMENTER = {"base_channels": 4, "depth": 2, "max_steps": 80}
+LABELLED = ("p00", "p01", "p02", "p03", "p08", "p09", "p10", "p11")  # 4 defective, 4 normal
+
+
+def square_images(seed: int, n_images: int, n_defective: int,
+                  size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Grey noise (uint8); the first ``n_defective`` carry a bright 4x4 square (the mask)."""
+    rng = np.random.default_rng(seed)
+    images = np.clip(100 + 12 * rng.standard_normal((n_images, size, size)), 0, 255)
+    masks = np.zeros((n_images, size, size), np.uint8)
+    for index in range(n_defective):
+        row, col = rng.integers(0, size - 4, size=2)
+        images[index, row : row + 4, col : col + 4] = 240
+        masks[index, row : row + 4, col : col + 4] = 1
+    return images.astype(np.uint8), masks
+
+
+def csv_rows(file: Path) -> list[dict[str, str]]:
+    with open(file, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    predicted, truth = predicted > 0, truth > 0
+    return float((predicted & truth).sum() / max(1, (predicted | truth).sum()))
+
+
+@pytest.fixture(scope="module")
+def squares(tmp_path_factory) -> dict:
+    """12 images of 32 px (p00-p07 with a square), their masks, and 4 new images to predict."""
+    root = tmp_path_factory.mktemp("squares")
+    images, masks = square_images(0, 12, 8)
+    for index in range(12):
+        save_gray(root / "images" / f"p{index:02d}.png", images[index])
+        if f"p{index:02d}" in LABELLED:
+            save_gray(root / "masks" / f"p{index:02d}.png", masks[index] * 255)
+    new_images, new_masks = square_images(1, 4, 2)
+    for index in range(4):
+        save_gray(root / "new" / f"n{index}.png", new_images[index])
+    return {"root": root, "masks": masks, "new": root / "new", "new_masks": new_masks}
+
+
+@pytest.fixture(scope="module")
+def trained(squares, tmp_path_factory) -> LabelingSession:
+    """A session of the squares cut into 16 px tiles, 8 images labelled at init, S trained."""
+    root = tmp_path_factory.mktemp("trained")
+    session = LabelingSession.create(
+        root / "session", squares["root"] / "images", squares["root"] / "masks", tile=16,
+        scorer_params=TINY_SCORER, segmenter_params=SEGMENTER)
+    summary = session.train(device="cpu")
+    assert summary == {"round": 0, "n_training": 32, "trained": True}
+    return session
+
+
+@pytest.fixture(scope="module")
+def quick(squares, tmp_path_factory) -> LabelingSession:
+    """As ``trained``, with an S of 3 steps: for tests of when S is trained, not how well."""
+    root = tmp_path_factory.mktemp("quick")
+    session = LabelingSession.create(
+        root / "session", squares["root"] / "images", squares["root"] / "masks", tile=16,
+        scorer_params={**TINY_SCORER, "max_epochs": 1},
+        segmenter_params={**SEGMENTER, "max_steps": 3})
+    session.train(device="cpu")
+    return session
+
+
+def copy_of(session: LabelingSession, tmp_path: Path) -> LabelingSession:
+    return LabelingSession.open(shutil.copytree(session.path, tmp_path / "copy"))
+
+
+def labelled_set(session: LabelingSession) -> tuple[np.ndarray, np.ndarray]:
+    pool = session.pool()
+    names = session.labeled_names
+    return (np.asarray(pool.images[[pool.index[name] for name in names]]),
+            np.stack([session.mask(name) for name in names]))
+
+
+def write_tile_masks(folder: Path, masks: np.ndarray, image: str) -> list[str]:
+    """The human labels image ``pNN``: a mask file per 16 px tile; the tile names."""
+    tiles = tile(masks[[int(image[1:])]][:, None], 16)[0][:, 0]
+    names = [f"{image}_t{k}" for k in range(len(tiles))]
+    for name, mask in zip(names, tiles, strict=True):
+        save_gray(folder / f"{name}.png", mask * 255)
+    return names
+
+
+# ---------------------------------------------------------------------- train, segmenter
+def test_train_gives_an_s_that_finds_the_labelled_defects(trained):
+    X, y = labelled_set(trained)
+    assert len(X) == 32 and 0 < int(y.reshape(32, -1).any(axis=1).sum()) < 32
+    segmenter = trained.segmenter(device="cpu")
+    assert isinstance(segmenter, SegmentationLearner)
+    assert segmenter.image_shape_ == (16, 16)  # trained on the session's tiles
+    barely = SegmentationLearner(**{**segmenter.get_params(), "max_steps": 1}).fit(X, y)
+    trained_iou, barely_iou = iou(segmenter.predict(X), y), iou(barely.predict(X), y)
+    assert trained_iou >= 0.5 and trained_iou > barely_iou + 0.3
+    probabilities = segmenter.predict_proba(X)
+    assert probabilities[y > 0].mean() > probabilities[y == 0].mean() + 0.3
+    # the session keeps it: reopened, the same S
+    again = LabelingSession.open(trained.path).segmenter(device="cpu")
+    np.testing.assert_array_equal(again.predict_proba(X), probabilities)
+
+
+def test_train_and_segmenter_refuse_before_a_defect_is_labelled(squares, tmp_path):
+    for index in (8, 9):  # two normal images only
+        save_gray(tmp_path / "normal" / f"p{index:02d}.png", np.zeros((32, 32)))
+    session = LabelingSession.create(tmp_path / "s", squares["root"] / "images",
+                                     tmp_path / "normal", tile=16,
+                                     scorer_params=TINY_SCORER, segmenter_params=SEGMENTER)
+    with pytest.raises(SessionError, match=r"has no segmentation learner yet.*sid4ds train"):
+        session.segmenter()
+    with pytest.raises(SessionError, match=r"needs a defective and a normal image.*0 "
+                                           r"defective of 8"):
+        session.train(device="cpu")
+    with pytest.raises(SessionError, match="no segmentation learner yet"):
+        session.export(tmp_path / "model", "model")
+    assert "S" not in LabelingSession.open(session.path).manifest["models"]
+
+
+def test_train_again_trains_only_when_labels_were_added(quick, squares, tmp_path):
+    session = copy_of(quick, tmp_path)
+    weights = session.path / session.manifest["models"]["S"]["weights"]
+    before = weights.read_bytes()
+    assert session.train(device="cpu")["trained"] is False
+    assert weights.read_bytes() == before
+    X, _ = labelled_set(session)
+    old = session.segmenter("cpu").predict_proba(X)
+    # a new label (any image, not asked for by a round): S has not seen it yet
+    names = write_tile_masks(tmp_path / "more", squares["masks"], "p04")
+    assert sorted(session.import_masks(tmp_path / "more", any_image=True)["added"]) == names
+    summary = session.train(device="cpu")
+    assert summary["trained"] is True and summary["n_training"] == 36
+    assert not np.array_equal(session.segmenter("cpu").predict_proba(X), old)
+    assert session.train(device="cpu")["trained"] is False
+
+
+class FastClock:
+    """``datetime`` for sid4ds.session.storage whose every reading is 1 ms after the last:
+    commands that follow each other within one second."""
+
+    timezone = datetime.timezone
+
+    def __init__(self) -> None:
+        self.time = datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)
+        self.datetime = self
+
+    def now(self, tz=None):
+        self.time += datetime.timedelta(milliseconds=1)
+        return self.time
+
+
+def test_a_label_imported_within_a_second_of_training_counts_as_unseen(
+        quick, squares, tmp_path, monkeypatch):
+    session = copy_of(quick, tmp_path)
+    monkeypatch.setattr(storage, "datetime", FastClock())
+    write_tile_masks(tmp_path / "first", squares["masks"], "p04")
+    session.import_masks(tmp_path / "first", any_image=True)
+    assert session.train(device="cpu")["trained"] is True
+    write_tile_masks(tmp_path / "second", squares["masks"], "p05")
+    session.import_masks(tmp_path / "second", any_image=True)  # 1 ms after S was saved
+    exported = session.export(tmp_path / "model", "model")
+    assert json.loads((exported / "segmenter.json").read_text())["labels_not_seen"] == 4
+    summary = session.train(device="cpu")
+    assert summary["trained"] is True and summary["n_training"] == 40
+
+
+def test_the_next_query_uses_the_trained_s_unless_labels_came_after(quick, squares,
+                                                                    tmp_path):
+    as_is = copy_of(quick, tmp_path / "a")
+    record = as_is.query(n_label=2, n_normal=2, device="cpu")
+    assert record["stage"] == "iterative"
+    assert "train_S" not in record["seconds"] and record["models"]["S"] == 0
+    assert "train_G" in record["seconds"]  # the round did train what it needed
+    assert set(as_is.manifest["model_files"]) == {"S_r000", "M_r000", "G_r000"}
+
+    later = copy_of(quick, tmp_path / "b")
+    write_tile_masks(tmp_path / "more", squares["masks"], "p05")
+    later.import_masks(tmp_path / "more", any_image=True)
+    record = later.query(n_label=2, n_normal=2, device="cpu")
+    assert "train_S" in record["seconds"] and record["n_training"] == 36
+
+
+# ---------------------------------------------------------------------- predict
+def test_predict_writes_a_mask_per_tile_and_the_scores_of_s(trained, squares, tmp_path,
+                                                            capsys):
+    out = tmp_path / "predicted"
+    code, stdout, err = run_main(capsys, "predict", trained.path, "--images", squares["new"],
+                                 "--out", out, "--device", "cpu", "--quiet")
+    assert code == 0, err
+    assert "warning" not in err  # S saw every label
+    assert str(out / "scores.csv") in stdout
+    # read independently, as init read the pool: 16 px tiles of every image
+    X, _, names = load_image_folder(squares["new"], tile=16)
+    assert names == [f"n{index}_t{k}" for index in range(4) for k in range(4)]
+    segmenter = trained.segmenter("cpu")
+    probabilities = segmenter.predict_proba(X)
+    rows = csv_rows(out / "scores.csv")
+    assert [row["name"] for row in rows] == names
+    assert sorted(path.name for path in (out / "masks").iterdir()) == sorted(
+        f"{name}.png" for name in names)
+    for row, probability in zip(rows, probabilities, strict=True):
+        mask = np.asarray(Image.open(out / row["mask"]))
+        assert mask.shape == (16, 16)
+        np.testing.assert_array_equal(mask, (probability >= 0.5).astype(np.uint8) * 255)
+        assert float(row["defect_score"]) == pytest.approx(float(probability.max()), rel=1e-5)
+        assert int(row["defect_pixels"]) == int((mask > 0).sum())
+        assert int(row["defective"]) == int(mask.any())
+        assert Path(row["source"]).name == f"{row['name'].split('_t')[0]}.png"
+    # the tiles with a defect rank above every tile without
+    defective = tile(squares["new_masks"][:, None], 16)[0][:, 0].reshape(16, -1).any(axis=1)
+    assert defective.sum() >= 2
+    scores = np.array([float(row["defect_score"]) for row in rows])
+    assert scores[defective].min() > scores[~defective].max()
+
+
+def test_predict_threshold_and_output_folder_rules(trained, squares, tmp_path):
+    out = tmp_path / "predicted"
+    trained.predict(squares["new"], out, threshold=0.9, device="cpu")
+    X, _, names = load_image_folder(squares["new"], tile=16)
+    probabilities = trained.segmenter("cpu").predict_proba(X)
+    for name, probability in zip(names, probabilities, strict=True):
+        mask = np.asarray(Image.open(out / "masks" / f"{name}.png"))
+        np.testing.assert_array_equal(mask > 0, probability >= 0.9)
+    before = (out / "scores.csv").read_bytes()
+    with pytest.raises(SessionError, match=rf"{out.name} already exists and is not empty.*"
+                                           r"overwrite"):
+        trained.predict(squares["new"], out, device="cpu")
+    assert (out / "scores.csv").read_bytes() == before
+    trained.predict(squares["new"], out, device="cpu", overwrite=True)
+    assert (out / "scores.csv").read_bytes() != before  # threshold 0.5 now: other masks
+    assert not list(tmp_path.glob(".predicted.*"))
+
+
+def test_predict_never_replaces_its_images_or_the_session(quick, squares, tmp_path):
+    session = copy_of(quick, tmp_path)
+    images = Path(shutil.copytree(squares["new"], tmp_path / "in" / "new"))
+    before = {path.name: path.read_bytes() for path in images.iterdir()}
+    for target, what in ((images, "the images"), (images.parent, "the images"),
+                         (tmp_path, "the session"), (session.path, "the session")):
+        with pytest.raises(SessionError, match=rf"{target} is or holds {what} "):
+            session.predict(images, target, device="cpu", overwrite=True)
+    assert {path.name: path.read_bytes() for path in images.iterdir()} == before
+    assert LabelingSession.open(session.path).segmenter("cpu") is not None
+
+
+def test_predict_resizes_new_images_as_init_did(squares, tmp_path):
+    session = LabelingSession.create(
+        tmp_path / "s", squares["root"] / "images", squares["root"] / "masks", image_size=16,
+        scorer_params=TINY_SCORER, segmenter_params={**SEGMENTER, "max_steps": 2})
+    session.train(device="cpu")
+    save_gray(tmp_path / "new" / "wide.png", np.full((24, 48), 120))  # another size
+    shutil.copy(squares["new"] / "n0.png", tmp_path / "new" / "n0.png")
+    out = session.predict(tmp_path / "new", tmp_path / "out", device="cpu")
+    X, _, names = load_image_folder(tmp_path / "new", image_size=16)
+    assert names == ["n0", "wide"]
+    probabilities = session.segmenter("cpu").predict_proba(X)
+    rows = csv_rows(out / "scores.csv")
+    assert [row["name"] for row in rows] == names
+    for row, probability in zip(rows, probabilities, strict=True):
+        assert np.asarray(Image.open(out / row["mask"])).shape == (16, 16)
+        assert float(row["defect_score"]) == pytest.approx(float(probability.max()), rel=1e-5)
+
+
+def test_predict_warns_when_s_missed_labels(quick, squares, tmp_path, capsys):
+    session = copy_of(quick, tmp_path)
+    write_tile_masks(tmp_path / "more", squares["masks"], "p06")
+    session.import_masks(tmp_path / "more", any_image=True)
+    code, _, err = run_main(capsys, "predict", session.path, "--images", squares["new"],
+                            "--out", tmp_path / "out", "--device", "cpu")
+    assert code == 0
+    assert "S was trained before 4 of the labels" in err and "sid4ds train" in err
+    exported = session.export(tmp_path / "model", "model")
+    assert json.loads((exported / "segmenter.json").read_text())["labels_not_seen"] == 4
+
+
+# ---------------------------------------------------------------------- export --format model
+def test_export_model_loads_back_and_predicts_like_the_session(trained, squares, tmp_path,
+                                                               capsys):
+    out = tmp_path / "model"
+    code, _, err = run_main(capsys, "export", trained.path, "--format", "model", "--out", out)
+    assert code == 0, err
+    assert sorted(path.name for path in out.iterdir()) == [
+        "segmenter.json", "segmenter.pt", "unet_state_dict.pt"]
+    X, _, _ = load_image_folder(squares["new"], tile=16)
+    session_s = trained.segmenter("cpu")
+    # only tensors and plain containers: readable with weights_only=True
+    state = torch.load(out / "segmenter.pt", weights_only=True)
+    assert state["format"] == "sid4ds-estimator" and state["class"] == "SegmentationLearner"
+    loaded = SegmentationLearner.load(out / "segmenter.pt", device="cpu")
+    np.testing.assert_array_equal(loaded.predict_proba(X), session_s.predict_proba(X))
+    settings = json.loads((out / "segmenter.json").read_text())
+    assert settings["preprocessing"]["tile"] == [16, 16]
+    assert settings["preprocessing"]["image_size"] is None
+    assert settings["preprocessing"]["image_shape"] == [16, 16]
+    assert settings["preprocessing"]["mode"] == "L"
+    assert (settings["trained_for_round"], settings["labels_not_seen"]) == (0, 0)
+    assert settings["threshold"] == session_s.threshold
+    # plain PyTorch: the bare UNet, sigmoid, threshold
+    network = UNet(**settings["unet"])
+    network.load_state_dict(torch.load(out / "unet_state_dict.pt", weights_only=True))
+    with torch.inference_mode():
+        probabilities = torch.sigmoid(network.eval()(torch.from_numpy(X))[:, 0]).numpy()
+    np.testing.assert_allclose(probabilities, session_s.predict_proba(X), atol=1e-6)
+    np.testing.assert_array_equal(probabilities >= settings["threshold"],
+                                  session_s.predict(X).astype(bool))
