@@ -5,6 +5,8 @@ the pool with each ``error_region`` and prints ROC AUC (defective vs normal) and
 the top 10% of the ranking, next to the no-learning baseline max |image - blurred image|.
 
     python benchmarks/cold_start.py --n-samples 400 --image-size 64 --epochs 8
+
+``adamw 2e-3 onecycle`` asks whether S's one-cycle learning rate helps M too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sid4ds.datasets import make_defect_images
 RECIPES = {
     "adamw 2e-3 constant (default)": {"optimizer": "adamw", "lr": 2e-3,
                                       "lr_schedule": "constant"},
+    "adamw 2e-3 onecycle": {"optimizer": "adamw", "lr": 2e-3, "lr_schedule": "onecycle"},
     "paper: sgd 0.1 multistep": {"optimizer": "sgd", "lr": 0.1, "lr_schedule": "multistep"},
 }
 

@@ -37,11 +37,18 @@ root = Path(workdir.name)
 X_generated, true_masks = make_defect_images(
     n_samples=200, image_size=32, defect_ratio=0.1, random_state=0
 )
+
+
+def save_pngs(images: np.ndarray, folder: Path, prefix: str) -> None:
+    """Write grey-scale images of shape (n, 1, H, W) in [0, 1] as PREFIX_NNN.png files."""
+    folder.mkdir()
+    for index, image in enumerate(images):
+        pixels = np.round(image[0] * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{prefix}_{index:03d}.png")
+
+
 image_folder = root / "line_images"
-image_folder.mkdir()
-for index, image in enumerate(X_generated):
-    pixels = np.round(image[0] * 255).astype(np.uint8)
-    Image.fromarray(pixels).save(image_folder / f"part_{index:03d}.png")
+save_pngs(X_generated, image_folder, "part")
 print(f"wrote {len(list(image_folder.glob('*.png')))} PNG files to line_images/")
 
 # %% [markdown]
@@ -224,10 +231,7 @@ new_images, new_masks = make_defect_images(
     n_samples=20, image_size=32, defect_ratio=0.5, random_state=1
 )
 new_folder = root / "new_images"
-new_folder.mkdir()
-for index, image in enumerate(new_images):
-    pixels = np.round(image[0] * 255).astype(np.uint8)
-    Image.fromarray(pixels).save(new_folder / f"new_{index:03d}.png")
+save_pngs(new_images, new_folder, "new")
 
 predictions = session.predict(new_folder, root / "predictions")
 with open(predictions / "scores.csv", newline="") as file:

@@ -84,7 +84,7 @@ def learning_rate(step: int, n_steps: int, base: float, schedule: str, *,
     --------
     >>> from sid4ds.training import learning_rate
     >>> [round(learning_rate(step, 100, 1.0, "onecycle"), 3) for step in (0, 10, 55, 99)]
-    [0.04, 1.0, 0.5, 0.0]
+    [0.04, 1.0, 0.491, 0.0]
     """
     if schedule == "constant":
         return float(base)

@@ -58,20 +58,25 @@ def square_defects() -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- labelling sessions
-@pytest.fixture(scope="module")
-def pool_folder(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
-    """40 generated 16 px images as PNGs (partNN.png) and their true masks by name."""
-    root = tmp_path_factory.mktemp("pool")
+def write_pool(folder: Path) -> dict[str, np.ndarray]:
+    """40 generated 16 px images as PNGs (partNN.png) in ``folder``; their true masks by
+    name."""
     X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.2,
                                   random_state=0)
-    (root / "images").mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     truth = {}
     for index, image in enumerate(X):
         name = f"part{index:02d}"
-        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(
-            root / "images" / f"{name}.png")
+        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(folder / f"{name}.png")
         truth[name] = masks[index]
-    return root / "images", truth
+    return truth
+
+
+@pytest.fixture(scope="module")
+def pool_folder(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    """40 generated 16 px images as PNGs (partNN.png) and their true masks by name."""
+    folder = tmp_path_factory.mktemp("pool") / "images"
+    return folder, write_pool(folder)
 
 
 def new_session(tmp_path: Path, images, seed: int = 0, **options) -> LabelingSession:

@@ -180,6 +180,8 @@ def test_03_inside_sid4ds(tmp_path):
         "top_min": float(msmr[top].min()), "bottom_max": float(msmr[bottom].max()),
         "sdr_where_pseudolabel": bool(np.array_equal(sdr > 0,
                                                      pseudolabels.any(axis=(1, 2)))),
+        "adaptive_everywhere": bool((sdr_adaptive > 0).all()),
+        "adaptive_keeps_regions": bool(np.allclose(sdr_adaptive[sdr > 0], sdr[sdr > 0])),
         "n_unlabeled": len(unlabeled), "n_pool": len(X),
         "reconstruction_range": [float(reconstruction.min()), float(reconstruction.max())],
         "fit_modes": [msmr_scorer.fit_mode_, sdr_scorer.fit_mode_]}""", tmp_path)
@@ -189,6 +191,8 @@ def test_03_inside_sid4ds(tmp_path):
     assert not set(result["top"]) & set(result["bottom"])
     assert result["bottom_max"] <= result["top_min"]
     assert result["sdr_where_pseudolabel"], "E_sdr must be > 0 exactly inside pseudolabels"
+    # the default rule: every image has a region, the same one where S marks pixels
+    assert result["adaptive_everywhere"] and result["adaptive_keeps_regions"]
     assert result["n_unlabeled"] == result["n_pool"] - 20
     low, high = result["reconstruction_range"]
     assert 0.0 <= low <= high <= 1.0

@@ -7,14 +7,15 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from sid4ds.datasets import make_defect_images
 from sid4ds.session import LabelingSession
 from sid4ds.session import report as report_module
 
+from .conftest import write_masks, write_pool
+
+# the report's sessions train S for 2 epochs: enough to draw, not to be good
 TINY_SCORER = {"base_channels": 4, "depth": 2, "patch_size": 4, "n_blocks": 4, "max_epochs": 2}
 TINY_SEGMENTER = {"base_channels": 4, "depth": 2, "max_epochs": 2}
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,29 +24,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-sync"]
 
 
-# ---------------------------------------------------------------------- helpers
-def write_masks(folder: Path, names, truth: dict[str, np.ndarray]) -> Path:
-    """The human: a PNG mask (0/255) per name, from the true masks."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        Image.fromarray(truth[name] * 255).save(folder / f"{name}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory) -> dict:
     """One session after two answered rounds and a third asked for ("three_rounds"), and a
     copy of it taken after its first (cold-start) round was asked for ("cold_start")."""
     root = tmp_path_factory.mktemp("report")
-    X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.2,
-                                  random_state=0)
-    (root / "images").mkdir()
-    truth = {}
-    for index, image in enumerate(X):
-        name = f"part{index:02d}"
-        Image.fromarray(np.round(image[0] * 255).astype(np.uint8)).save(
-            root / "images" / f"{name}.png")
-        truth[name] = masks[index]
+    truth = write_pool(root / "images")
     session = LabelingSession.create(root / "session", root / "images", seed=0,
                                      scorer_params=TINY_SCORER,
                                      segmenter_params=TINY_SEGMENTER)
