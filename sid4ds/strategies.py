@@ -60,6 +60,7 @@ __all__ = [
     "msmr_sampling",
     "msmr_scores",
     "pseudo_label_regions",
+    "rank_below_marked",
     "rank_pool",
     "sdr_sampling",
     "sdr_scores",
@@ -158,16 +159,52 @@ def pseudo_label_regions(probabilities: Any, *, threshold: float = 0.5,
     return regions.astype(np.uint8)
 
 
+def rank_below_marked(errors: Any, marked: Any) -> np.ndarray:
+    """Order the images S marks above the ones it does not, each group by its E_sdr.
+
+    The adaptive rule's fallback regions (an image's most probable pixels where S marks
+    none) are a guess, and G's error inside a guess on a normal image can exceed its error
+    inside a small region S did mark on a defective one. So an unmarked image's error
+    ``e ≥ 0`` becomes ``e / (1 + e) - 1``, in [-1, 0): below every marked image (whose
+    E_sdr is ≥ 0, unchanged) and in the same order among the unmarked.
+
+    Parameters
+    ----------
+    errors : array-like of shape (n_images,)
+        E_sdr, each ≥ 0.
+    marked : array-like of bool, shape (n_images,)
+        Whether S marks at least one pixel (probability ≥ its threshold) in the image.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_images,), float64
+
+    Examples
+    --------
+    >>> from sid4ds.strategies import rank_below_marked
+    >>> rank_below_marked([0.01, 0.5, 1.0], [True, False, False]).tolist()
+    [0.01, -0.6666666666666667, -0.5]
+    """
+    values = np.asarray(errors, dtype=np.float64)
+    marked = np.asarray(marked, dtype=bool)
+    return np.where(marked, values, values / (1.0 + values) - 1.0)
+
+
 def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, rule: str, share: float,
                images: np.ndarray) -> np.ndarray:
     """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
-    if hasattr(segmenter, "predict_proba_chunk"):
-        regions = pseudo_label_regions(segmenter.predict_proba_chunk(images),
-                                       threshold=float(segmenter.threshold), rule=rule,
-                                       share=share)
-    else:  # any segmenter with predict: its masks, as the paper's rule has them
+    if not hasattr(segmenter, "predict_proba_chunk"):
+        # any segmenter with predict: its masks, as the paper's rule has them
         regions = np.asarray(segmenter.predict(images), dtype=np.uint8)
-    return scorer.region_errors_chunk(images, regions)
+        return scorer.region_errors_chunk(images, regions)
+    probabilities = segmenter.predict_proba_chunk(images)
+    threshold = float(segmenter.threshold)
+    regions = pseudo_label_regions(probabilities, threshold=threshold, rule=rule, share=share)
+    errors = scorer.region_errors_chunk(images, regions)
+    if rule == "adaptive":
+        marked = (np.asarray(probabilities) >= threshold).reshape(len(images), -1).any(axis=1)
+        errors = rank_below_marked(errors, marked)
+    return errors
 
 
 def sdr_scores(
@@ -184,6 +221,9 @@ def sdr_scores(
     The segmentation learner's pseudolabels (:func:`pseudo_label_regions`: probability ≥
     its ``threshold``, and with the ``"adaptive"`` rule its most probable pixels where none
     reaches it) are the regions where the label-guided scorer's reconstruction error counts.
+    With the adaptive rule the images S marks rank above the ones it does not
+    (:func:`rank_below_marked`): the fallback regions order the unmarked images among
+    themselves and never outrank a region S marked.
 
     Parameters
     ----------
@@ -205,7 +245,9 @@ def sdr_scores(
     Returns
     -------
     scores : ndarray of shape (n_pool,)
-        With ``region="threshold"``, 0 for images in which S predicts no defect pixel.
+        E_sdr (≥ 0) of the images in which S predicts a defect pixel. The others score 0
+        with ``region="threshold"``; with ``"adaptive"`` they score in [-1, 0), ordered
+        by E_sdr inside their most probable pixels.
 
     Examples
     --------
@@ -348,7 +390,8 @@ def sdr_sampling(
     indices : ndarray of shape (min(n_instances, n_pool),), int64
         Pool indices, highest E_sdr first.
     scores : ndarray of shape (min(n_instances, n_pool),)
-        Their E_sdr.
+        Their scores from :func:`sdr_scores`: E_sdr, and with the adaptive rule values in
+        [-1, 0) for images in which S marks no pixel.
 
     Examples
     --------

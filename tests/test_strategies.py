@@ -14,6 +14,7 @@ from sid4ds import (
     sdr_scores,
 )
 from sid4ds.selection import content_keys, query_state
+from sid4ds.strategies import rank_below_marked
 
 from .conftest import TINY_NET
 
@@ -190,3 +191,48 @@ def test_e_sdr_ranks_defects_first_when_s_is_weak(square_defects):
     assert (paper == 0).all()
     adaptive = sdr_scores(WeakSegmenter(), G, images)
     assert roc_auc_score(defective, adaptive) > 0.8
+
+
+def test_adaptive_e_sdr_ranks_images_s_marks_above_the_fallback_regions(square_defects):
+    """S marks one background pixel of each defective image and nothing in the normal ones,
+    where its probability is flat, so the adaptive fallback region of a normal image is the
+    whole image: its summed error dwarfs the single marked pixel. The images S marks must
+    still come first, with the paper's E_sdr; the unmarked keep their own order."""
+    from sklearn.metrics import roc_auc_score
+
+    images, masks = square_defects
+    defective = masks.reshape(len(masks), -1).any(axis=1)
+
+    class OnePixelSegmenter:
+        module_ = object()
+        threshold = 0.5
+
+        def predict_proba_chunk(self, chunk):
+            rows = [int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0])
+                    for image in chunk]
+            probabilities = np.full((len(chunk), 16, 16), 0.4, dtype=np.float32)
+            probabilities[defective[rows], 15, 15] = 0.9  # a corner, never the square
+            return probabilities
+
+    G = ReconstructionScorer(**SCORER).fit(images, masks)
+    scores = sdr_scores(OnePixelSegmenter(), G, images)
+    paper = sdr_scores(OnePixelSegmenter(), G, images, region="threshold")
+    assert scores[defective].min() > scores[~defective].max()
+    assert roc_auc_score(defective, scores) == 1.0
+    np.testing.assert_allclose(scores[defective], paper[defective])
+    whole_image = G.score_samples(images, np.ones_like(masks))  # the normals' fallback region
+    assert whole_image[~defective].min() > paper[defective].max()  # what used to win
+    np.testing.assert_array_equal(np.argsort(scores[~defective]),
+                                  np.argsort(whole_image[~defective]))
+    assert ((scores[~defective] >= -1) & (scores[~defective] < 0)).all()
+
+
+def test_rank_below_marked_is_monotone_within_each_group():
+    rng = np.random.default_rng(3)
+    errors = rng.random(50) * rng.choice([1e-4, 1.0, 100.0], size=50)
+    marked = rng.random(50) < 0.3
+    scores = rank_below_marked(errors, marked)
+    assert scores[marked].min() > scores[~marked].max()
+    for group in (marked, ~marked):
+        np.testing.assert_array_equal(np.argsort(scores[group], kind="stable"),
+                                      np.argsort(errors[group], kind="stable"))
