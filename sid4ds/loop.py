@@ -166,7 +166,9 @@ def run_sid4ds(
         How S's probabilities become E_sdr's regions
         (:func:`sid4ds.strategies.pseudo_label_regions`): ``"threshold"`` is the paper's
         S ≥ 0.5; ``"adaptive"`` also takes the most probable 1% of the pixels of an image S
-        marks nowhere (an addition to the paper, measured in ``docs/benchmarks.md``).
+        marks nowhere and ranks those images below every image S marks
+        (:func:`sid4ds.strategies.rank_below_marked`; an addition to the paper, measured in
+        ``docs/benchmarks.md``).
     fit_final : bool, default=False
         Train S once more after the last round, on every labelled image, to take home
         (:attr:`SID4DSRun.segmenter`). Off by default: the selection does not need it.

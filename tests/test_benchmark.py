@@ -312,3 +312,21 @@ def test_labels_at_whole_rounds():
 
     assert labels_at(0.3, 805, 80, 0.1) == 240  # three rounds, not round(0.3 * 805) = 242
     assert labels_at(0.25, 100, 10, 0.1) == 25
+
+
+def test_each_table_counts_the_seeds_of_its_own_records():
+    """Selection over three seeds, IoU for seed 0 only: the IoU tables must say 1 seed."""
+    from sid4ds.benchmark.output import format_tables
+
+    selection = [{"seed": seed, "strategy": "random", "round": 0, "stage": "cold_start",
+                  "n_selected": 8, "n_labeled": 8, "labeled_share": 0.1,
+                  "n_defective_selected": seed, "cumulative_defective": seed,
+                  "n_defective_pool": 4, "cumulative_share": seed / 4} for seed in range(3)]
+    iou = [{"seed": 0, "strategy": "random", "labeled_share": 0.1, "n_labeled": 8,
+            "n_defective_labeled": 0, "n_test": 20, "n_defective_test": 5, "iou": 0.25,
+            "detected": 0.4, "false_alarms": 0.1}]
+    text = format_tables(BenchmarkResult(selection=selection, iou=iou, strategies=["random"]))
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert "mean ± std over 3 seeds" in headings[0] and "(b)" in headings[0]
+    assert all("(1 seed" in heading for heading in headings[1:]), headings
+    assert len(headings) == 3

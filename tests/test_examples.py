@@ -180,8 +180,10 @@ def test_03_inside_sid4ds(tmp_path):
         "top_min": float(msmr[top].min()), "bottom_max": float(msmr[bottom].max()),
         "sdr_where_pseudolabel": bool(np.array_equal(sdr > 0,
                                                      pseudolabels.any(axis=(1, 2)))),
-        "adaptive_everywhere": bool((sdr_adaptive > 0).all()),
-        "adaptive_keeps_regions": bool(np.allclose(sdr_adaptive[sdr > 0], sdr[sdr > 0])),
+        "adaptive_unmarked_below": bool(((sdr_adaptive[~marked] >= -1)
+                                         & (sdr_adaptive[~marked] < 0)).all()),
+        "adaptive_keeps_regions": bool(np.allclose(sdr_adaptive[marked], sdr[marked])),
+        "n_marked": int(marked.sum()),
         "n_unlabeled": len(unlabeled), "n_pool": len(X),
         "reconstruction_range": [float(reconstruction.min()), float(reconstruction.max())],
         "fit_modes": [msmr_scorer.fit_mode_, sdr_scorer.fit_mode_]}""", tmp_path)
@@ -191,8 +193,9 @@ def test_03_inside_sid4ds(tmp_path):
     assert not set(result["top"]) & set(result["bottom"])
     assert result["bottom_max"] <= result["top_min"]
     assert result["sdr_where_pseudolabel"], "E_sdr must be > 0 exactly inside pseudolabels"
-    # the default rule: every image has a region, the same one where S marks pixels
-    assert result["adaptive_everywhere"] and result["adaptive_keeps_regions"]
+    # the default rule: the paper's E_sdr where S marks pixels, the fallback below it
+    assert 0 < result["n_marked"] < result["n_unlabeled"]
+    assert result["adaptive_unmarked_below"] and result["adaptive_keeps_regions"]
     assert result["n_unlabeled"] == result["n_pool"] - 20
     low, high = result["reconstruction_range"]
     assert 0.0 <= low <= high <= 1.0

@@ -21,7 +21,7 @@ from sid4ds.benchmark.records import (
 )
 
 __all__ = ["format_mean_std", "format_tables", "markdown_table", "plot_results", "read_csvs",
-           "write_csvs"]
+           "spread_of", "write_csvs"]
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2, percent: bool = False) -> str:
@@ -61,8 +61,36 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def spread_of(records: Sequence[dict[str, Any]]) -> str:
+    """How a table's cells are averaged: over the seeds its own records hold.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        One part's records, each with a ``"seed"``.
+
+    Returns
+    -------
+    text : str
+        ``"mean ± std over N seeds"``, or ``"1 seed"``.
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark.output import spread_of
+    >>> spread_of([{"seed": 0}, {"seed": 1}, {"seed": 1}])
+    'mean ± std over 2 seeds'
+    >>> spread_of([{"seed": 0}])
+    '1 seed'
+    """
+    n_seeds = len({record["seed"] for record in records}) or 1
+    return f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "1 seed"
+
+
 def format_tables(result: BenchmarkResult, label_share: float | None = None) -> str:
     """The markdown tables of every part, averaged over seeds (mean ± sample std).
+
+    Each table says how many seeds its own records hold (:func:`spread_of`): a run whose
+    IoU was measured for fewer seeds than its selection says so in the IoU tables.
 
     Parameters
     ----------
@@ -75,8 +103,6 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
     text : str
         Headed markdown tables, separated by blank lines.
     """
-    n_seeds = len({record["seed"] for record in result.selection}) or 1
-    spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "1 seed"
     sections = []
 
     # (a) cold start
@@ -94,7 +120,8 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
             rows.append([RANKING_TITLES.get(ranking, ranking), *cells,
                          format_mean_std(first["mean"], first["std"], 2, percent=True)])
         sections.append(
-            f"## (a) Cold start: defective images per batch of the ranking ({spread})\n\n"
+            "## (a) Cold start: defective images per batch of the ranking "
+            f"({spread_of(result.cold_start)})\n\n"
             + markdown_table(["ranking", *[f"batch {b}" for b in batches],
                               f"share in first {top}"], rows))
 
@@ -113,7 +140,7 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
                 if r in by_round else "–" for r in rounds])
         sections.append(
             "## (b) Selection: share of all defective pool images labelled after each round "
-            f"({spread})\n\n" + markdown_table(header, rows))
+            f"({spread_of(result.selection)})\n\n" + markdown_table(header, rows))
 
     # (c) IoU and the image-level view
     if result.iou:
@@ -134,7 +161,7 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
         held_out = "; ".join(f"{n} held-out images, {d} defective" for n, d in tests)
         sections.append(
             "## (c) Segmentation IoU on the held-out images after training on the labelled "
-            f"share ({spread}; {held_out})\n\n"
+            f"share ({spread_of(result.iou)}; {held_out})\n\n"
             + markdown_table(["labelled", *result.strategies], rows))
         if all("detected" in row for row in result.iou):
             found = {(row["strategy"], row["labeled_share"]): row for row in
@@ -156,7 +183,7 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
                             + [both((WHOLE_POOL, 1.0))] * len(result.strategies))
             sections.append(
                 "## (c) Image level: held-out defective images in which S finds a defect / "
-                f"held-out normal images S flags, at S's threshold ({spread})\n\n"
+                f"held-out normal images S flags, at S's threshold ({spread_of(result.iou)})\n\n"
                 + markdown_table(["labelled", *result.strategies], rows))
 
     # (d) timing
@@ -183,7 +210,7 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
                               for name in ("cold", "later", "selection", "total")]
                 for strategy in result.strategies if strategy in columns["total"]]
         sections.append(
-            f"## (d) Wall time per round in seconds ({spread})\n\n"
+            f"## (d) Wall time per round in seconds ({spread_of(result.timing)})\n\n"
             + markdown_table(["strategy", "cold start round", "later round (mean)",
                               "of which selection", "all rounds"], rows))
     return "\n\n".join(sections)
