@@ -146,17 +146,23 @@ def pseudo_label_regions(probabilities: Any, *, threshold: float = 0.5,
     >>> pseudo_label_regions(weak).tolist()  # S marks nothing: its most probable pixel
     [[[0, 1], [0, 0]]]
     """
+    return _regions_and_marked(probabilities, threshold, rule, share)[0]
+
+
+def _regions_and_marked(probabilities: Any, threshold: float, rule: str,
+                        share: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pseudo_label_regions`, and whether S marks each image (any pixel ≥ threshold)."""
     values = np.asarray(probabilities, dtype=np.float32)
     regions = values >= threshold
-    if rule == "adaptive":
-        flat = values.reshape(len(values), -1)
-        empty = ~regions.reshape(len(values), -1).any(axis=1)
-        if empty.any():
-            n_top = max(1, int(round(share * flat.shape[1])))
-            # the n_top-th largest value of each empty image; ties beyond it are kept too
-            cut = -np.partition(-flat[empty], n_top - 1, axis=1)[:, n_top - 1 : n_top]
-            regions.reshape(len(values), -1)[empty] = flat[empty] >= cut
-    return regions.astype(np.uint8)
+    flat = values.reshape(len(values), -1)
+    marked = regions.reshape(len(values), -1).any(axis=1)
+    if rule == "adaptive" and not marked.all():
+        empty = ~marked
+        n_top = max(1, int(round(share * flat.shape[1])))
+        # the n_top-th largest value of each empty image; ties beyond it are kept too
+        cut = -np.partition(-flat[empty], n_top - 1, axis=1)[:, n_top - 1 : n_top]
+        regions.reshape(len(values), -1)[empty] = flat[empty] >= cut
+    return regions.astype(np.uint8), marked
 
 
 def rank_below_marked(errors: Any, marked: Any) -> np.ndarray:
@@ -197,14 +203,10 @@ def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, rule: str, share: f
         # any segmenter with predict: its masks, as the paper's rule has them
         regions = np.asarray(segmenter.predict(images), dtype=np.uint8)
         return scorer.region_errors_chunk(images, regions)
-    probabilities = segmenter.predict_proba_chunk(images)
-    threshold = float(segmenter.threshold)
-    regions = pseudo_label_regions(probabilities, threshold=threshold, rule=rule, share=share)
+    regions, marked = _regions_and_marked(segmenter.predict_proba_chunk(images),
+                                          float(segmenter.threshold), rule, share)
     errors = scorer.region_errors_chunk(images, regions)
-    if rule == "adaptive":
-        marked = (np.asarray(probabilities) >= threshold).reshape(len(images), -1).any(axis=1)
-        errors = rank_below_marked(errors, marked)
-    return errors
+    return rank_below_marked(errors, marked) if rule == "adaptive" else errors
 
 
 def sdr_scores(

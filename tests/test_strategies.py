@@ -20,6 +20,11 @@ from .conftest import TINY_NET
 
 SCORER = {**TINY_NET, "patch_size": 4, "n_blocks": 4, "max_epochs": 1, "random_state": 0}
 
+
+def rows_of(images: np.ndarray, chunk: np.ndarray) -> list[int]:
+    """Rows of ``images`` that hold each image of ``chunk`` (for fake segmenters)."""
+    return [int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0]) for image in chunk]
+
 # score vectors with many ties: values drawn from a handful of levels, or constant
 score_vectors = st.integers(1, 40).flatmap(
     lambda n: st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.inf]), min_size=n, max_size=n)
@@ -180,8 +185,7 @@ def test_e_sdr_ranks_defects_first_when_s_is_weak(square_defects):
         threshold = 0.5
 
         def predict_proba_chunk(self, chunk):
-            rows = [int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0])
-                    for image in chunk]
+            rows = rows_of(images, chunk)
             noise = 0.1 + 0.2 * rng.random((len(chunk), 16, 16))
             return (noise + 0.1 * masks[rows]).astype(np.float32)
 
@@ -208,8 +212,7 @@ def test_adaptive_e_sdr_ranks_images_s_marks_above_the_fallback_regions(square_d
         threshold = 0.5
 
         def predict_proba_chunk(self, chunk):
-            rows = [int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0])
-                    for image in chunk]
+            rows = rows_of(images, chunk)
             probabilities = np.full((len(chunk), 16, 16), 0.4, dtype=np.float32)
             probabilities[defective[rows], 15, 15] = 0.9  # a corner, never the square
             return probabilities
