@@ -21,8 +21,9 @@ only ever held out). For each seed and each training budget it trains
   trained on the pool with S's architecture, which needs ``dilation=2``, M's);
 
 and prints one markdown row per (recipe, budget): optimiser steps, images seen, seconds,
-IoU (mean ± std over seeds) and the image-level rates at the default threshold. Timing
-depends on the machine; compare rows of one run.
+IoU (mean ± std over seeds) and the image-level rates at the default threshold; with
+``--train-metrics`` also S's IoU on its own training images (underfitting against
+overfitting). Timing depends on the machine; compare rows of one run.
 
     python benchmarks/segmentation_recipe.py --seeds 0 1 2 --steps 1000 --epochs \
         --variant uniform:defect_share=0 dice:loss=bce_dice
@@ -95,6 +96,8 @@ def main() -> None:
                         help="max_epochs of the old recipe (30 was its default)")
     parser.add_argument("--variant", nargs="*", default=[], type=parse_variant,
                         help="NAME:key=value[:key=value...]: the new recipe changed so")
+    parser.add_argument("--train-metrics", action="store_true",
+                        help="also report IoU on the training images (costs one predict)")
     args = parser.parse_args()
     data = load_dataset(npz=args.npz, image_size=args.image_size,
                         defect_fraction=args.defect_fraction,
@@ -133,12 +136,15 @@ def main() -> None:
             rates = image_detection(data.masks[test], predicted)
             row = {"steps": steps, "images": steps * segmenter.batch_size, "seconds": seconds,
                    "iou": defect_iou(data.masks[test], predicted), **rates}
+            if args.train_metrics:
+                row["train_iou"] = defect_iou(data.masks[train], segmenter.predict(data.X[train]))
             budget = params["max_steps"] if recipe != "old" else params["max_epochs"]
             rows.setdefault((recipe, budget), []).append(row)
             print(f"  {recipe} {budget}: {row}", flush=True)
+    train_column = " train IoU |" if args.train_metrics else ""
     print("\n| recipe | budget | optimiser steps | images seen | seconds | IoU | defective "
-          "found | normal flagged |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"found | normal flagged |{train_column}")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if args.train_metrics else ""))
     for (recipe, budget), results in rows.items():
         def mean(key: str, results: list[dict[str, float]] = results) -> float:
             return float(np.mean([result[key] for result in results]))
@@ -146,7 +152,8 @@ def main() -> None:
         unit = "steps" if recipe != "old" else "epochs"
         print(f"| {recipe} | {budget} {unit} | {mean('steps'):.0f} | {mean('images'):.0f} | "
               f"{mean('seconds'):.0f} | {np.mean(ious):.3f} ± {np.std(ious):.3f} | "
-              f"{mean('detected'):.0%} | {mean('false_alarms'):.0%} |")
+              f"{mean('detected'):.0%} | {mean('false_alarms'):.0%} |"
+              + (f" {mean('train_iou'):.3f} |" if args.train_metrics else ""))
 
 
 if __name__ == "__main__":

@@ -70,8 +70,11 @@ class SegmentationLearner(TorchEstimator):
     warmup : float, default=0.1
         Share of the steps of the one-cycle warm-up.
     defect_share : float, default=0.5
-        Share of each training batch drawn from the defective images (those whose mask has
-        a defect pixel), the rest from the normal ones; 0 is uniform shuffling.
+        Least share of each training batch drawn from the defective images (those whose
+        mask has a defect pixel): when they are rarer in the training set, each batch holds
+        this share of them and the rest normal ones; when they are as common or more (or
+        ``defect_share=0``), batches are uniformly shuffled
+        (:func:`sid4ds.training.batch_indices`).
     loss : {"bce_tversky", "bce_dice", "bce_dice_image", "focal_dice"}, default="bce_tversky"
         The loss (:data:`sid4ds.losses.LOSSES`): ``bce_weight·BCE + dice_weight·Tversky``,
         which weighs missed defect pixels more than false alarms; ``"bce_dice"`` is the

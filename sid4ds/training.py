@@ -124,10 +124,13 @@ def batch_indices(rng: np.random.Generator, n_samples: int, batch_size: int,
     defective : ndarray of shape (n_samples,), bool, optional
         Which training images show a defect.
     defect_share : float, default=0.0
-        Share of each batch drawn from the defective images (the rest from the normal
-        ones), each set gone through in shuffled passes. 0, or a training set without a
-        defective or without a normal image, gives uniform shuffling: each epoch one
-        permutation of all images cut into batches (the last one smaller).
+        Least share of each batch drawn from the defective images: when the defective
+        images are rarer than that, each batch holds ``defect_share`` of them (the rest
+        normal ones), each set gone through in shuffled passes. 0, a training set without
+        a defective or without a normal image, or one in which defective images already
+        make up ``defect_share`` or more, gives uniform shuffling: each epoch one
+        permutation of all images cut into batches (the last one smaller). Rare defects
+        are drawn more often; common ones are never drawn less often than they occur.
 
     Yields
     ------
@@ -147,7 +150,7 @@ def batch_indices(rng: np.random.Generator, n_samples: int, batch_size: int,
     if defective is not None and defect_share > 0:
         defective = np.asarray(defective, dtype=bool)
         defect_rows, normal_rows = np.flatnonzero(defective), np.flatnonzero(~defective)
-        if len(defect_rows) and len(normal_rows):
+        if len(defect_rows) and len(normal_rows) and len(defect_rows) < defect_share * n_samples:
             n_defective = min(batch_size - 1, max(1, int(round(defect_share * batch_size))))
             defects, normals = _cycle(rng, defect_rows), _cycle(rng, normal_rows)
             while True:

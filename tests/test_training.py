@@ -43,6 +43,9 @@ def test_defect_aware_batches_hold_the_share_and_visit_every_defect(n_defective,
     defective = np.arange(n_defective + n_normal) < n_defective
     epochs = batch_indices(np.random.default_rng(0), len(defective), batch_size, defective,
                            defect_share=share)
+    if n_defective >= share * len(defective):  # not rare: uniform shuffling
+        assert sorted(np.concatenate(next(epochs)).tolist()) == list(range(len(defective)))
+        return
     per_batch = min(batch_size - 1, max(1, round(share * batch_size)))
     seen = []
     for _ in range(3):
@@ -51,6 +54,17 @@ def test_defect_aware_batches_hold_the_share_and_visit_every_defect(n_defective,
             seen += batch.tolist()
     if 3 * steps_per_epoch(len(defective), batch_size) * per_batch >= n_defective:
         assert set(np.flatnonzero(defective)) <= set(seen)  # shuffled passes, none left out
+
+
+def test_defects_as_common_as_the_share_are_not_drawn_less_often():
+    # 30 of 40 defective: a batch share of 0.5 would under-sample them; batches stay uniform
+    defective = np.arange(40) < 30
+    uniform = batch_indices(np.random.default_rng(0), 40, 8)
+    common = batch_indices(np.random.default_rng(0), 40, 8, defective, defect_share=0.5)
+    assert all((a == b).all() for a, b in zip(next(uniform), next(common), strict=True))
+    # 10 of 40: rarer than the share, so every batch holds 4 of them
+    rare = batch_indices(np.random.default_rng(0), 40, 8, np.arange(40) < 10, 0.5)
+    assert [int((batch < 10).sum()) for batch in next(rare)] == [4] * 5
 
 
 def test_uniform_batches_are_one_permutation_per_epoch():
