@@ -60,15 +60,19 @@ def labelled_set(is_defective: np.ndarray, pool: np.ndarray, share: float,
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """``"name:key=value:key=value"`` as ``(name, params)``; commas make a tuple."""
+    """``"name:key=value:key=value"`` as ``(name, params)``; commas make a tuple, and a
+    trailing comma a one-element tuple (``augment=flip,``), as in Python."""
     name, *settings = text.split(":")
     params: dict[str, Any] = {}
     for setting in settings:
         key, separator, raw = setting.partition("=")
-        if not separator:
-            raise SystemExit(f"--variant {text!r}: expected NAME:key=value[:key=value...]")
-        values = [parse_value(part) for part in raw.split(",")]
-        params[key] = tuple(values) if "," in raw else values[0]
+        if not separator or not key:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected NAME:key=value[:key=value...], e.g. lr1e3:lr=0.001")
+        if "," in raw:
+            params[key] = tuple(parse_value(part) for part in raw.removesuffix(",").split(","))
+        else:
+            params[key] = parse_value(raw)
     return name, params
 
 
@@ -95,7 +99,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="*", default=[30, 70],
                         help="max_epochs of the old recipe (30 was its default)")
     parser.add_argument("--variant", nargs="*", default=[], type=parse_variant,
-                        help="NAME:key=value[:key=value...]: the new recipe changed so")
+                        help="NAME:key=value[:key=value...]: the new recipe changed so (a,b is "
+                             "a tuple, a, a one-element tuple)")
     parser.add_argument("--train-metrics", action="store_true",
                         help="also report IoU on the training images (costs one predict)")
     args = parser.parse_args()

@@ -593,8 +593,8 @@ class TorchEstimator(BaseEstimator):
         """
         self._check_state(state)
         for name, value in state["fitted"].items():
-            setattr(self, name, value.numpy().astype(np.float32) if isinstance(value, torch.Tensor)
-                    else copy.deepcopy(value))
+            setattr(self, name, value.numpy().copy() if isinstance(value, torch.Tensor)
+                    else copy.deepcopy(value))  # arrays come back with the dtype they had
         try:
             self.device_ = resolve_device(self.device)
         except ValueError:

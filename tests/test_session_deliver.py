@@ -262,6 +262,18 @@ def test_predict_threshold_and_output_folder_rules(trained, squares, tmp_path):
     assert not list(tmp_path.glob(".predicted.*"))
 
 
+def test_predict_overwrite_replaces_a_file_and_leaves_nothing_of_it(trained, squares,
+                                                                     tmp_path):
+    out = tmp_path / "predicted"
+    out.write_text("an old file in the way")
+    with pytest.raises(SessionError, match=r"already exists and is not empty.*overwrite"):
+        trained.predict(squares["new"], out, device="cpu")
+    assert out.read_text() == "an old file in the way"
+    trained.predict(squares["new"], out, device="cpu", overwrite=True)
+    assert (out / "scores.csv").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["predicted"]
+
+
 def test_predict_never_replaces_its_images_or_the_session(quick, squares, tmp_path):
     session = copy_of(quick, tmp_path)
     images = Path(shutil.copytree(squares["new"], tmp_path / "in" / "new"))

@@ -186,17 +186,21 @@ def test_import_coco_checks_names_sizes_and_rounds(tmp_path, asked):
                         "width": 16},
                        {"id": 2, "file_name": "nowhere/ghost.png", "height": 16, "width": 16},
                        {"id": 3, "file_name": f"{stranger}.jpg", "height": 16, "width": 16}],
-            "annotations": [], "categories": []}
+            "annotations": [{"id": 7, "image_id": 9, "category_id": 1, "iscrowd": 0,
+                             "segmentation": rectangle_polygon(3, 5, 10, 12), "area": 1,
+                             "bbox": [0, 0, 1, 1]}],
+            "categories": [{"id": 1, "name": "scratch"}]}
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     with pytest.raises(SessionError) as caught:
         session.import_coco(tmp_path / "coco.json")
     message = str(caught.value)
     assert "nothing was imported" in message
+    assert "annotations 7 of" in message and "image_id 9, which its \"images\" list" in message
     assert "is 32x16 (height x width) but the session's images are 16x16" in message
     assert "no image named 'ghost'" in message
     assert f"{stranger!r} was not asked for" in message
     assert session.status()["labeled"] == 0
-    coco["images"] = coco["images"][2:]
+    coco["images"], coco["annotations"] = coco["images"][2:], []
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     assert session.import_coco(tmp_path / "coco.json", any_image=True)["added"] == [stranger]
     assert not session.mask(stranger).any()

@@ -165,6 +165,23 @@ def test_state_saved_with_torch_save_loads_with_weights_only(estimator, square_d
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_a_restored_state_has_every_fitted_attribute_as_it_was(estimator, square_defects):
+    fitted = fit(clone(estimator), square_defects)
+    if isinstance(fitted, ReconstructionScorer):  # arrays of other dtypes keep their dtype
+        fitted.pixel_mean_ = fitted.pixel_mean_.astype(np.float64) + 1e-9
+    state = fitted.get_state()
+    restored = type(estimator).from_state(state)
+    assert "n_channels_in_" in state["fitted"] and "history_" in state["fitted"]
+    for name in state["fitted"]:
+        value, back = getattr(fitted, name), getattr(restored, name)
+        assert type(back) is type(value), name
+        if isinstance(value, np.ndarray):
+            assert back.dtype == value.dtype and np.array_equal(back, value), name
+        else:
+            assert back == value, name
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
 def test_a_restored_state_continues_training_bit_exactly(estimator, square_defects):
     uninterrupted = fit(clone(estimator), square_defects)
     state = uninterrupted.get_state()  # optimiser and RNG included

@@ -181,6 +181,12 @@ def import_coco(
                                 f"{error}")
                 continue
             candidates.append((name, mask, where))
+        for image_id in sorted(set(coco.imgToAnns) - set(coco.imgs), key=str):
+            numbers = ", ".join(str(annotation.get("id")) for annotation in
+                                coco.imgToAnns[image_id])
+            problems.append(f"annotations {numbers} of {file} are of image_id {image_id!r}, "
+                            f"which its \"images\" list lacks; add that image (file_name, "
+                            f"height, width) or remove the annotations")
         return _import(store, candidates, problems, replace, f"COCO file {file}", any_image)
 
 def _label_studio_name(task: dict[str, Any], index: dict[str, int]) -> str | None:

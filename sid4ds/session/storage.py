@@ -149,14 +149,17 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def replace_folder(staging: Path, target: Path) -> None:
-    """Move a fully written ``staging`` folder to ``target``, replacing what was there."""
+    """Move a fully written ``staging`` folder to ``target``, replacing what was there
+    (a folder or a file), and leave nothing of the old one behind."""
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
         os.replace(target, old)
     os.replace(staging, target)
     fsync_folder(target.parent)
-    if old.exists():
+    if old.is_dir() and not old.is_symlink():
         shutil.rmtree(old, ignore_errors=True)
+    elif old.exists() or old.is_symlink():  # ``target`` was a file (or a link)
+        old.unlink()
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
