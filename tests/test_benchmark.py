@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -222,6 +223,9 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
     assert settings_record["models"]["segmenter_S"]["base_channels"] == 4
     assert settings_record["models"]["scorer_M_G"]["patch_size"] == 4
     assert printed.index("settings") < printed.index("## (a)")
+    versions = settings_record["versions"]  # what a figure from another machine needs
+    assert versions["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(versions["cpu"], str) and versions["cpu"]
 
     for name, columns, n_rows in (("cold_start.csv", COLD_START_COLUMNS, 3 * 10),
                                   ("selection.csv", SELECTION_COLUMNS, 2 * 2),

@@ -167,7 +167,23 @@ def _versions() -> dict[str, str]:
     return {"sid4ds": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "torch": torch.__version__,
             "scikit-learn": sklearn.__version__, "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            # the CPU kernels torch picks: runs on machines that differ here differ in the
+            # last bits of every sum, and S's training amplifies that (docs/benchmarks.md)
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": str(torch.get_num_threads())}
+
+
+def _cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else ``platform``'s guess."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run_from_args(args: argparse.Namespace) -> int:
