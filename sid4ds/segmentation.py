@@ -62,7 +62,7 @@ class SegmentationLearner(TorchEstimator):
         ``max_steps`` is not used. The paper trains 150 epochs on a GPU.
     batch_size : int, default=16
         Training batch size.
-    lr : float, default=1e-3
+    lr : float, default=3e-3
         Peak learning rate.
     lr_schedule : {"onecycle", "cosine", "constant", "multistep"}, default="onecycle"
         How the learning rate moves over a fit (:func:`sid4ds.training.learning_rate`):
@@ -166,7 +166,7 @@ class SegmentationLearner(TorchEstimator):
         max_steps: int | None = 1000,
         max_epochs: int | None = None,
         batch_size: int = 16,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         lr_schedule: str = "onecycle",
         warmup: float = 0.1,
         defect_share: float = 0.5,
