@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["RANDOM_STATE_TYPES", "borrow_seed", "check_random_state", "draw_seed", "make_rng",
-           "restore_rng"]
+           "restore_rng", "seed_if_unset"]
 
 #: What a ``random_state`` may be, in words (used in error messages).
 RANDOM_STATE_TYPES = "None, an int >= 0, a numpy Generator or RandomState"
@@ -117,6 +117,26 @@ def restore_rng(state: dict[str, Any]) -> np.random.Generator:
 def draw_seed(rng: np.random.Generator) -> int:
     """An int seed in [0, 2**31) drawn from ``rng`` (for a model or a torch generator)."""
     return int(rng.integers(2**31))
+
+
+def seed_if_unset(estimator: Any, seed: Any) -> Any:
+    """Set ``estimator``'s ``random_state`` to ``seed`` when it has none; return it.
+
+    The rule for seeding a configured model from a run's seed: a ``random_state`` the
+    user set is kept.
+
+    Examples
+    --------
+    >>> from sid4ds import SegmentationLearner
+    >>> from sid4ds._random import seed_if_unset
+    >>> seed_if_unset(SegmentationLearner(), 7).random_state
+    7
+    >>> seed_if_unset(SegmentationLearner(random_state=3), 7).random_state
+    3
+    """
+    if estimator.get_params()["random_state"] is None:
+        estimator.set_params(random_state=seed)
+    return estimator
 
 
 def borrow_seed(owner: Any, random_state: Any = None) -> Any:

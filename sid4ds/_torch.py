@@ -657,17 +657,50 @@ class TorchEstimator(BaseEstimator):
             Of this class, with the saved parameters (updated by ``params``), fitted.
         """
         cls._check_state(state)
+        return cls.from_params(state["params"], written_by=state.get("sid4ds"),
+                               **params).set_state(state)
+
+    @classmethod
+    def from_params(cls, saved: dict[str, Any], *, written_by: str | None = None,
+                    **params: Any) -> TorchEstimator:
+        """A new, unfitted estimator from saved parameters (a state's, or JSON settings).
+
+        Parameters
+        ----------
+        saved : dict
+            Parameter values as saved: lists stand for tuples (JSON has no tuples).
+        written_by : str, optional
+            The sid4ds version that saved them, for the error message.
+        **params
+            Parameters to change from the saved ones.
+
+        Returns
+        -------
+        estimator : TorchEstimator
+
+        Raises
+        ------
+        ValueError
+            When ``saved`` names a parameter this class does not know (it was written by
+            another sid4ds version).
+
+        Examples
+        --------
+        >>> from sid4ds import SegmentationLearner
+        >>> SegmentationLearner.from_params({"augment": ["flip"]}, verbose=1).augment
+        ('flip',)
+        """
         known = cls().get_params(deep=False)
-        unknown = sorted(set(state["params"]) - set(known))
+        unknown = sorted(set(saved) - set(known))
         if unknown:
             raise ValueError(
-                f"the state has parameters {unknown} that this {cls.__name__} does not know; "
-                f"it was written by another sid4ds version ({state.get('sid4ds')}): use that "
-                f"version"
+                f"the saved parameters {unknown} are unknown to this {cls.__name__}; they "
+                f"were written by another sid4ds version"
+                + (f" ({written_by})" if written_by else "") + ": use that version"
             )
-        saved = {key: tuple(value) if isinstance(known[key], tuple) and isinstance(value, list)
-                 else value for key, value in state["params"].items()}
-        return cls(**{**saved, **params}).set_state(state)
+        restored = {key: tuple(value) if isinstance(value, list) else value
+                    for key, value in saved.items()}
+        return cls(**{**restored, **params})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`get_state` to ``path`` with ``torch.save`` (written atomically).

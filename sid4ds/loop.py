@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sid4ds._validation import check_int
+from sid4ds.metrics import defective_rows
 from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import (
@@ -22,7 +23,6 @@ from sid4ds.rounds import (
     SID4DSRounds,
     configure_models,
     label_rounds,
-    model_fingerprint,
     remaining_estimate,
 )
 from sid4ds.segmentation import SegmentationLearner
@@ -233,7 +233,7 @@ def run_sid4ds(
 
     def record(labelled: LabelledRound) -> None:
         result: RoundResult = labelled.info[0]
-        found = int(labelled.masks.reshape(len(labelled.masks), -1).any(axis=1).sum())
+        found = int(defective_rows(labelled.masks).sum())
         previous = run.rounds[-1] if run.rounds else {"n_labeled": 0,
                                                       "cumulative_defective": 0}
         n_labeled = previous["n_labeled"] + len(labelled.chosen)
@@ -249,7 +249,7 @@ def run_sid4ds(
                 expected_defect_ratio),
             "seconds": {**result.seconds, "oracle": labelled.seconds["oracle"]},
         })
-        say(f"round {labelled.round} ({result.stage}: {result.reason}): labelled "
+        say(f"round {labelled.round} ({result.stage}): labelled "
             f"{len(labelled.chosen)}, {found} defective, {len(labelled.info[1])} fake normals")
 
     history = label_rounds(len(images), (height, width), oracle, select, n_rounds=n_rounds,
@@ -261,6 +261,6 @@ def run_sid4ds(
         say(f"training S on all {len(X_train)} labelled images and fake normals")
         engine.fit_segmenter(X_train, y_train, len(history))
     run.segmenter, run.sdr_scorer = engine.segmenter, engine.sdr_scorer
-    run.msmr_scores = engine.msmr_cache.get(model_fingerprint(scorer))
+    run.msmr_scores = engine.cached_msmr(images)
     return run
 

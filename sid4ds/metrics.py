@@ -6,7 +6,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["defect_iou", "image_detection"]
+__all__ = ["defect_iou", "defective_rows", "image_detection"]
+
+
+def defective_rows(masks: Any) -> np.ndarray:
+    """Which masks mark a defect: True for a mask with at least one non-zero pixel.
+
+    Parameters
+    ----------
+    masks : array-like of shape (n_samples, height, width)
+        Masks (0 = normal); an empty sequence is allowed.
+
+    Returns
+    -------
+    defective : ndarray of shape (n_samples,), bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.metrics import defective_rows
+    >>> defective_rows(np.array([[[0, 0]], [[0, 3]]]))
+    array([False,  True])
+    """
+    values = np.asarray(masks)
+    if values.size == 0:
+        return np.zeros(len(values), dtype=bool)
+    return values.reshape(len(values), -1).any(axis=1)
 
 
 def defect_iou(masks_true: Any, masks_pred: Any) -> float:
@@ -71,8 +96,8 @@ def image_detection(masks_true: Any, masks_pred: Any) -> dict[str, float]:
     """
     truth = np.asarray(masks_true).astype(bool)
     predicted = np.asarray(masks_pred).astype(bool)
-    defective = truth.reshape(len(truth), -1).any(axis=1)
-    flagged = predicted.reshape(len(predicted), -1).any(axis=1)
+    defective = defective_rows(truth)
+    flagged = defective_rows(predicted)
     return {
         "detected": float(flagged[defective].mean()) if defective.any() else float("nan"),
         "false_alarms": float(flagged[~defective].mean()) if (~defective).any()

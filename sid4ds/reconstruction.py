@@ -16,6 +16,7 @@ To start G from M's weights, as the paper does, fit a copy of M with ``warm_star
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from sid4ds._validation import (
     check_masks,
 )
 from sid4ds.augment import random_flips
+from sid4ds.metrics import defective_rows
 from sid4ds.pool import as_pool, channel_statistics
 from sid4ds.training import LR_SCHEDULES
 
@@ -301,6 +303,39 @@ class ReconstructionScorer(TorchEstimator):
         return {"n_steps": self._n_steps(n_samples), "schedule": self.lr_schedule}
 
     # ------------------------------------------------------------------ fitting
+    def guided_copy(self, max_epochs: int | None = None) -> ReconstructionScorer:
+        """G made from this fitted M: a copy that continues from M's weights when fitted.
+
+        The paper's G is M trained further, label-guided (§3.3): fit the copy with
+        ``fit(X_labelled, masks)``. M itself is left as it is.
+
+        Parameters
+        ----------
+        max_epochs : int, optional
+            The copy's epochs (default: M's).
+
+        Returns
+        -------
+        guided : ReconstructionScorer
+            A deep copy with ``warm_start=True``.
+
+        Examples
+        --------
+        >>> from sid4ds import ReconstructionScorer
+        >>> from sid4ds.datasets import make_defect_images
+        >>> X, masks = make_defect_images(n_samples=8, image_size=16, defect_ratio=0.5,
+        ...                               random_state=0)
+        >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+        ...                          max_epochs=1, random_state=0).fit(X)
+        >>> G = M.guided_copy().fit(X, masks)
+        >>> G.fit_mode_, M.fit_mode_
+        ('label_guided', 'self_supervised')
+        """
+        guided = copy.deepcopy(self).set_params(warm_start=True)
+        if max_epochs is not None:
+            guided.set_params(max_epochs=max_epochs)
+        return guided
+
     def fit(self, X: Any, y: Any = None) -> ReconstructionScorer:
         """Train self-supervised (``y=None``) or label-guided (``y`` = defect masks).
 
@@ -333,7 +368,7 @@ class ReconstructionScorer(TorchEstimator):
         masks = None
         if y is not None:
             masks = check_masks(y, n_samples=n_samples, height=height, width=width)
-            if masks.reshape(len(masks), -1).any(axis=1).all():
+            if defective_rows(masks).all():
                 raise ValueError(
                     "y has a defect in every mask; label-guided fitting needs at least one "
                     "normal image (all-zero mask) to build the normal image I0 (eq. 5)"

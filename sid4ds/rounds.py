@@ -21,7 +21,6 @@ shares (select, ask the labeller, record), SID4DS's and the benchmark's baseline
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Callable, MutableMapping
@@ -34,6 +33,7 @@ from sklearn.base import clone
 from sid4ds._random import draw_seed, make_rng
 from sid4ds._torch import is_fitted
 from sid4ds._validation import check_choice, check_float, check_int, check_masks
+from sid4ds.metrics import defective_rows
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
@@ -51,6 +51,7 @@ __all__ = [
     "model_fingerprint",
     "remaining_estimate",
     "resolve_n_normal",
+    "scores_key",
 ]
 
 #: The stages of a round and the score each ranks by.
@@ -99,15 +100,76 @@ def resolve_n_normal(
     return max(0, min(wanted, n_pool - min(n_instances, n_pool)))
 
 
-def model_fingerprint(estimator: Any) -> str:
-    """A hex digest of a fitted estimator's network weights: equal weights, equal digest.
+#: Parameters that never change what a fitted estimator computes.
+_NOT_SCORING = frozenset({"verbose", "n_jobs", "warm_start", "device", "inference_batch_size"})
 
-    Scores computed by a model are reused while its fingerprint is unchanged.
+
+def model_fingerprint(estimator: Any) -> str:
+    """A hex digest of what a fitted estimator computes: weights, fitted statistics, settings.
+
+    Equal digests mean equal scores for equal images: the network's weights, the fitted
+    attributes (e.g. M's pixel mean and standard deviation) and every parameter that can
+    change an output (e.g. ``n_blocks``, ``error_region``; not ``verbose``, ``n_jobs``,
+    ``warm_start``, ``device`` or ``inference_batch_size``) go into it.
+
+    Parameters
+    ----------
+    estimator : fitted sid4ds estimator
+        Anything with :meth:`~sid4ds._torch.TorchEstimator.get_state`.
+
+    Returns
+    -------
+    fingerprint : str
+        A hex digest.
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.rounds import model_fingerprint
+    >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
+    >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                          max_epochs=1, random_state=0).fit(X)
+    >>> before = model_fingerprint(M)
+    >>> before == model_fingerprint(M.set_params(verbose=1))
+    True
+    >>> before == model_fingerprint(M.set_params(error_region="image"))
+    False
     """
+    state = estimator.get_state()
     digest = hashlib.sha256()
-    for name, tensor in estimator.module_.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    settings = {key: value for key, value in state["params"].items() if key not in _NOT_SCORING}
+    digest.update(repr(sorted(settings.items())).encode())
+    for group in ("fitted", "module"):
+        for name, value in sorted(state[group].items()):
+            digest.update(name.encode())
+            if hasattr(value, "detach"):
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            else:
+                digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def scores_key(estimator: Any, pool_keys: np.ndarray) -> str:
+    """The key of the scores a fitted estimator gave a pool: its fingerprint and the pool's.
+
+    ``pool_keys`` are the pool's :func:`~sid4ds.selection.content_keys`, so the same model
+    on another pool (or on the same images in another order) never reuses scores.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        The model that scored the pool.
+    pool_keys : ndarray of shape (n_pool,)
+        The pool's content keys.
+
+    Returns
+    -------
+    key : str
+        A hex digest.
+    """
+    digest = hashlib.sha256(model_fingerprint(estimator).encode())
+    digest.update(np.ascontiguousarray(pool_keys).tobytes())
     return digest.hexdigest()
 
 
@@ -165,6 +227,9 @@ class RoundResult:
         Positions (into the unlabelled images given) of the top K, best first.
     fake_normals : ndarray of int
         Positions of the bottom V, lowest first; disjoint from ``selected``.
+    order : ndarray of int
+        Every position, best first, by the same rule (ties included) as ``selected``: its
+        first K are ``selected``.
     trained : list of str
         The models trained in this round (``"M"``, ``"S"``, ``"G"``).
     reused_scores : bool
@@ -181,6 +246,7 @@ class RoundResult:
     scores: np.ndarray
     selected: np.ndarray
     fake_normals: np.ndarray
+    order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     trained: list[str] = field(default_factory=list)
     reused_scores: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
@@ -215,7 +281,7 @@ class SID4DSRounds:
     trained_for : dict of str to int, optional
         For a resumed run: the round each given model was last trained for.
     msmr_cache : mutable mapping, optional
-        Where E_msmr scores are kept, by :func:`model_fingerprint` of M: a dict (the
+        Where E_msmr scores are kept, by :func:`scores_key` of M and the pool: a dict (the
         default) or a store on disk (the session's). Values are arrays of shape (n_pool,)
         with NaN for images not scored.
     on_trained : callable, optional
@@ -271,7 +337,7 @@ class SID4DSRounds:
         self.on_trained = on_trained
         self.say = say or (lambda message: None)
         self._estimate = say is not None  # time estimates only for someone who reads them
-        self._content_keys: tuple[int, np.ndarray] | None = None
+        self._content_keys: tuple[ImagePool, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ the round
     def run_round(
@@ -313,22 +379,26 @@ class SID4DSRounds:
         unlabeled = np.asarray(unlabeled, dtype=np.int64)
         seconds: dict[str, float] = {}
         trained: list[str] = []
+        defective = defective_rows(y_train)
+        n_defective, n_normal = int(defective.sum()), int((~defective).sum())
+        iterative = n_defective > 0 and n_normal > 0
+        stage = "iterative" if iterative else "cold_start"
+        reason = self._reason(len(y_train), n_defective, n_normal)
+        self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
         if not is_fitted(self.msmr_scorer):
             self.say(f"training the self-supervised reconstruction learner M on {len(pool)} "
                      f"images{self._about(self.msmr_scorer, len(pool), pool, train=True)}")
             self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
             self._trained("M", self.msmr_scorer, round_index, trained)
-        defective = np.asarray(y_train).reshape(len(y_train), -1).any(axis=1) if len(y_train) \
-            else np.zeros(0, dtype=bool)
-        n_defective, n_normal = int(defective.sum()), int((~defective).sum())
-        iterative = n_defective > 0 and n_normal > 0
-        reason = self._reason(len(y_train), n_defective, n_normal)
         pool_keys = self._keys(pool, keys)
-        fingerprint = model_fingerprint(self.msmr_scorer)
+        fingerprint = scores_key(self.msmr_scorer, pool_keys)
         reused = False
         if iterative:
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
-            self.say(f"scoring {len(unlabeled)} unlabelled images (E_sdr)")
+            self.say(f"scoring {len(unlabeled)} unlabelled images (E_sdr: S's regions, "
+                     f"reconstructed by G)"
+                     + self._about((self.segmenter, self.sdr_scorer), len(unlabeled), pool,
+                                   train=False))
             scores = self._timed(seconds, "score_sdr", lambda: sdr_scores(
                 self.segmenter, self.sdr_scorer, pool.subset(unlabeled), region=self.region))
         else:
@@ -353,10 +423,29 @@ class SID4DSRounds:
         n_fake = resolve_n_normal(self.n_normal, n_label, len(unlabeled),
                                   self.expected_defect_ratio)
         top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys_of_unlabeled)
-        stage = "iterative" if iterative else "cold_start"
+        order, _ = rank_pool(scores, len(scores), tie_keys=keys_of_unlabeled)
         return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
-                           trained=trained, reused_scores=reused, seconds=seconds)
+                           order=order, trained=trained, reused_scores=reused,
+                           seconds=seconds)
+
+    def cached_msmr(self, pool: ImagePool) -> np.ndarray | None:
+        """The E_msmr M gave ``pool`` in an earlier round, or None.
+
+        Parameters
+        ----------
+        pool : ImagePool
+            The pool the rounds ran on.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_pool,) or None
+            NaN for images not scored (those labelled before M scored them); None before M
+            scored this pool, or after M changed.
+        """
+        if not is_fitted(self.msmr_scorer):
+            return None
+        return self.msmr_cache.get(scores_key(self.msmr_scorer, self._keys(pool, None)))
 
     def fit_segmenter(self, X_train: np.ndarray, y_train: np.ndarray,
                       round_index: int) -> SegmentationLearner:
@@ -387,9 +476,7 @@ class SID4DSRounds:
         first_guided = self.sdr_scorer is None
         if first_guided or (self.retrain_scorer and self.trained_for.get("G", -1) < round_index):
             if first_guided:
-                self.sdr_scorer = copy.deepcopy(self.msmr_scorer).set_params(warm_start=True)
-                if self.guided_epochs is not None:
-                    self.sdr_scorer.set_params(max_epochs=self.guided_epochs)
+                self.sdr_scorer = self.msmr_scorer.guided_copy(self.guided_epochs)
             self.say("training the label-guided reconstruction learner G"
                      + (" from M" if first_guided else "")
                      + self._about(self.sdr_scorer, len(X_train), X_train, train=True))
@@ -398,7 +485,7 @@ class SID4DSRounds:
 
     def _fit_segmenter(self, X_train: np.ndarray, y_train: np.ndarray, round_index: int,
                        seconds: dict[str, float], trained: list[str]) -> None:
-        n_defective = int(np.asarray(y_train).reshape(len(y_train), -1).any(axis=1).sum())
+        n_defective = int(defective_rows(y_train).sum())
         self.say(f"training the segmentation learner S on {len(X_train)} images "
                  f"({n_defective} defective)"
                  + self._about(self.segmenter, len(X_train), X_train, train=True))
@@ -407,14 +494,20 @@ class SID4DSRounds:
         self._timed(seconds, "train_S", lambda: self.segmenter.fit(X_train, y_train))
         self._trained("S", self.segmenter, round_index, trained)
 
-    def _about(self, model: Any, n_images: int, images: Any, *, train: bool,
+    def _about(self, models: Any, n_images: int, images: Any, *, train: bool,
                copies: int = 1) -> str:
-        """``", about 3.2 min"`` from a measured warm-up, when someone reads the messages."""
-        if not self._estimate or not hasattr(model, "estimate_seconds"):
+        """``", about 3.2 min"`` from a measured warm-up, when someone reads the messages.
+
+        ``models`` is one model or a tuple of models that each pass over the images.
+        """
+        models = models if isinstance(models, tuple) else (models,)
+        if not self._estimate or not all(hasattr(model, "estimate_seconds")
+                                         for model in models):
             return ""
         shape = (images.image_shape if isinstance(images, ImagePool)
                  else tuple(np.asarray(images).shape[1:]))
-        seconds = model.estimate_seconds(n_images, shape, train=train, copies=copies)
+        seconds = sum(model.estimate_seconds(n_images, shape, train=train, copies=copies)
+                      for model in models)
         return f" (about {format_duration(seconds)} here, from a short warm-up)"
 
     def _trained(self, kind: str, model: Any, round_index: int, trained: list[str]) -> None:
@@ -426,8 +519,8 @@ class SID4DSRounds:
     def _keys(self, pool: ImagePool, keys: np.ndarray | None) -> np.ndarray:
         if keys is not None:
             return np.asarray(keys)
-        if self._content_keys is None or self._content_keys[0] != id(pool):
-            self._content_keys = (id(pool), content_keys(pool))
+        if self._content_keys is None or self._content_keys[0] is not pool:
+            self._content_keys = (pool, content_keys(pool))
         return self._content_keys[1]
 
     @staticmethod

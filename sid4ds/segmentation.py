@@ -20,7 +20,7 @@ from sid4ds._torch import TorchEstimator, is_fitted
 from sid4ds._validation import check_choice, check_float, check_images, check_int, check_masks
 from sid4ds.augment import augment_batch, check_augment
 from sid4ds.losses import LOSSES, per_image_loss, segmentation_loss, soft_dice_loss
-from sid4ds.metrics import defect_iou
+from sid4ds.metrics import defect_iou, defective_rows
 from sid4ds.training import LR_SCHEDULES
 
 __all__ = ["PAPER_RECIPE", "SegmentationLearner", "augment_batch", "defect_iou",
@@ -364,7 +364,7 @@ class SegmentationLearner(TorchEstimator):
             logits = self.module_(batch_images).float()
             return segmentation_loss(self.loss, logits, batch_masks, *weights)
 
-        defective = masks.reshape(len(masks), -1).any(axis=1)
+        defective = defective_rows(masks)
         self._train(len(images), batch_loss, "SegmentationLearner", n_steps=n_steps,
                     schedule=self.lr_schedule, warmup=float(self.warmup),
                     defective=defective, defect_share=float(self.defect_share),

@@ -32,7 +32,6 @@ pick the fake normals. Ties are broken by the one rule of :mod:`sid4ds.selection
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from typing import Any
@@ -42,6 +41,7 @@ import numpy as np
 from sid4ds._random import borrow_seed
 from sid4ds._torch import is_fitted
 from sid4ds._validation import check_choice, check_float, check_n_instances
+from sid4ds.metrics import defective_rows
 from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
@@ -155,7 +155,7 @@ def _regions_and_marked(probabilities: Any, threshold: float, rule: str,
     values = np.asarray(probabilities, dtype=np.float32)
     regions = values >= threshold
     flat = values.reshape(len(values), -1)
-    marked = regions.reshape(len(values), -1).any(axis=1)
+    marked = defective_rows(regions)
     if rule == "adaptive" and not marked.all():
         empty = ~marked
         n_top = max(1, int(round(share * flat.shape[1])))
@@ -425,7 +425,7 @@ def sdr_sampling(
     if scorer is None:
         pretrained = state.msmr_scorer
         if pretrained is not None and is_fitted(pretrained):
-            scorer = copy.deepcopy(pretrained).set_params(warm_start=True)
+            scorer = pretrained.guided_copy()
         else:
             scorer = ReconstructionScorer(random_state=borrow_seed(learner))
     if not is_fitted(scorer) or getattr(scorer, "fit_mode_", None) != "label_guided":

@@ -97,6 +97,18 @@ def answer_round(session: LabelingSession, record: dict, truth, folder: Path) ->
     return session.import_masks(write_masks(folder, record["selected"], truth))
 
 
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE, from its definition: column-major runs, zeros first.
+
+    A reference written from the format's definition, to check that uncompressed RLE (as
+    other tools write it) is still read.
+    """
+    flat = mask.T.ravel()
+    bounds = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], bounds, [flat.size]])).tolist()
+    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
+
+
 def save_gray(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels.astype(np.uint8)).save(path)

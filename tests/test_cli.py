@@ -98,6 +98,8 @@ def test_demo_still_runs(capsys):
                             "--epochs-m", 1, "--steps-s", 2, "--rounds", 1, "--quiet")
     assert code == 0
     assert "SID4DS found" in out and "| round |" in out
+    # it ends with the next command, for one's own images
+    assert out.rstrip().splitlines()[-1].startswith("next, on your own images: `sid4ds init ")
 
 
 # ---------------------------------------------------------------------- end to end

@@ -36,7 +36,7 @@ pytest.importorskip("label_studio", reason="needs the Label Studio server: pip i
                                            "label-studio")
 pytest.importorskip("label_studio_sdk", reason="needs the Label Studio SDK: pip install "
                                                "\"sid4ds[label-studio]\"")
-httpx = pytest.importorskip("httpx")  # a dependency of label-studio-sdk
+httpx = pytest.importorskip("httpx", reason="needs httpx, which label-studio-sdk installs")
 
 pytestmark = [
     pytest.mark.label_studio,

@@ -662,3 +662,33 @@ def test_helpers_reject_wrong_shapes():
         resize(np.zeros((8, 8)), 4)
     with pytest.raises(ValueError, match="masks must have shape"):
         tile(np.zeros((2, 1, 8, 8)), 4, masks=np.zeros((2, 8, 9)))
+
+
+# ---------------------------------------------------------------------- masks never images
+def test_mask_files_beside_their_images_are_never_loaded_as_images(tmp_path):
+    for index in range(3):
+        save_image(tmp_path / "parts" / f"part{index}.png", random_pixels(index, (16, 16)))
+    save_image(tmp_path / "parts" / "part1_mask.png",
+               block_mask((16, 16), slice(2, 6), slice(3, 9)))
+    for options in ({}, {"recursive": True}):
+        with pytest.raises(ValueError, match=r"1 files in .*parts look like masks of its "
+                                             r"images \(e\.g\. part1_mask\.png for image "
+                                             r"'part1'\).*mask_suffix='_mask'"):
+            load_image_folder(tmp_path / "parts", **options)
+    # what the message says to do loads the images with their masks
+    X, masks, names = load_image_folder(tmp_path / "parts", masks=tmp_path / "parts",
+                                        mask_suffix="_mask")
+    assert names == ["part0", "part1", "part2"] and X.shape == (3, 1, 16, 16)
+    assert masks[1].sum() == 24 and not masks[[0, 2]].any()
+
+
+def test_a_mask_without_its_image_is_named_with_the_suffix_that_matches_it(tmp_path):
+    save_image(tmp_path / "images" / "part0.png", random_pixels(0, (16, 16)))
+    save_image(tmp_path / "masks" / "part0_gt.png", block_mask((16, 16), slice(0, 4),
+                                                               slice(0, 4)))
+    with pytest.raises(ValueError, match=r"no matching image part0_gt.* did you mean image "
+                                         r"'part0'\? pass mask_suffix='_gt'"):
+        load_image_folder(tmp_path / "images", masks=tmp_path / "masks")
+    _, masks, _ = load_image_folder(tmp_path / "images", masks=tmp_path / "masks",
+                                    mask_suffix="_gt")
+    assert masks.sum() == 16

@@ -46,7 +46,7 @@ def tiny_defaults(monkeypatch):
         monkeypatch.setattr(cls.__init__, "__defaults__", defaults)
 
 
-def test_readme_modal_examples_do_what_the_readme_says(tiny_defaults):
+def test_readme_modal_examples_do_what_the_readme_says(tiny_defaults, monkeypatch):
     first, plain = readme_python_blocks()[:2]
     namespace: dict = {}
     exec(compile(first, "README.md (DefectActiveLearner)", "exec"), namespace)
@@ -59,10 +59,23 @@ def test_readme_modal_examples_do_what_the_readme_says(tiny_defaults):
     exec(compile(plain, "README.md (plain ActiveLearner)", "exec"), namespace)
     modal_learner = namespace["learner"]
     assert type(modal_learner) is ActiveLearner and len(set(namespace["idx"].tolist())) == 20
-    # "teach does not work": a plain ActiveLearner's teach fails on images and masks
+    # "Its teach and fit do not [work] on current scikit-learn": the reason the README gives
+    # (modAL #196), then the masks' shape once that keyword is tolerated
     X, masks = namespace["X"], namespace["masks"]
-    with pytest.raises((TypeError, ValueError)):
-        modal_learner.teach(X[:2], masks[:2])
+    for method in (modal_learner.teach, modal_learner.fit):
+        with pytest.raises(TypeError, match="force_all_finite"):
+            method(X[:2], masks[:2])
+    import modAL.models.learners as modal_learners
+
+    strict = modal_learners.check_X_y
+
+    def tolerant(*args, force_all_finite=None, **kwargs):
+        return strict(*args, **kwargs)
+
+    monkeypatch.setattr(modal_learners, "check_X_y", tolerant)
+    for method in (modal_learner.teach, modal_learner.fit):
+        with pytest.raises(ValueError, match="dim 3"):
+            method(X[:2], masks[:2])
     # "the first sdr_sampling query trains G on learner.X_training / y_training"
     assert modal_learner.sid4ds_state.sdr_scorer.fit_mode_ == "label_guided"
     unlabelled = ActiveLearner(modal_learner.estimator, query_strategy=sdr_sampling)

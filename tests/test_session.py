@@ -43,6 +43,7 @@ from .conftest import (
     answer_round,
     new_session,
     save_gray,
+    uncompressed_rle,
     write_masks,
 )
 
@@ -599,14 +600,6 @@ masks_2d = st.integers(1, 15).flatmap(lambda height: st.integers(1, 15).flatmap(
     lambda width: st.lists(st.integers(0, 1), min_size=height * width,
                            max_size=height * width).map(
         lambda values: np.array(values, dtype=np.uint8).reshape(height, width))))
-
-
-def uncompressed_rle(mask: np.ndarray) -> dict:
-    """COCO's uncompressed RLE, from its definition: column-major runs, zeros first."""
-    flat = mask.T.ravel()
-    bounds = np.flatnonzero(np.diff(flat)) + 1
-    runs = np.diff(np.concatenate([[0], bounds, [flat.size]])).tolist()
-    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
 
 
 @settings(max_examples=80, deadline=None)

@@ -4,6 +4,7 @@ fake normals found defective) and of COCO files."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from pycocotools import mask as coco_mask
 from sid4ds.cli import main
 from sid4ds.session import LabelingSession, SessionError, SessionWarning
 
-from .conftest import write_masks
+from .conftest import new_session, uncompressed_rle, write_masks
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
@@ -35,6 +36,40 @@ def other_images(session: LabelingSession, record: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------- mask folders
+def test_init_masks_with_a_suffix_are_refused_with_the_option_that_fixes_it(tmp_path,
+                                                                            pool_folder,
+                                                                            capsys):
+    images, truth = pool_folder
+    named = sorted(truth)[:3]
+    folder = write_masks(tmp_path / "initial", named, truth, suffix="_mask")
+    code, _, err = run_main(capsys, "init", tmp_path / "session", "--images", images,
+                            "--masks", folder)
+    assert code == 1 and "Traceback" not in err
+    assert f"did you mean image '{named[0]}'? pass --mask-suffix _mask" in err
+    assert not (tmp_path / "session").exists()  # nothing half-made left behind
+    session = new_session(tmp_path, images, masks=folder, mask_suffix="_mask")
+    assert session.status()["labeled"] == 3
+
+
+def test_label_studio_commands_without_the_sdk_say_how_to_install_it(tmp_path, asked,
+                                                                    capsys, monkeypatch):
+    session, record, _ = asked
+    task = {"id": 1, "data": {"sid4ds_name": record["selected"][0]},
+            "annotations": [{"result": [{
+                "type": "brushlabels", "original_width": 16, "original_height": 16,
+                "value": {"format": "rle", "rle": [0, 0, 0, 1, 2], "brushlabels": ["defect"]},
+            }]}]}
+    (tmp_path / "export.json").write_text(json.dumps([task]))
+    for module in ("label_studio_sdk", "label_studio_sdk.converter",
+                   "label_studio_sdk.converter.brush"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    code, _, err = run_main(capsys, "import", session.path, "--label-studio",
+                            tmp_path / "export.json")
+    assert code == 1 and "Traceback" not in err
+    assert "need the label-studio-sdk package" in err and "pip install" in err
+    assert LabelingSession.open(session.path).status()["labeled"] == 0
+
+
 def test_masks_with_a_suffix_are_refused_with_the_option_that_fixes_it(tmp_path, asked,
                                                                        capsys):
     session, record, truth = asked
@@ -140,13 +175,6 @@ def compressed(mask: np.ndarray) -> dict:
     return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
 
 
-def uncompressed(mask: np.ndarray) -> dict:
-    flat = mask.T.ravel()  # column-major runs, zeros first
-    bounds = np.flatnonzero(np.diff(flat)) + 1
-    runs = np.diff(np.concatenate([[0], bounds, [flat.size]])).tolist()
-    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
-
-
 def test_import_coco_reads_rle_polygons_and_unannotated_images(tmp_path, asked, capsys):
     session, record, _ = asked
     a, b, c, d = record["selected"]
@@ -154,7 +182,7 @@ def test_import_coco_reads_rle_polygons_and_unannotated_images(tmp_path, asked, 
     annotations = [
         (a, compressed(square(1, 1)), 0), (a, compressed(square(10, 8, side=3)), 0),
         (b, polygon, 0),
-        (c, uncompressed(square(6, 2, side=5)), 1),
+        (c, uncompressed_rle(square(6, 2, side=5)), 1),
     ]
     expected = {a: square(1, 1) | square(10, 8, side=3), b: decoded(polygon),
                 c: square(6, 2, side=5), d: np.zeros((16, 16), np.uint8)}

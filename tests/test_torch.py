@@ -219,3 +219,16 @@ def test_set_state_refuses_other_states_with_a_clear_error(square_defects):
         wider.set_state(state)
     with pytest.raises(NotFittedError):
         SegmentationLearner().get_state()
+
+
+def test_saved_parameters_from_another_version_are_refused_and_lists_become_tuples(
+        square_defects):
+    state = fit(clone(ESTIMATORS[0]), square_defects).get_state()
+    newer = {**state, "sid4ds": "9.0", "params": {**state["params"], "future_knob": 3}}
+    with pytest.raises(ValueError, match=r"saved parameters \['future_knob'\] are unknown "
+                                         r"to this SegmentationLearner.*\(9\.0\): use that"):
+        SegmentationLearner.from_state(newer)
+    as_json = {**state["params"], "augment": ["flip"]}  # JSON turns tuples into lists
+    restored = SegmentationLearner.from_params(as_json, verbose=2)
+    assert restored.augment == ("flip",) and restored.verbose == 2
+    assert clone(restored).get_params() == restored.get_params()

@@ -364,15 +364,12 @@ def pt4al_split(
     if not np.isfinite(losses).all():
         raise ValueError("pretext_losses contains NaN or infinite values")
     n_batches = check_int(n_batches, "n_batches", minimum=1)
-    if tie_keys is None:
-        keys = -np.arange(len(losses))
-    else:
-        keys = np.asarray(tie_keys)
-        if keys.shape != losses.shape:
-            raise ValueError(
-                f"tie_keys has shape {keys.shape} but pretext_losses has shape {losses.shape}"
-            )
-    descending = np.lexsort((keys, losses))[::-1]
+    if tie_keys is not None and np.shape(tie_keys) != losses.shape:
+        raise ValueError(
+            f"tie_keys has shape {np.shape(tie_keys)} but pretext_losses has shape "
+            f"{losses.shape}"
+        )
+    descending, _ = rank_pool(losses, len(losses), tie_keys=tie_keys)
     batches = np.empty(len(losses), dtype=np.int64)
     chunks = np.array_split(descending, min(n_batches, len(losses)))
     for batch, chunk in enumerate(chunks):

@@ -11,6 +11,7 @@ import numpy as np
 from sid4ds._random import make_rng
 from sid4ds._validation import check_int
 from sid4ds.datasets import load_image_folder, load_npz, make_defect_images
+from sid4ds.metrics import defective_rows
 
 __all__ = ["BenchmarkData", "load_dataset"]
 
@@ -152,7 +153,7 @@ def load_dataset(
             test_only = np.concatenate([test_only, np.ones(test_defective, dtype=bool)])
         description = {"source": "make_defect_images", "n_samples": n_samples,
                        "defect_ratio": defect_ratio}
-    is_defective = truth.reshape(len(truth), -1).any(axis=1)
+    is_defective = defective_rows(truth)
     description.update(data_seed=data_seed, image_size=image_size,
                        n_images=len(X), n_defective=int(is_defective.sum()),
                        n_test_only=int(test_only.sum()), image_shape=list(X.shape[1:]))

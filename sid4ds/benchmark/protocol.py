@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from sid4ds._random import draw_seed, make_rng
+from sid4ds._random import draw_seed, make_rng, seed_if_unset
 from sid4ds._validation import check_float, check_images, check_int, check_masks
 from sid4ds.active import DefectActiveLearner
 from sid4ds.baselines import (
@@ -39,7 +39,7 @@ from sid4ds.benchmark.records import (
     selection_records,
 )
 from sid4ds.loop import run_sid4ds
-from sid4ds.metrics import defect_iou, image_detection
+from sid4ds.metrics import defect_iou, defective_rows, image_detection
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import LabelledRound, label_rounds
 from sid4ds.segmentation import SegmentationLearner
@@ -261,9 +261,8 @@ def run_baseline(
                 f"{first!r}"
             )
     rng = make_rng(random_state)
-    model = clone(segmenter) if segmenter is not None else SegmentationLearner()
-    if model.get_params()["random_state"] is None:
-        model.set_params(random_state=random_state)
+    model = seed_if_unset(clone(segmenter) if segmenter is not None
+                          else SegmentationLearner(), random_state)
     learner = DefectActiveLearner(model, query_strategy=_baseline_strategy(strategy),
                                   n_normal=0, warm_start=True)
     run = StrategyRun(strategy=strategy, seed=random_state)
@@ -274,9 +273,7 @@ def run_baseline(
         if strategy == "pt4al" and query_state(learner).pt4al_model is None:
             configured = (clone(pretext) if pretext is not None else RotationPretextScorer(
                 base_channels=model.base_channels, depth=model.depth, device=model.device))
-            if configured.get_params()["random_state"] is None:
-                configured.set_params(random_state=random_state)
-            return {"pt4al_model": configured}
+            return {"pt4al_model": seed_if_unset(configured, random_state)}
         return {}
 
     def select(round_index: int, unlabeled: np.ndarray,
@@ -314,12 +311,10 @@ def _run_sid4ds_strategy(
     random_state: int,
     region: str = "adaptive",
 ) -> StrategyRun:
-    model = clone(segmenter)
-    if model.get_params()["random_state"] is None:
-        model.set_params(random_state=random_state)
-    reconstruction = clone(scorer)
-    if reconstruction.get_params()["random_state"] is None:
-        reconstruction.set_params(random_state=random_state)
+    # S and M both take the run's seed (configure_models would draw one each: the
+    # benchmark's published runs were made with this rule)
+    model = seed_if_unset(clone(segmenter), random_state)
+    reconstruction = seed_if_unset(clone(scorer), random_state)
     result = run_sid4ds(X_pool, oracle, n_rounds=n_rounds, n_label=n_label,
                         expected_defect_ratio=expected_defect_ratio, segmenter=model,
                         scorer=reconstruction, random_state=random_state, region=region)
@@ -525,7 +520,7 @@ def run_benchmark(
         pretext = RotationPretextScorer(base_channels=segmenter.base_channels,
                                         depth=segmenter.depth, dilation=segmenter.dilation,
                                         max_epochs=scorer.max_epochs, device=segmenter.device)
-    is_defective = truth.reshape(len(truth), -1).any(axis=1)
+    is_defective = defective_rows(truth)
     extra = (np.zeros(len(images), dtype=bool) if test_only is None
              else np.asarray(test_only, dtype=bool))
     if extra.shape != is_defective.shape:
@@ -623,8 +618,8 @@ def _iou_records(
     """
     X_pool, masks_pool = images[pool], truth[pool]
     X_test, masks_test = images[test], truth[test]
-    defective_pool = masks_pool.reshape(len(pool), -1).any(axis=1)
-    n_defective_test = int(masks_test.reshape(len(test), -1).any(axis=1).sum())
+    defective_pool = defective_rows(masks_pool)
+    n_defective_test = int(defective_rows(masks_test).sum())
     if n_defective_test == 0:
         warnings.warn(
             "the held-out images hold no defective image, so the IoU only says whether S "
@@ -635,9 +630,7 @@ def _iou_records(
     def score(indices: np.ndarray) -> dict[str, float]:
         key = tuple(sorted(indices.tolist()))
         if key not in scored:
-            model = clone(segmenter).set_params(warm_start=False)
-            if model.get_params()["random_state"] is None:
-                model.set_params(random_state=seed)
+            model = seed_if_unset(clone(segmenter).set_params(warm_start=False), seed)
             model.fit(X_pool[indices], masks_pool[indices])
             predicted = model.predict(X_test)
             rates = image_detection(masks_test, predicted)

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SessionBusyError as error:
         print(f"sid4ds {args.command}: error: {error}", file=sys.stderr)
         return 3
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, ImportError) as error:
         print(f"sid4ds {args.command}: error: {_for_the_shell(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -35,6 +35,7 @@ from sid4ds.benchmark import (
 from sid4ds.benchmark.protocol import check_protocol
 from sid4ds.cli.options import add_network_arguments
 from sid4ds.cli.types import count, fraction, positive_int, share
+from sid4ds.metrics import defective_rows
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 
@@ -210,7 +211,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             f"divisible by {side}: pass --image-size {max(side, height // side * side)} or a "
             f"smaller --depth"
         )
-    is_defective = truth.reshape(len(truth), -1).any(axis=1)
+    is_defective = defective_rows(truth)
     eligible = np.flatnonzero(~data.test_only)
     pool, test = split_held_out(is_defective[eligible], args.test_share,
                                 random_state=args.seeds[0],

@@ -8,6 +8,7 @@ from typing import Any
 
 from sid4ds._random import make_rng
 from sid4ds.cli.types import count, fraction, positive_int, share
+from sid4ds.metrics import defective_rows
 
 __all__ = ["add_demo_command"]
 
@@ -51,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     X, masks = make_defect_images(n_samples=args.n_samples, image_size=args.image_size,
                                   defect_ratio=args.defect_ratio, random_state=args.seed)
-    is_defective = masks.reshape(len(masks), -1).any(axis=1)
+    is_defective = defective_rows(masks)
     n_label = max(1, int(round(args.label_share * len(X))))
     scorer = ReconstructionScorer()
     segmenter = SegmentationLearner()

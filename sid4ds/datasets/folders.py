@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,11 @@ __all__ = [
     "load_pairs",
     "pair_images_and_masks",
     "strip_suffix",
+    "suffix_hint",
 ]
+
+#: Endings that mark a file as the mask of the image named without them.
+MASK_LIKE_ENDINGS = ("mask", "masks", "label", "labels", "gt", "seg", "segmentation")
 
 
 def list_image_files(
@@ -74,6 +79,37 @@ def index_by_name(files: list[tuple[str, Path]], kind: str) -> dict[str, Path]:
     return index
 
 
+def suffix_hint(name: str, names: Any) -> str:
+    """``"; did you mean image 'a'? pass mask_suffix='_mask' ..."`` when an ending explains it.
+
+    ``name`` (a mask's name) matches no image; if cutting an ending that starts with ``_``,
+    ``-`` or ``.`` gives a name in ``names``, the hint says which ``mask_suffix`` removes
+    it; otherwise it is ``""``.
+
+    Examples
+    --------
+    >>> from sid4ds.datasets.folders import suffix_hint
+    >>> print(suffix_hint("tile_130_mask", {"tile_130"}))  # doctest: +ELLIPSIS
+    ; did you mean image 'tile_130'? pass mask_suffix='_mask' (--mask-suffix _mask) ...
+    >>> suffix_hint("other", {"tile_130"})
+    ''
+    """
+    ending = _image_ending(name, names)
+    if ending is None:
+        return ""
+    stem, suffix = ending
+    return (f"; did you mean image {stem!r}? pass mask_suffix={suffix!r} "
+            f"(--mask-suffix {suffix}) to remove the ending")
+
+
+def _image_ending(name: str, names: Any) -> tuple[str, str] | None:
+    """(image name, ending) when ``name`` is an image name in ``names`` plus an ending."""
+    for position in range(len(name) - 1, 0, -1):
+        if name[position] in "_-." and name[:position] in names:
+            return name[:position], name[position:]
+    return None
+
+
 def strip_suffix(name: str, mask_suffix: str) -> str:
     if mask_suffix and name.endswith(mask_suffix):
         return name[: -len(mask_suffix)]
@@ -91,8 +127,9 @@ def pair_images_and_masks(
     for name, mask_path in mask_index.items():
         if name not in image_index:
             message = (
-                f"mask {mask_path} has no matching image {name}.<ext> in {images_folder}; "
-                f"fix its name, remove it, or pass on_error='warn' to ignore it."
+                f"mask {mask_path} has no matching image {name}.<ext> in {images_folder}"
+                f"{suffix_hint(name, image_index)}; fix its name, remove it, or pass "
+                f"on_error='warn' to ignore it."
             )
             if on_error == "raise":
                 raise ValueError(message)
@@ -261,7 +298,26 @@ def folder_pairs(
             + "."
         )
     image_index = index_by_name(image_files, "image")
+    if masks_folder is None:
+        _refuse_mask_files(image_index, images_folder)
     mask_index = index_by_name([(strip_suffix(n, mask_suffix), p) for n, p in mask_files], "mask")
     pairs = pair_images_and_masks(image_index, mask_index, images_folder, on_error, stacklevel=4)
     return pairs, images_folder
 
+
+
+def _refuse_mask_files(image_index: dict[str, Path], images_folder: Path) -> None:
+    """No mask files taken for images: ``a_mask.png`` beside ``a.png`` is an error."""
+    masks_like = []
+    for name, path in image_index.items():
+        ending = _image_ending(name, image_index)
+        if ending is not None and ending[1][1:].lower() in MASK_LIKE_ENDINGS:
+            masks_like.append((path, ending))
+    if masks_like:
+        path, (stem, suffix) = masks_like[0]
+        raise ValueError(
+            f"{len(masks_like)} files in {images_folder} look like masks of its images "
+            f"(e.g. {path.name} for image {stem!r}), and no masks folder was given; pass "
+            f"masks={str(images_folder)!r}, mask_suffix={suffix!r} to read them as masks, "
+            f"or move them out of the images folder."
+        )

@@ -24,11 +24,11 @@ import numpy as np
 
 from sid4ds._torch import resolve_device
 from sid4ds._version import __version__
+from sid4ds.metrics import defective_rows
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.ingest import read_images_like
-from sid4ds.session.models import new_model
-from sid4ds.session.query import say
+from sid4ds.session.query import say, session_engine
 from sid4ds.session.storage import csv_text, png_bytes, replace_folder, write_bytes, write_text
 from sid4ds.session.store import SessionStore
 
@@ -53,7 +53,7 @@ def train_segmenter(store: SessionStore, *, device: Any, verbose: int) -> dict[s
     resolve_device(device)
     with store.locked("train") as manifest:
         X_train, y_train = store.training_set()
-        defective = y_train.reshape(len(y_train), -1).any(axis=1) if len(y_train) else []
+        defective = defective_rows(y_train)
         if not (np.any(defective) and not np.all(defective)):
             raise SessionError(
                 f"S needs a defective and a normal image to learn from; the session has "
@@ -66,14 +66,9 @@ def train_segmenter(store: SessionStore, *, device: Any, verbose: int) -> dict[s
                 and not store.labels_not_seen("S")):
             say(verbose, "S is already trained on every label: nothing to do")
             return {"round": round_index, "n_training": len(X_train), "trained": False}
-        segmenter = store.model("S", device, verbose)
-        if segmenter is None:
-            segmenter = new_model("S", manifest["settings"], device, verbose)
-        else:
-            segmenter.set_params(warm_start=True)
-        say(verbose, f"training S on {len(X_train)} images ({int(np.sum(defective))} defective)")
-        segmenter.fit(X_train, y_train)
-        store.keep_model("S", round_index, segmenter)
+        # the round engine's rule (from S's previous weights), saved as a query saves it
+        engine = session_engine(store, "auto", device, verbose, round_index, command="train")
+        engine.fit_segmenter(X_train, y_train, round_index)
         return {"round": round_index, "n_training": len(X_train), "trained": True}
 
 

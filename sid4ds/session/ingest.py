@@ -21,7 +21,7 @@ import numpy as np
 
 from sid4ds._validation import check_choice, check_float, check_int, check_size, describe_size
 from sid4ds._version import __version__
-from sid4ds.datasets.folders import folder_pairs, iter_pairs, list_image_files
+from sid4ds.datasets.folders import folder_pairs, iter_pairs, list_image_files, suffix_hint
 from sid4ds.datasets.imageio import cut_pieces, read_mask
 from sid4ds.pool import ImagePool, chunk_size_for, is_path_sequence
 from sid4ds.reconstruction import block_masks
@@ -359,7 +359,7 @@ def _check_init_masks(image_names: set[str] | None, images: Path | None,
             raise SessionError(
                 f"mask file {mask_path} has no image named {stem!r}{where}; masks "
                 f"are matched to images by file name without extension: rename or "
-                f"remove the mask"
+                f"remove the mask" + suffix_hint(stem, image_names)
             )
         read_binary_mask(mask_path)
         stems[stem] = mask_path

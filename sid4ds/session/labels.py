@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sid4ds._validation import describe_size
-from sid4ds.datasets.folders import list_image_files
+from sid4ds.datasets.folders import list_image_files, suffix_hint
 from sid4ds.datasets.imageio import IMAGE_EXTENSIONS
 from sid4ds.session.codecs import brush_rle_to_mask
 from sid4ds.session.errors import SessionError, SessionWarning
@@ -219,16 +219,6 @@ def _decode_label_studio_result(result: dict[str, Any],
                          f"image the session exported")
     return brush_rle_to_mask(value["rle"], height, width)
 
-def _suffix_hint(name: str, index: dict[str, int]) -> str:
-    """``; did you mean image 'a'? pass mask_suffix='_mask' ...`` when a suffix explains it."""
-    for position in range(len(name) - 1, 0, -1):
-        if name[position] in "_-." and name[:position] in index:
-            suffix = name[position:]
-            return (f"; did you mean image {name[:position]!r}? pass mask_suffix={suffix!r} "
-                    f"(--mask-suffix {suffix}) to remove the ending")
-    return ""
-
-
 def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
             problems: list[str], replace: bool, origin: str,
             any_image: bool = False) -> dict[str, list[str]]:
@@ -245,7 +235,7 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
         if name not in pool.index:
             problems.append(f"{where}: the session has no image named {name!r}; masks are "
                             f"matched to images by file name without extension"
-                            + _suffix_hint(name, pool.index))
+                            + suffix_hint(name, pool.index))
         elif name not in asked_in and name not in labels and not any_image:
             problems.append(f"{where}: image {name!r} was not asked for by any round; "
                             f"the session takes masks for the images listed in "

@@ -83,16 +83,10 @@ def new_model(kind: str, settings: dict[str, Any], device: Any, verbose: int) ->
     """An unfitted M or S with the session's settings (G is always made from M)."""
     cls = estimator_class(kind)
     params = settings["segmenter" if MODEL_KINDS[kind] == "segmenter" else "scorer"]
-    known = cls().get_params(deep=False)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise SessionError(
-            f"the session's settings for model {kind} have unknown parameters {unknown}; "
-            f"it was written by another sid4ds version: use that version"
-        )
-    params = {key: tuple(value) if isinstance(value, list) else value
-              for key, value in params.items()}
-    return cls(**params, device=device, verbose=verbose)
+    try:
+        return cls.from_params(params, device=device, verbose=verbose)
+    except ValueError as error:
+        raise SessionError(f"the session's settings for model {kind}: {error}") from None
 
 
 def save_model(root: Path, kind: str, round_index: int, estimator: Any) -> dict[str, Any]:

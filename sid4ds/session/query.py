@@ -38,7 +38,7 @@ from sid4ds.session.storage import (
 )
 from sid4ds.session.store import PoolView, SessionStore
 
-__all__ = ["run_query", "say"]
+__all__ = ["run_query", "say", "session_engine"]
 
 
 def say(verbose: int, message: str) -> None:
@@ -82,9 +82,12 @@ def run_query(store: SessionStore, n_label: int | None, n_normal: int | str, *,
         return _run_round(store, pool, unlabeled, n_label, n_normal, device, verbose)
 
 
-def _engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
-            round_index: int) -> SID4DSRounds:
-    """The round engine with the session's models (new ones where none is saved yet)."""
+def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
+                   round_index: int, command: str = "query") -> SID4DSRounds:
+    """The round engine with the session's models (new ones where none is saved yet).
+
+    Every model it trains is saved in the session right away.
+    """
     manifest = store.manifest
     settings = manifest["settings"]
     models = {kind: store.model(kind, device, verbose) for kind in ("M", "S", "G")}
@@ -97,7 +100,7 @@ def _engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
 
     def keep(kind: str, model: Any, trained_round: int) -> None:
         store.keep_model(kind, trained_round, model)
-        test_hook(f"query:after-train-{kind}")
+        test_hook(f"{command}:after-train-{kind}")
 
     return SID4DSRounds(
         models["S"] if models["S"] is not None else new_model("S", settings, device, verbose),
@@ -114,12 +117,11 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
                n_normal: int | str, device: Any, verbose: int) -> RoundRecord:
     manifest = store.manifest
     round_index = len(manifest["rounds"])
-    engine = _engine(store, n_normal, device, verbose, round_index)
+    engine = session_engine(store, n_normal, device, verbose, round_index)
     X_train, y_train = store.training_set()
     images = as_pool(pool.images, name="pool")
     result = engine.run_round(images, unlabeled, X_train, y_train, round_index, n_label,
                               keys=pool.keys)
-    say(verbose, f"round {round_index}: {result.reason}")
     names = [pool.names[row] for row in unlabeled]
     models_used = {kind: manifest["models"][kind]["round"]
                    for kind in (("M", "S", "G") if result.stage == "iterative" else ("M",))}
@@ -177,7 +179,7 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
     fake_rows = [[rank, names[index], repr(float(scores[index]))]
                  for rank, index in enumerate(bottom, start=1)]
     write_text(staging / "fake_normals.csv", csv_text(["rank", "name", "score"], fake_rows))
-    order = np.lexsort((-np.arange(len(scores)), -scores))
+    order = result.order
     role = {int(index): "label" for index in top}
     role.update({int(index): "fake_normal" for index in bottom})
     all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool")]

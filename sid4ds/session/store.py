@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from sid4ds.datasets.imageio import read_mask
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import SessionLock
 from sid4ds.session.manifest import MANIFEST, LabelRecord, Manifest, read_manifest
@@ -165,8 +165,7 @@ class SessionStore:
         if sha256(data) != record["sha256"]:
             raise SessionError(f"mask file {file} of labelled image {name!r} was changed or "
                                f"damaged; import its mask again with replace")
-        with Image.open(io.BytesIO(data)) as image:
-            return (np.asarray(image.convert("L")) > 0).astype(np.uint8)
+        return read_mask(io.BytesIO(data))  # the session wrote it: 0 and 255 only
 
     def labeled_names(self) -> list[str]:
         """Labelled images in labelling order: those no round asked for first (by pool
