@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds, sdr_scores
 from sid4ds.baselines import entropy_scores
-from sid4ds.benchmark import load_dataset, split_held_out
+from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
 from sid4ds.strategies import pseudo_label_regions
 
@@ -62,11 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     data = load_dataset(npz=args.npz, image_size=args.image_size,
                         defect_fraction=args.defect_fraction, test_defective=100)
     is_defective = defective_rows(data.masks)
-    eligible = np.flatnonzero(~data.test_only)
-    pool_rows, _ = split_held_out(is_defective[eligible], 0.2, random_state=args.seed,
-                                  groups=None if data.groups is None
-                                  else np.asarray(data.groups)[eligible])
-    pool = eligible[pool_rows]
+    pool, _ = pool_and_test(is_defective, 0.2, random_state=args.seed, groups=data.groups,
+                            test_only=data.test_only)
     X, masks, defective = data.X[pool], data.masks[pool], is_defective[pool]
     n_label = max(1, int(round(0.1 * len(pool))))
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=args.round, n_label=n_label,

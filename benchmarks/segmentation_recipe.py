@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
-from sid4ds.benchmark import load_dataset, split_held_out
+from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.metrics import defect_iou, image_detection
 
 #: The recipe of S before issue 13 (release 0.x), one ``set_params`` away.
@@ -109,7 +109,6 @@ def main() -> None:
                         test_defective=args.test_defective)
     is_defective = data.masks.reshape(len(data.masks), -1).any(axis=1)
     extra = data.test_only if data.test_only.size else np.zeros(len(data.X), dtype=bool)
-    eligible = np.flatnonzero(~extra)
     runs = [("new", {"max_steps": steps}) for steps in args.steps]
     runs += [("old", {**OLD_RECIPE, "max_epochs": epochs}) for epochs in args.epochs]
     runs += [(name, {"max_steps": max(args.steps), **params}) for name, params in args.variant]
@@ -117,11 +116,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     rows: dict[tuple[str, int], list[dict[str, float]]] = {}
     for seed in args.seeds:
-        pool_part, test_part = split_held_out(
-            is_defective[eligible], args.test_share, random_state=seed,
-            groups=None if data.groups is None else data.groups[eligible])
-        pool = eligible[pool_part]
-        test = np.sort(np.concatenate([eligible[test_part], np.flatnonzero(extra)]))
+        pool, test = pool_and_test(is_defective, args.test_share, random_state=seed,
+                                   groups=data.groups, test_only=extra)
         train = labelled_set(is_defective, pool, args.labelled_share,
                              np.random.default_rng(seed))
         print(f"seed {seed}: train {len(train)} ({int(is_defective[train].sum())} defective), "

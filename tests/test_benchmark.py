@@ -30,6 +30,7 @@ from sid4ds.benchmark import (
     local_contrast_sampling,
     local_contrast_scores,
     plot_results,
+    pool_and_test,
     run_benchmark,
     selection_records,
     split_held_out,
@@ -183,6 +184,25 @@ def test_split_is_stratified_disjoint_and_seeded():
     assert (pool == again).all() and not (pool == other).all()
     everything, none = split_held_out(is_defective, 0.0)
     assert len(everything) == 103 and len(none) == 0
+
+
+
+def test_pool_and_test_keeps_test_only_images_and_whole_groups_out_of_the_pool():
+    is_defective = np.arange(60) % 6 == 0
+    groups = np.arange(60) // 2  # pairs cut from one source image
+    test_only = np.zeros(60, dtype=bool)
+    test_only[[0, 1]] = True  # group 0
+    pool, test = pool_and_test(is_defective, 0.25, random_state=2, groups=groups,
+                               test_only=test_only)
+    assert np.intersect1d(pool, test).size == 0 and len(pool) + len(test) == 60
+    assert np.isin([0, 1], test).all()
+    assert np.intersect1d(groups[pool], groups[test]).size == 0
+    eligible = np.flatnonzero(~test_only)
+    expected, _ = split_held_out(is_defective[eligible], 0.25, random_state=2,
+                                 groups=groups[eligible])
+    assert pool.tolist() == eligible[expected].tolist()
+    with pytest.raises(ValueError, match="test_only has shape"):
+        pool_and_test(is_defective, 0.25, test_only=test_only[:10])
 
 
 # ---------------------------------------------------------------------- runs

@@ -55,6 +55,7 @@ __all__ = [
     "StrategyRun",
     "run_baseline",
     "run_benchmark",
+    "pool_and_test",
     "split_held_out",
 ]
 
@@ -144,6 +145,57 @@ def split_held_out(
             f"test_share={test_share} leaves no image in the pool; pass a smaller test_share"
         )
     return pool, test
+
+
+def pool_and_test(
+    is_defective: Any, test_share: float, random_state: Any = None, groups: Any = None,
+    test_only: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's pool and test set for one seed: :func:`split_held_out` of the images
+    that may enter the pool, plus the ``test_only`` images in the test set.
+
+    Parameters
+    ----------
+    is_defective : array-like of shape (n_samples,), bool
+        Which images have a defect.
+    test_share : float in [0, 1)
+        Share of the eligible images held out.
+    random_state : int, numpy Generator or None, default=None
+        Seeds the draw.
+    groups : array-like of shape (n_samples,), optional
+        The source group of each image.
+    test_only : array-like of shape (n_samples,), bool, optional
+        Images that are never in the pool but always in the test set.
+
+    Returns
+    -------
+    pool : ndarray of shape (n_pool,), int64
+        Indices of the pool images, ascending.
+    test : ndarray of shape (n_samples - n_pool,), int64
+        Indices of the test images (the test-only ones included), ascending.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.benchmark import pool_and_test
+    >>> is_defective = np.array([True] * 12 + [False] * 90)
+    >>> test_only = np.arange(102) < 2
+    >>> pool, test = pool_and_test(is_defective, 0.2, random_state=0, test_only=test_only)
+    >>> len(pool), len(test), bool(np.isin([0, 1], test).all())
+    (80, 22, True)
+    """
+    labels = np.asarray(is_defective, dtype=bool)
+    extra = (np.zeros(len(labels), dtype=bool) if test_only is None
+             else np.asarray(test_only, dtype=bool))
+    if extra.shape != labels.shape:
+        raise ValueError(f"test_only has shape {extra.shape}; expected one flag per image, "
+                         f"({len(labels)},)")
+    eligible = np.flatnonzero(~extra)
+    pool, test = split_held_out(labels[eligible], test_share, random_state=random_state,
+                                groups=None if groups is None
+                                else np.asarray(groups)[eligible])
+    return (eligible[pool],
+            np.sort(np.concatenate([eligible[test], np.flatnonzero(extra)])).astype(np.int64))
 
 
 @dataclass
@@ -521,12 +573,6 @@ def run_benchmark(
                                         depth=segmenter.depth, dilation=segmenter.dilation,
                                         max_epochs=scorer.max_epochs, device=segmenter.device)
     is_defective = defective_rows(truth)
-    extra = (np.zeros(len(images), dtype=bool) if test_only is None
-             else np.asarray(test_only, dtype=bool))
-    if extra.shape != is_defective.shape:
-        raise ValueError(f"test_only has shape {extra.shape}; expected one flag per image, "
-                         f"({len(images)},)")
-    eligible = np.flatnonzero(~extra)
     result = BenchmarkResult(strategies=chosen)
     info: dict[str, Any] = {"n_defective_pool": [], "n_defective_test": []}
 
@@ -536,11 +582,8 @@ def run_benchmark(
     total = len(seeds) * len(chosen) * (n_rounds + 1) + n_iou
     with tqdm(total=total, disable=not progress, desc="benchmark", unit="step") as bar:
         for seed in seeds:
-            split = split_held_out(is_defective[eligible], test_share, random_state=seed,
-                                   groups=None if groups is None
-                                   else np.asarray(groups)[eligible])
-            pool = eligible[split[0]]
-            test = np.sort(np.concatenate([eligible[split[1]], np.flatnonzero(extra)]))
+            pool, test = pool_and_test(is_defective, test_share, random_state=seed,
+                                       groups=groups, test_only=test_only)
             if n_batches > len(pool):
                 raise ValueError(
                     f"n_batches={n_batches} is more than the {len(pool)} pool images; pass a "

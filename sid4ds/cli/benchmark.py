@@ -28,8 +28,8 @@ from sid4ds.benchmark import (
     format_tables,
     load_dataset,
     plot_results,
+    pool_and_test,
     run_benchmark,
-    split_held_out,
     write_csvs,
 )
 from sid4ds.benchmark.protocol import check_protocol
@@ -212,15 +212,13 @@ def run_from_args(args: argparse.Namespace) -> int:
             f"smaller --depth"
         )
     is_defective = defective_rows(truth)
-    eligible = np.flatnonzero(~data.test_only)
-    pool, test = split_held_out(is_defective[eligible], args.test_share,
-                                random_state=args.seeds[0],
-                                groups=None if data.groups is None else data.groups[eligible])
+    pool, test = pool_and_test(is_defective, args.test_share, random_state=args.seeds[0],
+                               groups=data.groups, test_only=data.test_only)
     arguments = {key: value for key, value in vars(args).items()
                  if key not in ("handler", "command")}
     settings = {
         "arguments": arguments, "data": description,
-        "split": {"n_pool": len(pool), "n_test": len(test) + int(data.test_only.sum()),
+        "split": {"n_pool": len(pool), "n_test": len(test),
                   "n_label_per_round": max(1, int(round(args.label_share * len(pool)))),
                   "held_out": "stratified by defective/normal, by source group where the "
                               "data has groups, drawn with each seed, plus the test-only "
