@@ -39,6 +39,7 @@ from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds, sdr_sc
 from sid4ds.baselines import entropy_scores
 from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
+from sid4ds.rounds import labels_per_round
 from sid4ds.strategies import pseudo_label_regions
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     pool, _ = pool_and_test(is_defective, 0.2, random_state=args.seed, groups=data.groups,
                             test_only=data.test_only)
     X, masks, defective = data.X[pool], data.masks[pool], is_defective[pool]
-    n_label = max(1, int(round(0.1 * len(pool))))
+    n_label = labels_per_round(0.1, len(pool))
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=args.round, n_label=n_label,
                      expected_defect_ratio=0.05,
                      segmenter=SegmentationLearner(random_state=args.seed),

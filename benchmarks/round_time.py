@@ -22,6 +22,7 @@ import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, random_sampling, sdr_sampling
 from sid4ds.datasets import make_defect_images
+from sid4ds.rounds import labels_per_round
 
 
 class Learner:
@@ -45,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     X, masks = make_defect_images(n_samples=args.n_samples, image_size=args.image_size,
                                   random_state=0)
-    k = int(round(args.label_share * len(X)))
+    k = labels_per_round(args.label_share, len(X))
     rng = np.random.default_rng(0)
     order = rng.permutation(len(X))
     labelled, pool = order[: 2 * k], order[2 * k :]  # K labelled + V≈K fake normals

@@ -21,7 +21,7 @@ from sid4ds.baselines import (
 from sid4ds.loop import SID4DSRun, run_sid4ds
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import resolve_n_normal
+from sid4ds.rounds import labels_per_round, resolve_n_normal
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import rank_pool
 from sid4ds.session import LabelingSession, SessionBusyError, SessionError
@@ -50,6 +50,7 @@ __all__ = [
     "msmr_sampling",
     "msmr_scores",
     "rank_pool",
+    "labels_per_round",
     "resolve_n_normal",
     "run_sid4ds",
     "sdr_sampling",

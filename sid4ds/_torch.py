@@ -45,71 +45,19 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from tqdm.std import tqdm
 
+from sid4ds._device import PRECISIONS, inputs_per_forward, resolve_device, torch_generator
 from sid4ds._random import check_random_state, make_rng, restore_rng
+from sid4ds._state import STATE_FORMAT, STATE_VERSION, cpu_tree, is_plain, plain_value
 from sid4ds._validation import check_choice, check_divisible, check_float, check_int
 from sid4ds._version import __version__
 from sid4ds.nets import UNet
 from sid4ds.pool import ImagePool, as_pool, map_chunks
 from sid4ds.training import batch_indices, learning_rate, n_training_steps, steps_per_epoch
 
-# On a CPU the fastest batch holds about 64k pixels (cache-bound); on a GPU larger batches
-# keep the device busy. Measured on the 2-core CPU of the project machines.
-CPU_PIXELS_PER_BATCH = 2**16
-CUDA_PIXELS_PER_BATCH = 2**22
-
 
 def is_fitted(estimator: Any) -> bool:
     """True when a sid4ds estimator has a trained network (``module_``)."""
     return getattr(estimator, "module_", None) is not None
-
-
-def resolve_device(device: Any) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a torch.device into a device.
-
-    ``"auto"`` picks CUDA when it is available, else the CPU.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device; got {device!r}"
-        ) from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available on this machine; use device='auto' "
-            f"or device='cpu'"
-        )
-    return resolved
-
-
-def torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Generator:
-    """A torch Generator on ``device`` seeded from ``rng``."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(rng.integers(2**62)))
-    return generator
-
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def auto_batch_size(height: int, width: int, copies: int, device: torch.device) -> int:
-    """Images per inference batch so that a batch holds about the best pixel count.
-
-    ``copies`` is how many network inputs each image becomes (e.g. ``n_blocks`` masked copies).
-    """
-    return max(1, inputs_per_forward(height, width, device) // copies)
-
-
-def inputs_per_forward(height: int, width: int, device: torch.device) -> int:
-    """Network inputs per forward pass so that a pass holds about the best pixel count.
-
-    On a CPU that is ~64k pixels: 16 inputs of 64×64, 4 of 128×128, 1 of 256×256 (never
-    fewer than one); on a GPU 64 times more.
-    """
-    budget = CUDA_PIXELS_PER_BATCH if device.type == "cuda" else CPU_PIXELS_PER_BATCH
-    return max(1, budget // (height * width))
 
 
 class TorchEstimator(BaseEstimator):
@@ -545,14 +493,14 @@ class TorchEstimator(BaseEstimator):
             if hasattr(self, name):
                 value = getattr(self, name)
                 fitted[name] = (torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray)
-                                else _plain_value(value))
+                                else plain_value(value))
         return {
             "format": STATE_FORMAT, "format_version": STATE_VERSION,
             "class": type(self).__name__, "sid4ds": __version__,
             "params": self._plain_params(), "fitted": fitted,
-            "module": _cpu_tree(self.module_.state_dict()),
+            "module": cpu_tree(self.module_.state_dict()),
             "optimizer": (None if self.optimizer_ is None
-                          else _cpu_tree(self.optimizer_.state_dict())),
+                          else cpu_tree(self.optimizer_.state_dict())),
             "rng": copy.deepcopy(self._rng.bit_generator.state),
         }
 
@@ -562,7 +510,7 @@ class TorchEstimator(BaseEstimator):
         for key, value in self.get_params(deep=False).items():
             if isinstance(value, torch.device):
                 value = str(value)
-            elif not _is_plain(value):
+            elif not is_plain(value):
                 value = None  # a generator (random_state) or an estimator: not part of the state
             params[key] = value
         return params
@@ -760,41 +708,3 @@ class TorchEstimator(BaseEstimator):
         super().__setstate__(state)
         if saved is not None:
             self.set_state(saved)
-
-
-STATE_FORMAT = "sid4ds-estimator"
-#: Version of the estimator state this sid4ds writes and the newest it reads.
-STATE_VERSION = 1
-
-
-def _is_plain(value: Any) -> bool:
-    """A value ``torch.load(weights_only=True)`` and JSON both read back as written."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
-    return False
-
-
-def _plain_value(value: Any) -> Any:
-    """A copy of ``value`` with numpy scalars turned into Python numbers."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {key: _plain_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain_value(item) for item in value)
-    return copy.deepcopy(value)
-
-
-def _cpu_tree(value: Any) -> Any:
-    """Tensors of a nested state dict detached and copied to the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {key: _cpu_tree(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_cpu_tree(item) for item in value)
-    return value

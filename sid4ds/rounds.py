@@ -48,6 +48,7 @@ __all__ = [
     "configure_models",
     "format_duration",
     "label_rounds",
+    "labels_per_round",
     "model_fingerprint",
     "remaining_estimate",
     "resolve_n_normal",
@@ -56,6 +57,36 @@ __all__ = [
 
 #: The stages of a round and the score each ranks by.
 STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
+
+
+def labels_per_round(label_share: float, n_pool: int) -> int:
+    """K, the number of images labelled per round, from its share of the pool.
+
+    The paper labels 10% of the pool per round (§4.2): ``K = round(label_share · n_pool)``,
+    at least one image. Every caller of sid4ds that turns a share into K (the demo, the
+    benchmark, a labelling session) uses this one rule.
+
+    Parameters
+    ----------
+    label_share : float
+        Share of the pool labelled per round, in (0, 1].
+    n_pool : int
+        Images in the whole pool (labelled or not), at least 1.
+
+    Returns
+    -------
+    n_label : int
+        K, between 1 and ``n_pool``.
+
+    Examples
+    --------
+    >>> from sid4ds.rounds import labels_per_round
+    >>> labels_per_round(0.1, 805), labels_per_round(0.1, 4)
+    (80, 1)
+    """
+    share = check_float(label_share, "label_share", low=0.0, high=1.0, include_low=False)
+    n_pool = check_int(n_pool, "n_pool", minimum=1)
+    return min(n_pool, max(1, int(round(share * n_pool))))
 
 
 def resolve_n_normal(

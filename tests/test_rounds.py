@@ -8,7 +8,13 @@ import pytest
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
 from sid4ds.datasets import make_defect_images
 from sid4ds.pool import as_pool
-from sid4ds.rounds import SID4DSRounds, model_fingerprint, remaining_estimate, scores_key
+from sid4ds.rounds import (
+    SID4DSRounds,
+    labels_per_round,
+    model_fingerprint,
+    remaining_estimate,
+    scores_key,
+)
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 
 from .conftest import TINY_NET
@@ -169,3 +175,20 @@ def test_run_sid4ds_records_the_estimate_of_defects_left(images):
     assert last["remaining_estimate"]["expected"] == max(
         0.0, round(0.25 * len(X) - last["cumulative_defective"], 1))
     assert last["cumulative_defective"] <= total
+
+
+@pytest.mark.parametrize(("label_share", "n_pool", "expected"),
+                         [(0.1, 805, 80), (0.1, 1000, 100), (0.1, 4, 1), (1.0, 7, 7),
+                          (0.25, 10, 2), (0.35, 10, 4)])
+def test_labels_per_round_is_a_rounded_share_of_at_least_one_image(label_share, n_pool,
+                                                                   expected):
+    assert labels_per_round(label_share, n_pool) == expected
+
+
+@pytest.mark.parametrize(("label_share", "n_pool", "message"),
+                         [(0.0, 10, r"label_share must be in \(0.0, 1.0\]; got 0.0"),
+                          (1.5, 10, r"label_share must be in \(0.0, 1.0\]; got 1.5"),
+                          (0.1, 0, "n_pool must be >= 1; got 0")])
+def test_labels_per_round_names_the_bad_argument(label_share, n_pool, message):
+    with pytest.raises(ValueError, match=message):
+        labels_per_round(label_share, n_pool)

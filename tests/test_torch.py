@@ -11,8 +11,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
+from sid4ds._device import auto_batch_size, resolve_device
 from sid4ds._random import make_rng
-from sid4ds._torch import auto_batch_size, resolve_device
 
 from .conftest import TINY_NET
 

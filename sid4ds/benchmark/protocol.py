@@ -41,7 +41,7 @@ from sid4ds.benchmark.records import (
 from sid4ds.loop import run_sid4ds
 from sid4ds.metrics import defect_iou, defective_rows, image_detection
 from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import LabelledRound, label_rounds
+from sid4ds.rounds import LabelledRound, label_rounds, labels_per_round
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, query_state, rank_pool
 
@@ -590,7 +590,7 @@ def run_benchmark(
                     f"smaller n_batches (--n-batches)"
                 )
             X_pool, masks_pool, defective_pool = images[pool], truth[pool], is_defective[pool]
-            n_label = max(1, int(round(label_share * len(pool))))
+            n_label = labels_per_round(label_share, len(pool))
             info.update(n_pool=len(pool), n_test=len(test), n_label=n_label)
             info["n_defective_pool"].append(int(defective_pool.sum()))
             info["n_defective_test"].append(int(is_defective[test].sum()))

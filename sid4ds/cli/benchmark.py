@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._torch import resolve_device
+from sid4ds._device import resolve_device
 from sid4ds._version import __version__
 from sid4ds.baselines import RotationPretextScorer
 from sid4ds.benchmark import (
@@ -37,6 +37,7 @@ from sid4ds.cli.options import add_network_arguments
 from sid4ds.cli.types import count, fraction, positive_int, share
 from sid4ds.metrics import defective_rows
 from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.rounds import labels_per_round
 from sid4ds.segmentation import SegmentationLearner
 
 __all__ = ["add_arguments", "add_benchmark_command", "build_parser", "main", "run_from_args"]
@@ -219,7 +220,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     settings = {
         "arguments": arguments, "data": description,
         "split": {"n_pool": len(pool), "n_test": len(test),
-                  "n_label_per_round": max(1, int(round(args.label_share * len(pool)))),
+                  "n_label_per_round": labels_per_round(args.label_share, len(pool)),
                   "held_out": "stratified by defective/normal, by source group where the "
                               "data has groups, drawn with each seed, plus the test-only "
                               "defective images (--test-defective)"},

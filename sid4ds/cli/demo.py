@@ -48,12 +48,13 @@ def _demo(args: argparse.Namespace) -> int:
     from sid4ds.datasets import make_defect_images
     from sid4ds.loop import run_sid4ds
     from sid4ds.reconstruction import ReconstructionScorer
+    from sid4ds.rounds import labels_per_round
     from sid4ds.segmentation import SegmentationLearner
 
     X, masks = make_defect_images(n_samples=args.n_samples, image_size=args.image_size,
                                   defect_ratio=args.defect_ratio, random_state=args.seed)
     is_defective = defective_rows(masks)
-    n_label = max(1, int(round(args.label_share * len(X))))
+    n_label = labels_per_round(args.label_share, len(X))
     scorer = ReconstructionScorer()
     segmenter = SegmentationLearner()
     if args.quick:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._torch import resolve_device
+from sid4ds._device import resolve_device
 from sid4ds._version import __version__
 from sid4ds.metrics import defective_rows
 from sid4ds.segmentation import SegmentationLearner

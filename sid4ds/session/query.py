@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._torch import resolve_device
+from sid4ds._device import resolve_device
 from sid4ds._validation import check_int
 from sid4ds.pool import as_pool
-from sid4ds.rounds import RoundResult, SID4DSRounds
+from sid4ds.rounds import RoundResult, SID4DSRounds, labels_per_round
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord
 from sid4ds.session.models import new_model
@@ -73,7 +73,7 @@ def run_query(store: SessionStore, n_label: int | None, n_normal: int | str, *,
                 f"export the masks with `sid4ds export {store.path}`"
             )
         if n_label is None:
-            n_label = max(1, int(round(0.1 * len(pool.names))))
+            n_label = labels_per_round(0.1, len(pool.names))
         n_label = check_int(n_label, "n_label", minimum=1)
         if n_normal != "auto":
             n_normal = check_int(n_normal, "n_normal", minimum=0)
