@@ -31,9 +31,11 @@ from sid4ds.benchmark import (
     local_contrast_scores,
     plot_results,
     pool_and_test,
+    read_csvs,
     run_benchmark,
     selection_records,
     split_held_out,
+    write_csvs,
 )
 from sid4ds.cli.benchmark import main
 from sid4ds.datasets import make_defect_images
@@ -354,3 +356,45 @@ def test_each_table_counts_the_seeds_of_its_own_records():
     assert "mean ± std over 3 seeds" in headings[0] and "(b)" in headings[0]
     assert all("(1 seed" in heading for heading in headings[1:]), headings
     assert len(headings) == 3
+
+
+def _iou_row(seed, strategy, iou):
+    return {"seed": seed, "strategy": strategy, "labeled_share": 1.0 if strategy == "whole pool"
+            else 0.3, "n_labeled": 24, "n_defective_labeled": 2, "n_test": 20,
+            "n_defective_test": 5, "iou": iou, "detected": 0.5, "false_alarms": 0.25}
+
+
+def _selection_row(seed, strategy):
+    return {"seed": seed, "strategy": strategy, "round": 0, "stage": "cold_start",
+            "n_selected": 8, "n_labeled": 8, "labeled_share": 0.1, "n_defective_selected": 1,
+            "cumulative_defective": 1, "n_defective_pool": 4, "cumulative_share": 0.25}
+
+
+def test_read_csvs_counts_a_row_two_runs_of_one_seed_wrote_once(tmp_path):
+    """Two runs of seed 0 (different strategies) both train S on the whole pool."""
+    for folder, strategy in (("base", "random"), ("sid", "sid4ds")):
+        write_csvs(BenchmarkResult(selection=[_selection_row(0, strategy)],
+                                   iou=[_iou_row(0, strategy, 0.1),
+                                        _iou_row(0, "whole pool", 0.4)]), tmp_path / folder)
+    write_csvs(BenchmarkResult(selection=[_selection_row(1, "sid4ds")],
+                               iou=[_iou_row(1, "sid4ds", 0.2),
+                                    _iou_row(1, "whole pool", 0.6)]), tmp_path / "sid1")
+    result = read_csvs([tmp_path / "base", tmp_path / "sid", tmp_path / "sid1"])
+    whole = [row["iou"] for row in result.iou if row["strategy"] == "whole pool"]
+    assert whole == [0.4, 0.6]
+    assert result.strategies == ["random", "sid4ds"]
+    assert [row["seed"] for row in result.selection] == [0, 0, 1]
+    summary = {row["strategy"]: row for row in
+               aggregate(result.iou, ["strategy", "labeled_share"], "iou")}
+    assert summary["whole pool"]["n"] == 2
+    assert summary["whole pool"]["std"] == pytest.approx(np.std([0.4, 0.6], ddof=1))
+
+
+def test_read_csvs_refuses_two_different_rows_for_one_seed(tmp_path):
+    for folder, iou in (("machine_a", 0.4), ("machine_b", 0.5)):
+        write_csvs(BenchmarkResult(selection=[_selection_row(0, "random")],
+                                   iou=[_iou_row(0, "random", iou)]), tmp_path / folder)
+    with pytest.raises(ValueError, match=r"machine_a.*machine_b.*selection|machine_a.*"
+                                         r"machine_b.*iou") as error:
+        read_csvs([tmp_path / "machine_a", tmp_path / "machine_b"])
+    assert "'seed': 0, 'strategy': 'random'" in str(error.value)

@@ -252,7 +252,11 @@ def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
     """The records that :func:`write_csvs` wrote, from one or several folders, joined.
 
     Separate runs (one seed or one data set each, e.g. in parallel) give one result whose
-    tables and plots average over all their seeds.
+    tables and plots average over all their seeds. A row that two runs of the same seed
+    both wrote, identically, counts once: every run writes the random and local-contrast
+    cold-start rankings and S on the whole pool. Two different rows for the same seed and
+    strategy (a rerun, or runs from two machines) raise an error instead of being
+    averaged as if they were two seeds.
 
     Parameters
     ----------
@@ -264,21 +268,49 @@ def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
     -------
     result : BenchmarkResult
         Its ``strategies`` in the order they first appear.
+
+    Raises
+    ------
+    ValueError
+        When two folders hold different rows for the same seed, strategy (or ranking) and
+        round (or batch, or labelled share).
     """
     result = BenchmarkResult()
-    parts = (("cold_start.csv", "cold_start"), ("selection.csv", "selection"),
-             ("timing.csv", "timing"), ("iou.csv", "iou"))
+    seen: dict[tuple[Any, ...], tuple[dict[str, Any], Path]] = {}
     for folder in folders:
-        for name, attribute in parts:
+        for name, (attribute, key_columns) in _CSV_PARTS.items():
             path = Path(folder) / name
             if not path.is_file():
                 continue
             with path.open(newline="", encoding="utf-8") as handle:
-                getattr(result, attribute).extend(
-                    {key: _number(value) for key, value in row.items()}
-                    for row in csv.DictReader(handle))
+                rows = [{key: _number(value) for key, value in row.items()}
+                        for row in csv.DictReader(handle)]
+            for row in rows:
+                key = (attribute, *(row[column] for column in key_columns))
+                if key in seen:
+                    first, first_path = seen[key]
+                    if first != row:
+                        named = dict(zip(key_columns, key[1:], strict=True))
+                        raise ValueError(
+                            f"folders must hold different seeds or strategies: {first_path} "
+                            f"and {path} both hold the {attribute} row {named} with "
+                            f"different values; merge one of them"
+                        )
+                    continue
+                seen[key] = (row, path)
+                getattr(result, attribute).append(row)
     result.strategies = list(dict.fromkeys(row["strategy"] for row in result.selection))
     return result
+
+
+#: Each CSV of a run: the attribute of BenchmarkResult it fills, and the columns that name
+#: one row (two runs of one seed may both write it).
+_CSV_PARTS = {
+    "cold_start.csv": ("cold_start", ("seed", "ranking", "batch")),
+    "selection.csv": ("selection", ("seed", "strategy", "round")),
+    "timing.csv": ("timing", ("seed", "strategy", "round")),
+    "iou.csv": ("iou", ("seed", "strategy", "labeled_share")),
+}
 
 
 def _number(text: str) -> Any:
