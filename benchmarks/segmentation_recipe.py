@@ -40,7 +40,7 @@ import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
 from sid4ds.benchmark import load_dataset, pool_and_test
-from sid4ds.metrics import defect_iou, image_detection
+from sid4ds.metrics import defect_iou, defective_rows, image_detection
 
 #: The recipe of S before issue 13 (release 0.x), one ``set_params`` away.
 OLD_RECIPE: dict[str, Any] = {
@@ -107,7 +107,7 @@ def main() -> None:
     data = load_dataset(npz=args.npz, image_size=args.image_size,
                         defect_fraction=args.defect_fraction,
                         test_defective=args.test_defective)
-    is_defective = data.masks.reshape(len(data.masks), -1).any(axis=1)
+    is_defective = defective_rows(data.masks)
     extra = data.test_only if data.test_only.size else np.zeros(len(data.X), dtype=bool)
     runs = [("new", {"max_steps": steps}) for steps in args.steps]
     runs += [("old", {**OLD_RECIPE, "max_epochs": epochs}) for epochs in args.epochs]

@@ -716,5 +716,5 @@ def labels_at(share: float, n_pool: int, n_label: int, label_share: float) -> in
     rounds = share / label_share
     if abs(rounds - round(rounds)) < 1e-9:
         return int(round(rounds)) * n_label
-    return max(1, int(round(share * n_pool)))
+    return labels_per_round(share, n_pool)
 
