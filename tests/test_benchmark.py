@@ -398,3 +398,49 @@ def test_read_csvs_refuses_two_different_rows_for_one_seed(tmp_path):
                                          r"machine_b.*iou") as error:
         read_csvs([tmp_path / "machine_a", tmp_path / "machine_b"])
     assert "'seed': 0, 'strategy': 'random'" in str(error.value)
+
+
+# ---------------------------------------------------------------------- joining runs
+def test_merged_settings_joins_runs_of_one_protocol_and_refuses_others(tmp_path):
+    """Two real runs (seeds 0 and 1) join; a changed model setting or machine is refused."""
+    from sid4ds.benchmark.settings import merged_settings
+
+    for seed in (0, 1):
+        assert main([*TINY[:-3], "--seeds", str(seed), "--quiet", "--strategies", "random",
+                     "--out", str(tmp_path / f"s{seed}")]) == 0
+    merged = merged_settings([tmp_path / "s0", tmp_path / "s1"])
+    assert merged["arguments"]["seeds"] == [0, 1]
+    assert merged["arguments"]["strategies"] == ["random"]
+    assert merged["merged_from"] == [str(tmp_path / "s0"), str(tmp_path / "s1")]
+    assert "started" not in merged and "machines" not in merged
+    assert set(merged["split"]["n_defective_pool"]) == {"0", "1"}
+    joined = tmp_path / "joined"  # a joined folder joins again, with a third run
+    joined.mkdir()
+    (joined / "settings.json").write_text(json.dumps(merged))
+
+    def variant(name, change):
+        record = json.loads((tmp_path / "s1" / "settings.json").read_text())
+        record["arguments"]["seeds"] = [2]
+        change(record)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "settings.json").write_text(json.dumps(record))
+        return tmp_path / name
+
+    same = variant("same", lambda record: None)
+    assert merged_settings([joined, same])["arguments"]["seeds"] == [0, 1, 2]
+    longer = variant("longer", lambda record: record["models"]["segmenter_S"].update(
+        max_steps=7))
+    with pytest.raises(ValueError, match=r"models\.segmenter_S\.max_steps is \d+ in .*joined"
+                                         r" but 7 in .*longer"):
+        merged_settings([joined, longer])
+    other_cpu = variant("other_cpu", lambda record: record["versions"].update(
+        torch_cpu_capability="AVX512_OTHER"))
+    with pytest.raises(ValueError, match=r"different machines: versions\.torch_cpu_capabili"
+                                         r"ty.*allow_machines"):
+        merged_settings([joined, other_cpu])
+    allowed = merged_settings([joined, other_cpu], allow_machines=True)
+    capabilities = {machine["versions.torch_cpu_capability"]
+                    for machine in allowed["machines"].values()}
+    assert capabilities == {torch.backends.cpu.get_cpu_capability(), "AVX512_OTHER"}
+    with pytest.raises(ValueError, match="no settings.json"):
+        merged_settings([joined, tmp_path])

@@ -27,6 +27,8 @@ The package, one concern per module:
   :func:`aggregate`);
 - :mod:`sid4ds.benchmark.output`: tables, CSVs, plots;
 - :mod:`sid4ds.benchmark.data`: :func:`load_dataset`;
+- :mod:`sid4ds.benchmark.settings`: :func:`~sid4ds.benchmark.settings.merged_settings`, which
+  runs may be joined into one table (one protocol, one machine);
 - the command line is :mod:`sid4ds.cli.benchmark`.
 """
 
