@@ -96,11 +96,11 @@ def merged_settings(
     if not folders:
         raise ValueError("folders is empty; pass the output folders of the runs to join")
     loaded = [(Path(folder), _read(Path(folder))) for folder in folders]
+    flats = [_flatten(settings) for _, settings in loaded]
     first_folder, first = loaded[0]
-    first_flat = _flatten(first)
+    first_flat = flats[0]
     machines_differ = False
-    for folder, settings in loaded[1:]:
-        flat = _flatten(settings)
+    for (folder, _), flat in zip(loaded[1:], flats[1:], strict=True):
         for key in sorted(set(first_flat) | set(flat)):
             if _is_per_run(key):
                 continue
@@ -130,12 +130,10 @@ def merged_settings(
     arguments = merged.setdefault("arguments", {})
     arguments["seeds"] = sorted({seed for _, settings in loaded for seed in _seeds(settings)})
     arguments["strategies"] = list(dict.fromkeys(
-        name for _, settings in loaded
-        for name in settings.get("arguments", {}).get("strategies") or []))
+        name for _, settings in loaded for name in _argument(settings, "strategies") or []))
     arguments["iou_shares"] = sorted({
-        share for _, settings in loaded
-        for share in settings.get("arguments", {}).get("iou_shares") or []})
-    arguments["iou"] = any(settings.get("arguments", {}).get("iou") for _, settings in loaded)
+        share for _, settings in loaded for share in _argument(settings, "iou_shares") or []})
+    arguments["iou"] = any(_argument(settings, "iou") for _, settings in loaded)
     arguments.pop("out", None)
     split = merged.get("split")
     if isinstance(split, dict):
@@ -147,9 +145,8 @@ def merged_settings(
     merged["merged_from"] = [str(folder) for folder, _ in loaded]
     if machines_differ:
         merged["machines"] = {
-            str(folder): {".".join(key): _flatten(settings).get(key, _MISSING)
-                          for key in MACHINE_SETTINGS}
-            for folder, settings in loaded}
+            str(folder): {".".join(key): flat.get(key, _MISSING) for key in MACHINE_SETTINGS}
+            for (folder, _), flat in zip(loaded, flats, strict=True)}
     return merged
 
 
@@ -187,8 +184,12 @@ def _comparable(key: tuple[str, ...], value: Any) -> Any:
     return value
 
 
+def _argument(settings: dict[str, Any], name: str) -> Any:
+    return settings.get("arguments", {}).get(name)
+
+
 def _seeds(settings: dict[str, Any]) -> list[int]:
-    return list(settings.get("arguments", {}).get("seeds") or [])
+    return list(_argument(settings, "seeds") or [])
 
 
 def _per_seed(settings: dict[str, Any], count: str) -> dict[int, Any]:
