@@ -7,7 +7,9 @@ Reads each folder's CSVs (``python -m sid4ds.benchmark --out DIR`` wrote them), 
 markdown tables over all the seeds (mean ± std), and writes the joined CSVs, ``report.md``,
 ``settings.json`` and the plots into ``--out``. Runs of different settings are refused, and
 runs from different machines too unless ``--allow-machines`` is given
-(:func:`sid4ds.benchmark.settings.merged_settings`).
+(:func:`sid4ds.benchmark.settings.merged_settings`). A run of fewer rounds joins a longer
+run of the same seed when the rounds both ran agree, e.g. to add IoU at 10% and 20% to a
+run that measured 30%.
 """
 
 from __future__ import annotations

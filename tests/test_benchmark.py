@@ -444,3 +444,40 @@ def test_merged_settings_joins_runs_of_one_protocol_and_refuses_others(tmp_path)
     assert capabilities == {torch.backends.cpu.get_cpu_capability(), "AVX512_OTHER"}
     with pytest.raises(ValueError, match="no settings.json"):
         merged_settings([joined, tmp_path])
+
+
+def test_a_shorter_run_of_one_seed_joins_a_longer_one(tmp_path):
+    """Seed 0 run for one round with IoU at 10%, then for two with IoU at 30%: the rounds
+    and S on the whole pool that both ran agree, so they join into one table of every share;
+    a round timed twice counts once."""
+    from sid4ds.benchmark.settings import merged_settings
+
+    base = [*TINY[:-5], "--seeds", "0", "--quiet", "--strategies", "random", "--iou",
+            "--test-defective", "4"]
+    assert main([*base, "--rounds", "1", "--iou-shares", "0.1",
+                 "--out", str(tmp_path / "short")]) == 0
+    assert main([*base, "--rounds", "2", "--iou-shares", "0.3",
+                 "--out", str(tmp_path / "long")]) == 0
+    folders = [tmp_path / "short", tmp_path / "long"]
+    merged = merged_settings(folders)
+    assert merged["arguments"]["rounds"] == 2
+    assert merged["arguments"]["iou_shares"] == [0.1, 0.3]
+    result = read_csvs(folders)
+    assert sorted((row["strategy"], row["labeled_share"]) for row in result.iou) == [
+        ("random", 0.1), ("random", 0.3), ("whole pool", 1.0)]
+    assert [row["round"] for row in result.selection] == [0, 1, 2]
+    assert [row["round"] for row in result.timing] == [0, 1, 2]
+    short_times = {row["round"]: row["seconds"] for row in
+                   read_csvs([tmp_path / "short"]).timing}
+    assert [row["seconds"] for row in result.timing[:2]] == [short_times[0], short_times[1]]
+    changed = tmp_path / "changed"  # a round that ran differently still refuses to join
+    changed.mkdir()
+    for name in ("selection.csv", "settings.json"):
+        (changed / name).write_text((tmp_path / "short" / name).read_text())
+    rows = (changed / "selection.csv").read_text().splitlines()
+    fields = rows[2].split(",")
+    fields[7] = str(int(fields[7]) + 1)  # one more defective image selected in round 1
+    rows[2] = ",".join(fields)
+    (changed / "selection.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"selection row .*'round': 1"):
+        read_csvs([changed, tmp_path / "long"])

@@ -256,7 +256,9 @@ def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
     both wrote, identically, counts once: every run writes the random and local-contrast
     cold-start rankings and S on the whole pool. Two different rows for the same seed and
     strategy (a rerun, or runs from two machines) raise an error instead of being
-    averaged as if they were two seeds.
+    averaged as if they were two seeds. A run of fewer rounds joins a longer run of the same
+    seed when the rounds both ran agree: their timing rows are measurements, which differ
+    from run to run, so a round timed twice keeps the first folder's time.
 
     Parameters
     ----------
@@ -273,7 +275,7 @@ def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
     ------
     ValueError
         When two folders hold different rows for the same seed, strategy (or ranking) and
-        round (or batch, or labelled share).
+        round (or batch, or labelled share), timing rows excepted.
     """
     result = BenchmarkResult()
     seen: dict[tuple[Any, ...], tuple[dict[str, Any], Path]] = {}
@@ -289,7 +291,7 @@ def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
                 key = (attribute, *(row[column] for column in key_columns))
                 if key in seen:
                     first, first_path = seen[key]
-                    if first != row:
+                    if first != row and attribute != "timing":
                         named = dict(zip(key_columns, key[1:], strict=True))
                         raise ValueError(
                             f"folders must hold different seeds or strategies: {first_path} "

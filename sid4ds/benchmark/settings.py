@@ -2,10 +2,14 @@
 
 Every run writes ``settings.json`` (:mod:`sid4ds.cli.benchmark`). Runs made separately (one
 seed or one strategy each, in parallel) can be joined into one table only when they ran the
-same protocol (data, split, models, rounds) on the same kind of machine: the same seed gives
-the same images on one machine, and different ones where torch's CPU kernels (AVX2 against
+same protocol (data, split, models) on the same kind of machine: the same seed gives the
+same images on one machine, and different ones where torch's CPU kernels (AVX2 against
 AVX-512), its thread count or a version differ. :func:`merged_settings` checks both and
 returns the settings the joined folder records.
+
+How far a run went may differ: its seeds, strategies, IoU shares and number of rounds. A run
+of one round is the first rounds of a run of two, so the rows both wrote must agree, which
+:func:`sid4ds.benchmark.read_csvs` checks when it joins them.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ MACHINE_SETTINGS: tuple[tuple[str, ...], ...] = (
 #: Settings that may differ between joined runs: what each run covered and where it wrote.
 PER_RUN_SETTINGS: tuple[tuple[str, ...], ...] = (
     ("arguments", "seeds"), ("arguments", "strategies"), ("arguments", "iou"),
-    ("arguments", "iou_shares"), ("arguments", "out"), ("arguments", "quiet"),
-    ("arguments", "device"), ("arguments", "npz"), ("arguments", "images"),
-    ("arguments", "masks"), ("split", "n_defective_pool"), ("split", "n_defective_test"),
+    ("arguments", "iou_shares"), ("arguments", "rounds"), ("arguments", "out"),
+    ("arguments", "quiet"), ("arguments", "device"), ("arguments", "npz"),
+    ("arguments", "images"), ("arguments", "masks"), ("split", "n_defective_pool"),
+    ("split", "n_defective_test"),
     ("versions", "platform"), ("versions", "cpu"), ("started",), ("finished",), ("seconds",),
     ("merged_from",), ("machines",),
 )
@@ -62,15 +67,15 @@ def merged_settings(
     -------
     settings : dict
         The first folder's settings with the seeds, strategies and IoU shares of all folders,
-        the defective image counts per seed, ``"merged_from"`` (the folders) and, when the
-        machines differed, ``"machines"`` (each folder's machine settings). Run times are
-        dropped.
+        the most rounds any of them ran, the defective image counts per seed,
+        ``"merged_from"`` (the folders) and, when the machines differed, ``"machines"``
+        (each folder's machine settings). Run times are dropped.
 
     Raises
     ------
     ValueError
         When a folder has no ``settings.json``, or two folders differ in a setting that
-        changes what a seed's numbers mean (data, split, models, protocol), or in the
+        changes what a seed's numbers mean (data, split, models, query settings), or in the
         machine without ``allow_machines``. The message names the setting, both values and
         both folders.
 
@@ -133,6 +138,9 @@ def merged_settings(
         name for _, settings in loaded for name in _argument(settings, "strategies") or []))
     arguments["iou_shares"] = sorted({
         share for _, settings in loaded for share in _argument(settings, "iou_shares") or []})
+    rounds = [_argument(settings, "rounds") for _, settings in loaded]
+    if any(isinstance(count, int) for count in rounds):
+        arguments["rounds"] = max(count for count in rounds if isinstance(count, int))
     arguments["iou"] = any(_argument(settings, "iou") for _, settings in loaded)
     arguments.pop("out", None)
     split = merged.get("split")
