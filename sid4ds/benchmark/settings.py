@@ -138,9 +138,10 @@ def merged_settings(
         name for _, settings in loaded for name in _argument(settings, "strategies") or []))
     arguments["iou_shares"] = sorted({
         share for _, settings in loaded for share in _argument(settings, "iou_shares") or []})
-    rounds = [_argument(settings, "rounds") for _, settings in loaded]
-    if any(isinstance(count, int) for count in rounds):
-        arguments["rounds"] = max(count for count in rounds if isinstance(count, int))
+    rounds = [count for _, settings in loaded
+              if isinstance(count := _argument(settings, "rounds"), int)]
+    if rounds:
+        arguments["rounds"] = max(rounds)
     arguments["iou"] = any(_argument(settings, "iou") for _, settings in loaded)
     arguments.pop("out", None)
     split = merged.get("split")
