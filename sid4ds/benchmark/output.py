@@ -332,7 +332,7 @@ def _number(text: str) -> Any:
 def plot_results(
     result: BenchmarkResult, out: str | Path, label_share: float | None = None
 ) -> list[Path]:
-    """Write PNG plots of every part into ``out`` (needs matplotlib).
+    """Write PNG plots of every part into ``out`` with matplotlib.
 
     ``cold_start.png`` (defective images per batch, Fig. 12), ``selection.png`` (share of
     defects found against the labelled share, Fig. 13, with the best possible curve),
@@ -354,15 +354,15 @@ def plot_results(
     Raises
     ------
     ImportError
-        When matplotlib is not installed (it is not a dependency of sid4ds).
+        When matplotlib, a dependency of sid4ds, is missing from the environment.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
-            "the plots need matplotlib, which is not installed (it is not a dependency of "
-            "sid4ds): pip install matplotlib; the CSV files hold every number"
+            "the plots need matplotlib, a dependency of sid4ds that is missing from this "
+            "environment: pip install matplotlib; the CSV files hold every number"
         ) from error
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -374,13 +374,18 @@ def plot_results(
         figure.savefig(folder / name, dpi=120)
         paths.append(folder / name)
 
-    def error(means: Sequence[float], stds: Sequence[float]) -> np.ndarray | None:
-        """Error bars of ± one std, cut at 0; None with one seed (no spread)."""
+    def error(means: Sequence[float], stds: Sequence[float]) -> list[list[float]] | None:
+        """Error bars of ± one std, cut at 0; None with one seed (no spread).
+
+        Nested lists, not a (2, n) array: matplotlib reads a (2, 1) array's first row as a
+        scalar, which NumPy deprecates, so a one-bar plot would warn.
+        """
         spread = np.asarray(stds, dtype=np.float64)
         if np.isnan(spread).all():
             return None
         spread = np.nan_to_num(spread)
-        return np.stack([np.minimum(spread, np.asarray(means, dtype=np.float64)), spread])
+        lower = np.minimum(spread, np.asarray(means, dtype=np.float64))
+        return [lower.tolist(), spread.tolist()]
 
     if result.cold_start:
         summary = aggregate(result.cold_start, ("ranking", "batch"), "n_defective")

@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Prints the settings, then the markdown tables of every part; writes ``settings.json``,
     ``report.md``, ``cold_start.csv``, ``selection.csv``, ``timing.csv`` (``iou.csv`` with
-    ``--iou``) and PNG plots (when matplotlib is installed) into ``--out``. Bad input prints
+    ``--iou``) and PNG plots (drawn with matplotlib) into ``--out``. Bad input prints
     an error naming the option and returns 1.
 
     Parameters
