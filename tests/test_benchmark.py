@@ -18,6 +18,7 @@ from sid4ds import SegmentationLearner
 from sid4ds.benchmark import (
     COLD_START_COLUMNS,
     IOU_COLUMNS,
+    LABELED_COLUMNS,
     SELECTION_COLUMNS,
     TIMING_COLUMNS,
     BenchmarkResult,
@@ -27,6 +28,7 @@ from sid4ds.benchmark import (
     cumulative_defect_share,
     format_mean_std,
     labeled_prefix,
+    labeled_records,
     local_contrast_sampling,
     local_contrast_scores,
     plot_results,
@@ -136,6 +138,37 @@ def test_labeled_prefix_follows_labelling_order():
 
 
 # ---------------------------------------------------------------------- aggregation
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(
+    st.permutations(range(n)).flatmap(lambda order: st.lists(
+        st.integers(0, len(order)), min_size=2, max_size=4).map(
+        lambda cuts: [list(order[a:b]) for a, b in zip(
+            [0, *sorted(cuts)], [*sorted(cuts), len(order)], strict=True)])),
+    st.lists(st.booleans(), min_size=n, max_size=n),
+    st.lists(st.integers(0, 10_000), min_size=n, max_size=n, unique=True))))
+def test_labeled_records_list_each_round_in_order_and_agree_with_selection(case):
+    history, is_defective, pool = case
+    records = labeled_records(history, pool, is_defective, strategy="s", seed=3)
+    order = [index for part in history for index in part]
+    assert [record["position"] for record in records] == list(range(len(order)))
+    assert [record["pool_index"] for record in records] == order
+    assert [record["image_index"] for record in records] == [pool[i] for i in order]
+    assert [record["defective"] for record in records] == [int(is_defective[i]) for i in order]
+    per_round = [sum(record["defective"] for record in records if record["round"] == r)
+                 for r in range(len(history))]
+    assert per_round == [row["n_defective_selected"] for row in
+                         selection_records(history, is_defective, strategy="s", seed=3)]
+    for n_labeled in range(1, len(order) + 1):  # S at a share trains on a prefix of them
+        assert labeled_prefix(history, n_labeled).tolist() == order[:n_labeled]
+
+
+def test_labeled_records_refuse_indices_outside_the_pool():
+    with pytest.raises(ValueError, match=r"history\[1\] holds indices outside the pool of 3"):
+        labeled_records([[0], [3]], [5, 6, 7], [0, 1, 0], strategy="s")
+    with pytest.raises(ValueError, match="pool and is_defective"):
+        labeled_records([[0]], [5, 6], [0, 1, 0], strategy="s")
+
+
 def test_mean_and_sample_std_over_seeds_by_hand():
     records = [
         {"strategy": "sid4ds", "round": 0, "seed": 0, "value": 1.0},
@@ -267,6 +300,7 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
 
     for name, columns, n_rows in (("cold_start.csv", COLD_START_COLUMNS, 3 * 10),
                                   ("selection.csv", SELECTION_COLUMNS, 2 * 2),
+                                  ("labeled.csv", LABELED_COLUMNS, 2 * 2 * 3),
                                   ("timing.csv", TIMING_COLUMNS, 2 * 2),
                                   ("iou.csv", IOU_COLUMNS, 2 * 2 + 1)):
         header, rows = read_csv(out / name)
@@ -280,6 +314,20 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
     assert {row["ranking"] for row in cold_start} == {"msmr", "random", "local_contrast"}
     _, iou_rows = read_csv(out / "iou.csv")
     assert {row["n_defective_test"] for row in iou_rows} == {"7"}  # 1 of the 4 drawn, + 6
+    # labeled.csv says which images each strategy chose; they explain selection.csv and the
+    # IoU rows (S at a share trained on a prefix of them)
+    joined = read_csvs([out])
+    for strategy in ("sid4ds", "random"):
+        rows = [row for row in joined.labeled if row["strategy"] == strategy]
+        assert [row["position"] for row in rows] == list(range(6))
+        assert len({row["image_index"] for row in rows}) == 6
+        assert all(0 <= row["image_index"] < 46 for row in rows)
+        for selected in (row for row in joined.selection if row["strategy"] == strategy):
+            assert selected["n_defective_selected"] == sum(
+                row["defective"] for row in rows if row["round"] == selected["round"])
+        for scored in (row for row in joined.iou if row["strategy"] == strategy):
+            assert scored["n_defective_labeled"] == sum(
+                row["defective"] for row in rows[:scored["n_labeled"]])
     assert all(0 <= float(row["detected"]) <= 1 and 0 <= float(row["false_alarms"]) <= 1
                for row in iou_rows)
 

@@ -14,8 +14,9 @@
     whole pool, scored on a held-out split;
 (d) **wall time per round** (Table 3).
 
-It prints markdown tables (mean ± std over seeds), writes one tidy CSV per part, a
-``settings.json`` with every setting used, and PNG plots.
+It prints markdown tables (mean ± std over seeds), writes one tidy CSV per part,
+``labeled.csv`` (which images each strategy labelled, in order), a ``settings.json`` with
+every setting used, and PNG plots.
 
 The package, one concern per module:
 
@@ -23,7 +24,8 @@ The package, one concern per module:
   every baseline runs; SID4DS runs through :func:`~sid4ds.run_sid4ds`), the held-out split;
 - :mod:`sid4ds.benchmark.records`: the pure functions that turn rankings and selection
   histories into records (:func:`batch_defect_counts`, :func:`cold_start_records`,
-  :func:`cumulative_defect_share`, :func:`selection_records`, :func:`labeled_prefix`,
+  :func:`cumulative_defect_share`, :func:`selection_records`, :func:`labeled_records`,
+  :func:`labeled_prefix`,
   :func:`aggregate`);
 - :mod:`sid4ds.benchmark.output`: tables, CSVs, plots;
 - :mod:`sid4ds.benchmark.data`: :func:`load_dataset`;
@@ -56,6 +58,7 @@ from sid4ds.benchmark.protocol import (
 from sid4ds.benchmark.records import (
     COLD_START_COLUMNS,
     IOU_COLUMNS,
+    LABELED_COLUMNS,
     SELECTION_COLUMNS,
     TIMING_COLUMNS,
     WHOLE_POOL,
@@ -64,6 +67,7 @@ from sid4ds.benchmark.records import (
     cold_start_records,
     cumulative_defect_share,
     labeled_prefix,
+    labeled_records,
     selection_records,
 )
 
@@ -72,6 +76,7 @@ __all__ = [
     "COLD_START_COLUMNS",
     "DEFAULT_STRATEGIES",
     "IOU_COLUMNS",
+    "LABELED_COLUMNS",
     "SELECTION_COLUMNS",
     "STRATEGIES",
     "TIMING_COLUMNS",
@@ -86,6 +91,7 @@ __all__ = [
     "format_mean_std",
     "format_tables",
     "labeled_prefix",
+    "labeled_records",
     "load_dataset",
     "local_contrast_sampling",
     "local_contrast_scores",

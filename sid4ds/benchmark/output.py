@@ -13,6 +13,7 @@ from sid4ds.benchmark.protocol import BenchmarkResult
 from sid4ds.benchmark.records import (
     COLD_START_COLUMNS,
     IOU_COLUMNS,
+    LABELED_COLUMNS,
     RANKING_TITLES,
     SELECTION_COLUMNS,
     TIMING_COLUMNS,
@@ -219,6 +220,9 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
 def write_csvs(result: BenchmarkResult, out: str | Path) -> list[Path]:
     """Write one tidy CSV per part into ``out``: cold_start, selection, timing (and iou).
 
+    ``labeled.csv`` holds every image each strategy labelled, in order, when the result
+    has them (a result read from older runs' folders, which did not write it, has none).
+
     Parameters
     ----------
     result : BenchmarkResult
@@ -237,6 +241,8 @@ def write_csvs(result: BenchmarkResult, out: str | Path) -> list[Path]:
              ("timing.csv", TIMING_COLUMNS, result.timing)]
     if result.iou:
         parts.append(("iou.csv", IOU_COLUMNS, result.iou))
+    if result.labeled:
+        parts.append(("labeled.csv", LABELED_COLUMNS, result.labeled))
     paths = []
     for name, columns, records in parts:
         path = folder / name
@@ -264,7 +270,7 @@ def read_csvs(folders: Sequence[str | Path]) -> BenchmarkResult:
     ----------
     folders : sequence of str or path-like
         Folders holding ``selection.csv``, ``timing.csv`` and, when present,
-        ``cold_start.csv`` and ``iou.csv``.
+        ``cold_start.csv``, ``iou.csv`` and ``labeled.csv``.
 
     Returns
     -------
@@ -312,6 +318,7 @@ _CSV_PARTS = {
     "selection.csv": ("selection", ("seed", "strategy", "round")),
     "timing.csv": ("timing", ("seed", "strategy", "round")),
     "iou.csv": ("iou", ("seed", "strategy", "labeled_share")),
+    "labeled.csv": ("labeled", ("seed", "strategy", "position")),
 }
 
 #: Parts whose rows are measurements (wall time), which differ from run to run: a row two

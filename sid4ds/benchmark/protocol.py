@@ -36,6 +36,7 @@ from sid4ds.benchmark.records import (
     WHOLE_POOL,
     cold_start_records,
     labeled_prefix,
+    labeled_records,
     selection_records,
 )
 from sid4ds.loop import run_sid4ds
@@ -399,6 +400,8 @@ class BenchmarkResult:
     cold_start, selection, timing, iou : list of dict
         Keys :data:`COLD_START_COLUMNS`, :data:`SELECTION_COLUMNS`, :data:`TIMING_COLUMNS`,
         :data:`IOU_COLUMNS`; ``iou`` is empty when the IoU part was not run.
+    labeled : list of dict
+        Keys :data:`LABELED_COLUMNS`: every image each strategy labelled, in order.
     runs : list of StrategyRun
         Selection histories and timings of every strategy and seed.
     strategies : list of str
@@ -412,6 +415,7 @@ class BenchmarkResult:
     selection: list[dict[str, Any]] = field(default_factory=list)
     timing: list[dict[str, Any]] = field(default_factory=list)
     iou: list[dict[str, Any]] = field(default_factory=list)
+    labeled: list[dict[str, Any]] = field(default_factory=list)
     runs: list[StrategyRun] = field(default_factory=list)
     strategies: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -624,6 +628,8 @@ def run_benchmark(
                 rankings.update(run.cold_start_scores)
                 result.selection += selection_records(run.history, defective_pool,
                                                       strategy=strategy, seed=seed)
+                result.labeled += labeled_records(run.history, pool, defective_pool,
+                                                  strategy=strategy, seed=seed)
                 result.timing += _timing_records(run)
             ordered = {name: rankings[name] for name in RANKINGS if name in rankings}
             result.cold_start += cold_start_records(ordered, defective_pool, n_batches=n_batches,

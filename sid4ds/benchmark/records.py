@@ -17,6 +17,7 @@ from sid4ds.selection import rank_pool
 __all__ = [
     "COLD_START_COLUMNS",
     "IOU_COLUMNS",
+    "LABELED_COLUMNS",
     "RANKINGS",
     "RANKING_TITLES",
     "SELECTION_COLUMNS",
@@ -27,6 +28,7 @@ __all__ = [
     "cold_start_records",
     "cumulative_defect_share",
     "labeled_prefix",
+    "labeled_records",
     "selection_records",
 ]
 
@@ -50,6 +52,12 @@ COLD_START_COLUMNS = ("seed", "ranking", "batch", "n_images", "n_defective",
 SELECTION_COLUMNS = ("seed", "strategy", "round", "stage", "n_selected", "n_labeled",
                      "labeled_share", "n_defective_selected", "cumulative_defective",
                      "n_defective_pool", "cumulative_share")
+
+
+#: Columns of the labelled images: one row per image a strategy labelled, in labelling
+#: order (``position``), with its index in the pool and in the images the run was given.
+LABELED_COLUMNS = ("seed", "strategy", "round", "position", "pool_index", "image_index",
+                    "defective")
 
 
 #: Columns of part (d), the wall time per round.
@@ -171,6 +179,19 @@ def cold_start_records(
     return records
 
 
+def _rounds_in_pool(history: Sequence[Any], n_pool: int) -> list[np.ndarray]:
+    """Each round's selected indices as int64 arrays, checked to lie in a pool of n_pool."""
+    rounds = []
+    for round_index, selected in enumerate(history):
+        indices = np.asarray(selected, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= n_pool):
+            raise ValueError(
+                f"history[{round_index}] holds indices outside the pool of {n_pool} images"
+            )
+        rounds.append(indices)
+    return rounds
+
+
 def cumulative_defect_share(history: Sequence[Any], is_defective: Any) -> np.ndarray:
     """Share of all defective pool images labelled after each round (Fig. 13).
 
@@ -196,13 +217,7 @@ def cumulative_defect_share(history: Sequence[Any], is_defective: Any) -> np.nda
     n_total = int(labels.sum())
     seen = np.zeros(len(labels), dtype=bool)
     shares = np.empty(len(history), dtype=np.float64)
-    for round_index, selected in enumerate(history):
-        indices = np.asarray(selected, dtype=np.int64)
-        if indices.size and (indices.min() < 0 or indices.max() >= len(labels)):
-            raise ValueError(
-                f"history[{round_index}] holds indices outside the pool of {len(labels)} "
-                f"images"
-            )
+    for round_index, indices in enumerate(_rounds_in_pool(history, len(labels))):
         seen[indices] = True
         shares[round_index] = (labels & seen).sum() / n_total if n_total else np.nan
     return shares
@@ -257,6 +272,64 @@ def selection_records(
             "cumulative_defective": found, "n_defective_pool": n_total,
             "cumulative_share": float(shares[round_index]),
         })
+    return records
+
+
+def labeled_records(
+    history: Sequence[Any],
+    pool: Any,
+    is_defective: Any,
+    *,
+    strategy: str,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """Which images a strategy labelled, one record per image in labelling order.
+
+    With them a run's choices can be looked at, and S trained again on any prefix of them
+    (:func:`labeled_prefix`), without running the selection again.
+
+    Parameters
+    ----------
+    history : sequence of array-like of int
+        Pool indices selected in each round, round 0 (the cold start) first.
+    pool : array-like of shape (n_pool,), int
+        Index of each pool image in the images the run was given (e.g. ``pool`` from
+        :func:`~sid4ds.benchmark.pool_and_test`).
+    is_defective : array-like of shape (n_pool,), bool
+        Which pool images have a defect.
+    strategy : str
+        Stored in every record.
+    seed : int, optional
+        Stored in every record.
+
+    Returns
+    -------
+    records : list of dict
+        One per labelled image with the keys :data:`LABELED_COLUMNS`; ``position`` counts
+        from 0 across rounds, ``defective`` is 0 or 1.
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark import labeled_records
+    >>> records = labeled_records([[1], [0, 2]], pool=[10, 11, 12],
+    ...                            is_defective=[0, 1, 0], strategy="toy", seed=0)
+    >>> [(r["round"], r["position"], r["image_index"], r["defective"]) for r in records]
+    [(0, 0, 11, 1), (1, 1, 10, 0), (1, 2, 12, 0)]
+    """
+    image_index = np.asarray(pool, dtype=np.int64)
+    labels = np.asarray(is_defective).astype(bool)
+    if image_index.ndim != 1 or labels.shape != image_index.shape:
+        raise ValueError(
+            f"pool and is_defective must both have shape (n_pool,); got {image_index.shape} "
+            f"and {labels.shape}"
+        )
+    records = []
+    for round_index, indices in enumerate(_rounds_in_pool(history, len(labels))):
+        for index in indices.tolist():
+            records.append({"seed": seed, "strategy": strategy, "round": round_index,
+                            "position": len(records), "pool_index": index,
+                            "image_index": int(image_index[index]),
+                            "defective": int(labels[index])})
     return records
 
 

@@ -281,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m sid4ds.benchmark`` with ``argv``; returns the exit code.
 
     Prints the settings, then the markdown tables of every part; writes ``settings.json``,
-    ``report.md``, ``cold_start.csv``, ``selection.csv``, ``timing.csv`` (``iou.csv`` with
-    ``--iou``) and PNG plots (drawn with matplotlib) into ``--out``. Bad input prints
-    an error naming the option and returns 1.
+    ``report.md``, ``cold_start.csv``, ``selection.csv``, ``labeled.csv``, ``timing.csv``
+    (``iou.csv`` with ``--iou``) and PNG plots (drawn with matplotlib) into ``--out``. Bad
+    input prints an error naming the option and returns 1.
 
     Parameters
     ----------
