@@ -137,7 +137,6 @@ def test_labeled_prefix_follows_labelling_order():
     assert labeled_prefix([[5, 1, 3]], 4) is None
 
 
-# ---------------------------------------------------------------------- aggregation
 @settings(max_examples=50, deadline=None)
 @given(st.integers(1, 30).flatmap(lambda n: st.tuples(
     st.permutations(range(n)).flatmap(lambda order: st.lists(
@@ -169,6 +168,7 @@ def test_labeled_records_refuse_indices_outside_the_pool():
         labeled_records([[0]], [5, 6], [0, 1, 0], strategy="s")
 
 
+# ---------------------------------------------------------------------- aggregation
 def test_mean_and_sample_std_over_seeds_by_hand():
     records = [
         {"strategy": "sid4ds", "round": 0, "seed": 0, "value": 1.0},

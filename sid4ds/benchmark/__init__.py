@@ -25,8 +25,7 @@ The package, one concern per module:
 - :mod:`sid4ds.benchmark.records`: the pure functions that turn rankings and selection
   histories into records (:func:`batch_defect_counts`, :func:`cold_start_records`,
   :func:`cumulative_defect_share`, :func:`selection_records`, :func:`labeled_records`,
-  :func:`labeled_prefix`,
-  :func:`aggregate`);
+  :func:`labeled_prefix`, :func:`aggregate`);
 - :mod:`sid4ds.benchmark.output`: tables, CSVs, plots;
 - :mod:`sid4ds.benchmark.data`: :func:`load_dataset`;
 - :mod:`sid4ds.benchmark.settings`: :func:`~sid4ds.benchmark.settings.merged_settings`, which
