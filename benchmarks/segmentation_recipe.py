@@ -40,6 +40,7 @@ import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
 from sid4ds.benchmark import load_dataset, pool_and_test
+from sid4ds.cli.types import parameter
 from sid4ds.metrics import defect_iou, defective_rows, image_detection
 
 #: The recipe of S before issue 13 (release 0.x), one ``set_params`` away.
@@ -60,29 +61,19 @@ def labelled_set(is_defective: np.ndarray, pool: np.ndarray, share: float,
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """``"name:key=value:key=value"`` as ``(name, params)``; commas make a tuple, and a
-    trailing comma a one-element tuple (``augment=flip,``), as in Python."""
+    """``"name:key=value:key=value"`` as ``(name, params)``, each ``key=value`` read by
+    :func:`sid4ds.cli.types.parameter` (commas make a tuple, as in Python)."""
     name, *settings = text.split(":")
     params: dict[str, Any] = {}
     for setting in settings:
-        key, separator, raw = setting.partition("=")
-        if not separator or not key:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: expected NAME:key=value[:key=value...], e.g. lr1e3:lr=0.001")
-        if "," in raw:
-            params[key] = tuple(parse_value(part) for part in raw.removesuffix(",").split(","))
-        else:
-            params[key] = parse_value(raw)
-    return name, params
-
-
-def parse_value(raw: str) -> Any:
-    for kind in (int, float):
         try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return {"None": None, "True": True, "False": False}.get(raw, raw)
+            key, value = parameter(setting)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected NAME:key=value[:key=value...], e.g. lr1e3:lr=0.001"
+            ) from None
+        params[key] = value
+    return name, params
 
 
 def main() -> None:

@@ -74,7 +74,8 @@ API_MODULES = [
     "sid4ds.baselines.uncertainty", "sid4ds.baselines.coreset", "sid4ds.baselines.pt4al",
     "sid4ds.baselines.suggestive", "sid4ds.baselines.learning_loss",
     "sid4ds.baselines.contrast", "sid4ds.benchmark", "sid4ds.benchmark.protocol",
-    "sid4ds.benchmark.records", "sid4ds.benchmark.output", "sid4ds.benchmark.data",
+    "sid4ds.benchmark.records", "sid4ds.benchmark.iou", "sid4ds.benchmark.retrain",
+    "sid4ds.benchmark.output", "sid4ds.benchmark.data",
     "sid4ds.benchmark.settings",
     # command line
     "sid4ds.cli", "sid4ds.cli.app", "sid4ds.cli.types", "sid4ds.cli.options",

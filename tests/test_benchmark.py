@@ -27,6 +27,7 @@ from sid4ds.benchmark import (
     cold_start_records,
     cumulative_defect_share,
     format_mean_std,
+    histories_from_labeled,
     labeled_prefix,
     labeled_records,
     local_contrast_sampling,
@@ -159,6 +160,28 @@ def test_labeled_records_list_each_round_in_order_and_agree_with_selection(case)
                          selection_records(history, is_defective, strategy="s", seed=3)]
     for n_labeled in range(1, len(order) + 1):  # S at a share trains on a prefix of them
         assert labeled_prefix(history, n_labeled).tolist() == order[:n_labeled]
+    # and back, from the rows in any order: rounds after the last one that labelled
+    # anything leave no row
+    restored = histories_from_labeled(records[::-1])
+    last = max(r for r, part in enumerate(history) if part)
+    assert list(restored) == [(3, "s")]
+    assert [part.tolist() for part in restored[3, "s"]] == history[:last + 1]
+
+
+def test_histories_from_labeled_refuse_gaps_repeats_and_rounds_going_back():
+    records = labeled_records([[4, 1], [0, 2]], [10, 11, 12, 13, 14], [0, 1, 0, 0, 1],
+                              strategy="s", seed=0)
+    with pytest.raises(ValueError, match=r"seed 0, strategy 's' have positions \[0, 1, 3\]"):
+        histories_from_labeled([records[0], records[1], records[3]])
+    with pytest.raises(ValueError, match="positions .* each once"):
+        histories_from_labeled([*records, records[2]])
+    back = [dict(record) for record in records]
+    back[2]["round"], back[1]["round"] = 0, 1
+    with pytest.raises(ValueError, match="go back from a later round"):
+        histories_from_labeled(back)
+    other_seed = [{**record, "seed": 1} for record in records[:2]]
+    histories = histories_from_labeled([*records, *other_seed])
+    assert [part.tolist() for part in histories[1, "s"]] == [[4, 1]]
 
 
 def test_labeled_records_refuse_indices_outside_the_pool():
@@ -395,7 +418,7 @@ def test_test_only_images_are_held_out_and_never_labelled():
 
 
 def test_labels_at_whole_rounds():
-    from sid4ds.benchmark.protocol import labels_at
+    from sid4ds.benchmark import labels_at
 
     assert labels_at(0.3, 805, 80, 0.1) == 240  # three rounds, not round(0.3 * 805) = 242
     assert labels_at(0.25, 100, 10, 0.1) == 25

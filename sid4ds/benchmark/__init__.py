@@ -25,16 +25,21 @@ The package, one concern per module:
 - :mod:`sid4ds.benchmark.records`: the pure functions that turn rankings and selection
   histories into records (:func:`batch_defect_counts`, :func:`cold_start_records`,
   :func:`cumulative_defect_share`, :func:`selection_records`, :func:`labeled_records`,
-  :func:`labeled_prefix`, :func:`aggregate`);
+  :func:`labeled_prefix`, :func:`histories_from_labeled`, :func:`aggregate`);
+- :mod:`sid4ds.benchmark.iou`: part (c), :func:`iou_records` (S trained on each labelled
+  share, scored on the held-out images);
+- :mod:`sid4ds.benchmark.retrain`: part (c) again on a finished run's ``labeled.csv``, with
+  S's settings changed (:func:`retrain_folder`, :func:`retrain_iou`);
 - :mod:`sid4ds.benchmark.output`: tables, CSVs, plots;
-- :mod:`sid4ds.benchmark.data`: :func:`load_dataset`;
+- :mod:`sid4ds.benchmark.data`: :func:`load_dataset`, :func:`load_run_data`;
 - :mod:`sid4ds.benchmark.settings`: :func:`~sid4ds.benchmark.settings.merged_settings`, which
   runs may be joined into one table (one protocol, one machine);
 - the command line is :mod:`sid4ds.cli.benchmark`.
 """
 
 from sid4ds.baselines import local_contrast_sampling, local_contrast_scores
-from sid4ds.benchmark.data import BenchmarkData, load_dataset
+from sid4ds.benchmark.data import BenchmarkData, load_dataset, load_run_data
+from sid4ds.benchmark.iou import iou_records, labels_at
 from sid4ds.benchmark.output import (
     format_mean_std,
     format_tables,
@@ -65,10 +70,12 @@ from sid4ds.benchmark.records import (
     batch_defect_counts,
     cold_start_records,
     cumulative_defect_share,
+    histories_from_labeled,
     labeled_prefix,
     labeled_records,
     selection_records,
 )
+from sid4ds.benchmark.retrain import retrain_folder, retrain_iou
 
 __all__ = [
     "COLD_START_BATCH",
@@ -89,15 +96,21 @@ __all__ = [
     "cumulative_defect_share",
     "format_mean_std",
     "format_tables",
+    "histories_from_labeled",
+    "iou_records",
     "labeled_prefix",
     "labeled_records",
+    "labels_at",
     "load_dataset",
+    "load_run_data",
     "local_contrast_sampling",
     "local_contrast_scores",
     "markdown_table",
     "plot_results",
     "pool_and_test",
     "read_csvs",
+    "retrain_folder",
+    "retrain_iou",
     "run_baseline",
     "run_benchmark",
     "selection_records",

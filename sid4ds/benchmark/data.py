@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sid4ds._validation import check_int
 from sid4ds.datasets import load_image_folder, load_npz, make_defect_images
 from sid4ds.metrics import defective_rows
 
-__all__ = ["BenchmarkData", "load_dataset"]
+__all__ = ["BenchmarkData", "load_dataset", "load_run_data"]
 
 
 @dataclass
@@ -159,3 +160,50 @@ def load_dataset(
                        n_test_only=int(test_only.sum()), image_shape=list(X.shape[1:]))
     return BenchmarkData(X=X, masks=truth, description=description, groups=groups,
                          test_only=test_only)
+
+
+#: The arguments of a benchmark run that say which images it loaded.
+DATA_ARGUMENTS = ("npz", "images", "masks", "mask_suffix", "image_size", "defect_fraction",
+                  "n_samples", "defect_ratio", "data_seed", "test_defective", "iou")
+
+
+def load_run_data(arguments: Mapping[str, Any]) -> BenchmarkData:
+    """The images a benchmark run with these arguments loads.
+
+    One rule for ``python -m sid4ds.benchmark`` and for training S again on a finished
+    run's labels (:func:`~sid4ds.benchmark.retrain_folder`): the ``test_defective`` extra
+    held-out images are loaded only when the run measures the IoU.
+
+    Parameters
+    ----------
+    arguments : mapping
+        The run's options by their long names (``vars(args)`` of the command line, or the
+        ``"arguments"`` of its ``settings.json``); needs every key of
+        :data:`DATA_ARGUMENTS`.
+
+    Returns
+    -------
+    data : BenchmarkData
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark import load_run_data
+    >>> arguments = dict(npz=None, images=None, masks=None, mask_suffix="", image_size=16,
+    ...                  defect_fraction=None, n_samples=20, defect_ratio=0.1, data_seed=0,
+    ...                  test_defective=5, iou=False)
+    >>> len(load_run_data(arguments).X), len(load_run_data({**arguments, "iou": True}).X)
+    (20, 25)
+    """
+    missing = [name for name in DATA_ARGUMENTS if name not in arguments]
+    if missing:
+        raise ValueError(
+            f"the run's arguments lack {missing}; pass the \"arguments\" of a settings.json "
+            f"that python -m sid4ds.benchmark wrote"
+        )
+    return load_dataset(
+        npz=arguments["npz"], images=arguments["images"], masks=arguments["masks"],
+        mask_suffix=arguments["mask_suffix"], image_size=arguments["image_size"],
+        defect_fraction=arguments["defect_fraction"], n_samples=arguments["n_samples"],
+        defect_ratio=arguments["defect_ratio"],
+        test_defective=arguments["test_defective"] if arguments["iou"] else 0,
+        data_seed=arguments["data_seed"])

@@ -218,10 +218,13 @@ def format_tables(result: BenchmarkResult, label_share: float | None = None) -> 
 
 
 def write_csvs(result: BenchmarkResult, out: str | Path) -> list[Path]:
-    """Write one tidy CSV per part into ``out``: cold_start, selection, timing (and iou).
+    """Write one tidy CSV per part into ``out``: cold_start, selection, timing, iou, labeled.
 
-    ``labeled.csv`` holds every image each strategy labelled, in order, when the result
-    has them (a result read from older runs' folders, which did not write it, has none).
+    A part without records is not written: ``iou.csv`` when the IoU was not measured,
+    ``labeled.csv`` for a result read from older runs' folders (which did not write it),
+    ``cold_start.csv`` and ``timing.csv`` for S trained again on a run's labels
+    (:func:`~sid4ds.benchmark.retrain_folder`). ``labeled.csv`` holds every image each
+    strategy labelled, in order.
 
     Parameters
     ----------
@@ -238,13 +241,13 @@ def write_csvs(result: BenchmarkResult, out: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     parts = [("cold_start.csv", COLD_START_COLUMNS, result.cold_start),
              ("selection.csv", SELECTION_COLUMNS, result.selection),
-             ("timing.csv", TIMING_COLUMNS, result.timing)]
-    if result.iou:
-        parts.append(("iou.csv", IOU_COLUMNS, result.iou))
-    if result.labeled:
-        parts.append(("labeled.csv", LABELED_COLUMNS, result.labeled))
+             ("timing.csv", TIMING_COLUMNS, result.timing),
+             ("iou.csv", IOU_COLUMNS, result.iou),
+             ("labeled.csv", LABELED_COLUMNS, result.labeled)]
     paths = []
     for name, columns, records in parts:
+        if not records:
+            continue
         path = folder / name
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(columns))

@@ -8,7 +8,6 @@ of :mod:`sid4ds.benchmark.records`.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,16 +30,15 @@ from sid4ds.baselines import (
     random_sampling,
     suggestive_annotation_sampling,
 )
+from sid4ds.benchmark.iou import iou_records
 from sid4ds.benchmark.records import (
     RANKINGS,
-    WHOLE_POOL,
     cold_start_records,
-    labeled_prefix,
     labeled_records,
     selection_records,
 )
 from sid4ds.loop import run_sid4ds
-from sid4ds.metrics import defect_iou, defective_rows, image_detection
+from sid4ds.metrics import defective_rows
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import LabelledRound, label_rounds, labels_per_round
 from sid4ds.segmentation import SegmentationLearner
@@ -637,90 +635,11 @@ def run_benchmark(
             result.runs += runs
             if iou:
                 bar.set_description(f"seed {seed}: IoU")
-                result.iou += _iou_records(
-                    runs, images, truth, pool, test, shares, segmenter, seed, n_label,
-                    label_share, on_training=lambda: bar.update(1))
+                result.iou += iou_records(
+                    {run.strategy: run.history for run in runs}, images, truth, pool, test,
+                    shares, segmenter, seed=seed, n_label=n_label, label_share=label_share,
+                    on_training=lambda: bar.update(1))
             result.info = info
             if on_seed is not None:
                 on_seed(result)
     return result
-
-
-def _iou_records(
-    runs: Sequence[StrategyRun],
-    images: np.ndarray,
-    truth: np.ndarray,
-    pool: np.ndarray,
-    test: np.ndarray,
-    shares: Sequence[float],
-    segmenter: SegmentationLearner,
-    seed: int,
-    n_label: int,
-    label_share: float,
-    on_training: Callable[[], None],
-) -> list[dict[str, Any]]:
-    """Part (c): train a fresh S on each labelled prefix, score it on the test images.
-
-    Each record holds the pooled pixel IoU and the image-level view
-    (:func:`sid4ds.metrics.image_detection`): the share of held-out defective images in
-    which S finds a defect and the share of held-out normal images it flags.
-    """
-    X_pool, masks_pool = images[pool], truth[pool]
-    X_test, masks_test = images[test], truth[test]
-    defective_pool = defective_rows(masks_pool)
-    n_defective_test = int(defective_rows(masks_test).sum())
-    if n_defective_test == 0:
-        warnings.warn(
-            "the held-out images hold no defective image, so the IoU only says whether S "
-            "predicts defects where there are none; hold out more (--test-share)",
-            UserWarning, stacklevel=3)
-    scored: dict[tuple[int, ...], dict[str, float]] = {}  # a training set gives one S
-
-    def score(indices: np.ndarray) -> dict[str, float]:
-        key = tuple(sorted(indices.tolist()))
-        if key not in scored:
-            model = seed_if_unset(clone(segmenter).set_params(warm_start=False), seed)
-            model.fit(X_pool[indices], masks_pool[indices])
-            predicted = model.predict(X_test)
-            rates = image_detection(masks_test, predicted)
-            scored[key] = {"iou": defect_iou(masks_test, predicted),
-                           "detected": rates["detected"],
-                           "false_alarms": rates["false_alarms"]}
-        on_training()
-        return scored[key]
-
-    def record(strategy: str, share: float, indices: np.ndarray) -> dict[str, Any]:
-        return {"seed": seed, "strategy": strategy, "labeled_share": share,
-                "n_labeled": len(indices),
-                "n_defective_labeled": int(defective_pool[indices].sum()),
-                "n_test": len(test), "n_defective_test": n_defective_test,
-                **score(indices)}
-
-    records = []
-    for run in runs:
-        for share in shares:
-            indices = labeled_prefix(run.history, labels_at(share, len(pool), n_label,
-                                                            label_share))
-            if indices is None:  # the pool ran out before this share: nothing to train on
-                on_training()
-                continue
-            records.append(record(run.strategy, share, indices))
-    records.append(record(WHOLE_POOL, 1.0, np.arange(len(pool))))
-    return records
-
-
-def labels_at(share: float, n_pool: int, n_label: int, label_share: float) -> int:
-    """How many labels make ``share`` of the pool: whole rounds when it is a multiple of
-    ``label_share`` (3 rounds of K = round(0.1·805) = 80 give 240, not round(0.3·805)).
-
-    Examples
-    --------
-    >>> from sid4ds.benchmark.protocol import labels_at
-    >>> labels_at(0.3, 805, 80, 0.1), labels_at(0.25, 805, 80, 0.1)
-    (240, 201)
-    """
-    rounds = share / label_share
-    if abs(rounds - round(rounds)) < 1e-9:
-        return int(round(rounds)) * n_label
-    return labels_per_round(share, n_pool)
-

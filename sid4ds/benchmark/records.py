@@ -7,6 +7,7 @@ lists, so it is easy to test and to reuse on results of one's own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "batch_defect_counts",
     "cold_start_records",
     "cumulative_defect_share",
+    "histories_from_labeled",
     "labeled_prefix",
     "labeled_records",
     "selection_records",
@@ -331,6 +333,75 @@ def labeled_records(
                             "image_index": int(image_index[index]),
                             "defective": int(labels[index])})
     return records
+
+
+def histories_from_labeled(
+    records: Iterable[Mapping[str, Any]],
+) -> dict[tuple[int, str], list[np.ndarray]]:
+    """Each strategy's selection history back from its :func:`labeled_records`.
+
+    The inverse of :func:`labeled_records`: with it S can be trained again on what a
+    finished run labelled (:func:`~sid4ds.benchmark.retrain_iou`), e.g. with other settings,
+    without running the selection again.
+
+    Parameters
+    ----------
+    records : iterable of mapping
+        Records with at least ``seed``, ``strategy``, ``round``, ``position`` and
+        ``pool_index`` (the rows of a run's ``labeled.csv``), in any order.
+
+    Returns
+    -------
+    histories : dict of (seed, strategy) to list of ndarray of int64
+        Pool indices selected in each round, round 0 first; a round that selected nothing
+        is an empty array.
+
+    Raises
+    ------
+    ValueError
+        When a strategy's positions are not 0, 1, …, n − 1 each once, or its rounds go
+        back in labelling order: the records are incomplete or mix two runs.
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark import histories_from_labeled, labeled_records
+    >>> records = labeled_records([[1], [0, 2]], pool=[10, 11, 12],
+    ...                            is_defective=[0, 1, 0], strategy="toy", seed=0)
+    >>> histories = histories_from_labeled(records)
+    >>> [part.tolist() for part in histories[0, "toy"]]
+    [[1], [0, 2]]
+    """
+    grouped: dict[tuple[int, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault((int(record["seed"]), str(record["strategy"])), []).append(record)
+    histories = {}
+    for (seed, strategy), rows in grouped.items():
+        rows = sorted(rows, key=lambda row: int(row["position"]))
+        positions = [int(row["position"]) for row in rows]
+        rounds = [int(row["round"]) for row in rows]
+        named = f"the labelled records of seed {seed}, strategy {strategy!r}"
+        if positions != list(range(len(rows))):
+            raise ValueError(
+                f"{named} have positions {_summary(positions)}; expected 0 to "
+                f"{len(rows) - 1}, each once: the records are incomplete or mix two runs"
+            )
+        if rounds[0] < 0 or any(later < earlier for earlier, later in pairwise(rounds)):
+            raise ValueError(
+                f"{named} go back from a later round to an earlier one in labelling order "
+                f"(rounds {_summary(rounds)}): the records are not one run's labelled set"
+            )
+        history = [[] for _ in range(rounds[-1] + 1)]
+        for row, round_index in zip(rows, rounds, strict=True):
+            history[round_index].append(int(row["pool_index"]))
+        histories[seed, strategy] = [np.asarray(part, dtype=np.int64) for part in history]
+    return histories
+
+
+def _summary(values: Sequence[int], shown: int = 8) -> str:
+    """``values`` for an error message: all of them, or the first few and the count."""
+    if len(values) <= shown:
+        return str(list(values))
+    return f"[{', '.join(map(str, values[:shown]))}, …] ({len(values)} in all)"
 
 
 def labeled_prefix(history: Sequence[Any], n_labeled: int) -> np.ndarray | None:

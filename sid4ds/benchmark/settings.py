@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import copy
 import json
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MACHINE_SETTINGS", "PER_RUN_SETTINGS", "merged_settings"]
+import numpy as np
+
+__all__ = ["MACHINE_SETTINGS", "PER_RUN_SETTINGS", "machine_versions", "merged_settings",
+           "read_settings"]
 
 #: Settings that name the machine: a seed repeats its numbers only where these are equal.
 MACHINE_SETTINGS: tuple[tuple[str, ...], ...] = (
@@ -100,7 +104,7 @@ def merged_settings(
     """
     if not folders:
         raise ValueError("folders is empty; pass the output folders of the runs to join")
-    loaded = [(Path(folder), _read(Path(folder))) for folder in folders]
+    loaded = [(Path(folder), read_settings(Path(folder))) for folder in folders]
     flats = [_flatten(settings) for _, settings in loaded]
     first_folder, first = loaded[0]
     first_flat = flats[0]
@@ -159,7 +163,23 @@ def merged_settings(
     return merged
 
 
-def _read(folder: Path) -> dict[str, Any]:
+def read_settings(folder: str | Path) -> dict[str, Any]:
+    """The ``settings.json`` a benchmark run (or a join of runs) wrote into ``folder``.
+
+    Parameters
+    ----------
+    folder : str or path-like
+
+    Returns
+    -------
+    settings : dict
+
+    Raises
+    ------
+    ValueError
+        When the folder has no ``settings.json`` or it holds no JSON object.
+    """
+    folder = Path(folder)
     path = folder / "settings.json"
     if not path.is_file():
         raise ValueError(
@@ -209,3 +229,45 @@ def _per_seed(settings: dict[str, Any], count: str) -> dict[int, Any]:
     if isinstance(value, list):
         return dict(zip(_seeds(settings), value, strict=False))
     return {}
+
+
+def machine_versions() -> dict[str, str]:
+    """The versions and the machine a run records in its settings (``"versions"``).
+
+    Runs on machines that differ in torch's CPU kernels (``torch_cpu_capability``) or thread
+    count differ in the last bits of every sum, and S's training amplifies that
+    (docs/benchmarks.md), so :func:`merged_settings` joins runs only where these agree.
+
+    Returns
+    -------
+    versions : dict of str to str
+
+    Examples
+    --------
+    >>> from sid4ds.benchmark.settings import machine_versions
+    >>> sorted(machine_versions())[:3]
+    ['cpu', 'numpy', 'platform']
+    """
+    import sklearn
+    import torch
+
+    from sid4ds._version import __version__
+
+    return {"sid4ds": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "torch": torch.__version__,
+            "scikit-learn": sklearn.__version__, "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": str(torch.get_num_threads())}
+
+
+def _cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else ``platform``'s guess."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

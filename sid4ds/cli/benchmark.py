@@ -1,6 +1,6 @@
 """``python -m sid4ds.benchmark`` and ``sid4ds benchmark``: the benchmark's command line.
 
-Parses the options, loads the data (:func:`sid4ds.benchmark.load_dataset`), runs
+Parses the options, loads the data (:func:`sid4ds.benchmark.load_run_data`), runs
 :func:`sid4ds.benchmark.run_benchmark`, prints the settings and the tables, and writes the
 CSVs, ``settings.json``, ``report.md`` and the plots.
 """
@@ -9,30 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sid4ds._device import resolve_device
-from sid4ds._version import __version__
 from sid4ds.baselines import RotationPretextScorer
 from sid4ds.benchmark import (
     COLD_START_BATCH,
     DEFAULT_STRATEGIES,
     STRATEGIES,
     format_tables,
-    load_dataset,
+    load_run_data,
     plot_results,
     pool_and_test,
     run_benchmark,
     write_csvs,
 )
 from sid4ds.benchmark.protocol import check_protocol
+from sid4ds.benchmark.settings import machine_versions
 from sid4ds.cli.options import add_network_arguments
 from sid4ds.cli.types import count, fraction, positive_int, share
 from sid4ds.metrics import defective_rows
@@ -162,32 +159,6 @@ def _models(args: argparse.Namespace) -> tuple[SegmentationLearner, Reconstructi
     return segmenter, scorer, pretext
 
 
-def _versions() -> dict[str, str]:
-    import sklearn
-    import torch
-
-    return {"sid4ds": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "torch": torch.__version__,
-            "scikit-learn": sklearn.__version__, "platform": platform.platform(),
-            "cpu": _cpu_model(),
-            # the CPU kernels torch picks: runs on machines that differ here differ in the
-            # last bits of every sum, and S's training amplifies that (docs/benchmarks.md)
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch_threads": str(torch.get_num_threads())}
-
-
-def _cpu_model() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux), else ``platform``'s guess."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark for parsed arguments (of :func:`build_parser` or ``sid4ds benchmark``).
 
@@ -197,11 +168,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         0.
     """
     check_protocol(args.rounds, args.label_share, args.test_share, args.iou, args.iou_shares)
-    data = load_dataset(
-        npz=args.npz, images=args.images, masks=args.masks, mask_suffix=args.mask_suffix,
-        image_size=args.image_size, defect_fraction=args.defect_fraction,
-        n_samples=args.n_samples, defect_ratio=args.defect_ratio,
-        test_defective=args.test_defective if args.iou else 0, data_seed=args.data_seed)
+    data = load_run_data(vars(args))
     X, truth, description = data.X, data.masks, data.description
     segmenter, scorer, pretext = _models(args)
     side = 2 ** segmenter.depth
@@ -236,7 +203,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             "cold_start": {name: ("shared seeded random batch" if how == "random" else
                                   "own query") for name, how in COLD_START_BATCH.items()},
         },
-        "versions": _versions(),
+        "versions": machine_versions(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     out = Path(args.out)

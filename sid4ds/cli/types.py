@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
-__all__ = ["count", "count_or_auto", "fraction", "positive_int", "share", "size"]
+__all__ = ["count", "count_or_auto", "fraction", "parameter", "parameter_value", "positive_int",
+           "share", "size"]
 
 
 def _whole_number(text: str, minimum: int, words: tuple[str, ...] = ()) -> int | str:
@@ -74,3 +76,43 @@ def size(text: str) -> int | tuple[int, int]:
     if match.group(2):
         return int(match.group(1)), int(match.group(2))
     return int(match.group(1))
+
+
+def parameter(text: str) -> tuple[str, Any]:
+    """``key=value``: one parameter of an estimator (e.g. ``--set lr=0.001``).
+
+    The value is read by :func:`parameter_value`; commas make a tuple and a trailing comma
+    a one-element tuple (``augment=flip,``), as in Python.
+
+    Examples
+    --------
+    >>> from sid4ds.cli.types import parameter
+    >>> parameter("lr=0.001"), parameter("augment=flip,rotate"), parameter("augment=flip,")
+    (('lr', 0.001), ('augment', ('flip', 'rotate')), ('augment', ('flip',)))
+    """
+    key, separator, raw = text.partition("=")
+    if not separator or not key.strip() or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected key=value with a parameter name as key (e.g. lr=0.001), got {text!r}")
+    if "," in raw:
+        return key.strip(), tuple(parameter_value(part)
+                                  for part in raw.removesuffix(",").split(","))
+    return key.strip(), parameter_value(raw)
+
+
+def parameter_value(text: str) -> Any:
+    """A parameter's value: an int, a float, ``None``, ``True`` or ``False`` when it reads
+    as one, else the text itself.
+
+    Examples
+    --------
+    >>> from sid4ds.cli.types import parameter_value
+    >>> [parameter_value(text) for text in ("3", "1e-3", "None", "False", "cosine")]
+    [3, 0.001, None, False, 'cosine']
+    """
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(text, text)
