@@ -106,6 +106,10 @@ def test_a_folder_without_labels_or_with_unknown_changes_is_refused(run_folder, 
     (renamed / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     with pytest.raises(ValueError, match=r"records S parameters this sid4ds lacks: \['n_epochs'\]"):
         retrain_folder(renamed)
+    del settings["models"]["segmenter_S"]["n_epochs"], settings["arguments"]["test_share"]
+    (renamed / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"records no \['test_share'\] among its arguments"):
+        retrain_folder(renamed)
 
 
 def test_the_script_writes_part_c_and_what_s_was_trained_on(run_folder, tmp_path):

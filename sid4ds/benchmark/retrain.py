@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sid4ds._validation import check_float, check_images, check_masks
-from sid4ds.benchmark.data import load_run_data
+from sid4ds.benchmark.data import DATA_ARGUMENTS, load_run_data
 from sid4ds.benchmark.iou import iou_records, labels_at
 from sid4ds.benchmark.output import read_csvs
 from sid4ds.benchmark.protocol import BenchmarkResult, pool_and_test
@@ -35,6 +35,9 @@ __all__ = ["DATA_PATHS", "retrain_folder", "retrain_iou"]
 #: The arguments of a run that say where its data lies: the only ones a retraining may
 #: change (when the data has moved), since any other changes the images or the split.
 DATA_PATHS = ("npz", "images", "masks")
+
+#: The arguments of a run, besides those of its data, that fix its pool and held-out images.
+_SPLIT_ARGUMENTS = ("label_share", "test_share", "iou_shares")
 
 
 def retrain_iou(
@@ -234,6 +237,12 @@ def retrain_folder(
         raise ValueError(f"data_paths has {unknown}; expected some of {list(DATA_PATHS)} "
                          f"(any other argument changes the images or the split)")
     arguments.update(moved)
+    missing = [name for name in (*DATA_ARGUMENTS, *_SPLIT_ARGUMENTS) if name not in arguments]
+    if missing:
+        raise ValueError(
+            f"{folder}/settings.json records no {missing} among its arguments; pass the "
+            f"folder of a run of python -m sid4ds.benchmark"
+        )
     recorded = dict(settings.get("models", {}).get("segmenter_S", {}))
     known = SegmentationLearner().get_params()
     foreign = sorted(set(recorded) - set(known))
@@ -248,15 +257,14 @@ def retrain_folder(
 
     labeled = _chosen(source.labeled, strategies, seeds, "labeled.csv", folder)
     selection = _chosen(source.selection, strategies, seeds, "selection.csv", folder)
-    shares = list(arguments.get("iou_shares") or [0.1, 0.2, 0.3]) if iou_shares is None \
-        else list(iou_shares)
+    shares = list(arguments["iou_shares"] if iou_shares is None else iou_shares)
     data = load_run_data(arguments)
     started = time.perf_counter()
     records = retrain_iou(
         labeled, data.X, data.masks, segmenter=segmenter, iou_shares=shares,
-        label_share=arguments.get("label_share", 0.1),
-        test_share=arguments.get("test_share", 0.2), groups=data.groups,
-        test_only=data.test_only, progress=progress)
+        label_share=arguments["label_share"], test_share=arguments["test_share"],
+        groups=data.groups, test_only=data.test_only, progress=progress)
+    seconds = round(time.perf_counter() - started, 1)
     chosen_strategies = list(dict.fromkeys(row["strategy"] for row in labeled))
     result = BenchmarkResult(strategies=chosen_strategies, selection=selection,
                              labeled=labeled, iou=records)
@@ -267,8 +275,7 @@ def retrain_folder(
     retrained.setdefault("models", {})["segmenter_S"] = segmenter.get_params()
     retrained["versions"] = machine_versions()
     retrained["retrained"] = {"from": str(folder), "segmenter_params": changes,
-                              "data_paths": moved, "seconds": round(time.perf_counter()
-                                                                    - started, 1),
+                              "data_paths": moved, "seconds": seconds,
                               "finished": time.strftime("%Y-%m-%d %H:%M:%S %z")}
     return result, retrained
 
