@@ -23,7 +23,7 @@ from sid4ds._validation import check_float, check_images, check_masks
 from sid4ds.benchmark.data import DATA_ARGUMENTS, load_run_data
 from sid4ds.benchmark.iou import iou_records, labels_at
 from sid4ds.benchmark.output import read_csvs
-from sid4ds.benchmark.protocol import BenchmarkResult, pool_and_test
+from sid4ds.benchmark.protocol import BenchmarkResult, check_protocol, pool_and_test
 from sid4ds.benchmark.records import histories_from_labeled
 from sid4ds.benchmark.settings import machine_versions, read_settings
 from sid4ds.metrics import defective_rows
@@ -113,9 +113,7 @@ def retrain_iou(
                         width=images.shape[3])
     label_share = check_float(label_share, "label_share", low=0.0, high=1.0,
                               include_low=False)
-    test_share = check_float(test_share, "test_share", low=0.0, high=1.0, include_high=False)
-    shares = sorted({check_float(share, "iou_shares", low=0.0, high=1.0, include_low=False)
-                     for share in iou_shares})
+    test_share, shares = check_protocol(0, label_share, test_share, False, iou_shares)
     if not shares:
         raise ValueError("iou_shares is empty; pass at least one share, e.g. [0.3]")
     if not labeled:
