@@ -9,7 +9,8 @@ settings changed by each ``--set key=value`` on the first share of the pool each
 labelled and on the whole pool, and prints and writes part (c) as the benchmark does:
 ``iou.csv``, the run's ``selection.csv`` and ``labeled.csv``, ``settings.json`` (with a
 ``"retrained"`` entry) and ``report.md`` (:func:`sid4ds.benchmark.retrain_folder`). Without
-``--set``, on the machine that made the run, it prints the run's own IoU again.
+``--set``, on the machine that made the run, it prints the run's own IoU again. Folders of
+one seed each (``--seeds``) with the same ``--set`` join with ``merge_results.py``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sid4ds.benchmark import load_run_data, read_csvs, retrain_folder, retrain_iou
-from sid4ds.benchmark.settings import read_settings
+from sid4ds.benchmark import load_run_data, read_csvs, retrain_folder, retrain_iou, write_csvs
+from sid4ds.benchmark.settings import merged_settings, read_settings
 from sid4ds.cli.benchmark import main
 from sid4ds.cli.types import parameter
 from sid4ds.segmentation import SegmentationLearner
@@ -134,6 +134,31 @@ def test_the_script_writes_part_c_and_what_s_was_trained_on(run_folder, tmp_path
          "--out", str(tmp_path / "none")], capture_output=True, text=True, check=False)
     assert refused.returncode == 1
     assert "retrain_segmenter.py: error:" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_retrainings_of_one_seed_each_join_when_s_changed_alike(run_folder, tmp_path):
+    """S trained again seed by seed (as a long run is) joins into one folder, as runs do
+    (``merge_results.py``); another change to S is refused by name."""
+    folders = {}
+    for seed, steps in ((0, 2), (1, 2), (1, 3)):
+        result, settings = retrain_folder(run_folder, segmenter_params={"max_steps": steps},
+                                          iou_shares=[0.1], strategies=["random"],
+                                          seeds=[seed])
+        folders[seed, steps] = tmp_path / f"seed{seed}_steps{steps}"
+        write_csvs(result, folders[seed, steps])
+        (folders[seed, steps] / "settings.json").write_text(json.dumps(settings, default=str))
+    alike = [folders[0, 2], folders[1, 2]]
+    merged = merged_settings(alike)
+    assert merged["arguments"]["seeds"] == [0, 1]
+    assert merged["retrained"] == {"from": str(run_folder), "segmenter_params": {
+        "max_steps": 2}, "data_paths": {}}  # run times dropped, as for runs
+    joined = read_csvs(alike).iou
+    assert {(row["seed"], row["strategy"]) for row in joined} == {
+        (0, "random"), (0, "whole pool"), (1, "random"), (1, "whole pool")}
+    with pytest.raises(ValueError, match=r"max_steps is 2 in .*seed0_steps2 but 3 in "):
+        merged_settings([folders[0, 2], folders[1, 3]])
+    with pytest.raises(ValueError, match=r"max_steps is \d+ in .*run but 2 in "):
+        merged_settings([run_folder, folders[1, 2]])  # the run's own S is another S
 
 
 @pytest.mark.parametrize("text", ["lr", "=3", "2x=1", "lr 1e-3"])

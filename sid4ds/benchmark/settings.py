@@ -33,7 +33,8 @@ MACHINE_SETTINGS: tuple[tuple[str, ...], ...] = (
     ("versions", "torch_threads"), ("models", "device"),
 )
 
-#: Settings that may differ between joined runs: what each run covered and where it wrote.
+#: Settings that may differ between joined runs: what each run covered, where it wrote,
+#: and, for S trained again, which run's labels it used and where the data lay.
 PER_RUN_SETTINGS: tuple[tuple[str, ...], ...] = (
     ("arguments", "seeds"), ("arguments", "strategies"), ("arguments", "iou"),
     ("arguments", "iou_shares"), ("arguments", "rounds"), ("arguments", "out"),
@@ -42,6 +43,8 @@ PER_RUN_SETTINGS: tuple[tuple[str, ...], ...] = (
     ("split", "n_defective_test"),
     ("versions", "platform"), ("versions", "cpu"), ("started",), ("finished",), ("seconds",),
     ("merged_from",), ("machines",),
+    ("retrained", "from"), ("retrained", "data_paths"), ("retrained", "seconds"),
+    ("retrained", "finished"),
 )
 
 #: Paths to data files: compared by file name, so that ../data/x.npz and /work/data/x.npz
@@ -73,7 +76,10 @@ def merged_settings(
         The first folder's settings with the seeds, strategies and IoU shares of all folders,
         the most rounds any of them ran, the defective image counts per seed,
         ``"merged_from"`` (the folders) and, when the machines differed, ``"machines"``
-        (each folder's machine settings). Run times are dropped.
+        (each folder's machine settings). Run times are dropped. Folders of
+        ``benchmarks/retrain_segmenter.py`` (S trained again, e.g. one seed at a time) join
+        when they changed S alike: ``"retrained"`` keeps the changes and names the run, or
+        lists the runs, they came from.
 
     Raises
     ------
@@ -156,6 +162,13 @@ def merged_settings(
             if per_seed:
                 split[count] = {str(seed): per_seed[seed] for seed in sorted(per_seed)}
     merged["merged_from"] = [str(folder) for folder, _ in loaded]
+    retrained = merged.get("retrained")
+    if isinstance(retrained, dict):  # S trained again seed by seed: one record of the changes
+        for key in ("seconds", "finished"):
+            retrained.pop(key, None)
+        sources = list(dict.fromkeys(str(settings.get("retrained", {}).get("from"))
+                                     for _, settings in loaded))
+        retrained["from"] = sources[0] if len(sources) == 1 else sources
     if machines_differ:
         merged["machines"] = {
             str(folder): {".".join(key): flat.get(key, _MISSING) for key in MACHINE_SETTINGS}
