@@ -40,7 +40,7 @@ from sid4ds.baselines import entropy_scores
 from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
 from sid4ds.rounds import labels_per_round
-from sid4ds.strategies import pseudo_label_regions
+from sid4ds.scores import pseudo_label_regions
 
 
 def below_marked(marked: np.ndarray, esdr: np.ndarray, evidence: np.ndarray) -> np.ndarray:
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> None:
                      segmenter=SegmentationLearner(random_state=args.seed),
                      scorer=ReconstructionScorer(random_state=args.seed),
                      random_state=args.seed)
-    found = [int(record["n_defective"]) for record in run.rounds]
+    found = [int(record.n_defective) for record in run.rounds]
     print(f"pool {len(pool)} images, {int(defective.sum())} defective, K = {n_label}; "
           f"defective labelled per round: {found}")
-    before = np.concatenate([run.rounds[r]["selected"] for r in range(args.round)])
+    before = np.concatenate([run.rounds[r].selected for r in range(args.round)])
     rest = np.setdiff1d(np.arange(len(X)), before)
     images, is_left_defective = X[rest], defective[rest]
     segmenter, guided = run.segmenter, run.sdr_scorer

@@ -18,14 +18,15 @@ from sid4ds.baselines import (
     random_sampling,
     suggestive_annotation_sampling,
 )
-from sid4ds.loop import SID4DSRun, run_sid4ds
+from sid4ds.loop import RoundSummary, SID4DSRun, run_sid4ds
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import labels_per_round, resolve_n_normal
+from sid4ds.rounds import SID4DSRounds, labels_per_round, resolve_n_normal
+from sid4ds.scores import msmr_scores, sdr_scores
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import rank_pool
 from sid4ds.session import LabelingSession, SessionBusyError, SessionError
-from sid4ds.strategies import msmr_sampling, msmr_scores, sdr_sampling, sdr_scores
+from sid4ds.strategies import msmr_sampling, sdr_sampling, sid4ds_sampling
 
 __all__ = [
     "DefectActiveLearner",
@@ -44,6 +45,8 @@ __all__ = [
     "random_sampling",
     "suggestive_annotation_sampling",
     "ReconstructionScorer",
+    "RoundSummary",
+    "SID4DSRounds",
     "SID4DSRun",
     "SegmentationLearner",
     "__version__",
@@ -55,4 +58,5 @@ __all__ = [
     "run_sid4ds",
     "sdr_sampling",
     "sdr_scores",
+    "sid4ds_sampling",
 ]

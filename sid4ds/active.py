@@ -20,9 +20,15 @@ from sid4ds._validation import (
     check_masks,
 )
 from sid4ds.pool import ImagePool, as_pool
-from sid4ds.rounds import resolve_n_normal
+from sid4ds.rounds import resolve_n_normal, training_set
 from sid4ds.selection import forget_pool_scores, query_state, rank_pool
-from sid4ds.strategies import msmr_sampling, sdr_sampling
+from sid4ds.strategies import (
+    default_msmr_scorer,
+    learner_engine,
+    msmr_sampling,
+    sdr_sampling,
+    sid4ds_sampling,
+)
 
 __all__ = ["DefectActiveLearner"]
 
@@ -35,9 +41,11 @@ class DefectActiveLearner(ActiveLearner):
     validates images and masks with sid4ds's own checks instead, so ``fit``, ``teach``,
     ``query`` and ``score`` work on current scikit-learn and numpy.
 
-    With a sid4ds strategy, ``query`` also picks the bottom V of the ranking as fake normals
-    (X_FN, Algorithm 1 lines 4 and 11): they get all-zero masks, join the training set of the
-    next ``teach`` only, stay in the caller's pool, and are forgotten after that ``teach``.
+    With a sid4ds strategy, ``query`` also keeps the bottom V of the round as fake normals
+    (X_FN, Algorithm 1 lines 4 and 11; the round engine picks them, see
+    :mod:`sid4ds.rounds`): they get all-zero masks and stay in the caller's pool; they join
+    the training set X_L ∪ X_FN of every ``teach`` and of G (the next query's label-guided
+    learner) until the next ``query`` picks new ones.
 
     **Images or modAL data.** Each call decides from its ``X`` (``X_pool`` for ``query``,
     the stored ``X_training`` for retraining) which path it takes. Images are numeric
@@ -95,7 +103,7 @@ class DefectActiveLearner(ActiveLearner):
         Labelled images (n, C, H, W) float32 and masks (n, H, W) uint8 (X_L); for other
         data, what modAL would keep.
     X_fake_normal : ndarray or None
-        Fake normals picked by the last ``query`` (X_FN); emptied by ``teach``.
+        Fake normals picked by the last ``query`` (X_FN), kept until the next query.
     fake_normal_indices_ : ndarray of int
         Their indices in the last queried pool.
     msmr_scorer, sdr_scorer : ReconstructionScorer
@@ -116,8 +124,8 @@ class DefectActiveLearner(ActiveLearner):
     >>> len(indices), len(fake_normals), bool(set(indices) & set(fake_normals))
     (4, 5, False)
     >>> learner.teach(X_query, masks[indices])
-    >>> learner.X_training.shape, learner.X_fake_normal is None
-    ((4, 1, 16, 16), True)
+    >>> learner.X_training.shape, learner.training_data()[0].shape
+    ((4, 1, 16, 16), (9, 1, 16, 16))
 
     On tabular data it is modAL's ActiveLearner:
 
@@ -166,21 +174,27 @@ class DefectActiveLearner(ActiveLearner):
     # ------------------------------------------------------------------ strategy state
     @property
     def msmr_scorer(self) -> Any:
-        """M of :func:`~sid4ds.msmr_sampling`: a view of ``sid4ds_state.msmr_scorer``."""
-        return query_state(self).msmr_scorer
+        """M of the SID4DS strategies: a view of ``sid4ds_state.engine.msmr_scorer``.
+
+        Set a configured or fitted ReconstructionScorer to use it; None puts a new default
+        one in its place (trained on the next cold-start query).
+        """
+        return learner_engine(self).msmr_scorer
 
     @msmr_scorer.setter
     def msmr_scorer(self, scorer: Any) -> None:
-        query_state(self).msmr_scorer = scorer
+        learner_engine(self).msmr_scorer = (default_msmr_scorer(self) if scorer is None
+                                            else scorer)
 
     @property
     def sdr_scorer(self) -> Any:
-        """G of :func:`~sid4ds.sdr_sampling`: a view of ``sid4ds_state.sdr_scorer``."""
-        return query_state(self).sdr_scorer
+        """G of the SID4DS strategies: a view of ``sid4ds_state.engine.sdr_scorer``
+        (None until the first iterative query; set None to make a new one from M)."""
+        return learner_engine(self).sdr_scorer
 
     @sdr_scorer.setter
     def sdr_scorer(self, scorer: Any) -> None:
-        query_state(self).sdr_scorer = scorer
+        learner_engine(self).sdr_scorer = scorer
 
     @property
     def pool_scores_(self) -> np.ndarray | None:
@@ -315,11 +329,7 @@ class DefectActiveLearner(ActiveLearner):
         """
         if self.X_training is None:
             raise ValueError("the learner has no labelled data yet; teach it first")
-        if self.X_fake_normal is None or len(self.X_fake_normal) == 0:
-            return self.X_training, self.y_training
-        zeros = np.zeros((len(self.X_fake_normal), *self.y_training.shape[1:]), np.uint8)
-        return (np.concatenate([self.X_training, self.X_fake_normal]),
-                np.concatenate([self.y_training, zeros]))
+        return training_set(self.X_training, self.y_training, self.X_fake_normal)
 
     # ------------------------------------------------------------------ training
     def _fit_estimator(self, X: np.ndarray, y: np.ndarray, bootstrap: bool,
@@ -346,11 +356,7 @@ class DefectActiveLearner(ActiveLearner):
         if not self._is_images(X):
             self._fit_modal(X, y, bootstrap, **fit_kwargs)
             return self
-        images, masks = self._check_labeled(X, y)
-        if self.X_fake_normal is not None and len(self.X_fake_normal):
-            zeros = np.zeros((len(self.X_fake_normal), *masks.shape[1:]), np.uint8)
-            images = np.concatenate([images, self.X_fake_normal])
-            masks = np.concatenate([masks, zeros])
+        images, masks = training_set(*self._check_labeled(X, y), self.X_fake_normal)
         self._fit_estimator(images, masks, bootstrap, **fit_kwargs)
         return self
 
@@ -384,7 +390,7 @@ class DefectActiveLearner(ActiveLearner):
 
     def teach(self, X: Any, y: Any, bootstrap: bool = False, only_new: bool = False,
               **fit_kwargs: Any) -> None:
-        """Add labelled images, retrain on X_L ∪ X_FN, then empty X_FN.
+        """Add labelled images and retrain on X_L ∪ X_FN (X_FN: the last query's fake normals).
 
         For data that are not images, exactly modAL's ``teach``: ``only_new=True`` fits on
         ``X`` alone and does not add it to ``X_training``; fake normals are not involved.
@@ -416,8 +422,6 @@ class DefectActiveLearner(ActiveLearner):
             self._fit_on_new(X, y, bootstrap=bootstrap, **fit_kwargs)
         else:
             self._fit_to_known(bootstrap=bootstrap, **fit_kwargs)
-        self.X_fake_normal = None
-        self.fake_normal_indices_ = np.empty(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ querying
     def query(self, X_pool: Any, *query_args: Any, return_metrics: bool = False,
@@ -454,7 +458,7 @@ class DefectActiveLearner(ActiveLearner):
         """
         forget_pool_scores(self)
         if not self._is_images(X_pool):
-            if self.query_strategy in (msmr_sampling, sdr_sampling):
+            if self.query_strategy in (msmr_sampling, sdr_sampling, sid4ds_sampling):
                 raise ValueError(
                     f"query_strategy {self.query_strategy.__name__} ranks images, but X_pool "
                     f"({self._describe(X_pool)}) is not image-shaped; for tabular data pass a "
@@ -478,15 +482,20 @@ class DefectActiveLearner(ActiveLearner):
 
     def _pick_fake_normals(self, images: ImagePool, indices: np.ndarray,
                            n_instances: int) -> None:
+        state = query_state(self)
+        if state.last_round is not None:  # a SID4DS strategy: the engine's bottom V
+            self.fake_normal_indices_ = state.last_round.fake_normals
+            self.X_fake_normal = images[self.fake_normal_indices_]
+            return
         n_normal = resolve_n_normal(self.n_normal, n_instances, len(images),
                                     self.expected_defect_ratio)
-        state = query_state(self)
         scores = state.pool_scores
         if n_normal == 0 or scores is None:
             if n_normal > 0 and self.n_normal != "auto":
                 raise ValueError(
                     f"n_normal={self.n_normal} needs a query strategy that scores the whole "
-                    f"pool (msmr_sampling, sdr_sampling); set n_normal=0 with other strategies"
+                    f"pool (the SID4DS strategies, most baselines); set n_normal=0 with other "
+                    f"strategies"
                 )
             self.X_fake_normal = None
             self.fake_normal_indices_ = np.empty(0, dtype=np.int64)

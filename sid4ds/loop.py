@@ -1,33 +1,197 @@
 """Algorithm 1 end to end with an oracle as the labeller: :func:`run_sid4ds`.
 
 Each round is :meth:`sid4ds.rounds.SID4DSRounds.run_round` (the method's one round),
-driven by the loop skeleton :func:`sid4ds.rounds.label_rounds`; :class:`SID4DSRun` is
-what the run did, round by round, and the models it trained.
+driven by the loop skeleton :func:`label_rounds` (select, ask the labeller, record), which
+the benchmark's baselines share; :class:`SID4DSRun` is what the run did, round by round
+(:class:`RoundSummary`), and the models it trained.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from sid4ds._validation import check_int
+from sid4ds._validation import check_int, check_masks
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import (
-    LabelledRound,
     RoundResult,
     SID4DSRounds,
     configure_models,
-    label_rounds,
     remaining_estimate,
+    training_set,
 )
 from sid4ds.segmentation import SegmentationLearner
 
-__all__ = ["SID4DSRun", "run_sid4ds"]
+__all__ = ["LabelledRound", "PoolSelection", "RoundSummary", "SID4DSRun", "ask_oracle",
+           "label_rounds", "run_sid4ds"]
+
+#: What a loop's ``select`` keeps with the rows it chose (see :class:`LabelledRound`).
+InfoT = TypeVar("InfoT")
+
+
+# ---------------------------------------------------------------------- the loop skeleton
+def ask_oracle(oracle: Callable[[np.ndarray], Any], indices: np.ndarray,
+               height: int, width: int) -> np.ndarray:
+    """``oracle(indices)`` checked as masks of shape (len(indices), height, width)."""
+    if not callable(oracle):
+        raise TypeError(f"oracle must be callable as oracle(indices) -> masks; got {oracle!r}")
+    masks = oracle(np.array(indices, dtype=np.int64))
+    return check_masks(masks, name="oracle(indices)", n_samples=len(indices), height=height,
+                       width=width)
+
+
+@dataclass
+class LabelledRound(Generic[InfoT]):
+    """One round of :func:`label_rounds`: what was chosen, the labeller's masks, timings.
+
+    Attributes
+    ----------
+    round : int
+    chosen : ndarray of int
+        Pool rows labelled, best first.
+    masks : ndarray of shape (len(chosen), height, width), uint8
+        The labeller's masks.
+    info : InfoT
+        What ``select`` returned besides the rows: a :class:`PoolSelection` for SID4DS,
+        the benchmark's own record for its baselines.
+    seconds : dict of str to float
+        ``selection`` (training included) and ``oracle`` wall times.
+    """
+
+    round: int
+    chosen: np.ndarray
+    masks: np.ndarray
+    info: InfoT
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def label_rounds(
+    n_pool: int,
+    image_shape: tuple[int, int],
+    oracle: Callable[[np.ndarray], Any],
+    select: Callable[[int, np.ndarray, list[LabelledRound[InfoT]]],
+                     tuple[np.ndarray, InfoT]],
+    *,
+    n_rounds: int,
+    on_round: Callable[[LabelledRound[InfoT]], None] | None = None,
+) -> list[LabelledRound[InfoT]]:
+    """The skeleton of every active-learning loop of sid4ds: select, ask, repeat.
+
+    ``select`` trains on what is labelled before it selects (as a SID4DS round does), so
+    nothing is trained after the last selection.
+
+    Parameters
+    ----------
+    n_pool : int
+        Images in the pool.
+    image_shape : (int, int)
+        (height, width), to check the labeller's masks.
+    oracle : callable
+        ``oracle(indices) -> masks``: the labeller, given pool rows.
+    select : callable
+        ``select(round_index, unlabeled, history) -> (rows, info)``: the pool rows to label
+        (a subset of ``unlabeled``) and anything to keep with them; ``history`` holds the
+        rounds so far, with the labeller's masks.
+    n_rounds : int
+        Rounds after the first (the loop stops early when the pool is used up).
+    on_round : callable, optional
+        ``on_round(labelled_round)`` at the end of each round (progress).
+
+    Returns
+    -------
+    history : list of LabelledRound
+    """
+    n_rounds = check_int(n_rounds, "n_rounds", minimum=0)
+    height, width = image_shape
+    unlabeled = np.arange(n_pool, dtype=np.int64)
+    history: list[LabelledRound[InfoT]] = []
+    for round_index in range(n_rounds + 1):
+        if len(unlabeled) == 0:
+            break
+        started = time.perf_counter()
+        chosen, info = select(round_index, unlabeled, history)
+        chosen = np.asarray(chosen, dtype=np.int64)
+        seconds = {"selection": time.perf_counter() - started}
+        started = time.perf_counter()
+        masks = ask_oracle(oracle, chosen, height, width)
+        seconds["oracle"] = time.perf_counter() - started
+        labelled = LabelledRound(round=round_index, chosen=chosen, masks=masks, info=info,
+                                 seconds=seconds)
+        history.append(labelled)
+        unlabeled = np.setdiff1d(unlabeled, chosen)
+        if on_round is not None:
+            on_round(labelled)
+    return history
+
+
+# ---------------------------------------------------------------------- a run's records
+@dataclass(frozen=True)
+class PoolSelection:
+    """What a SID4DS round chose, in pool rows (the ``info`` of its :class:`LabelledRound`).
+
+    Attributes
+    ----------
+    result : RoundResult
+        The round as the engine ran it (positions into the unlabelled images of the round).
+    fake_normals : ndarray of int
+        Pool rows of the round's fake normals (X_FN of the next round).
+    """
+
+    result: RoundResult
+    fake_normals: np.ndarray
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One round of :func:`run_sid4ds`, as :attr:`SID4DSRun.rounds` keeps it.
+
+    Attributes
+    ----------
+    round : int
+        Its index (0 is the first round).
+    stage : {"cold_start", "iterative"}
+    reason : str
+        Why that stage, in words.
+    selected : ndarray of int
+        Pool indices labelled, best first.
+    scores : ndarray of float
+        Their scores.
+    fake_normals : ndarray of int
+        Pool indices of the round's fake normals.
+    n_defective : int
+        Selected images with a defect pixel in the oracle's masks.
+    n_labeled : int
+        Images labelled so far.
+    cumulative_defective : int
+        Defective images labelled so far.
+    defect_rate : float
+        ``n_defective`` / images selected.
+    remaining_estimate : dict of str to float
+        An estimate of the defective images still unlabelled
+        (:func:`sid4ds.rounds.remaining_estimate`).
+    seconds : dict of str to float
+        Wall time per phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` /
+        ``score_sdr``, ``oracle``.
+    """
+
+    round: int
+    stage: str
+    reason: str
+    selected: np.ndarray
+    scores: np.ndarray
+    fake_normals: np.ndarray
+    n_defective: int
+    n_labeled: int
+    cumulative_defective: int
+    defect_rate: float
+    remaining_estimate: dict[str, float]
+    seconds: dict[str, float]
 
 
 @dataclass
@@ -36,17 +200,8 @@ class SID4DSRun:
 
     Attributes
     ----------
-    rounds : list of dict
-        One plain record per round (round 0 is the first): ``round``, ``stage``
-        (``"cold_start"`` or ``"iterative"``), ``reason`` (why that stage), ``selected``
-        (pool indices, best first), ``scores`` (their scores), ``fake_normals`` (pool
-        indices), ``n_defective`` (how many selected images have a defect pixel in the
-        oracle's masks), ``n_labeled`` (labelled so far), ``cumulative_defective``,
-        ``defect_rate`` (``n_defective`` / images selected), ``remaining_estimate`` (an
-        estimate of the defective images still unlabelled, see
-        :func:`sid4ds.rounds.remaining_estimate`)
-        and ``seconds`` (wall time per phase: ``train_M``, ``train_S``, ``train_G``,
-        ``score_msmr`` / ``score_sdr``, ``oracle``).
+    rounds : list of RoundSummary
+        One record per round (round 0 is the first).
     labeled_indices : ndarray of int
         All labelled pool indices, in labelling order.
     labeled_masks : ndarray of shape (n_labeled, height, width)
@@ -62,15 +217,18 @@ class SID4DSRun:
 
     Examples
     --------
-    >>> from sid4ds import SID4DSRun
-    >>> run = SID4DSRun(rounds=[{"round": 0, "stage": "cold_start", "n_labeled": 10,
-    ...                          "n_defective": 3, "cumulative_defective": 3,
-    ...                          "seconds": {"train_M": 1.5}}])
-    >>> print(run.table(n_defective_total=4).splitlines()[2])
+    >>> import numpy as np
+    >>> from sid4ds import RoundSummary, SID4DSRun
+    >>> record = RoundSummary(
+    ...     round=0, stage="cold_start", reason="", selected=np.arange(10),
+    ...     scores=np.ones(10), fake_normals=np.arange(10, 19), n_defective=3, n_labeled=10,
+    ...     cumulative_defective=3, defect_rate=0.3, remaining_estimate={},
+    ...     seconds={"train_M": 1.5})
+    >>> print(SID4DSRun(rounds=[record]).table(n_defective_total=4).splitlines()[2])
     | 0 | cold_start | 10 | 3 | 3 | 75% | 1.5 |
     """
 
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[RoundSummary] = field(default_factory=list)
     labeled_indices: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     labeled_masks: np.ndarray | None = None
     segmenter: SegmentationLearner | None = None
@@ -92,11 +250,11 @@ class SID4DSRun:
         header.append("seconds")
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for record in self.rounds:
-            cells = [str(record["round"]), record["stage"], str(record["n_labeled"]),
-                     str(record["n_defective"]), str(record["cumulative_defective"])]
+            cells = [str(record.round), record.stage, str(record.n_labeled),
+                     str(record.n_defective), str(record.cumulative_defective)]
             if n_defective_total:
-                cells.append(f"{record['cumulative_defective'] / n_defective_total:.0%}")
-            cells.append(f"{sum(record['seconds'].values()):.1f}")
+                cells.append(f"{record.cumulative_defective / n_defective_total:.0%}")
+            cells.append(f"{sum(record.seconds.values()):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -164,10 +322,10 @@ def run_sid4ds(
         arbitrary but reproducible order, as the paper leaves ties unspecified).
     region : {"adaptive", "threshold"}, default="adaptive"
         How S's probabilities become E_sdr's regions
-        (:func:`sid4ds.strategies.pseudo_label_regions`): ``"threshold"`` is the paper's
+        (:func:`sid4ds.scores.pseudo_label_regions`): ``"threshold"`` is the paper's
         S ≥ 0.5; ``"adaptive"`` also takes the most probable 1% of the pixels of an image S
         marks nowhere and ranks those images below every image S marks
-        (:func:`sid4ds.strategies.rank_below_marked`; an addition to the paper, measured in
+        (:func:`sid4ds.scores.rank_below_marked`; an addition to the paper, measured in
         ``docs/benchmarks.md``).
     fit_final : bool, default=False
         Train S once more after the last round, on every labelled image, to take home
@@ -195,7 +353,7 @@ def run_sid4ds(
     ...     scorer=ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
     ...                                 max_epochs=1),
     ...     random_state=0)
-    >>> [record["n_labeled"] for record in run.rounds]
+    >>> [record.n_labeled for record in run.rounds]
     [4, 8]
     """
     images = as_pool(X_pool, name="X_pool")
@@ -215,52 +373,53 @@ def run_sid4ds(
                           say=say)
     _, height, width = images.image_shape
 
-    def training_set(history: list[LabelledRound]) -> tuple[np.ndarray, np.ndarray]:
+    def labelled_set(history: list[LabelledRound[PoolSelection]]) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
         """X_L ∪ X_FN: everything labelled, then the last round's fake normals."""
-        fake = history[-1].info[1] if history else np.empty(0, np.int64)
-        rows = np.concatenate([*(part.chosen for part in history), fake]).astype(np.int64)
-        zeros = np.zeros((len(fake), height, width), np.uint8)
-        masks = np.concatenate([*(part.masks for part in history), zeros])
-        return images[rows], masks
+        if not history:
+            return images[np.empty(0, np.int64)], np.zeros((0, height, width), np.uint8)
+        rows = np.concatenate([part.chosen for part in history])
+        masks = np.concatenate([part.masks for part in history])
+        return training_set(images[rows], masks, images[history[-1].info.fake_normals])
 
     def select(round_index: int, unlabeled: np.ndarray,
-               history: list[LabelledRound]) -> tuple[np.ndarray, Any]:
-        X_train, y_train = training_set(history)
+               history: list[LabelledRound[PoolSelection]]) -> tuple[np.ndarray,
+                                                                    PoolSelection]:
+        X_train, y_train = labelled_set(history)
         result = engine.run_round(images, unlabeled, X_train, y_train, round_index, n_label)
-        return unlabeled[result.selected], (result, unlabeled[result.fake_normals])
+        return unlabeled[result.selected], PoolSelection(result, unlabeled[result.fake_normals])
 
     run = SID4DSRun(segmenter=segmenter, msmr_scorer=scorer)
 
-    def record(labelled: LabelledRound) -> None:
-        result: RoundResult = labelled.info[0]
+    def record(labelled: LabelledRound[PoolSelection]) -> None:
+        result = labelled.info.result
         found = int(defective_rows(labelled.masks).sum())
-        previous = run.rounds[-1] if run.rounds else {"n_labeled": 0,
-                                                      "cumulative_defective": 0}
-        n_labeled = previous["n_labeled"] + len(labelled.chosen)
-        cumulative = previous["cumulative_defective"] + found
-        run.rounds.append({
-            "round": labelled.round, "stage": result.stage, "reason": result.reason,
-            "selected": labelled.chosen, "scores": result.scores[result.selected],
-            "fake_normals": labelled.info[1], "n_defective": found, "n_labeled": n_labeled,
-            "cumulative_defective": cumulative,
-            "defect_rate": found / max(1, len(labelled.chosen)),
-            "remaining_estimate": remaining_estimate(
+        previous = run.rounds[-1] if run.rounds else None
+        n_labeled = (previous.n_labeled if previous else 0) + len(labelled.chosen)
+        cumulative = (previous.cumulative_defective if previous else 0) + found
+        run.rounds.append(RoundSummary(
+            round=labelled.round, stage=result.stage, reason=result.reason,
+            selected=labelled.chosen, scores=result.scores[result.selected],
+            fake_normals=labelled.info.fake_normals, n_defective=found, n_labeled=n_labeled,
+            cumulative_defective=cumulative,
+            defect_rate=found / max(1, len(labelled.chosen)),
+            remaining_estimate=remaining_estimate(
                 len(images), n_labeled, cumulative, found, len(labelled.chosen),
                 expected_defect_ratio),
-            "seconds": {**result.seconds, "oracle": labelled.seconds["oracle"]},
-        })
+            seconds={**result.seconds, "oracle": labelled.seconds["oracle"]},
+        ))
         say(f"round {labelled.round} ({result.stage}): labelled "
-            f"{len(labelled.chosen)}, {found} defective, {len(labelled.info[1])} fake normals")
+            f"{len(labelled.chosen)}, {found} defective, "
+            f"{len(labelled.info.fake_normals)} fake normals")
 
     history = label_rounds(len(images), (height, width), oracle, select, n_rounds=n_rounds,
                            on_round=record)
     run.labeled_indices = np.concatenate([part.chosen for part in history])
     run.labeled_masks = np.concatenate([part.masks for part in history])
     if fit_final:
-        X_train, y_train = training_set(history)
+        X_train, y_train = labelled_set(history)
         say(f"training S on all {len(X_train)} labelled images and fake normals")
         engine.fit_segmenter(X_train, y_train, len(history))
     run.segmenter, run.sdr_scorer = engine.segmenter, engine.sdr_scorer
-    run.msmr_scores = engine.cached_msmr(images)
+    run.msmr_scores = engine.msmr_of(images)
     return run
-

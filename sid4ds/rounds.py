@@ -1,29 +1,32 @@
-"""One SID4DS round (Algorithm 1): the only place the method's round logic lives.
+"""One SID4DS round (Algorithm 1): the method's round, its rules and its models, in one place.
 
-A round, wherever it runs (:func:`~sid4ds.run_sid4ds`, a
-:class:`~sid4ds.LabelingSession`, the benchmark), is :meth:`SID4DSRounds.run_round`:
+Every door of sid4ds runs its rounds here: :func:`~sid4ds.run_sid4ds`, a
+:class:`~sid4ds.LabelingSession`, the benchmark and the modAL strategies
+(:func:`~sid4ds.msmr_sampling`, :func:`~sid4ds.sdr_sampling`,
+:func:`~sid4ds.sid4ds_sampling`, and so :class:`~sid4ds.DefectActiveLearner`) all call
+:meth:`SID4DSRounds.run_round`:
 
-1. **bring the models up to date** with what is labelled: M (self-supervised) is trained on
-   the pool once; once the labelled set (X_L plus the previous round's fake normals X_FN)
-   holds a defective and a normal image, S is trained on it (from its previous weights
-   after the first time) and G once (a copy of M, trained label-guided);
-2. **score** the unlabelled images: E_sdr with S and G once they exist (the iterative
-   stage), E_msmr with M before (the cold start; the scores of an unchanged M are reused,
-   never computed twice);
-3. **select** with the one rule of :mod:`sid4ds.selection`: the top K are to be labelled,
+1. **the stage** (:func:`round_stage`): the iterative stage once the labelled set X_L ∪ X_FN
+   (:func:`training_set`) holds a defective and a normal image, the cold start before;
+2. **bring the models up to date**: M (self-supervised) is trained on the pool once, when
+   the cold start or G needs it; in the iterative stage S is trained on the labelled set
+   (from its previous weights after the first time) unless it already is, and G once (a
+   copy of M, trained label-guided);
+3. **score** the unlabelled images: E_sdr with S and G, E_msmr with M; every score is kept
+   per image in a :class:`~sid4ds.score_cache.ScoreCache` by what computed it, so an
+   unchanged model never scores an image twice;
+4. **select** with the one rule of :mod:`sid4ds.selection`: the top K are to be labelled,
    the bottom V become this round's fake normals (:func:`resolve_n_normal`), ties broken by
-   the cold-start E_msmr when it was computed, then by image content.
+   the cold-start E_msmr when it is known, then by image content.
 
-So a session whose labeller answers like an oracle picks what ``run_sid4ds`` picks, by
-construction. :func:`label_rounds` is the skeleton every active-learning loop of sid4ds
-shares (select, ask the labeller, record), SID4DS's and the benchmark's baselines'.
+So a session whose labeller answers like an oracle, a modAL learner taught the oracle's
+masks and ``run_sid4ds`` pick the same images, round by round, by construction.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,31 +35,32 @@ from sklearn.base import clone
 
 from sid4ds._random import draw_seed, make_rng
 from sid4ds._torch import is_fitted
-from sid4ds._validation import check_choice, check_float, check_int, check_masks
+from sid4ds._validation import check_choice, check_float, check_int
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.score_cache import MemoryScoreCache, ScoreCache, model_fingerprint, models_fingerprint
+from sid4ds.scores import REGION_RULES, msmr_scores, sdr_scores
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
-from sid4ds.strategies import REGION_RULES, msmr_scores, sdr_scores
 
 __all__ = [
-    "LabelledRound",
+    "STAGES",
     "RoundResult",
     "SID4DSRounds",
-    "ask_oracle",
     "configure_models",
     "format_duration",
-    "label_rounds",
     "labels_per_round",
-    "model_fingerprint",
     "remaining_estimate",
     "resolve_n_normal",
-    "scores_key",
+    "round_stage",
+    "training_set",
 ]
 
 #: The stages of a round and the score each ranks by.
 STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
+#: The stages, in the order a campaign goes through them.
+STAGES = tuple(STAGE_SCORES)
 
 
 def labels_per_round(label_share: float, n_pool: int) -> int:
@@ -131,77 +135,85 @@ def resolve_n_normal(
     return max(0, min(wanted, n_pool - min(n_instances, n_pool)))
 
 
-#: Parameters that never change what a fitted estimator computes.
-_NOT_SCORING = frozenset({"verbose", "n_jobs", "warm_start", "device", "inference_batch_size"})
+def training_set(X_labeled: np.ndarray, y_labeled: np.ndarray,
+                 X_fake_normal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """X_L ∪ X_FN: the labelled images with their masks, then the fake normals with zeros.
 
-
-def model_fingerprint(estimator: Any) -> str:
-    """A hex digest of what a fitted estimator computes: weights, fitted statistics, settings.
-
-    Equal digests mean equal scores for equal images: the network's weights, the fitted
-    attributes (e.g. M's pixel mean and standard deviation) and every parameter that can
-    change an output (e.g. ``n_blocks``, ``error_region``; not ``verbose``, ``n_jobs``,
-    ``warm_start``, ``device`` or ``inference_batch_size``) go into it.
+    The one place the training set of a round is put together (Algorithm 1, lines 5 and 12):
+    ``run_sid4ds``, :class:`~sid4ds.DefectActiveLearner` and a labelling session all call
+    it, so S and G train on the same images in the same order whichever door is used.
 
     Parameters
     ----------
-    estimator : fitted sid4ds estimator
-        Anything with :meth:`~sid4ds._torch.TorchEstimator.get_state`.
+    X_labeled : ndarray of shape (n_labeled, n_channels, height, width)
+        X_L, in labelling order.
+    y_labeled : ndarray of shape (n_labeled, height, width)
+        Their masks.
+    X_fake_normal : ndarray of shape (n_fake, n_channels, height, width), optional
+        X_FN, the fake normals of the last selection (they get all-zero masks).
 
     Returns
     -------
-    fingerprint : str
-        A hex digest.
+    X : ndarray of shape (n_labeled + n_fake, n_channels, height, width)
+    y : ndarray of shape (n_labeled + n_fake, height, width), uint8
 
     Examples
     --------
-    >>> from sid4ds import ReconstructionScorer
-    >>> from sid4ds.datasets import make_defect_images
-    >>> from sid4ds.rounds import model_fingerprint
-    >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
-    >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
-    ...                          max_epochs=1, random_state=0).fit(X)
-    >>> before = model_fingerprint(M)
-    >>> before == model_fingerprint(M.set_params(verbose=1))
-    True
-    >>> before == model_fingerprint(M.set_params(error_region="image"))
-    False
+    >>> import numpy as np
+    >>> from sid4ds.rounds import training_set
+    >>> X, y = training_set(np.ones((2, 1, 4, 4)), np.ones((2, 4, 4), np.uint8),
+    ...                     np.zeros((3, 1, 4, 4)))
+    >>> X.shape, y.reshape(5, -1).max(axis=1).tolist()
+    ((5, 1, 4, 4), [1, 1, 0, 0, 0])
     """
-    state = estimator.get_state()
-    digest = hashlib.sha256()
-    settings = {key: value for key, value in state["params"].items() if key not in _NOT_SCORING}
-    digest.update(repr(sorted(settings.items())).encode())
-    for group in ("fitted", "module"):
-        for name, value in sorted(state[group].items()):
-            digest.update(name.encode())
-            if hasattr(value, "detach"):
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-            else:
-                digest.update(repr(value).encode())
-    return digest.hexdigest()
+    masks = np.asarray(y_labeled, dtype=np.uint8)
+    if X_fake_normal is None or len(X_fake_normal) == 0:
+        return X_labeled, masks
+    zeros = np.zeros((len(X_fake_normal), *masks.shape[1:]), np.uint8)
+    return np.concatenate([X_labeled, X_fake_normal]), np.concatenate([masks, zeros])
 
 
-def scores_key(estimator: Any, pool_keys: np.ndarray) -> str:
-    """The key of the scores a fitted estimator gave a pool: its fingerprint and the pool's.
+def round_stage(y_train: Any) -> tuple[str, str]:
+    """The stage of a round from the masks of its labelled set, and why, in words.
 
-    ``pool_keys`` are the pool's :func:`~sid4ds.selection.content_keys`, so the same model
-    on another pool (or on the same images in another order) never reuses scores.
+    The iterative stage needs a defective image (for S) and a normal one (G's normal image
+    I0, eq. 5) in X_L ∪ X_FN; until then the round stays in the cold start (E_msmr).
 
     Parameters
     ----------
-    estimator : fitted estimator
-        The model that scored the pool.
-    pool_keys : ndarray of shape (n_pool,)
-        The pool's content keys.
+    y_train : array-like of shape (n_train, height, width)
+        The masks of X_L ∪ X_FN (all zero for fake normals); may be empty.
 
     Returns
     -------
-    key : str
-        A hex digest.
+    stage : {"cold_start", "iterative"}
+    reason : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.rounds import round_stage
+    >>> round_stage(np.zeros((0, 4, 4)))[0]
+    'cold_start'
+    >>> round_stage(np.array([np.ones((4, 4)), np.zeros((4, 4))]))[0]
+    'iterative'
     """
-    digest = hashlib.sha256(model_fingerprint(estimator).encode())
-    digest.update(np.ascontiguousarray(pool_keys).tobytes())
-    return digest.hexdigest()
+    masks = np.asarray(y_train)
+    n_train = len(masks)
+    defective = defective_rows(masks) if n_train else np.zeros(0, bool)
+    n_defective, n_normal = int(defective.sum()), int((~defective).sum())
+    if n_train == 0:
+        return "cold_start", ("no image is labelled yet: ranking by E_msmr, the "
+                              "self-supervised cold start")
+    if n_defective == 0:
+        return "cold_start", (f"none of the {n_train} labelled images (and fake normals) is "
+                              f"defective yet: ranking by E_msmr again")
+    if n_normal == 0:
+        return "cold_start", (f"all {n_train} labelled images are defective and there are no "
+                              f"fake normals: G needs a normal image, ranking by E_msmr again")
+    return "iterative", (f"{n_defective} defective and {n_normal} normal images labelled (fake "
+                         f"normals included): ranking by E_sdr, S's suspected defects "
+                         f"reconstructed by G")
 
 
 def configure_models(
@@ -261,10 +273,14 @@ class RoundResult:
     order : ndarray of int
         Every position, best first, by the same rule (ties included) as ``selected``: its
         first K are ``selected``.
+    tie_scores : ndarray of shape (n_unlabelled,) or None
+        The cold-start E_msmr that broke ties among equal scores (NaN where M never scored
+        the image); None when ties were broken by image content alone.
     trained : list of str
         The models trained in this round (``"M"``, ``"S"``, ``"G"``).
-    reused_scores : bool
-        True when the scores came from an earlier round (an unchanged M).
+    n_scored : int
+        Images scored in this round; the others' scores were kept from an earlier round
+        whose models were the same.
     seconds : dict of str to float
         Wall time of each phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` or
         ``score_sdr``.
@@ -278,13 +294,22 @@ class RoundResult:
     selected: np.ndarray
     fake_normals: np.ndarray
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tie_scores: np.ndarray | None = None
     trained: list[str] = field(default_factory=list)
-    reused_scores: bool = False
+    n_scored: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reused_scores(self) -> bool:
+        """True when every score came from an earlier round (unchanged models)."""
+        return self.n_scored == 0 and len(self.scores) > 0
 
 
 class SID4DSRounds:
     """The three learners of SID4DS and the rule of a round (see the module docstring).
+
+    Not an estimator: a plain object that holds the models of a campaign and its settings
+    (public attributes, checked at every :meth:`run_round`).
 
     Parameters
     ----------
@@ -294,37 +319,42 @@ class SID4DSRounds:
     scorer : ReconstructionScorer
         M, configured or fitted.
     sdr_scorer : ReconstructionScorer, optional
-        G when it exists already (a resumed session); otherwise it is made from M.
+        G: fitted label-guided (a resumed session), or configured to be fitted on the
+        labelled set; by default it is made from M the first time it is needed.
     guided_epochs : int, optional
-        Epochs of G; default M's ``max_epochs``.
+        Epochs of G made from M; default M's ``max_epochs``.
     retrain_scorer : bool, default=False
         Retrain G (from its weights) in every iterative round, not only the first.
     tie_break : {"msmr", "content"}, default="msmr"
-        ``"msmr"``: equal scores are ordered by their cold-start E_msmr when it was computed
+        ``"msmr"``: equal scores are ordered by their cold-start E_msmr when it is known
         (an addition to the paper), then by content; ``"content"``: by content only.
     region : {"adaptive", "threshold"}, default="adaptive"
         How S's probabilities become E_sdr's regions
-        (:func:`sid4ds.strategies.pseudo_label_regions`); ``"threshold"`` is the paper's.
+        (:func:`sid4ds.scores.pseudo_label_regions`); ``"threshold"`` is the paper's.
+    region_share : float, default=0.01
+        The share of pixels of the adaptive rule.
     n_normal : int or "auto", default="auto"
         V per round (:func:`resolve_n_normal`).
     expected_defect_ratio : float, default=0.05
         For ``n_normal="auto"``.
     trained_for : dict of str to int, optional
         For a resumed run: the round each given model was last trained for.
-    msmr_cache : mutable mapping, optional
-        Where E_msmr scores are kept, by :func:`scores_key` of M and the pool: a dict (the
-        default) or a store on disk (the session's). Values are arrays of shape (n_pool,)
-        with NaN for images not scored.
+    score_cache : ScoreCache, optional
+        Where scores are kept per image (:mod:`sid4ds.score_cache`): in memory by default,
+        the session's store on disk for a session.
+    n_jobs : int or None, default=None
+        joblib workers that score chunks of the pool; None: the models' own ``n_jobs``.
     on_trained : callable, optional
         ``on_trained(kind, model, round_index)`` right after a model is trained (the
         session saves it there, so a killed round resumes).
     say : callable, optional
-        ``say(message)`` for progress messages.
+        ``say(message)`` for progress messages (and time estimates, measured only for
+        someone who reads them).
 
     Attributes
     ----------
     segmenter, msmr_scorer, sdr_scorer : estimators
-        S, M and G (``sdr_scorer`` is None until the first iterative round).
+        S, M and G (``sdr_scorer`` is None until it is first needed).
     trained_for : dict of str to int
         The round each model was last trained for.
     """
@@ -339,36 +369,48 @@ class SID4DSRounds:
         retrain_scorer: bool = False,
         tie_break: str = "msmr",
         region: str = "adaptive",
+        region_share: float = 0.01,
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         trained_for: dict[str, int] | None = None,
-        msmr_cache: MutableMapping[str, np.ndarray] | None = None,
+        score_cache: ScoreCache | None = None,
+        n_jobs: int | None = None,
         on_trained: Callable[[str, Any, int], None] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
-        check_choice(tie_break, "tie_break", ("msmr", "content"))
-        check_choice(region, "region", REGION_RULES)
-        if guided_epochs is not None:
-            guided_epochs = check_int(guided_epochs, "guided_epochs", minimum=1)
-        if n_normal != "auto":
-            check_int(n_normal, "n_normal", minimum=0)
-        check_float(expected_defect_ratio, "expected_defect_ratio", low=0.0, high=1.0)
         self.segmenter = segmenter
         self.msmr_scorer = scorer
         self.sdr_scorer = sdr_scorer
         self.guided_epochs = guided_epochs
-        self.retrain_scorer = bool(retrain_scorer)
+        self.retrain_scorer = retrain_scorer
         self.tie_break = tie_break
         self.region = region
+        self.region_share = region_share
         self.n_normal = n_normal
-        self.expected_defect_ratio = float(expected_defect_ratio)
+        self.expected_defect_ratio = expected_defect_ratio
         self.trained_for = dict(trained_for or {})
-        self.msmr_cache: MutableMapping[str, np.ndarray] = (
-            {} if msmr_cache is None else msmr_cache)
+        self.score_cache: ScoreCache = MemoryScoreCache() if score_cache is None else score_cache
+        self.n_jobs = n_jobs
         self.on_trained = on_trained
         self.say = say or (lambda message: None)
         self._estimate = say is not None  # time estimates only for someone who reads them
         self._content_keys: tuple[ImagePool, np.ndarray] | None = None
+        self.check_settings()
+
+    def check_settings(self) -> None:
+        """Check the settings (they are public attributes); raise naming the bad one."""
+        check_choice(self.tie_break, "tie_break", ("msmr", "content"))
+        check_choice(self.region, "region", REGION_RULES)
+        check_float(self.region_share, "region_share", low=0.0, high=1.0, include_low=False)
+        if self.guided_epochs is not None:
+            check_int(self.guided_epochs, "guided_epochs", minimum=1)
+        if self.n_normal != "auto":
+            check_int(self.n_normal, "n_normal", minimum=0)
+        check_float(self.expected_defect_ratio, "expected_defect_ratio", low=0.0, high=1.0)
+        if not isinstance(self.score_cache, ScoreCache):
+            raise TypeError(f"score_cache must have lookup() and store() (a "
+                            f"sid4ds.score_cache.ScoreCache); got "
+                            f"{type(self.score_cache).__name__}")
 
     # ------------------------------------------------------------------ the round
     def run_round(
@@ -381,17 +423,19 @@ class SID4DSRounds:
         n_label: int,
         *,
         keys: np.ndarray | None = None,
+        stage: str | None = None,
     ) -> RoundResult:
         """Train what the labelled set allows, score the unlabelled images, select.
 
         Parameters
         ----------
         pool : ImagePool
-            The whole pool.
+            The pool: M is trained on it when it is first needed.
         unlabeled : ndarray of int
             Rows of ``pool`` to rank (neither labelled nor waiting for a label).
         X_train : ndarray of shape (n_train, n_channels, height, width)
-            X_L ∪ X_FN: the labelled images, then the previous round's fake normals.
+            X_L ∪ X_FN (:func:`training_set`): the labelled images, then the previous
+            round's fake normals.
         y_train : ndarray of shape (n_train, height, width)
             Their masks (all zero for the fake normals).
         round_index : int
@@ -401,115 +445,136 @@ class SID4DSRounds:
         keys : ndarray of shape (n_pool,), optional
             :func:`~sid4ds.selection.content_keys` of the pool, when known (computed once
             otherwise).
+        stage : {"cold_start", "iterative"}, optional
+            Run this stage whatever the labelled set (the explicit modAL strategies);
+            default: the stage :func:`round_stage` gives.
 
         Returns
         -------
         result : RoundResult
         """
+        self.check_settings()
         n_label = check_int(n_label, "n_label", minimum=1)
         unlabeled = np.asarray(unlabeled, dtype=np.int64)
         seconds: dict[str, float] = {}
         trained: list[str] = []
-        defective = defective_rows(y_train)
-        n_defective, n_normal = int(defective.sum()), int((~defective).sum())
-        iterative = n_defective > 0 and n_normal > 0
-        stage = "iterative" if iterative else "cold_start"
-        reason = self._reason(len(y_train), n_defective, n_normal)
+        ruled, reason = round_stage(y_train)
+        if stage is None:
+            stage = ruled
+        elif check_choice(stage, "stage", STAGES) != ruled:
+            reason = f"the {stage.replace('_', ' ')} stage was asked for ({reason})"
         self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
-        if not is_fitted(self.msmr_scorer):
+        iterative = stage == "iterative"
+        if (not iterative or self.sdr_scorer is None) and not is_fitted(self.msmr_scorer):
+            # the cold start ranks by M; G starts from M's weights (the paper's §3.3)
             self.say(f"training the self-supervised reconstruction learner M on {len(pool)} "
                      f"images{self._about(self.msmr_scorer, len(pool), pool, train=True)}")
             self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
             self._trained("M", self.msmr_scorer, round_index, trained)
-        pool_keys = self._keys(pool, keys)
-        fingerprint = scores_key(self.msmr_scorer, pool_keys)
-        reused = False
+        unlabeled_keys = self._keys(pool, keys)[unlabeled]
         if iterative:
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
-            self.say(f"scoring {len(unlabeled)} unlabelled images (E_sdr: S's regions, "
-                     f"reconstructed by G)"
-                     + self._about((self.segmenter, self.sdr_scorer), len(unlabeled), pool,
-                                   train=False))
-            scores = self._timed(seconds, "score_sdr", lambda: sdr_scores(
-                self.segmenter, self.sdr_scorer, pool.subset(unlabeled), region=self.region))
-        else:
-            cached = self.msmr_cache.get(fingerprint)
-            if cached is not None and not np.isnan(cached[unlabeled]).any():
-                self.say(f"reusing the E_msmr of the unchanged M for {len(unlabeled)} images")
-                scores, reused = np.asarray(cached[unlabeled], dtype=np.float64), True
-            else:
-                self.say(f"scoring {len(unlabeled)} unlabelled images (E_msmr, "
-                         f"{self.msmr_scorer.n_blocks} masked copies each)"
-                         + self._about(self.msmr_scorer, len(unlabeled), pool, train=False,
-                                       copies=self.msmr_scorer.n_blocks))
-                scores = self._timed(seconds, "score_msmr", lambda: msmr_scores(
-                    self.msmr_scorer, pool.subset(unlabeled)))
-                known = (np.full(len(pool), np.nan) if cached is None
-                         else np.array(cached, dtype=np.float64))
-                known[unlabeled] = scores
-                self.msmr_cache[fingerprint] = known
-        msmr = self.msmr_cache.get(fingerprint) if self.tie_break == "msmr" else None
-        keys_of_unlabeled = tie_keys(pool_keys[unlabeled],
-                                     None if msmr is None else msmr[unlabeled])
+        scores, n_scored = self._scores(STAGE_SCORES[stage], pool, unlabeled, unlabeled_keys,
+                                        seconds)
+        msmr = None
+        if self.tie_break == "msmr" and is_fitted(self.msmr_scorer):
+            msmr = self.score_cache.lookup("E_msmr", model_fingerprint(self.msmr_scorer),
+                                           unlabeled_keys)
+        keys_of_unlabeled = tie_keys(unlabeled_keys, msmr)
         n_fake = resolve_n_normal(self.n_normal, n_label, len(unlabeled),
                                   self.expected_defect_ratio)
         top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys_of_unlabeled)
         order, _ = rank_pool(scores, len(scores), tie_keys=keys_of_unlabeled)
         return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
-                           order=order, trained=trained, reused_scores=reused,
+                           order=order, tie_scores=msmr, trained=trained, n_scored=n_scored,
                            seconds=seconds)
 
-    def cached_msmr(self, pool: ImagePool) -> np.ndarray | None:
-        """The E_msmr M gave ``pool`` in an earlier round, or None.
+    def msmr_of(self, pool: ImagePool, keys: np.ndarray | None = None) -> np.ndarray | None:
+        """The E_msmr M gave the images of ``pool`` in earlier rounds, or None.
 
         Parameters
         ----------
         pool : ImagePool
-            The pool the rounds ran on.
+            Images.
+        keys : ndarray of shape (n_pool,), optional
+            Their content keys, when known.
 
         Returns
         -------
         scores : ndarray of shape (n_pool,) or None
-            NaN for images not scored (those labelled before M scored them); None before M
-            scored this pool, or after M changed.
+            NaN for images M did not score (those labelled before it scored them); None
+            while M is not fitted.
         """
         if not is_fitted(self.msmr_scorer):
             return None
-        return self.msmr_cache.get(scores_key(self.msmr_scorer, self._keys(pool, None)))
+        return self.score_cache.lookup("E_msmr", model_fingerprint(self.msmr_scorer),
+                                       self._keys(pool, keys))
 
     def fit_segmenter(self, X_train: np.ndarray, y_train: np.ndarray,
                       round_index: int) -> SegmentationLearner:
         """Train S on a labelled set (from its previous weights), e.g. after the last round."""
-        trained: list[str] = []
-        self._fit_segmenter(X_train, y_train, round_index, {}, trained)
+        self._fit_segmenter(X_train, y_train, round_index, {}, [])
         return self.segmenter
 
     # ------------------------------------------------------------------ parts
-    @staticmethod
-    def _reason(n_train: int, n_defective: int, n_normal: int) -> str:
-        if n_train == 0:
-            return "no image is labelled yet: ranking by E_msmr, the self-supervised cold start"
-        if n_defective == 0:
-            return (f"none of the {n_train} labelled images (and fake normals) is defective "
-                    f"yet: ranking by E_msmr again")
-        if n_normal == 0:
-            return (f"all {n_train} labelled images are defective and there are no fake "
-                    f"normals: G needs a normal image, ranking by E_msmr again")
-        return (f"{n_defective} defective and {n_normal} normal images labelled (fake "
-                f"normals included): ranking by E_sdr, S's suspected defects reconstructed "
-                f"by G")
+    def _scores(self, name: str, pool: ImagePool, unlabeled: np.ndarray, keys: np.ndarray,
+                seconds: dict[str, float]) -> tuple[np.ndarray, int]:
+        """The ``name`` score of the unlabelled images: kept ones reused, the rest computed."""
+        if name == "E_msmr":
+            fingerprint: str | None = model_fingerprint(self.msmr_scorer)
+            what = f"E_msmr, {self.msmr_scorer.n_blocks} masked copies each"
+            phase = "score_msmr"
+
+            def compute(rows: np.ndarray) -> np.ndarray:
+                return msmr_scores(self.msmr_scorer, pool.subset(rows), n_jobs=self.n_jobs)
+
+            def about(n_images: int) -> str:
+                return self._about(self.msmr_scorer, n_images, pool, train=False,
+                                   copies=self.msmr_scorer.n_blocks)
+        else:
+            fingerprint = models_fingerprint(self.segmenter, self.sdr_scorer,
+                                             settings=(name, self.region, self.region_share))
+            what = "E_sdr: S's regions, reconstructed by G"
+            phase = "score_sdr"
+
+            def compute(rows: np.ndarray) -> np.ndarray:
+                return sdr_scores(self.segmenter, self.sdr_scorer, pool.subset(rows),
+                                  region=self.region, region_share=self.region_share,
+                                  n_jobs=self.n_jobs)
+
+            def about(n_images: int) -> str:
+                return self._about((self.segmenter, self.sdr_scorer), n_images, pool,
+                                   train=False)
+        scores = np.full(len(unlabeled), np.nan)
+        if fingerprint is not None:
+            scores = self.score_cache.lookup(name, fingerprint, keys)
+        missing = np.isnan(scores)
+        n_missing = int(missing.sum())
+        if n_missing == 0:
+            self.say(f"reusing the {name} of the unchanged models for {len(scores)} images")
+            return scores, 0
+        kept = f"; the other {len(scores) - n_missing} kept from before" if n_missing < len(
+            scores) else ""
+        self.say(f"scoring {n_missing} unlabelled images ({what}{kept})" + about(n_missing))
+        scores[missing] = self._timed(seconds, phase, lambda: compute(unlabeled[missing]))
+        if fingerprint is not None:
+            self.score_cache.store(name, fingerprint, keys[missing], scores[missing])
+        return scores, n_missing
 
     def _update_supervised(self, X_train: np.ndarray, y_train: np.ndarray, round_index: int,
                            seconds: dict[str, float], trained: list[str]) -> None:
         if not is_fitted(self.segmenter) or self.trained_for.get("S", -1) < round_index:
             self._fit_segmenter(X_train, y_train, round_index, seconds, trained)
-        first_guided = self.sdr_scorer is None
-        if first_guided or (self.retrain_scorer and self.trained_for.get("G", -1) < round_index):
-            if first_guided:
-                self.sdr_scorer = self.msmr_scorer.guided_copy(self.guided_epochs)
+        made = self.sdr_scorer is None
+        if made:
+            self.sdr_scorer = self.msmr_scorer.guided_copy(self.guided_epochs)
+        guided = is_fitted(self.sdr_scorer) and getattr(
+            self.sdr_scorer, "fit_mode_", None) == "label_guided"
+        if made or not guided or (self.retrain_scorer
+                                  and self.trained_for.get("G", -1) < round_index):
             self.say("training the label-guided reconstruction learner G"
-                     + (" from M" if first_guided else "")
+                     + (" from M" if made else "")
                      + self._about(self.sdr_scorer, len(X_train), X_train, train=True))
             self._timed(seconds, "train_G", lambda: self.sdr_scorer.fit(X_train, y_train))
             self._trained("G", self.sdr_scorer, round_index, trained)
@@ -520,9 +585,11 @@ class SID4DSRounds:
         self.say(f"training the segmentation learner S on {len(X_train)} images "
                  f"({n_defective} defective)"
                  + self._about(self.segmenter, len(X_train), X_train, train=True))
-        if is_fitted(self.segmenter):
-            self.segmenter.set_params(warm_start=True)
-        self._timed(seconds, "train_S", lambda: self.segmenter.fit(X_train, y_train))
+        # after the first fit S continues from its weights (the paper's iterative stage);
+        # the user's own warm_start setting is left as it is
+        continue_training = is_fitted(self.segmenter) and hasattr(self.segmenter, "partial_fit")
+        train = self.segmenter.partial_fit if continue_training else self.segmenter.fit
+        self._timed(seconds, "train_S", lambda: train(X_train, y_train))
         self._trained("S", self.segmenter, round_index, trained)
 
     def _about(self, models: Any, n_images: int, images: Any, *, train: bool,
@@ -619,96 +686,3 @@ def format_duration(seconds: float) -> str:
     if seconds < 5400 - 1:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-# ---------------------------------------------------------------------- the loop skeleton
-def ask_oracle(oracle: Callable[[np.ndarray], Any], indices: np.ndarray,
-               height: int, width: int) -> np.ndarray:
-    """``oracle(indices)`` checked as masks of shape (len(indices), height, width)."""
-    if not callable(oracle):
-        raise TypeError(f"oracle must be callable as oracle(indices) -> masks; got {oracle!r}")
-    masks = oracle(np.array(indices, dtype=np.int64))
-    return check_masks(masks, name="oracle(indices)", n_samples=len(indices), height=height,
-                       width=width)
-
-
-@dataclass
-class LabelledRound:
-    """One round of :func:`label_rounds`: what was chosen, the labeller's masks, timings.
-
-    Attributes
-    ----------
-    round : int
-    chosen : ndarray of int
-        Pool rows labelled, best first.
-    masks : ndarray of shape (len(chosen), height, width), uint8
-        The labeller's masks.
-    info : object
-        What ``select`` returned besides the rows (e.g. a :class:`RoundResult`).
-    seconds : dict of str to float
-        ``selection`` (training included) and ``oracle`` wall times.
-    """
-
-    round: int
-    chosen: np.ndarray
-    masks: np.ndarray
-    info: Any = None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-def label_rounds(
-    n_pool: int,
-    image_shape: tuple[int, int],
-    oracle: Callable[[np.ndarray], Any],
-    select: Callable[[int, np.ndarray, list[LabelledRound]], tuple[np.ndarray, Any]],
-    *,
-    n_rounds: int,
-    on_round: Callable[[LabelledRound], None] | None = None,
-) -> list[LabelledRound]:
-    """The skeleton of every active-learning loop of sid4ds: select, ask, repeat.
-
-    ``select`` trains on what is labelled before it selects (as a SID4DS round does), so
-    nothing is trained after the last selection.
-
-    Parameters
-    ----------
-    n_pool : int
-        Images in the pool.
-    image_shape : (int, int)
-        (height, width), to check the labeller's masks.
-    oracle : callable
-        ``oracle(indices) -> masks``: the labeller, given pool rows.
-    select : callable
-        ``select(round_index, unlabeled, history) -> (rows, info)``: the pool rows to label
-        (a subset of ``unlabeled``) and anything to keep with them; ``history`` holds the
-        rounds so far, with the labeller's masks.
-    n_rounds : int
-        Rounds after the first (the loop stops early when the pool is used up).
-    on_round : callable, optional
-        ``on_round(labelled_round)`` at the end of each round (progress).
-
-    Returns
-    -------
-    history : list of LabelledRound
-    """
-    n_rounds = check_int(n_rounds, "n_rounds", minimum=0)
-    height, width = image_shape
-    unlabeled = np.arange(n_pool, dtype=np.int64)
-    history: list[LabelledRound] = []
-    for round_index in range(n_rounds + 1):
-        if len(unlabeled) == 0:
-            break
-        started = time.perf_counter()
-        chosen, info = select(round_index, unlabeled, history)
-        chosen = np.asarray(chosen, dtype=np.int64)
-        seconds = {"selection": time.perf_counter() - started}
-        started = time.perf_counter()
-        masks = ask_oracle(oracle, chosen, height, width)
-        seconds["oracle"] = time.perf_counter() - started
-        labelled = LabelledRound(round=round_index, chosen=chosen, masks=masks, info=info,
-                                 seconds=seconds)
-        history.append(labelled)
-        unlabeled = np.setdiff1d(unlabeled, chosen)
-        if on_round is not None:
-            on_round(labelled)
-    return history

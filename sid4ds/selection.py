@@ -10,8 +10,9 @@ and the bottom V.
 
 What a query strategy keeps between calls lives in one place on the modAL learner, the
 attribute ``learner.sid4ds_state`` (a :class:`QueryState`, made by :func:`query_state` on
-first use); :func:`select_top` records the scores of the whole pool there, where
-:class:`~sid4ds.DefectActiveLearner` reads them to pick the fake normals.
+first use): the SID4DS strategies' round engine, and the scores of the whole pool that
+:func:`select_top` records there, where :class:`~sid4ds.DefectActiveLearner` reads them to
+pick the fake normals of the other strategies.
 """
 
 from __future__ import annotations
@@ -166,23 +167,24 @@ class QueryState:
     """What sid4ds's query strategies keep on a modAL learner between queries.
 
     One instance lives at ``learner.sid4ds_state`` (see :func:`query_state`). Set a field
-    to None to make the next query start it afresh (e.g. ``msmr_scorer = None`` trains a
-    new M).
+    to None to make the next query start it afresh (e.g. ``engine = None``: a new M and G,
+    no kept scores).
 
     Attributes
     ----------
-    msmr_scorer : ReconstructionScorer or None
-        M of :func:`~sid4ds.msmr_sampling`, fitted on the first pool it saw.
-    sdr_scorer : ReconstructionScorer or None
-        G of :func:`~sid4ds.sdr_sampling`, fitted once on the labelled images.
-    msmr_by_key : dict of int to float
-        E_msmr of every image M scored, by :func:`content_keys`: the first tie-break of
-        E_sdr.
+    engine : SID4DSRounds or None
+        The round engine of the SID4DS strategies (:func:`sid4ds.strategies.learner_engine`):
+        M, G and every score they gave.
+    n_queries : int
+        Queries the engine has run (the next one's round index).
+    last_round : RoundResult or None
+        The last query's round, when a SID4DS strategy ran it: its stage, every score and
+        its fake normals (which :class:`~sid4ds.DefectActiveLearner` keeps).
     pool_scores : ndarray of shape (n_pool,) or None
         The last query's scores of the whole queried pool (higher is more informative),
         or None when its strategy does not rank the pool.
     pool_tie_keys : list of ndarray or None
-        Their tie-break keys.
+        Their tie-break keys (None when the round engine picked the fake normals itself).
     pt4al_model : RotationPretextScorer or None
         PT4AL's pretext model.
     pt4al_split : tuple or None
@@ -195,9 +197,9 @@ class QueryState:
         its training losses.
     """
 
-    msmr_scorer: Any = None
-    sdr_scorer: Any = None
-    msmr_by_key: dict[int, float] = field(default_factory=dict)
+    engine: Any = None
+    n_queries: int = 0
+    last_round: Any = None
     pool_scores: np.ndarray | None = None
     pool_tie_keys: list[np.ndarray] | None = None
     pt4al_model: Any = None
@@ -256,14 +258,15 @@ def select_top(
     return top, scores[top]
 
 
-def record_pool_scores(learner: Any, scores: np.ndarray, keys: Any) -> list[np.ndarray]:
+def record_pool_scores(learner: Any, scores: np.ndarray,
+                       keys: Any = None) -> list[np.ndarray] | None:
     """Keep the whole pool's scores and tie-break keys in ``query_state(learner)``.
 
-    Returns the keys as a list (what :func:`rank_pool` takes).
+    Returns the keys as a list (what :func:`rank_pool` takes), or None without keys.
     """
     state = query_state(learner)
     state.pool_scores = scores
-    state.pool_tie_keys = keys if isinstance(keys, list) else [keys]
+    state.pool_tie_keys = None if keys is None else keys if isinstance(keys, list) else [keys]
     return state.pool_tie_keys
 
 
@@ -273,7 +276,9 @@ def estimator_of(learner: Any) -> Any:
 
 
 def forget_pool_scores(learner: Any) -> None:
-    """Drop the pool scores of an earlier query (for strategies that do not rank the pool)."""
+    """Drop the pool scores and round of an earlier query (before a new one, and for
+    strategies that do not rank the pool)."""
     state = query_state(learner)
     state.pool_scores = None
     state.pool_tie_keys = None
+    state.last_round = None

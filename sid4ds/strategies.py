@@ -1,286 +1,207 @@
-"""modAL query strategies of SID4DS and the pure ranking functions beneath them.
+"""modAL query strategies of SID4DS: thin adapters over the round engine.
 
 A query strategy is ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)``:
 ``indices`` of the chosen pool images, best first, and their scores. modAL's
 ``ActiveLearner.query`` calls it and returns ``(indices, X_pool[indices])``.
 
-Where the strategies find their reconstruction scorer (the same rule for both):
+Each strategy runs one round of :class:`sid4ds.rounds.SID4DSRounds`, the round that
+``run_sid4ds`` and a labelling session run, on the pool it is given:
 
-1. ``scorer=`` passed to the strategy (or through ``learner.query(..., scorer=...)``);
-2. otherwise the scorer kept on the learner from an earlier call, in the learner's
-   :class:`~sid4ds.selection.QueryState` (``learner.sid4ds_state.msmr_scorer`` for
-   :func:`msmr_sampling`, ``.sdr_scorer`` for :func:`sdr_sampling`; a
-   :class:`~sid4ds.DefectActiveLearner` also shows them as ``learner.msmr_scorer`` and
-   ``learner.sdr_scorer``);
-3. otherwise a default :class:`~sid4ds.ReconstructionScorer`.
+- :func:`sid4ds_sampling` picks the stage by itself, as Algorithm 1 does: the cold start
+  (E_msmr) until the learner's labelled set holds a defective and a normal image, the
+  iterative stage (E_sdr) from then on. No manual switch;
+- :func:`msmr_sampling` always runs the cold start, :func:`sdr_sampling` always the
+  iterative stage.
 
-An unfitted scorer is fitted on first use (``msmr_sampling``: self-supervised on the pool;
-``sdr_sampling``: label-guided on the learner's labelled images, starting from
-the learner's M when there is one, as the paper starts G from M) and the fitted scorer is
-kept in the learner's state, so it is trained once, not per query. Set it to None there
-(``learner.sid4ds_state.msmr_scorer = None``) to make the next call train a fresh one.
+The engine, and so the learners M and G and the scores they gave, live in one place on the
+modAL learner: ``learner.sid4ds_state.engine`` (see :func:`learner_engine`). M is trained
+on the first pool it is needed for and kept; G is made from M and trained once on the
+learner's labelled set, X_L ∪ X_FN (:func:`sid4ds.rounds.training_set`: on a
+:class:`~sid4ds.DefectActiveLearner` the fake normals of its last query, on a plain modAL
+learner ``X_training``/``y_training``); S is the learner's estimator, trained by the
+learner's ``teach`` (never by the strategy). ``scorer=`` gives M (or G, for
+:func:`sdr_sampling`) explicitly. Every score is kept per image by the models that computed
+it, so an unchanged M never scores an image twice, and images with equal scores are
+ordered by their cold-start E_msmr, then by content (:mod:`sid4ds.selection`).
 
-Pools may be in-memory arrays, memmaps, sequences of image paths or torch Datasets (see
-:mod:`sid4ds.pool`); scoring reads them in chunks and keeps one score per image. The
-``n_jobs`` keyword of the strategies spreads the chunks over joblib workers (or a Dask
-cluster under ``joblib.parallel_config(backend="dask")``) with the same result.
-
-Each sid4ds strategy also leaves the scores of the whole pool in the learner's state
-(:func:`~sid4ds.selection.select_top`); :class:`~sid4ds.DefectActiveLearner` reads them to
-pick the fake normals. Ties are broken by the one rule of :mod:`sid4ds.selection`.
+The round's scores of the whole pool are left in the learner's state
+(``learner.sid4ds_state.pool_scores``, ``learner.pool_scores_`` on a DefectActiveLearner),
+and the round itself (``learner.sid4ds_state.last_round``), whose fake normals a
+DefectActiveLearner keeps.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any
 
 import numpy as np
 
 from sid4ds._random import borrow_seed
 from sid4ds._torch import is_fitted
-from sid4ds._validation import check_choice, check_float, check_n_instances
-from sid4ds.metrics import defective_rows
-from sid4ds.pool import as_pool
+from sid4ds._validation import check_n_instances
+from sid4ds.pool import ImagePool, as_pool
 from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.segmentation import SegmentationLearner
-from sid4ds.selection import (
-    content_keys,
-    estimator_of,
-    query_state,
-    rank_pool,
-    select_top,
-    tie_keys,
-)
+from sid4ds.rounds import SID4DSRounds, round_stage
+from sid4ds.selection import estimator_of, query_state, record_pool_scores
 
-__all__ = [
-    "REGION_RULES",
-    "content_keys",
-    "msmr_sampling",
-    "msmr_scores",
-    "pseudo_label_regions",
-    "rank_below_marked",
-    "rank_pool",
-    "sdr_sampling",
-    "sdr_scores",
-]  # content_keys and rank_pool live in sid4ds.selection
+__all__ = ["default_msmr_scorer", "learner_engine", "msmr_sampling", "sdr_sampling",
+           "sid4ds_sampling"]
 
 
-# ---------------------------------------------------------------------- scores
-def msmr_scores(
-    scorer: ReconstructionScorer, X_pool: Any, *, n_jobs: int | None = None
-) -> np.ndarray:
-    """E_msmr of every pool image with a fitted self-supervised scorer (eq. 3).
+def learner_engine(learner: Any) -> SID4DSRounds:
+    """The round engine of a modAL learner (``learner.sid4ds_state.engine``), made on first use.
+
+    A new engine holds the learner's estimator as S and a default
+    :class:`~sid4ds.ReconstructionScorer` as M, seeded from the estimator's int
+    ``random_state`` (:func:`sid4ds._random.borrow_seed`). Set
+    ``learner.sid4ds_state.engine = None`` to start afresh (a new M and G, no kept scores).
 
     Parameters
     ----------
-    scorer : ReconstructionScorer
-        Fitted.
-    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Or a memmap, image paths, a torch Dataset or an ImagePool (read in chunks).
-    n_jobs : int or None, default=None
-        joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
+    learner : modAL ActiveLearner (or any object that accepts attributes)
 
     Returns
     -------
-    scores : ndarray of shape (n_pool,)
+    engine : SID4DSRounds
 
     Examples
     --------
-    >>> from sid4ds import ReconstructionScorer, msmr_scores
-    >>> from sid4ds.datasets import make_defect_images
-    >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
-    >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
-    ...                          max_epochs=1, random_state=0).fit(X)
-    >>> msmr_scores(M, X).shape
-    (8,)
+    >>> from modAL.models import ActiveLearner
+    >>> from sid4ds import SegmentationLearner, sid4ds_sampling
+    >>> from sid4ds.strategies import learner_engine
+    >>> learner = ActiveLearner(SegmentationLearner(random_state=3),
+    ...                         query_strategy=sid4ds_sampling)
+    >>> engine = learner_engine(learner)
+    >>> engine is learner_engine(learner), engine.msmr_scorer.random_state
+    (True, 3)
     """
-    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
-    return scorer.map_pool(scorer.msmr_chunk, pool, copies=scorer.n_blocks,
-                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
-                            description="E_msmr")
+    state = query_state(learner)
+    if state.engine is None:
+        state.engine = SID4DSRounds(estimator_of(learner), default_msmr_scorer(learner))
+    return state.engine
 
 
-def _fitted(estimator: Any, name: str) -> Any:
-    if not is_fitted(estimator):
-        raise ValueError(f"{name} ({type(estimator).__name__}) is not fitted; fit it first")
-    return estimator
+def default_msmr_scorer(learner: Any) -> ReconstructionScorer:
+    """A default M for a learner: seeded from its estimator's int ``random_state``."""
+    return ReconstructionScorer(random_state=borrow_seed(learner))
 
 
-#: How S's output becomes E_sdr's regions (:func:`pseudo_label_regions`).
-REGION_RULES = ("adaptive", "threshold")
+def _labelled_set(learner: Any, pool: ImagePool) -> tuple[np.ndarray, np.ndarray]:
+    """X_L ∪ X_FN of the learner: its own ``training_data()``, or X_training/y_training."""
+    if getattr(learner, "X_training", None) is None:
+        _, height, width = pool.image_shape
+        return pool[np.empty(0, np.int64)], np.zeros((0, height, width), np.uint8)
+    if callable(getattr(learner, "training_data", None)):
+        return learner.training_data()
+    return np.asarray(learner.X_training), np.asarray(learner.y_training)
 
 
-def pseudo_label_regions(probabilities: Any, *, threshold: float = 0.5,
-                         rule: str = "adaptive", share: float = 0.01) -> np.ndarray:
-    """The suspected-defect regions of E_sdr from S's defect probabilities.
-
-    ``"threshold"`` is the paper's eq. 9: the pixels whose probability reaches
-    ``threshold``. ``"adaptive"`` keeps those and, in an image where no pixel reaches it,
-    takes its ``share`` most probable pixels (at least one), so that a weak S — one that
-    marks nothing yet, as after the first round — still points G at its best guess, and
-    E_sdr still ranks those images instead of tying them all at 0.
-
-    Parameters
-    ----------
-    probabilities : array-like of shape (n_images, height, width)
-        S's defect probabilities.
-    threshold : float, default=0.5
-        S's threshold.
-    rule : {"adaptive", "threshold"}, default="adaptive"
-    share : float, default=0.01
-        Share of an image's pixels taken when none reaches ``threshold`` (adaptive only).
-
-    Returns
-    -------
-    regions : ndarray of shape (n_images, height, width), uint8 in {0, 1}
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sid4ds.strategies import pseudo_label_regions
-    >>> weak = np.array([[[0.1, 0.3], [0.2, 0.1]]])
-    >>> int(pseudo_label_regions(weak, rule="threshold").sum())
-    0
-    >>> pseudo_label_regions(weak).tolist()  # S marks nothing: its most probable pixel
-    [[[0, 1], [0, 0]]]
-    """
-    return _regions_and_marked(probabilities, threshold, rule, share)[0]
-
-
-def _regions_and_marked(probabilities: Any, threshold: float, rule: str,
-                        share: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pseudo_label_regions`, and whether S marks each image (any pixel ≥ threshold)."""
-    values = np.asarray(probabilities, dtype=np.float32)
-    regions = values >= threshold
-    flat = values.reshape(len(values), -1)
-    marked = defective_rows(regions)
-    if rule == "adaptive" and not marked.all():
-        empty = ~marked
-        n_top = max(1, int(round(share * flat.shape[1])))
-        # the n_top-th largest value of each empty image; ties beyond it are kept too
-        cut = -np.partition(-flat[empty], n_top - 1, axis=1)[:, n_top - 1 : n_top]
-        regions.reshape(len(values), -1)[empty] = flat[empty] >= cut
-    return regions.astype(np.uint8), marked
+def _query(learner: Any, X_pool: Any, n_instances: int, stage: str | None, *,
+           scorer: ReconstructionScorer | None = None,
+           sdr_scorer: ReconstructionScorer | None = None, region: str = "adaptive",
+           region_share: float = 0.01, n_jobs: int | None = None,
+           strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """One round of the learner's engine on ``X_pool``; the strategies' common body."""
+    images = as_pool(X_pool, name="X_pool")
+    n_instances = check_n_instances(n_instances, len(images))
+    state = query_state(learner)
+    engine = learner_engine(learner)
+    engine.segmenter = estimator_of(learner)
+    if scorer is not None:
+        engine.msmr_scorer = scorer
+    if sdr_scorer is not None:
+        engine.sdr_scorer = sdr_scorer
+    engine.region, engine.region_share, engine.n_jobs = region, region_share, n_jobs
+    engine.n_normal = getattr(learner, "n_normal", "auto")
+    engine.expected_defect_ratio = getattr(learner, "expected_defect_ratio", 0.05)
+    X_train, y_train = _labelled_set(learner, images)
+    round_index = state.n_queries
+    if (stage or round_stage(y_train)[0]) == "iterative":
+        if not is_fitted(engine.segmenter):
+            raise ValueError(
+                f"{strategy} needs a fitted segmentation learner to predict pseudolabels; "
+                f"teach the learner some labelled images first (or start with "
+                f"msmr_sampling)")
+        G = engine.sdr_scorer
+        if len(X_train) == 0 and not (is_fitted(G) and G.fit_mode_ == "label_guided"):
+            raise ValueError(
+                f"{strategy} needs labelled images to train the label-guided scorer: the "
+                f"learner has no X_training/y_training; teach it first or pass a fitted "
+                f"scorer=")
+        engine.trained_for["S"] = round_index  # S is the learner's: teach trains it
+    result = engine.run_round(images, np.arange(len(images)), X_train, y_train, round_index,
+                              n_instances, stage=stage)
+    state.n_queries += 1
+    state.last_round = result
+    record_pool_scores(learner, result.scores)
+    return result.selected, result.scores[result.selected]
 
 
-def rank_below_marked(errors: Any, marked: Any) -> np.ndarray:
-    """Order the images S marks above the ones it does not, each group by its E_sdr.
-
-    The adaptive rule's fallback regions (an image's most probable pixels where S marks
-    none) are a guess, and G's error inside a guess on a normal image can exceed its error
-    inside a small region S did mark on a defective one. So an unmarked image's error
-    ``e ≥ 0`` becomes ``e / (1 + e) - 1``, in [-1, 0): below every marked image (whose
-    E_sdr is ≥ 0, unchanged) and in the same order among the unmarked.
-
-    Parameters
-    ----------
-    errors : array-like of shape (n_images,)
-        E_sdr, each ≥ 0.
-    marked : array-like of bool, shape (n_images,)
-        Whether S marks at least one pixel (probability ≥ its threshold) in the image.
-
-    Returns
-    -------
-    scores : ndarray of shape (n_images,), float64
-
-    Examples
-    --------
-    >>> from sid4ds.strategies import rank_below_marked
-    >>> rank_below_marked([0.01, 0.5, 1.0], [True, False, False]).tolist()
-    [0.01, -0.6666666666666667, -0.5]
-    """
-    values = np.asarray(errors, dtype=np.float64)
-    marked = np.asarray(marked, dtype=bool)
-    return np.where(marked, values, values / (1.0 + values) - 1.0)
-
-
-def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, rule: str, share: float,
-               images: np.ndarray) -> np.ndarray:
-    """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
-    if not hasattr(segmenter, "predict_proba_chunk"):
-        # any segmenter with predict: its masks, as the paper's rule has them
-        regions = np.asarray(segmenter.predict(images), dtype=np.uint8)
-        return scorer.region_errors_chunk(images, regions)
-    regions, marked = _regions_and_marked(segmenter.predict_proba_chunk(images),
-                                          float(segmenter.threshold), rule, share)
-    errors = scorer.region_errors_chunk(images, regions)
-    return rank_below_marked(errors, marked) if rule == "adaptive" else errors
-
-
-def sdr_scores(
-    segmenter: SegmentationLearner,
-    scorer: ReconstructionScorer,
+def sid4ds_sampling(
+    learner: Any,
     X_pool: Any,
+    n_instances: int = 1,
     *,
     region: str = "adaptive",
     region_share: float = 0.01,
     n_jobs: int | None = None,
-) -> np.ndarray:
-    """E_sdr of every pool image (eq. 8–9).
+) -> tuple[np.ndarray, np.ndarray]:
+    """SID4DS's query, either stage: E_msmr until a defect is labelled, then E_sdr.
 
-    The segmentation learner's pseudolabels (:func:`pseudo_label_regions`: probability ≥
-    its ``threshold``, and with the ``"adaptive"`` rule its most probable pixels where none
-    reaches it) are the regions where the label-guided scorer's reconstruction error counts.
-    With the adaptive rule the images S marks rank above the ones it does not
-    (:func:`rank_below_marked`): the fallback regions order the unmarked images among
-    themselves and never outrank a region S marked.
+    Algorithm 1 in one strategy: while the learner's labelled set X_L ∪ X_FN lacks a
+    defective or a normal image, the cold start ranks by E_msmr (M trained on the first pool
+    it sees, no labels needed); from then on the iterative stage ranks by E_sdr (the
+    learner's fitted S marks suspected defects, G reconstructs them). The round says its
+    stage and why in ``learner.sid4ds_state.last_round``.
 
     Parameters
     ----------
-    segmenter : SegmentationLearner
-        Fitted segmentation learner S.
-    scorer : ReconstructionScorer
-        Fitted label-guided scorer G.
+    learner : modAL ActiveLearner or DefectActiveLearner
+        Its ``estimator`` is S (a :class:`~sid4ds.SegmentationLearner`), trained by
+        ``teach``.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
-        Or a memmap, image paths, a torch Dataset or an ImagePool. Pseudolabels are
-        computed chunk by chunk and never held for the whole pool.
-    region : {"adaptive", "threshold"}, default="adaptive"
-        How S's probabilities become regions (:func:`pseudo_label_regions`);
-        ``"threshold"`` is the paper's eq. 9.
-    region_share : float, default=0.01
-        The share of pixels of the adaptive rule.
+        Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool (read
+        in chunks).
+    n_instances : int, default=1
+        K; more than the pool returns the whole pool; < 1 is an error.
+    region, region_share
+        How S's probabilities become E_sdr's regions (see :func:`sid4ds.sdr_scores`).
     n_jobs : int or None, default=None
-        joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
+        joblib workers that score chunks of the pool; ``None`` uses the models' own
+        ``n_jobs``. The selection is the same for every value.
 
     Returns
     -------
-    scores : ndarray of shape (n_pool,)
-        E_sdr (≥ 0) of the images in which S predicts a defect pixel. The others score 0
-        with ``region="threshold"``; with ``"adaptive"`` they score in [-1, 0), ordered
-        by E_sdr inside their most probable pixels.
+    indices : ndarray of shape (min(n_instances, n_pool),), int64
+        Pool indices, highest score first.
+    scores : ndarray of shape (min(n_instances, n_pool),)
+        Their E_msmr or E_sdr.
 
     Examples
     --------
-    >>> from sid4ds import ReconstructionScorer, SegmentationLearner, sdr_scores
+    >>> from sid4ds import DefectActiveLearner, ReconstructionScorer, SegmentationLearner
+    >>> from sid4ds import sid4ds_sampling
     >>> from sid4ds.datasets import make_defect_images
-    >>> X, masks = make_defect_images(n_samples=8, image_size=16, defect_ratio=0.5,
+    >>> X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.25,
     ...                               random_state=0)
-    >>> S = SegmentationLearner(base_channels=4, depth=2, max_epochs=1,
-    ...                         random_state=0).fit(X, masks)
-    >>> G = ReconstructionScorer(base_channels=4, depth=2, max_epochs=1,
-    ...                          random_state=0).fit(X, masks)
-    >>> sdr_scores(S, G, X).shape
-    (8,)
+    >>> learner = DefectActiveLearner(
+    ...     SegmentationLearner(base_channels=4, depth=2, max_steps=2, random_state=0),
+    ...     query_strategy=sid4ds_sampling)
+    >>> learner.msmr_scorer = ReconstructionScorer(base_channels=4, depth=2, patch_size=4,
+    ...                                            n_blocks=4, max_epochs=1, random_state=0)
+    >>> indices, X_query = learner.query(X, n_instances=8)
+    >>> learner.sid4ds_state.last_round.stage
+    'cold_start'
+    >>> learner.teach(X_query, masks[indices])
+    >>> rest = [row for row in range(len(X)) if row not in indices]
+    >>> _ = learner.query(X[rest], n_instances=8)
+    >>> learner.sid4ds_state.last_round.stage
+    'iterative'
     """
-    check_choice(region, "region", REGION_RULES)
-    region_share = check_float(region_share, "region_share", low=0.0, high=1.0,
-                               include_low=False)
-    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
-    _, height, width = pool.image_shape
-    batch_size = scorer.images_per_batch(height, width)
-    if isinstance(segmenter, SegmentationLearner):
-        _fitted(segmenter, "segmenter").check_pool(pool, name="X_pool")
-        # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
-        batch_size = math.lcm(batch_size, segmenter.images_per_batch(height, width))
-    return scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer, region,
-                                             region_share), pool,
-                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
-                            batch_size=batch_size, description="E_sdr")
+    return _query(learner, X_pool, n_instances, None, region=region, region_share=region_share,
+                  n_jobs=n_jobs, strategy="sid4ds_sampling")
 
 
-# ---------------------------------------------------------------------- strategies
 def msmr_sampling(
     learner: Any,
     X_pool: Any,
@@ -291,9 +212,9 @@ def msmr_sampling(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cold-start query: the images with the largest E_msmr (paper §3.1.3).
 
-    Needs no labels. The self-supervised reconstruction scorer M is found as the module
-    docstring says (``scorer=``, then the learner's state, then a default one) and, if
-    unfitted, fitted on ``X_pool`` once and kept in ``learner.sid4ds_state.msmr_scorer``.
+    Needs no labels. The self-supervised reconstruction learner M is ``scorer`` when given,
+    else the one kept in the learner's engine (:func:`learner_engine`); an unfitted M is
+    fitted on ``X_pool`` once and kept.
 
     Parameters
     ----------
@@ -301,14 +222,14 @@ def msmr_sampling(
         The active learner; its estimator is not used.
     X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
         Unlabelled images; or a memmap, image paths, a torch Dataset or an ImagePool (read
-        in chunks; an unfitted scorer then trains on batches read as they are drawn).
+        in chunks; an unfitted M then trains on batches read as they are drawn).
     n_instances : int, default=1
         K; more than the pool returns the whole pool; < 1 is an error.
     scorer : ReconstructionScorer, optional
-        A configured (unfitted) or fitted self-supervised scorer.
+        A configured (unfitted) or fitted self-supervised M; it replaces the kept one.
     n_jobs : int or None, default=None
-        joblib workers that score chunks of the pool; ``None`` uses the scorer's
-        ``n_jobs``. The selection is the same for every value.
+        joblib workers that score chunks of the pool; ``None`` uses M's ``n_jobs``. The
+        selection is the same for every value.
 
     Returns
     -------
@@ -331,19 +252,8 @@ def msmr_sampling(
     >>> indices.shape, X_query.shape
     ((4,), (4, 1, 16, 16))
     """
-    images = as_pool(X_pool, name="X_pool")
-    check_n_instances(n_instances, len(images))
-    state = query_state(learner)
-    if scorer is None:
-        scorer = state.msmr_scorer
-    if scorer is None:
-        scorer = ReconstructionScorer(random_state=borrow_seed(learner))
-    if not is_fitted(scorer):
-        scorer.fit(images)
-    state.msmr_scorer = scorer
-    scores, keys = msmr_scores(scorer, images, n_jobs=n_jobs), content_keys(images)
-    state.msmr_by_key.update(zip(keys.tolist(), scores.tolist(), strict=True))
-    return select_top(learner, scores, tie_keys(keys), n_instances)
+    return _query(learner, X_pool, n_instances, "cold_start", scorer=scorer, n_jobs=n_jobs,
+                  strategy="msmr_sampling")
 
 
 def sdr_sampling(
@@ -359,17 +269,14 @@ def sdr_sampling(
     """Iterative-stage query: the images with the largest E_sdr (paper §3.3).
 
     The learner's fitted segmentation learner predicts pseudolabels for the pool; the
-    label-guided reconstruction scorer G measures the reconstruction error inside them. G is
-    found as the module docstring says (``scorer=``, then the learner's state, then a
-    default) and, if unfitted, fitted once on the learner's labelled images
-    (``learner.X_training``, ``learner.y_training``), starting from the learner's M when
-    there is one; it is kept in ``learner.sid4ds_state.sdr_scorer`` and reused in later
-    rounds, as the paper does (§4.2).
+    label-guided reconstruction learner G measures the reconstruction error inside them. G
+    is ``scorer`` when given, else the one kept in the learner's engine, else made from the
+    engine's M (trained on the pool first if it is not yet) and trained once on the
+    learner's labelled set; it is reused in later rounds, as the paper does (§4.2).
 
     With the paper's ``region="threshold"``, E_sdr is 0 for every image in which S predicts
-    no defect pixel. Ties are ordered by the image's E_msmr when an earlier
-    :func:`msmr_sampling` on this learner scored it (kept in
-    ``learner.sid4ds_state.msmr_by_key``), then by a hash of its pixels.
+    no defect pixel. Ties are ordered by the image's E_msmr when M scored it, then by a hash
+    of its pixels.
 
     Parameters
     ----------
@@ -380,11 +287,12 @@ def sdr_sampling(
     n_instances : int, default=1
         K.
     scorer : ReconstructionScorer, optional
-        A fitted label-guided scorer, or a configured one to fit.
+        A fitted label-guided G, or a configured one to fit on the labelled set; it
+        replaces the kept one.
     region, region_share
-        How S's probabilities become E_sdr's regions (see :func:`sdr_scores`).
+        How S's probabilities become E_sdr's regions (see :func:`sid4ds.sdr_scores`).
     n_jobs : int or None, default=None
-        joblib workers that score chunks of the pool; ``None`` uses the scorer's
+        joblib workers that score chunks of the pool; ``None`` uses the models' own
         ``n_jobs``. The selection is the same for every value.
 
     Returns
@@ -392,8 +300,8 @@ def sdr_sampling(
     indices : ndarray of shape (min(n_instances, n_pool),), int64
         Pool indices, highest E_sdr first.
     scores : ndarray of shape (min(n_instances, n_pool),)
-        Their scores from :func:`sdr_scores`: E_sdr, and with the adaptive rule values in
-        [-1, 0) for images in which S marks no pixel.
+        Their scores from :func:`~sid4ds.sdr_scores`: E_sdr, and with the adaptive rule
+        values in [-1, 0) for images in which S marks no pixel.
 
     Examples
     --------
@@ -411,36 +319,5 @@ def sdr_sampling(
     >>> len(indices)
     4
     """
-    images = as_pool(X_pool, name="X_pool")
-    check_n_instances(n_instances, len(images))
-    segmenter = estimator_of(learner)
-    if not is_fitted(segmenter):
-        raise ValueError(
-            "sdr_sampling needs a fitted segmentation learner to predict pseudolabels; "
-            "teach the learner some labelled images first (or start with msmr_sampling)"
-        )
-    state = query_state(learner)
-    if scorer is None:
-        scorer = state.sdr_scorer
-    if scorer is None:
-        pretrained = state.msmr_scorer
-        if pretrained is not None and is_fitted(pretrained):
-            scorer = pretrained.guided_copy()
-        else:
-            scorer = ReconstructionScorer(random_state=borrow_seed(learner))
-    if not is_fitted(scorer) or getattr(scorer, "fit_mode_", None) != "label_guided":
-        X_labeled = getattr(learner, "X_training", None)
-        y_labeled = getattr(learner, "y_training", None)
-        if X_labeled is None or y_labeled is None:
-            raise ValueError(
-                "sdr_sampling needs labelled images to train the label-guided scorer: the "
-                "learner has no X_training/y_training; teach it first or pass a fitted "
-                "scorer="
-            )
-        scorer.fit(X_labeled, y_labeled)
-    state.sdr_scorer = scorer
-    keys = content_keys(images)
-    msmr = np.array([state.msmr_by_key.get(key, np.nan) for key in keys.tolist()])
-    scores = sdr_scores(segmenter, scorer, images, region=region, region_share=region_share,
-                        n_jobs=n_jobs)
-    return select_top(learner, scores, tie_keys(keys, msmr=msmr), n_instances)
+    return _query(learner, X_pool, n_instances, "iterative", sdr_scorer=scorer, region=region,
+                  region_share=region_share, n_jobs=n_jobs, strategy="sdr_sampling")

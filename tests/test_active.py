@@ -74,7 +74,7 @@ def test_plain_modal_teach_fails_on_masks_where_defect_active_learner_works(squa
     assert learner.score(images, masks) == 24.0
 
 
-def test_query_returns_disjoint_fake_normals_used_for_one_teach_only(square_defects):
+def test_query_returns_disjoint_fake_normals_kept_until_the_next_query(square_defects):
     images, masks = square_defects
     learner = scored_learner(n_normal=5)
     indices, X_query, fake = learner.query(images, n_instances=4, return_fake_normals=True)
@@ -88,7 +88,8 @@ def test_query_returns_disjoint_fake_normals_used_for_one_teach_only(square_defe
     kind, X_seen, y_seen = learner.estimator.calls_[-1]
     assert kind == "fit" and len(X_seen) == 9  # X_L ∪ X_FN
     assert np.array_equal(X_seen[4:], images[fake]) and not y_seen[4:].any()
-    assert learner.X_fake_normal is None and len(learner.X_training) == 4  # X_FN emptied
+    assert len(learner.X_training) == 4  # X_FN stays out of X_L, kept for G and teach
+    assert np.array_equal(learner.X_fake_normal, images[fake])
 
     # next round: warm start (partial_fit) on X_L of both rounds plus this round's X_FN
     pool = np.delete(images, indices, axis=0)
@@ -152,16 +153,16 @@ def test_run_sid4ds_pool_bookkeeping_and_records():
     is_defective = masks.reshape(40, -1).any(axis=1)
     seen = set()
     for record in run.rounds:
-        selected, fake = record["selected"], record["fake_normals"]
+        selected, fake = record.selected, record.fake_normals
         assert not set(selected) & set(fake) and not set(fake) & seen  # X_FN from the pool
         seen |= set(selected)
-        assert record["n_defective"] == is_defective[selected].sum()
-        assert (np.diff(record["scores"]) <= 0).all()
-        expected = {"oracle", "train_M", "score_msmr"} if record["round"] == 0 else (
-            {"oracle", "train_S", "score_sdr"} if record["stage"] == "iterative"
+        assert record.n_defective == is_defective[selected].sum()
+        assert (np.diff(record.scores) <= 0).all()
+        expected = {"oracle", "train_M", "score_msmr"} if record.round == 0 else (
+            {"oracle", "train_S", "score_sdr"} if record.stage == "iterative"
             else {"oracle"})  # a second cold-start round reuses the E_msmr of round 0
-        assert set(record["seconds"]) >= expected
-    assert run.rounds[-1]["cumulative_defective"] == is_defective[labeled].sum()
+        assert set(record.seconds) >= expected
+    assert run.rounds[-1].cumulative_defective == is_defective[labeled].sum()
     assert run.sdr_scorer.fit_mode_ == "label_guided"
     assert "| 3 | iterative | 24 |" in run.table(n_defective_total=int(is_defective.sum()))
 
@@ -172,7 +173,7 @@ def test_run_sid4ds_stops_when_the_pool_is_used_up():
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=5, n_label=4,
                      segmenter=SegmentationLearner(**TINY_NET, max_epochs=1),
                      scorer=ReconstructionScorer(**SCORER), random_state=0)
-    assert [len(record["selected"]) for record in run.rounds] == [4, 4, 2]
+    assert [len(record.selected) for record in run.rounds] == [4, 4, 2]
     assert sorted(run.labeled_indices) == list(range(10))
 
 
@@ -195,7 +196,7 @@ def test_run_sid4ds_is_reproducible():
                          segmenter=SegmentationLearner(**TINY_NET, max_epochs=1),
                          scorer=ReconstructionScorer(**{**SCORER, "random_state": None}),
                          random_state=4)
-        return [record["selected"].tolist() for record in run.rounds]
+        return [record.selected.tolist() for record in run.rounds]
 
     assert selections() == selections()
 
@@ -213,7 +214,7 @@ def test_sid4ds_finds_clearly_more_defects_than_random_sampling():
             scorer=ReconstructionScorer(base_channels=8, depth=2, patch_size=4, batch_size=16,
                                         max_epochs=15),
             random_state=seed)
-        found += run.rounds[-1]["cumulative_defective"]
+        found += run.rounds[-1].cumulative_defective
         n_defective = int(masks.reshape(len(masks), -1).any(axis=1).sum())
         expected_random += n_defective * 90 / 300  # random labels 30% of the pool
     # measured: 17 + 18 = 35 found vs 18 expected at random; assert a conservative margin

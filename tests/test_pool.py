@@ -13,7 +13,7 @@ from PIL import Image
 from sid4ds import ReconstructionScorer, SegmentationLearner, msmr_sampling
 from sid4ds.baselines import RotationPretextScorer, entropy_sampling
 from sid4ds.pool import ImagePool, as_pool, channel_statistics, map_chunks
-from sid4ds.strategies import msmr_scores, sdr_scores
+from sid4ds.scores import msmr_scores, sdr_scores
 
 from .conftest import TINY_NET, ImagesDataset
 
@@ -333,8 +333,8 @@ def test_run_sid4ds_on_a_memmap_picks_what_it_picks_on_the_array(tmp_path, pool_
     on_disk = run_sid4ds(_memmap(tmp_path, pool_images), **settings)
     in_memory = run_sid4ds(pool_images, **settings)
     for disk_round, memory_round in zip(on_disk.rounds, in_memory.rounds, strict=True):
-        np.testing.assert_array_equal(disk_round["selected"], memory_round["selected"])
-        np.testing.assert_array_equal(disk_round["fake_normals"], memory_round["fake_normals"])
+        np.testing.assert_array_equal(disk_round.selected, memory_round.selected)
+        np.testing.assert_array_equal(disk_round.fake_normals, memory_round.fake_normals)
 
 
 def _resident_file_pages_mib() -> float:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
-from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
-from sid4ds.datasets import make_defect_images
-from sid4ds.pool import as_pool
-from sid4ds.rounds import (
-    SID4DSRounds,
-    labels_per_round,
-    model_fingerprint,
-    remaining_estimate,
-    scores_key,
+from sid4ds import (
+    DefectActiveLearner,
+    ReconstructionScorer,
+    SegmentationLearner,
+    run_sid4ds,
+    sid4ds_sampling,
 )
+from sid4ds.datasets import load_image_folder, make_defect_images
+from sid4ds.pool import as_pool
+from sid4ds.rounds import SID4DSRounds, configure_models, labels_per_round, remaining_estimate
+from sid4ds.score_cache import MemoryScoreCache, model_fingerprint
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 
-from .conftest import TINY_NET
+from .conftest import TINY_NET, TINY_SCORER, TINY_SEGMENTER, answer_round, new_session
 
 SCORER = {**TINY_NET, "patch_size": 4, "n_blocks": 4, "max_epochs": 1, "random_state": 0}
 SEGMENTER = {**TINY_NET, "max_epochs": 1, "random_state": 0}
@@ -49,28 +51,33 @@ def normal_labels(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n, 1, 16, 16), np.float32), np.zeros((n, 16, 16), np.uint8)
 
 
-# ---------------------------------------------------------------------- E_msmr reuse
-def test_e_msmr_is_reused_only_for_the_same_model_settings_and_pool(images, monkeypatch):
+# ---------------------------------------------------------------------- score reuse
+def test_a_score_is_computed_once_per_image_and_model(images, monkeypatch):
     X, _ = images
     rounds = engine()
-    pool = as_pool(X)
-    everything = np.arange(len(X))
+    pool = as_pool(X[:24])
+    everything = np.arange(24)
     first = rounds.run_round(pool, everything, *normal_labels(0), 0, 4)
-    assert not first.reused_scores and "score_msmr" in first.seconds
-    scoring = count_calls(monkeypatch, ReconstructionScorer, "msmr_chunk")
+    assert first.n_scored == 24 and "score_msmr" in first.seconds
+    scored = []
+    original = ReconstructionScorer.msmr_chunk
+    monkeypatch.setattr(ReconstructionScorer, "msmr_chunk",
+                        lambda self, chunk: scored.append(len(chunk)) or original(self, chunk))
     again = rounds.run_round(pool, everything[4:], *normal_labels(4), 1, 4)
-    assert again.reused_scores and scoring == [0]
+    assert again.reused_scores and again.n_scored == 0 and scored == []
     assert np.array_equal(again.scores, first.scores[4:])
-    # the same M on another pool (the same images in another order): scored afresh
-    reordered = as_pool(X[::-1].copy())
-    other = rounds.run_round(reordered, everything, *normal_labels(0), 2, 4)
-    assert not other.reused_scores and scoring[0] > 0
-    assert np.allclose(other.scores, first.scores[::-1], atol=1e-6)
-    # a scoring setting changed without refitting: the cached scores no longer apply
-    scoring[0] = 0
+    # the same images in another order, and 8 new ones: only the new ones are scored
+    grown = as_pool(np.concatenate([X[:24][::-1], X[24:]]))
+    other = rounds.run_round(grown, np.arange(32), *normal_labels(0), 2, 4)
+    assert other.n_scored == 8 and sum(scored) == 8
+    assert np.array_equal(other.scores[:24], first.scores[::-1])
+    alone = ReconstructionScorer.score_samples(rounds.msmr_scorer, X[24:])
+    assert np.allclose(other.scores[24:], alone, atol=1e-6)
+    # a scoring setting changed without refitting: the kept scores no longer apply
+    scored.clear()
     rounds.msmr_scorer.set_params(error_region="image")
     changed = rounds.run_round(pool, everything, *normal_labels(0), 3, 4)
-    assert not changed.reused_scores and scoring[0] > 0
+    assert changed.n_scored == 24 and sum(scored) == 24
     assert not np.allclose(changed.scores, first.scores)
 
 
@@ -81,8 +88,22 @@ def test_the_fingerprint_covers_weights_statistics_and_settings(images):
     assert model_fingerprint(scorer.set_params(verbose=2, n_jobs=2)) == before
     scorer.pixel_std_ = scorer.pixel_std_ * 2  # a fitted statistic
     assert model_fingerprint(scorer) != before
-    keys = content_keys(X)
-    assert scores_key(scorer, keys) != scores_key(scorer, keys[::-1].copy())
+
+
+def test_e_sdr_is_kept_until_s_or_g_change(images, monkeypatch):
+    X, masks = images
+    rounds = engine()
+    pool = as_pool(X)
+    labelled = np.arange(8)
+    rest = np.arange(8, 32)
+    first = rounds.run_round(pool, rest, X[labelled], masks[labelled], 0, 4)
+    assert first.stage == "iterative" and first.n_scored == 24
+    again = rounds.run_round(pool, rest[4:], X[labelled], masks[labelled], 0, 4)
+    assert again.n_scored == 0 and np.array_equal(again.scores, first.scores[4:])
+    # new labels: S is trained again, so every image is scored again
+    more = np.arange(12)
+    later = rounds.run_round(pool, np.arange(12, 32), X[more], masks[more], 1, 4)
+    assert later.trained == ["S"] and later.n_scored == 20
 
 
 # ---------------------------------------------------------------------- what a round says
@@ -124,8 +145,7 @@ def test_a_round_with_only_defective_labels_stays_in_the_cold_start_and_says_why
 # ---------------------------------------------------------------------- the full order
 def test_the_full_order_follows_the_selection_rule_ties_included(images):
     X, _ = images
-    rounds = engine(tie_break="content")
-    rounds.msmr_cache = _ConstantScores(len(X))  # every image ties
+    rounds = engine(tie_break="content", score_cache=_ConstantScores())  # every image ties
     result = rounds.run_round(as_pool(X), np.arange(len(X)), *normal_labels(0), 0, 5)
     assert sorted(result.order.tolist()) == list(range(len(X)))
     assert np.array_equal(result.order[:5], result.selected)
@@ -134,15 +154,11 @@ def test_the_full_order_follows_the_selection_rule_ties_included(images):
     assert not np.array_equal(result.order, np.arange(len(X)))  # not the index order
 
 
-class _ConstantScores(dict):
-    """An E_msmr cache in which every image already has the score 1."""
+class _ConstantScores(MemoryScoreCache):
+    """A score cache in which every image already has the score 1."""
 
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def get(self, key, default=None):
-        return np.ones(self.n)
+    def lookup(self, score, fingerprint, keys):
+        return np.ones(len(keys))
 
 
 # ---------------------------------------------------------------------- no training after
@@ -151,13 +167,15 @@ def test_run_sid4ds_trains_s_after_the_last_selection_only_when_asked(images, mo
                                                                      fit_final):
     X, masks = images
     fits = count_calls(monkeypatch, SegmentationLearner, "fit")
+    continued = count_calls(monkeypatch, SegmentationLearner, "partial_fit")
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=8,
                      segmenter=SegmentationLearner(**SEGMENTER),
                      scorer=ReconstructionScorer(**SCORER), fit_final=fit_final,
                      random_state=0)
-    iterative = sum(record["stage"] == "iterative" for record in run.rounds)
+    iterative = sum(record.stage == "iterative" for record in run.rounds)
     assert iterative >= 1  # S was needed for the selection at least once
-    assert fits[0] == iterative + int(fit_final)
+    assert fits[0] == 1 and continued[0] == iterative - 1 + int(fit_final)
+    assert run.segmenter.warm_start is False  # continued with partial_fit, setting untouched
 
 
 def test_run_sid4ds_records_the_estimate_of_defects_left(images):
@@ -168,13 +186,13 @@ def test_run_sid4ds_records_the_estimate_of_defects_left(images):
                      scorer=ReconstructionScorer(**SCORER), random_state=0)
     total = int(masks.reshape(len(masks), -1).any(axis=1).sum())
     for record in run.rounds:
-        assert record["remaining_estimate"] == remaining_estimate(
-            len(X), record["n_labeled"], record["cumulative_defective"],
-            record["n_defective"], len(record["selected"]), 0.25)
+        assert record.remaining_estimate == remaining_estimate(
+            len(X), record.n_labeled, record.cumulative_defective,
+            record.n_defective, len(record.selected), 0.25)
     last = run.rounds[-1]
-    assert last["remaining_estimate"]["expected"] == max(
-        0.0, round(0.25 * len(X) - last["cumulative_defective"], 1))
-    assert last["cumulative_defective"] <= total
+    assert last.remaining_estimate["expected"] == max(
+        0.0, round(0.25 * len(X) - last.cumulative_defective, 1))
+    assert last.cumulative_defective <= total
 
 
 @pytest.mark.parametrize(("label_share", "n_pool", "expected"),
@@ -192,3 +210,39 @@ def test_labels_per_round_is_a_rounded_share_of_at_least_one_image(label_share, 
 def test_labels_per_round_names_the_bad_argument(label_share, n_pool, message):
     with pytest.raises(ValueError, match=message):
         labels_per_round(label_share, n_pool)
+
+
+# ---------------------------------------------------------------------- one engine, every door
+def test_modal_run_sid4ds_and_a_session_pick_the_same_images(tmp_path, pool_folder):
+    """The three doors of sid4ds, answered by the same oracle, pick alike round by round."""
+    images, truth = pool_folder
+    X, _, names = load_image_folder(images)
+    masks = np.stack([truth[name] for name in names])
+    segmenter, scorer = configure_models(SegmentationLearner(**TINY_SEGMENTER),
+                                         ReconstructionScorer(**TINY_SCORER), random_state=3)
+    run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=4,
+                     segmenter=segmenter, scorer=scorer, random_state=3)
+    assert [record.stage for record in run.rounds] == ["cold_start", "iterative", "iterative"]
+
+    learner = DefectActiveLearner(clone(segmenter), query_strategy=sid4ds_sampling)
+    learner.msmr_scorer = clone(scorer)
+    unlabeled = np.arange(len(X))
+    modal = []
+    for _ in run.rounds:
+        positions, X_query, scores, fake = learner.query(
+            X[unlabeled], n_instances=4, return_metrics=True, return_fake_normals=True)
+        modal.append((unlabeled[positions], scores, unlabeled[fake],
+                      learner.sid4ds_state.last_round.stage))
+        learner.teach(X_query, masks[unlabeled[positions]])
+        unlabeled = np.setdiff1d(unlabeled, unlabeled[positions])
+
+    session = new_session(tmp_path, images, seed=3)
+    for expected, (chosen, scores, fake, stage) in zip(run.rounds, modal, strict=True):
+        record = session.query(n_label=4)
+        assert stage == record["stage"] == expected.stage
+        assert record["scores"] == scores.tolist() == expected.scores.tolist()
+        assert ([names.index(name) for name in record["selected"]] == chosen.tolist()
+                == expected.selected.tolist())
+        assert ([names.index(name) for name in record["fake_normals"]] == fake.tolist()
+                == expected.fake_normals.tolist())
+        answer_round(session, record, truth, tmp_path / f"answers{record['round']}")

@@ -60,15 +60,15 @@ def test_rounds_match_run_sid4ds_answered_by_the_same_oracle(tmp_path, pool_fold
     for expected in run.rounds:
         # each round reloads M, S and G from disk: weights, optimiser and RNG states
         record = LabelingSession.open(session.path).query(n_label=4)
-        assert record["stage"] == expected["stage"]
-        assert [names.index(name) for name in record["selected"]] == expected["selected"].tolist()
-        assert record["scores"] == expected["scores"].tolist()
+        assert record["stage"] == expected.stage
+        assert [names.index(name) for name in record["selected"]] == expected.selected.tolist()
+        assert record["scores"] == expected.scores.tolist()
         assert ([names.index(name) for name in record["fake_normals"]]
-                == expected["fake_normals"].tolist())
+                == expected.fake_normals.tolist())
         answer_round(session, record, truth, tmp_path / f"answers{record['round']}")
     status = session.status()
     assert [entry["defective"] for entry in status["rounds"]] == [
-        record["n_defective"] for record in run.rounds]
+        record.n_defective for record in run.rounds]
 
 
 def test_session_and_run_sid4ds_break_e_sdr_ties_alike(tmp_path, pool_folder):
@@ -85,16 +85,16 @@ def test_session_and_run_sid4ds_break_e_sdr_ties_alike(tmp_path, pool_folder):
                                      scorer_params=TINY_SCORER, segmenter_params=blind)
     for expected in run.rounds:
         record = session.query(n_label=4)
-        assert [names.index(name) for name in record["selected"]] == expected["selected"].tolist()
+        assert [names.index(name) for name in record["selected"]] == expected.selected.tolist()
         answer_round(session, record, truth, tmp_path / f"answers{record['round']}")
-    iterative = [record for record in run.rounds if record["stage"] == "iterative"]
-    assert iterative and all((record["scores"] == 0).all() for record in iterative)
+    iterative = [record for record in run.rounds if record.stage == "iterative"]
+    assert iterative and all((record.scores == 0).all() for record in iterative)
     # ties follow the cold-start E_msmr: the iterative picks are E_msmr's next best
     msmr = run.msmr_scorer.score_samples(X)
     for record in iterative:
-        labelled_before = np.concatenate([r["selected"] for r in run.rounds[:record["round"]]])
+        labelled_before = np.concatenate([r.selected for r in run.rounds[:record.round]])
         rest = np.setdiff1d(np.arange(len(X)), labelled_before)
-        assert record["selected"].tolist() == rest[np.argsort(-msmr[rest])][:4].tolist()
+        assert record.selected.tolist() == rest[np.argsort(-msmr[rest])][:4].tolist()
 
 
 def test_same_seed_same_round_other_seed_other_scores(tmp_path, pool_folder):

@@ -13,8 +13,10 @@ from sid4ds import (
     sdr_sampling,
     sdr_scores,
 )
-from sid4ds.selection import content_keys, query_state
-from sid4ds.strategies import rank_below_marked
+from sid4ds.score_cache import model_fingerprint
+from sid4ds.scores import rank_below_marked
+from sid4ds.selection import content_keys
+from sid4ds.strategies import learner_engine
 
 from .conftest import TINY_NET
 
@@ -97,10 +99,10 @@ def test_msmr_sampling_in_a_plain_modal_learner_trains_the_scorer_once(square_de
     indices, X_query = learner.query(images, n_instances=5,
                                      scorer=ReconstructionScorer(**SCORER))
     assert indices.shape == (5,) and np.array_equal(X_query, images[indices])
-    scorer = learner.sid4ds_state.msmr_scorer  # the one place a strategy keeps its state
+    scorer = learner.sid4ds_state.engine.msmr_scorer  # the one place a strategy keeps M
     history_length = len(scorer.history_)
     again, _ = learner.query(images, n_instances=5)  # no scorer=: the kept one, not retrained
-    assert learner.sid4ds_state.msmr_scorer is scorer and len(scorer.history_) == history_length
+    assert learner.sid4ds_state.engine.msmr_scorer is scorer and len(scorer.history_) == history_length
     assert np.array_equal(again, indices)
     expected = np.argsort(-scorer.score_samples(images), kind="stable")[:5]
     assert set(indices) == set(expected)
@@ -112,7 +114,7 @@ def test_msmr_sampling_with_no_arguments_fits_a_default_scorer(square_defects):
                             query_strategy=msmr_sampling)
     indices, _ = learner.query(images[:, :, :16, :16], n_instances=2)
     assert len(indices) == 2
-    scorer = learner.sid4ds_state.msmr_scorer
+    scorer = learner.sid4ds_state.engine.msmr_scorer
     assert isinstance(scorer, ReconstructionScorer)
     assert scorer.random_state == 3  # seeded from the learner's estimator
     assert scorer.get_params()["n_blocks"] == ReconstructionScorer().n_blocks
@@ -163,10 +165,12 @@ def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
         estimator = NothingFound()
 
     learner = Learner()
-    state = query_state(learner)
-    state.sdr_scorer = ReconstructionScorer(**SCORER).fit(images, masks)
-    msmr = np.random.default_rng(0).random(len(images))
-    state.msmr_by_key = dict(zip(content_keys(images).tolist(), msmr, strict=True))
+    engine = learner_engine(learner)
+    engine.sdr_scorer = ReconstructionScorer(**SCORER).fit(images, masks)
+    engine.msmr_scorer = ReconstructionScorer(**SCORER).fit(images)
+    msmr = np.random.default_rng(0).random(len(images))  # E_msmr kept from a cold start
+    engine.score_cache.store("E_msmr", model_fingerprint(engine.msmr_scorer),
+                             content_keys(images), msmr)
     indices, scores = sdr_sampling(learner, images, n_instances=5)
     assert (scores == 0).all()
     assert indices.tolist() == np.argsort(-msmr)[:5].tolist()

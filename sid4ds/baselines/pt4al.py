@@ -338,7 +338,7 @@ def pt4al_split(
     n_batches : int, default=10
         Number of batches.
     tie_keys : array-like of shape (n_pool,), optional
-        Order of equal losses, e.g. :func:`~sid4ds.strategies.content_keys`.
+        Order of equal losses, e.g. :func:`~sid4ds.selection.content_keys`.
 
     Returns
     -------
@@ -428,7 +428,7 @@ def pt4al_sampling(
        ``learner.sid4ds_state.pt4al_model = None`` to train a fresh one).
     2. That first pool, sorted by pretext loss (highest first), is split once into
        ``n_batches`` batches of equal size (:func:`pt4al_split`). The batch of every image
-       is remembered by its content (:func:`~sid4ds.strategies.content_keys`), so later,
+       is remembered by its content (:func:`~sid4ds.selection.content_keys`), so later,
        smaller pools keep their images' batches; images not in that first pool are placed
        by their loss (:func:`pt4al_assign_batches`).
     3. Each query takes the next batch (``learner.sid4ds_state.pt4al_batch``, from 0,

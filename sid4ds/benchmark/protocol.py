@@ -37,10 +37,10 @@ from sid4ds.benchmark.records import (
     labeled_records,
     selection_records,
 )
-from sid4ds.loop import run_sid4ds
+from sid4ds.loop import LabelledRound, label_rounds, run_sid4ds
 from sid4ds.metrics import defective_rows
 from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import LabelledRound, label_rounds, labels_per_round
+from sid4ds.rounds import labels_per_round
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, query_state, rank_pool
 
@@ -328,7 +328,7 @@ def run_baseline(
         return {}
 
     def select(round_index: int, unlabeled: np.ndarray,
-               history: list[LabelledRound]) -> tuple[np.ndarray, float]:
+               history: list[LabelledRound[float]]) -> tuple[np.ndarray, float]:
         if round_index == 0 and first_batch is not None:
             return first, 0.0
         started = time.perf_counter()
@@ -371,10 +371,10 @@ def _run_sid4ds_strategy(
                         scorer=reconstruction, random_state=random_state, region=region)
     run = StrategyRun(strategy="sid4ds", seed=random_state)
     for record in result.rounds:
-        phases = record["seconds"]
+        phases = record.seconds
         training = float(phases.get("train_S", 0.0))
         selection = float(sum(phases.values())) - training - float(phases.get("oracle", 0.0))
-        run.history.append(np.asarray(record["selected"], dtype=np.int64))
+        run.history.append(np.asarray(record.selected, dtype=np.int64))
         run.seconds.append({"selection": selection, "training": training})
     # the cold-start ranking of the whole pool: the E_msmr of round 0 (every image unlabelled)
     run.cold_start_scores["msmr"] = result.msmr_scores

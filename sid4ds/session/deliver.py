@@ -25,6 +25,7 @@ import numpy as np
 from sid4ds._device import resolve_device
 from sid4ds._version import __version__
 from sid4ds.metrics import defective_rows
+from sid4ds.rounds import round_stage
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.ingest import read_images_like
@@ -53,8 +54,8 @@ def train_segmenter(store: SessionStore, *, device: Any, verbose: int) -> dict[s
     resolve_device(device)
     with store.locked("train") as manifest:
         X_train, y_train = store.training_set()
-        defective = defective_rows(y_train)
-        if not (np.any(defective) and not np.all(defective)):
+        if round_stage(y_train)[0] != "iterative":  # the round engine's rule for S
+            defective = defective_rows(y_train)
             raise SessionError(
                 f"S needs a defective and a normal image to learn from; the session has "
                 f"{int(np.sum(defective))} defective of {len(y_train)} labelled images and "

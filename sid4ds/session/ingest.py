@@ -25,6 +25,7 @@ from sid4ds.datasets.folders import folder_pairs, iter_pairs, list_image_files, 
 from sid4ds.datasets.imageio import cut_pieces, read_mask
 from sid4ds.pool import ImagePool, chunk_size_for, is_path_sequence
 from sid4ds.reconstruction import block_masks
+from sid4ds.scores import REGION_RULES
 from sid4ds.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.lock import pid_alive
@@ -41,7 +42,6 @@ from sid4ds.session.storage import (
     write_json,
 )
 from sid4ds.session.store import POOL_IMAGES, POOL_META, write_mask
-from sid4ds.strategies import REGION_RULES
 
 __all__ = ["create_session", "read_binary_mask", "read_images_like"]
 

@@ -131,7 +131,8 @@ class ModelEntry(TypedDict, total=False):
 
 class Manifest(TypedDict, total=False):
     """The whole manifest. ``models`` holds the newest model of each kind, ``model_files``
-    every model by ``KIND_rNNN``; ``msmr_scores`` names the file of M's E_msmr per image."""
+    every model by ``KIND_rNNN``; ``msmr_scores`` names the file of each score per image, by
+    ``"<score>:<fingerprint of the models>"`` (older sessions: by whole-pool keys, unread)."""
 
     format: str
     format_version: int

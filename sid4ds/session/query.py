@@ -108,7 +108,7 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
         sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"],
         region=settings.get("region", "threshold"), n_normal=n_normal,
         expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
-        msmr_cache=store.msmr_store(), on_trained=keep,
+        score_cache=store.score_cache(), on_trained=keep,
         # no reader, no messages: the engine then measures no time estimates either
         say=(lambda message: say(verbose, message)) if verbose else None)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from sid4ds.datasets.imageio import read_mask
+from sid4ds.rounds import training_set
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import SessionLock
 from sid4ds.session.manifest import MANIFEST, LabelRecord, Manifest, read_manifest
 from sid4ds.session.models import load_model, save_model
 from sid4ds.session.storage import file_sha256, now, png_bytes, sha256, write_bytes, write_json
 
-__all__ = ["POOL_IMAGES", "POOL_META", "MsmrScoreStore", "PoolView", "SessionStore", "write_mask"]
+__all__ = ["POOL_IMAGES", "POOL_META", "PoolView", "SessionScoreCache", "SessionStore",
+           "write_mask"]
 
 #: The pool's images, (n, C, H, W) float32, read memory-mapped.
 POOL_IMAGES = "pool_images.npy"
@@ -204,9 +206,10 @@ class SessionStore:
         height, width = self.image_shape()
         if not rows:
             return pool.images[:0], np.zeros((0, height, width), np.uint8)
-        masks = [self.load_mask(name) for name in labeled]
-        masks += [np.zeros((height, width), np.uint8)] * len(fake)
-        return pool.images[rows], np.stack(masks)
+        masks = np.stack([self.load_mask(name) for name in labeled]) if labeled else np.zeros(
+            (0, height, width), np.uint8)
+        return training_set(pool.images[rows[:len(labeled)]], masks,
+                            pool.images[rows[len(labeled):]])
 
     # ------------------------------------------------------------------ models
     def model(self, kind: str, device: Any, verbose: int = 0, *,
@@ -236,9 +239,9 @@ class SessionStore:
         self.manifest["model_files"][f"{kind}_r{round_index:03d}"] = entry
         self.commit()
 
-    def msmr_store(self) -> MsmrScoreStore:
-        """Where the E_msmr scores of the session's M are kept (see :class:`MsmrScoreStore`)."""
-        return MsmrScoreStore(self)
+    def score_cache(self) -> SessionScoreCache:
+        """Where the session keeps its scores per image (see :class:`SessionScoreCache`)."""
+        return SessionScoreCache(self)
 
 
 def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
@@ -257,46 +260,55 @@ def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
             "imported": now("microseconds")}
 
 
-class MsmrScoreStore(MutableMapping[str, np.ndarray]):
-    """E_msmr per pool image, by the fingerprint of the M that computed them, on disk.
+class SessionScoreCache:
+    """The session's scores per image on disk: a :class:`~sid4ds.score_cache.ScoreCache`.
 
-    The session's ``msmr_cache`` for :class:`~sid4ds.rounds.SID4DSRounds`: scores are
-    written to ``scores/E_msmr_<fingerprint>.npy`` and named in the manifest (committed with
-    the round that computed them), so a later cold-start round of an unchanged M reuses
-    them instead of scoring the pool again.
+    The round engine's ``score_cache`` for a session: the scores one model (or pair of
+    models, for E_sdr) gave are kept in ``scores/<score>_<digest>.npz`` (the images' content
+    keys and their scores), named in the manifest (committed with the round that computed
+    them), so a later round of unchanged models never scores an image twice, and images
+    added to the pool later are scored alone. Entries written by sessions before this
+    format (whole-pool arrays) are not read: their images are scored once more.
     """
 
-    def __init__(self, store: SessionStore) -> None:
-        self.store = store
+    def __init__(self, session: SessionStore) -> None:
+        self.session = session
 
     def _entries(self) -> dict[str, str]:
-        return self.store.manifest.setdefault("msmr_scores", {})
+        return self.session.manifest.setdefault("msmr_scores", {})
 
-    def __getitem__(self, fingerprint: str) -> np.ndarray:
-        relative = self._entries()[fingerprint]
+    def _read(self, entry: str) -> tuple[np.ndarray, np.ndarray]:
+        relative = self._entries().get(entry)
+        if relative is None or not relative.endswith(".npz"):
+            return np.zeros(0, np.uint64), np.zeros(0)
         try:
-            return np.load(self.store.path / relative, allow_pickle=False)
-        except (OSError, ValueError):
-            raise KeyError(fingerprint) from None
+            with np.load(self.session.path / relative, allow_pickle=False) as data:
+                return data["keys"], data["values"]
+        except (OSError, ValueError, KeyError):  # a lost file: its images are scored again
+            return np.zeros(0, np.uint64), np.zeros(0)
 
-    def __setitem__(self, fingerprint: str, scores: np.ndarray) -> None:
-        relative = f"scores/E_msmr_{fingerprint[:16]}.npy"
+    def lookup(self, score: str, fingerprint: str, keys: np.ndarray) -> np.ndarray:
+        kept_keys, kept_values = self._read(f"{score}:{fingerprint}")
+        values = np.full(len(keys), np.nan)
+        if len(kept_keys):
+            order = np.argsort(kept_keys, kind="stable")
+            sorted_keys = kept_keys[order]
+            where = np.searchsorted(sorted_keys, keys)
+            found = where < len(sorted_keys)
+            found[found] = sorted_keys[where[found]] == np.asarray(keys)[found]
+            values[found] = kept_values[order[where[found]]]
+        return values
+
+    def store(self, score: str, fingerprint: str, keys: np.ndarray,
+              values: np.ndarray) -> None:
+        entry = f"{score}:{fingerprint}"
+        kept_keys, kept_values = self._read(entry)
+        keys = np.concatenate([kept_keys, np.asarray(keys, np.uint64)])
+        values = np.concatenate([kept_values, np.asarray(values, np.float64)])
+        keys, last = np.unique(keys[::-1], return_index=True)  # the newest score of a key
+        values = values[::-1][last]
+        relative = f"scores/{score}_{sha256(entry.encode())[:16]}.npz"
         buffer = io.BytesIO()
-        np.save(buffer, np.asarray(scores, dtype=np.float64), allow_pickle=False)
-        write_bytes(self.store.path / relative, buffer.getvalue())
-        self._entries()[fingerprint] = relative
-
-    def __delitem__(self, fingerprint: str) -> None:
-        del self._entries()[fingerprint]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._entries()))
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def get(self, fingerprint: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[fingerprint]
-        except KeyError:
-            return default
+        np.savez(buffer, keys=keys, values=values)
+        write_bytes(self.session.path / relative, buffer.getvalue())
+        self._entries()[entry] = relative
