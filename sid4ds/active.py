@@ -161,6 +161,7 @@ class DefectActiveLearner(ActiveLearner):
         self.n_normal = n_normal
         self.expected_defect_ratio = expected_defect_ratio
         self.warm_start = warm_start
+        self.bootstrap_init = bootstrap_init
         self.random_state = random_state
         self._rng = make_rng(random_state)
         self.X_fake_normal: np.ndarray | None = None

@@ -138,8 +138,8 @@ class ImagePool:
             raise ValueError(f"mode must be None, 'L' or 'RGB'; got {mode!r}")
         self.name = name
         self.mode = mode
-        if isinstance(source, ImagePool):
-            self.__dict__.update(source.__dict__)
+        if isinstance(source, ImagePool):  # the same images under this name
+            self._take(source, source._source, source._indices, source.n_samples)
             self.name = name
             return
         self._indices: np.ndarray | None = None
@@ -269,14 +269,18 @@ class ImagePool:
         """
         rows = np.arange(self.n_samples)[indices]
         view = ImagePool.__new__(ImagePool)
-        view.__dict__.update(self.__dict__)
         if self._kind == "memory":
-            view._source = self._source[rows]
-            view._indices = None
+            view._take(self, self._source[rows], None, len(rows))
         else:
-            view._indices = self._source_rows(rows)
-        view.n_samples = len(rows)
+            view._take(self, self._source, self._source_rows(rows), len(rows))
         return view
+
+    def _take(self, other: ImagePool, source: Any, indices: np.ndarray | None,
+              n_samples: int) -> None:
+        """Become a view of ``other``'s images: ``source`` read at ``indices``."""
+        self.name, self.mode, self._kind = other.name, other.mode, other._kind
+        self.lazy, self.image_shape = other.lazy, other.image_shape
+        self._source, self._indices, self.n_samples = source, indices, n_samples
 
     def to_numpy(self) -> np.ndarray:
         """All images in memory, float32 of shape (n_samples, n_channels, height, width)."""

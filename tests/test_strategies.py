@@ -102,7 +102,8 @@ def test_msmr_sampling_in_a_plain_modal_learner_trains_the_scorer_once(square_de
     scorer = learner.sid4ds_state.engine.msmr_scorer  # the one place a strategy keeps M
     history_length = len(scorer.history_)
     again, _ = learner.query(images, n_instances=5)  # no scorer=: the kept one, not retrained
-    assert learner.sid4ds_state.engine.msmr_scorer is scorer and len(scorer.history_) == history_length
+    assert learner.sid4ds_state.engine.msmr_scorer is scorer
+    assert len(scorer.history_) == history_length
     assert np.array_equal(again, indices)
     expected = np.argsort(-scorer.score_samples(images), kind="stable")[:5]
     assert set(indices) == set(expected)
