@@ -58,7 +58,8 @@ API_MODULES = [
     "sid4ds.segmentation", "sid4ds.reconstruction", "sid4ds.nets", "sid4ds.training",
     "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics",
     # query strategies and the round engine
-    "sid4ds.strategies", "sid4ds.selection", "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
+    "sid4ds.scores", "sid4ds.strategies", "sid4ds.selection", "sid4ds.score_cache",
+    "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
     # data
     "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
     "sid4ds.datasets.folders", "sid4ds.datasets.loaders",

@@ -178,6 +178,21 @@ class RoundSummary:
     seconds : dict of str to float
         Wall time per phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` /
         ``score_sdr``, ``oracle``.
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
+    >>> from sid4ds.datasets import make_defect_images
+    >>> X, masks = make_defect_images(n_samples=40, image_size=16, defect_ratio=0.1,
+    ...                               random_state=0)
+    >>> run = run_sid4ds(
+    ...     X, lambda indices: masks[indices], n_rounds=0, n_label=4,
+    ...     scorer=ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                                 max_epochs=1),
+    ...     random_state=0)
+    >>> record = run.rounds[0]
+    >>> record.stage, record.n_labeled, len(record.selected)
+    ('cold_start', 4, 4)
     """
 
     round: int

@@ -357,6 +357,27 @@ class SID4DSRounds:
         S, M and G (``sdr_scorer`` is None until it is first needed).
     trained_for : dict of str to int
         The round each model was last trained for.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds import ReconstructionScorer, SegmentationLearner, SID4DSRounds
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.pool import as_pool
+    >>> X, masks = make_defect_images(n_samples=32, image_size=16, defect_ratio=0.25,
+    ...                               random_state=0)
+    >>> engine = SID4DSRounds(
+    ...     SegmentationLearner(base_channels=4, depth=2, max_steps=2, random_state=0),
+    ...     ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                          max_epochs=1, random_state=0))
+    >>> pool, no_labels = as_pool(X), np.zeros((0, 16, 16), np.uint8)
+    >>> first = engine.run_round(pool, np.arange(32), X[:0], no_labels, 0, n_label=4)
+    >>> first.stage, len(first.selected), first.trained
+    ('cold_start', 4, ['M'])
+    >>> labelled = np.arange(8)
+    >>> later = engine.run_round(pool, np.arange(8, 32), X[labelled], masks[labelled], 1, 4)
+    >>> later.stage, later.trained
+    ('iterative', ['S', 'G'])
     """
 
     def __init__(
@@ -513,7 +534,22 @@ class SID4DSRounds:
 
     def fit_segmenter(self, X_train: np.ndarray, y_train: np.ndarray,
                       round_index: int) -> SegmentationLearner:
-        """Train S on a labelled set (from its previous weights), e.g. after the last round."""
+        """Train S on a labelled set (from its previous weights), e.g. after the last round.
+
+        Parameters
+        ----------
+        X_train : ndarray of shape (n_train, n_channels, height, width)
+            X_L ∪ X_FN (:func:`training_set`).
+        y_train : ndarray of shape (n_train, height, width)
+            Their masks.
+        round_index : int
+            The round S is trained for (recorded in :attr:`trained_for`).
+
+        Returns
+        -------
+        segmenter : SegmentationLearner
+            S, trained.
+        """
         self._fit_segmenter(X_train, y_train, round_index, {}, [])
         return self.segmenter
 
@@ -552,7 +588,8 @@ class SID4DSRounds:
         missing = np.isnan(scores)
         n_missing = int(missing.sum())
         if n_missing == 0:
-            self.say(f"reusing the {name} of the unchanged models for {len(scores)} images")
+            models = "M" if name == "E_msmr" else "S and G"
+            self.say(f"reusing the {name} of the unchanged {models} for {len(scores)} images")
             return scores, 0
         kept = f"; the other {len(scores) - n_missing} kept from before" if n_missing < len(
             scores) else ""

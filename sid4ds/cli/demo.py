@@ -77,13 +77,13 @@ def _demo(args: argparse.Namespace) -> int:
                      scorer=scorer, random_state=args.seed, verbose=0 if args.quiet else 1)
     elapsed = time.perf_counter() - started
     rng = make_rng(args.seed)
-    random_pick = rng.permutation(len(X))[: run.rounds[-1]["n_labeled"]]
+    random_pick = rng.permutation(len(X))[: run.rounds[-1].n_labeled]
     n_total = int(is_defective.sum())
     print()
     print(run.table(n_defective_total=n_total))
     print()
-    print(f"SID4DS found {run.rounds[-1]['cumulative_defective']} of {n_total} defective images "
-          f"by labelling {run.rounds[-1]['n_labeled']} of {len(X)}; random sampling with the "
+    print(f"SID4DS found {run.rounds[-1].cumulative_defective} of {n_total} defective images "
+          f"by labelling {run.rounds[-1].n_labeled} of {len(X)}; random sampling with the "
           f"same budget found {int(is_defective[random_pick].sum())} (seed {args.seed}).")
     print(f"total time {elapsed:.0f} s")
     print("next, on your own images: `sid4ds init run1 --images DIR --image-size 64`, then "
