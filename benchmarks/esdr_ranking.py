@@ -18,7 +18,7 @@ normal) and the defective images among its top K (what the round would label):
 - ``E_sdr threshold`` (the paper's S ≥ 0.5; ties in index order, not E_msmr);
 - the images S marks first by E_sdr, the others by S's own probability (mean over the
   image, or over its most probable 1% of pixels) instead of G's error: a candidate rule,
-  measured here and in the benchmark (docs/benchmarks.md, run 6);
+  measured here and in the benchmark (docs/benchmarks.md, *Iterative stage*; not adopted);
 - S's own evidence (largest and mean probability, marked area, mean pixel entropy: the
   entropy baseline's score) and G's error on the whole image, which say whether S or G
   carries the ranking.

@@ -1,7 +1,7 @@
 """Train S again on what a finished benchmark run labelled, with other settings of S.
 
-    python benchmarks/retrain_segmenter.py docs/results/run11_mag29 --out results/lr1e-3 \\
-        --set lr=0.001 --iou-shares 0.3
+    python benchmarks/retrain_segmenter.py benchmarks/results/run11_mag29 \\
+        --out results/lr1e-3 --set lr=0.001 --iou-shares 0.3
 
 Reads the run's ``settings.json`` and ``labeled.csv`` (``python -m sid4ds.benchmark`` writes
 both), loads the same images, draws the same splits, trains a fresh S with the run's

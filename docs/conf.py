@@ -35,9 +35,7 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-# results/ holds benchmark outputs (CSV, PNG and the raw report.md each run writes);
-# docs/benchmarks.md presents them, so they are not pages of their own.
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "results/**"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 # ---------------------------------------------------------------- Markdown (MyST)
 myst_enable_extensions = ["colon_fence", "dollarmath"]

@@ -1,7 +1,8 @@
 """The documentation builds with warnings as errors, and the public API is documented.
 
-The Sphinx build runs once (in a copy of docs/, README.md and CHANGELOG.md, so the files
-autosummary generates stay out of the source tree); the tests below check what it wrote.
+The Sphinx build runs once (in a copy of docs/, README.md, CHANGELOG.md and the benchmark
+results the pages show, so the files autosummary generates stay out of the source tree);
+the tests below check what it wrote.
 The docstring checks read each public object's numpydoc sections with numpydoc's parser.
 """
 
@@ -26,6 +27,7 @@ import sid4ds
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ["index", "getting_started", "workflow", "user_guide", "method", "benchmarks",
          "architecture", "api", "changelog"]
 DOCUMENTED_MODULES = ["datasets", "session", "baselines", "nets"]
@@ -47,6 +49,7 @@ def built_site(tmp_path_factory) -> Path:
     shutil.copytree(DOCS, work / "docs", ignore=shutil.ignore_patterns("_build", "generated"))
     for name in ("README.md", "CHANGELOG.md"):
         shutil.copy(ROOT / name, work / name)
+    shutil.copytree(RESULTS, work / "benchmarks" / "results")  # plots the pages embed
     output = work / "html"
     completed = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q",
@@ -83,6 +86,24 @@ def test_getting_started_shows_the_readme_commands(built_site):
     text = page_text(built_site, "getting_started")
     for command in commands:
         assert command in text, f"getting started lacks the README's {command!r}"
+
+
+def test_benchmark_results_live_beside_the_benchmarks_not_in_the_docs():
+    """docs/ holds pages only; every run folder under benchmarks/results/ has a row in the
+    index there, and every result a page cites exists."""
+    pages = {".md", ".rst", ".py", ".html"}
+    stray = [str(path.relative_to(ROOT)) for path in DOCS.rglob("*") if path.is_file()
+             and path.suffix not in pages and not {"_build", "generated", "__pycache__"}
+             & set(path.relative_to(DOCS).parts)]
+    assert stray == [], f"move these to benchmarks/results/: {stray}"
+    index = (RESULTS / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([^`]+)` \|", index, re.MULTILINE))
+    folders = {path.name for path in RESULTS.iterdir() if path.is_dir()}
+    assert folders - listed == set(), "add a row to benchmarks/results/README.md"
+    assert listed - folders == set(), "benchmarks/results/README.md lists missing folders"
+    for page in [*DOCS.glob("*.md"), ROOT / "README.md"]:
+        for cited in re.findall(r"benchmarks/results/([\w.*-]+)", page.read_text("utf-8")):
+            assert list(RESULTS.glob(cited)), f"{page.name} cites a missing result {cited}"
 
 
 def test_changelog_page_is_the_changelog(built_site):
