@@ -157,16 +157,24 @@ def test_report_outlines_the_human_mask_once_labelled(tmp_path, sessions, figure
     folder = shutil.copytree(sessions["three_rounds"], tmp_path / "session")
     session = LabelingSession.open(folder)
     record = session.manifest["rounds"][-1]
-    answered = record["selected"][:2]
-    session.import_masks(write_masks(tmp_path / "answers", answered, sessions["truth"]))
+    truth = sessions["truth"]
+    defective = [name for name in record["selected"] if truth[name].any()]
+    normal = [name for name in record["selected"] if not truth[name].any()]
+    answered = [defective[0], normal[0]]  # one of each, two left unanswered
+    session.import_masks(write_masks(tmp_path / "answers", answered, truth))
     page = session.report(tmp_path / "report").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"<tr><td>\d+</td><td>([^<]+)</td><td>[^<]+</td><td>([^<]+)</td>",
+                           page))
     for rank, name in enumerate(record["selected"], start=1):
         legend = figures[f"top/{rank:03d}.png"].axes[2].get_legend()
         texts = [text.get_text() for text in legend.get_texts()]
         assert any(text.startswith("S: p") for text in texts)
         assert any(text.startswith("human mask") for text in texts) == (name in answered)
-    assert "labelled defective" in page or "labelled normal" in page
-    assert "not labelled yet" in page
+        # the row's label is the human's answer for this image, or says there is none yet
+        expected = ("not labelled yet" if name not in answered else
+                    "labelled defective" if truth[name].any() else
+                    "labelled normal")
+        assert rows[html.escape(name)] == expected, name
 
 
 def test_cold_start_report_shows_m_error_maps_and_says_there_is_no_s(tmp_path, sessions,

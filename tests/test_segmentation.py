@@ -4,45 +4,12 @@ import torch
 
 from sid4ds import SegmentationLearner
 from sid4ds.datasets import make_defect_images
-from sid4ds.segmentation import augment_batch, defect_iou, soft_dice_loss
 
 from .conftest import TINY_NET
 
 
 def tiny(**params):
     return SegmentationLearner(**{**TINY_NET, "random_state": 0, **params})
-
-
-def test_defect_iou_counts_empty_images_as_neutral():
-    truth = np.zeros((3, 4, 4), np.uint8)
-    predicted = np.zeros((3, 4, 4), np.uint8)
-    assert defect_iou(truth, predicted) == 1.0
-    truth[0, 0, :2] = 1
-    predicted[0, 0, 1:3] = 1
-    assert defect_iou(truth, predicted) == pytest.approx(1 / 3)
-    # adding images that are empty in both leaves the score unchanged
-    assert defect_iou(np.concatenate([truth, np.zeros((5, 4, 4))]),
-                      np.concatenate([predicted, np.zeros((5, 4, 4))])) == pytest.approx(1 / 3)
-
-
-def test_soft_dice_is_zero_for_a_perfect_prediction_and_near_one_for_the_opposite():
-    masks = torch.zeros(1, 1, 4, 4)
-    masks[..., :2, :2] = 1
-    perfect = (masks * 2 - 1) * 50
-    assert soft_dice_loss(perfect, masks, smooth=0.0).item() == pytest.approx(0.0, abs=1e-6)
-    assert soft_dice_loss(-perfect, masks).item() > 0.9
-
-
-def test_augmentation_moves_mask_with_image_and_keeps_range():
-    generator = torch.Generator().manual_seed(0)
-    images = torch.zeros(16, 1, 8, 8)
-    images[:, :, 0, 0] = 1.0
-    masks = images.clone()
-    augmented, augmented_masks = augment_batch(images, masks, generator)
-    assert augmented.min() >= 0 and augmented.max() <= 1
-    corners = augmented_masks.flatten(1).argmax(dim=1)
-    assert torch.equal(corners, augmented.flatten(1).argmax(dim=1))
-    assert len(set(corners.tolist())) > 1  # flips happened
 
 
 def test_shapes_and_dtypes_of_outputs(square_defects):

@@ -150,7 +150,14 @@ def test_cold_start_repeats_until_a_defect_is_labelled(tmp_path, pool_folder):
     record = session.query(n_label=2)
     normal = {name: np.zeros_like(truth[name]) for name in record["selected"]}
     session.import_masks(write_masks(tmp_path / "answers", record["selected"], normal))
-    assert session.query(n_label=2)["stage"] == "cold_start"
+    record = session.query(n_label=2)
+    assert record["stage"] == "cold_start"  # normal images only: still no S to train
+    first, second = record["selected"]
+    defect = np.zeros_like(truth[first])
+    defect[4:8, 4:8] = 1  # the labeller marks a defect in one image, the other is normal
+    answers = {first: defect, second: np.zeros_like(defect)}
+    session.import_masks(write_masks(tmp_path / "answers_2", [first, second], answers))
+    assert session.query(n_label=2)["stage"] == "iterative"
 
 
 def test_query_refuses_while_masks_are_missing_unless_skipped(tmp_path, pool_folder):

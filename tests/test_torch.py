@@ -12,7 +12,6 @@ from sklearn.utils import estimator_checks
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
 from sid4ds._device import auto_batch_size, resolve_device
-from sid4ds._random import make_rng
 
 from .conftest import TINY_NET
 
@@ -116,13 +115,17 @@ def test_pickled_state_holds_no_torch_module(square_defects):
     assert all(value.device.type == "cpu" for value in saved["module"].values())
 
 
-def test_resolve_device_and_make_rng():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    assert make_rng(3).integers(1000) == make_rng(3).integers(1000)
-    with pytest.raises(TypeError, match="random_state must be None"):
-        make_rng("3")
+def test_resolve_device_picks_cuda_only_where_there_is_one(monkeypatch):
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda'.*got 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available on this machine"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
 
 
 def test_auto_batch_size_targets_a_pixel_budget():
