@@ -59,6 +59,8 @@ API_MODULES = [
     "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics",
     # query strategies and the round engine
     "sid4ds.strategies", "sid4ds.selection", "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
+    # when to stop labelling
+    "sid4ds.stopping",
     # data
     "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
     "sid4ds.datasets.folders", "sid4ds.datasets.loaders",

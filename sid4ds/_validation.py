@@ -251,6 +251,40 @@ def check_n_instances(n_instances: Any, n_pool: int) -> int:
     return min(n_instances, n_pool)
 
 
+def check_audit_size(audit_size: Any, n_unlabelled: int, name: str = "audit_size") -> int:
+    """Validate the size of a random audit drawn from ``n_unlabelled`` unlabelled images.
+
+    Parameters
+    ----------
+    audit_size : int
+        Images asked for (0 allowed: no audit).
+    n_unlabelled : int
+        Images unlabelled, from which the audit is drawn without replacement.
+    name : str, default="audit_size"
+        Argument name used in the message (``"--audit"`` on the command line).
+
+    Returns
+    -------
+    audit_size : int
+
+    Examples
+    --------
+    >>> from sid4ds._validation import check_audit_size
+    >>> check_audit_size(50, 700)
+    50
+    >>> check_audit_size(800, 700, name="--audit")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --audit asks for 800 images but only 700 are unlabelled ...: ask for at most 700
+    """
+    audit_size = check_int(audit_size, name, minimum=0)
+    if audit_size > n_unlabelled:
+        raise ValueError(f"{name} asks for {audit_size} images but only {n_unlabelled} are "
+                         f"unlabelled (an audit is drawn from the unlabelled images): ask for "
+                         f"at most {n_unlabelled}")
+    return audit_size
+
+
 def describe_size(size: tuple[int, int]) -> str:
     """``"HxW (height x width)"`` for messages."""
     return f"{size[0]}x{size[1]} (height x width)"
