@@ -154,7 +154,8 @@ class RecallBound:
         Upper bound (at ``confidence``) on the defective images still unlabelled among the
         images in the pool when the audit was drawn.
     n_found_before : int
-        Defective images labelled before the audit was drawn.
+        Defective images outside the audit's population (labelled before it was drawn, or
+        in a ranked batch listed with it), counting those still waiting for a label.
     defects_upper : int
         Upper bound on the defective images among the images unlabelled when the audit was
         drawn (:func:`defects_left_upper_bound`).
@@ -260,6 +261,8 @@ def recall_bound(
     *,
     labelled_since: int = 0,
     found_since: int = 0,
+    n_waiting: int = 0,
+    audit_missing: int = 0,
     confidence: float = 0.95,
 ) -> RecallBound:
     """The share of defective images labelled, with a lower bound from a random audit.
@@ -267,15 +270,17 @@ def recall_bound(
     Valid whatever chose the labelled images (a ranking better or worse than random, or
     none), because it rests only on the audit: images drawn uniformly at random, without
     replacement, from the images unlabelled at the time, then labelled. The bound is
-    ``found / (n_found + D_upper)``, ``D_upper`` the exact upper confidence bound of
-    :func:`defects_left_upper_bound` on the defective images that were unlabelled, and
-    ``found`` every defective image labelled (``n_found`` + ``audit_defective`` +
+    ``found / (n_found + n_waiting + D_upper)``, ``D_upper`` the exact upper confidence
+    bound of :func:`defects_left_upper_bound` on the defective images that were unlabelled,
+    and ``found`` every defective image labelled (``n_found`` + ``audit_defective`` +
     ``found_since``).
 
     Parameters
     ----------
     n_labelled : int
-        Images labelled when the audit was drawn (by the ranked review or otherwise).
+        Images labelled outside the audit's population: those labelled when the audit was
+        drawn (by the ranked review or otherwise), and those of a ranked batch listed with
+        the audit and labelled since.
     n_found : int
         Defective images among them (an image with any defect pixel is defective).
     n_unlabelled : int
@@ -284,14 +289,20 @@ def recall_bound(
         method, not by a person) count as unlabelled.
     audit_size : int
         Images in the audit (0: no audit, the bound then assumes nothing and is
-        ``n_found / (n_found + n_unlabelled)``).
+        ``n_found / (n_found + n_waiting + n_unlabelled)``).
     audit_defective : int
-        Defective images in the audit.
+        Defective images among the audit's labelled images.
     labelled_since : int, default=0
-        Images the review labelled after the audit was drawn, outside the audit (all from
-        the audit's population).
+        Images labelled after the audit was drawn from its population, the audit's own
+        left out.
     found_since : int, default=0
         Defective images among them.
+    n_waiting : int, default=0
+        Images outside the audit's population without a label yet (a ranked batch listed
+        with the audit): each counts as possibly defective.
+    audit_missing : int, default=0
+        Audit images without a label yet: each counts as a defective audit image (the worst
+        case, so the bound stays valid whichever are missing and why).
     confidence : float, default=0.95
         In (0, 1): the bound fails with probability at most ``1 - confidence``.
 
@@ -340,31 +351,36 @@ def recall_bound(
     audit_defective = check_int(audit_defective, "audit_defective", minimum=0)
     labelled_since = check_int(labelled_since, "labelled_since", minimum=0)
     found_since = check_int(found_since, "found_since", minimum=0)
+    n_waiting = check_int(n_waiting, "n_waiting", minimum=0)
+    audit_missing = check_int(audit_missing, "audit_missing", minimum=0)
     confidence = _check_confidence(confidence)
     for part, part_name, whole, whole_name in (
             (n_found, "n_found", n_labelled, "n_labelled"),
-            (audit_defective, "audit_defective", audit_size, "audit_size"),
+            (audit_defective + audit_missing, "audit_defective + audit_missing", audit_size,
+             "audit_size"),
             (found_since, "found_since", labelled_since, "labelled_since"),
             (labelled_since, "labelled_since", n_unlabelled - audit_size,
              "the images the audit left unlabelled (n_unlabelled - audit_size)")):
         if part > whole:
             raise ValueError(f"{part_name}={part} is larger than {whole_name}={whole}: a "
                              f"count of images cannot exceed the images it counts from")
-    upper = int(defects_left_upper_bound(audit_defective, audit_size, n_unlabelled,
-                                         confidence))
+    upper = int(defects_left_upper_bound(audit_defective + audit_missing, audit_size,
+                                         n_unlabelled, confidence))
     found = n_found + audit_defective + found_since
     known = audit_defective + found_since      # defective images of the population, labelled
     contradicted = upper < known               # the audit was unusually clean
-    total_upper = n_found + max(upper, known)
+    total_upper = n_found + n_waiting + max(upper, known)
     lower = found / total_upper if total_upper else 1.0
-    if audit_size:
-        estimate_total = n_found + max(known, n_unlabelled * audit_defective / audit_size)
+    n_audited = audit_size - audit_missing
+    if n_audited:
+        estimate_total = n_found + n_waiting * n_found / max(n_labelled, 1) + max(
+            known, (n_unlabelled - audit_missing) * audit_defective / n_audited)
         recall = found / estimate_total if estimate_total else 1.0
     else:
         recall = math.nan
     left_max = total_upper - found
-    n_pool = n_labelled + n_unlabelled
-    estimate = (f"estimate {_percent(recall)}: " if audit_size else "no estimate without an "
+    n_pool = n_labelled + n_waiting + n_unlabelled
+    estimate = (f"estimate {_percent(recall)}: " if n_audited else "no estimate without an "
                 "audit: ")
     statement = (
         f"With {confidence:.0%} confidence at least {_percent(lower, down=True)} of the "
@@ -379,12 +395,16 @@ def recall_bound(
     else:
         statement += ("Without an audit this assumes nothing, and counts every unlabelled "
                       "image as possibly defective.")
+    if audit_missing or n_waiting:
+        statement += (f" It counts the {audit_missing + n_waiting} images still waiting for a "
+                      f"label ({audit_missing} of them in the audit) as defective: label them "
+                      f"to raise it.")
     if contradicted:
         statement += (f" The review has since found more defective images ({known}) than the "
                       f"audit allowed for ({upper}): the audit was unusually clean; draw a "
                       f"new one.")
     return RecallBound(recall=recall, lower=lower, confidence=confidence, n_found=found,
-                       defects_left_max=left_max, n_found_before=n_found,
+                       defects_left_max=left_max, n_found_before=n_found + n_waiting,
                        defects_upper=upper, n_pool=n_pool, n_unlabelled=n_unlabelled,
                        audit_size=audit_size, audit_defective=audit_defective,
                        statement=statement)
