@@ -23,11 +23,15 @@ then (the audit's own, and those the review labels after the audit).
 
 Why this one: it is exact (no normal approximation, so it holds at 1% prevalence and in
 pools of a few hundred images), it holds however good or bad the ranking is (it is a
-statement about the unlabelled images, whatever chose them), and it samples only where the
-uncertainty is: a sample of the whole pool, as quantile-based certification (Lewis, Yang &
-Frieder's QBCB) or Cormack & Grossman's target method draw, spends labels on images the
-review has labelled anyway, so it needs about ``n_pool / n_unlabelled`` times as many labels
-for the same bound (see ``benchmarks/recall_bound_validity.py``).
+statement about the unlabelled images, whatever chose them), it samples only where the
+uncertainty is (the images the review labelled cost nothing), and its labels can go on to
+train the models, since the bound rests on the draw alone. Cormack & Grossman's target
+method (review until every defective image of a random "target" sample is found) and
+quantile-based certification (Lewis, Yang & Frieder's QBCB, which generalises it) draw
+their sample from the whole pool and need a number of defective images in it (59 for 95%
+recall at 95% confidence with QBCB): in ``benchmarks/recall_bound_validity.py`` QBCB
+costs as many new labels or more, and cannot certify at all when the pool holds fewer
+defective images than that.
 
 One audit's statement ("the unlabelled images held at most ``D_upper`` defective ones") is
 one event, so the bound stays valid for every later round of ranked review at once: after
