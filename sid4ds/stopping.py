@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import hypergeom
+from scipy.stats import beta, hypergeom
 
 from sid4ds._validation import check_audit_size, check_float, check_int
 
@@ -126,6 +126,13 @@ def defects_left_upper_bound(audit_defective: Any, audit_size: Any, n_unlabelled
     high = total - (n - k)                # the most defective images the audit allows
     done = plausible(high)
     low = np.where(done, high, low)
+    # A narrower start for the bisection: the binomial (with replacement) bound, which is
+    # wider than the hypergeometric one; kept only where it is indeed not plausible.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.nan_to_num(beta.ppf(confidence, k + 1, np.maximum(n - k, 1)), nan=1.0)
+    guess = np.clip(np.ceil(share * total).astype(np.int64) + 1, low, high)
+    narrower = ~done & (guess < high) & ~plausible(guess)
+    high = np.where(narrower, guess, high)
     # Invariant where not done: plausible(low), not plausible(high).
     while True:
         active = ~done & (high - low > 1)
