@@ -45,15 +45,18 @@ the audit, and audits repeated until one passes (each audit may be wrong with ch
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.stats import beta, hypergeom
 
+from sid4ds._random import make_rng
 from sid4ds._validation import check_audit_size, check_float, check_int
 
-__all__ = ["RecallBound", "audit_size_needed", "defects_left_upper_bound", "recall_bound"]
+__all__ = ["RecallBound", "audit_recall_bound", "audit_size_needed", "defects_left_upper_bound",
+           "draw_audit", "recall_bound"]
 
 # Slack for comparing a recall (a ratio of ints) with a target given as a float.
 _TOLERANCE = 1e-12
@@ -419,6 +422,99 @@ def recall_bound(
                        defects_upper=upper, n_pool=n_pool, n_unlabelled=n_unlabelled,
                        audit_size=audit_size, audit_defective=audit_defective,
                        statement=statement)
+
+
+def draw_audit(candidates: Any, audit_size: int, random_state: Any = None) -> np.ndarray:
+    """Draw an audit: ``audit_size`` of ``candidates``, uniformly at random, without replacement.
+
+    The one audit rule of sid4ds. The candidates are sorted first, so the draw depends on
+    the seed and on which images are candidates, never on their order (a ranking cannot
+    leak into it).
+
+    Parameters
+    ----------
+    candidates : array-like of shape (n_candidates,)
+        The audit's population: every image without a human label (pool rows or names),
+        less a ranked batch listed with the audit.
+    audit_size : int
+        Images to draw; at most ``n_candidates``.
+    random_state : None, int, sequence of int or numpy Generator, default=None
+        The seed (a session passes its own seed and the audit's number, e.g.
+        ``[seed, 1, audit_number]``).
+
+    Returns
+    -------
+    audit : ndarray of shape (audit_size,)
+        The drawn candidates, in the order drawn.
+
+    Examples
+    --------
+    >>> from sid4ds.stopping import draw_audit
+    >>> audit = draw_audit(range(100), 5, random_state=0)
+    >>> audit.tolist() == draw_audit(list(range(100))[::-1], 5, random_state=0).tolist()
+    True
+    >>> len(set(audit.tolist()))
+    5
+    """
+    population = np.sort(np.asarray(list(candidates)))
+    audit_size = check_audit_size(audit_size, len(population))
+    return make_rng(random_state).choice(population, size=audit_size, replace=False)
+
+
+def audit_recall_bound(labels: Mapping[Hashable, bool], outside: Iterable[Hashable],
+                       n_population: int, audit: Iterable[Hashable], *,
+                       confidence: float = 0.95) -> RecallBound:
+    """:func:`recall_bound` of an audit, counted from the labels as they are now.
+
+    The one counting rule for a session's status and report and for ``run_sid4ds``'s
+    records. Images are keys (names or pool rows); what was recorded when the audit was
+    drawn is ``outside`` and ``n_population`` and ``audit``, and everything else is read
+    from ``labels``, so a mask replaced since counts as it is now.
+
+    Parameters
+    ----------
+    labels : mapping of image to bool
+        Every image with a human label now, to whether it is defective; only images that
+        were in the pool when the audit was drawn (leave out images added since).
+    outside : iterable of images
+        The images outside the audit's population: labelled when it was drawn, or in the
+        ranked batch listed with it.
+    n_population : int
+        Images the audit was drawn from (those without a label then, less ``outside``).
+    audit : iterable of images
+        The audit's images.
+    confidence : float, default=0.95
+        In (0, 1).
+
+    Returns
+    -------
+    bound : RecallBound
+        Audit images and ``outside`` images without a label yet count as defective.
+
+    Examples
+    --------
+    >>> from sid4ds.stopping import audit_recall_bound
+    >>> labels = {f"ranked{i}": i < 48 for i in range(300)}
+    >>> labels.update({f"audit{i}": i == 0 for i in range(300)})
+    >>> bound = audit_recall_bound(labels, [f"ranked{i}" for i in range(300)], 700,
+    ...                            [f"audit{i}" for i in range(300)])
+    >>> round(bound.lower, 3)
+    0.875
+    """
+    outside, audit = set(outside), set(audit)
+    if outside & audit:
+        raise ValueError(f"{len(outside & audit)} images are both outside the audit's "
+                         f"population and in the audit (e.g. {next(iter(outside & audit))!r})"
+                         f": an audit is drawn from the other images")
+    labelled_outside = [labels[key] for key in outside if key in labels]
+    labelled_audit = [labels[key] for key in audit if key in labels]
+    since = [defective for key, defective in labels.items()
+             if key not in outside and key not in audit]
+    return recall_bound(
+        len(labelled_outside), int(sum(labelled_outside)), n_population, len(audit),
+        int(sum(labelled_audit)), labelled_since=len(since), found_since=int(sum(since)),
+        n_waiting=len(outside) - len(labelled_outside),
+        audit_missing=len(audit) - len(labelled_audit), confidence=confidence)
 
 
 def _certified_share(n_found: int, n_unlabelled: int, audit_size: int, defects_left: int,

@@ -17,8 +17,10 @@ from scipy.stats import hypergeom
 from benchmarks.recall_bound_validity import RANKINGS, simulate_reviews
 from sid4ds.stopping import (
     RecallBound,
+    audit_recall_bound,
     audit_size_needed,
     defects_left_upper_bound,
+    draw_audit,
     recall_bound,
 )
 
@@ -244,3 +246,37 @@ def test_audit_size_needed_edges_and_errors():
         audit_size_needed(5, 50, defects_left=80)
     with pytest.raises(ValueError, match=r"power must be in \(0.0, 1.0\)"):
         audit_size_needed(5, 50, power=1.0)
+
+
+# --------------------------------------------------------------------------- the audit
+def test_draw_audit_is_uniform_seeded_and_blind_to_the_order():
+    candidates = np.arange(20)
+    draws = np.array([draw_audit(candidates, 5, random_state=seed) for seed in range(2000)])
+    assert all(len(set(draw)) == 5 for draw in draws[:50])
+    inclusion = np.bincount(draws.ravel(), minlength=20) / 2000
+    assert np.abs(inclusion - 0.25).max() < 0.04           # each image: 5/20 of the draws
+    assert (draw_audit(candidates[::-1], 5, [3, 1, 0]) == draw_audit(candidates, 5,
+                                                                       [3, 1, 0])).all()
+    assert not (draw_audit(candidates, 5, [3, 1, 0]) == draw_audit(candidates, 5,
+                                                                     [3, 1, 1])).all()
+    names = draw_audit(["b.png", "a.png", "c.png"], 3, random_state=0)
+    assert sorted(names.tolist()) == ["a.png", "b.png", "c.png"]
+    with pytest.raises(ValueError, match="asks for 4 images but only 3 are unlabelled"):
+        draw_audit(["b.png", "a.png", "c.png"], 4)
+
+
+def test_audit_recall_bound_counts_the_labels_as_they_are_now():
+    outside = [f"r{i}" for i in range(300)]
+    audit = [f"a{i}" for i in range(300)]
+    labels = {name: i < 48 for i, name in enumerate(outside[:290])}    # 10 still waiting
+    labels.update({name: i == 0 for i, name in enumerate(audit[:280])})  # 20 missing
+    labels.update({f"p{i}": i < 2 for i in range(50)})                 # labelled since
+    bound = audit_recall_bound(labels, outside, 700, audit)
+    expected = recall_bound(290, 48, 700, 300, 1, labelled_since=50, found_since=2,
+                            n_waiting=10, audit_missing=20)
+    assert bound == expected
+    labels["a0"] = False                                  # a mask replaced since
+    assert audit_recall_bound(labels, outside, 700, audit).audit_defective == 0
+    with pytest.raises(ValueError, match="1 images are both outside the audit's population "
+                                         "and in the audit"):
+        audit_recall_bound(labels, [*outside, "a5"], 700, audit)
