@@ -58,17 +58,18 @@ API_MODULES = [
     "sid4ds.segmentation", "sid4ds.reconstruction", "sid4ds.nets", "sid4ds.training",
     "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics",
     # query strategies and the round engine
-    "sid4ds.strategies", "sid4ds.selection", "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
+    "sid4ds.strategies", "sid4ds.selection", "sid4ds.score_cache", "sid4ds.rounds",
+    "sid4ds.loop", "sid4ds.active",
     # data
     "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
     "sid4ds.datasets.folders", "sid4ds.datasets.loaders",
     # the labelling session
     "sid4ds.session", "sid4ds.session.session", "sid4ds.session.store",
-    "sid4ds.session.manifest", "sid4ds.session.storage", "sid4ds.session.lock",
-    "sid4ds.session.errors", "sid4ds.session.models", "sid4ds.session.ingest",
-    "sid4ds.session.query", "sid4ds.session.labels", "sid4ds.session.status",
-    "sid4ds.session.export", "sid4ds.session.deliver", "sid4ds.session.report",
-    "sid4ds.session.codecs",
+    "sid4ds.session.shards", "sid4ds.session.manifest", "sid4ds.session.storage",
+    "sid4ds.session.lock", "sid4ds.session.errors", "sid4ds.session.models",
+    "sid4ds.session.ingest", "sid4ds.session.add", "sid4ds.session.query",
+    "sid4ds.session.labels", "sid4ds.session.status", "sid4ds.session.export",
+    "sid4ds.session.deliver", "sid4ds.session.report", "sid4ds.session.codecs",
     # benchmark and baselines
     "sid4ds.baselines", "sid4ds.baselines.common", "sid4ds.baselines.passive",
     "sid4ds.baselines.uncertainty", "sid4ds.baselines.coreset", "sid4ds.baselines.pt4al",

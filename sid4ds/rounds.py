@@ -8,8 +8,9 @@ A round, wherever it runs (:func:`~sid4ds.run_sid4ds`, a
    holds a defective and a normal image, S is trained on it (from its previous weights
    after the first time) and G once (a copy of M, trained label-guided);
 2. **score** the unlabelled images: E_sdr with S and G once they exist (the iterative
-   stage), E_msmr with M before (the cold start; the scores of an unchanged M are reused,
-   never computed twice);
+   stage), E_msmr with M before (the cold start). Scores are kept per image, by the models
+   and the image's content (:mod:`sid4ds.score_cache`): unchanged models never score an
+   image twice, so after images join the pool only the new ones are scored;
 3. **select** with the one rule of :mod:`sid4ds.selection`: the top K are to be labelled,
    the bottom V become this round's fake normals (:func:`resolve_n_normal`), ties broken by
    the cold-start E_msmr when it was computed, then by image content.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from sid4ds._validation import check_choice, check_float, check_int, check_masks
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.score_cache import MemoryScoreCache, ScoreCache
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 from sid4ds.strategies import REGION_RULES, msmr_scores, sdr_scores
@@ -52,7 +54,7 @@ __all__ = [
     "model_fingerprint",
     "remaining_estimate",
     "resolve_n_normal",
-    "scores_key",
+    "score_model_key",
 ]
 
 #: The stages of a round and the score each ranks by.
@@ -181,27 +183,45 @@ def model_fingerprint(estimator: Any) -> str:
     return digest.hexdigest()
 
 
-def scores_key(estimator: Any, pool_keys: np.ndarray) -> str:
-    """The key of the scores a fitted estimator gave a pool: its fingerprint and the pool's.
+def score_model_key(score: str, *models: Any, **settings: Any) -> str:
+    """The key under which a score's values are kept per image (:mod:`sid4ds.score_cache`).
 
-    ``pool_keys`` are the pool's :func:`~sid4ds.selection.content_keys`, so the same model
-    on another pool (or on the same images in another order) never reuses scores.
+    It names the score and fingerprints every model that computes it
+    (:func:`model_fingerprint`) and every other setting that changes it, so a changed model
+    or setting never reuses a kept score, and an unchanged one always can.
 
     Parameters
     ----------
-    estimator : fitted estimator
-        The model that scored the pool.
-    pool_keys : ndarray of shape (n_pool,)
-        The pool's content keys.
+    score : str
+        ``"E_msmr"`` or ``"E_sdr"``.
+    *models : fitted estimators
+        The models behind the score (M; or S and G).
+    **settings
+        Other settings that change the score (e.g. E_sdr's ``region``).
 
     Returns
     -------
     key : str
-        A hex digest.
+        ``"<score>:"`` and a hex digest.
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.rounds import score_model_key
+    >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
+    >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                          max_epochs=1, random_state=0).fit(X)
+    >>> score_model_key("E_msmr", M).startswith("E_msmr:")
+    True
+    >>> score_model_key("E_msmr", M) == score_model_key("E_msmr", M.set_params(n_blocks=2))
+    False
     """
-    digest = hashlib.sha256(model_fingerprint(estimator).encode())
-    digest.update(np.ascontiguousarray(pool_keys).tobytes())
-    return digest.hexdigest()
+    digest = hashlib.sha256(score.encode())
+    for model in models:
+        digest.update(model_fingerprint(model).encode())
+    digest.update(repr(sorted(settings.items())).encode())
+    return f"{score}:{digest.hexdigest()}"
 
 
 def configure_models(
@@ -264,7 +284,9 @@ class RoundResult:
     trained : list of str
         The models trained in this round (``"M"``, ``"S"``, ``"G"``).
     reused_scores : bool
-        True when the scores came from an earlier round (an unchanged M).
+        True when every score came from an earlier round (unchanged models).
+    n_reused : int
+        Images whose score came from an earlier round (the rest were scored now).
     seconds : dict of str to float
         Wall time of each phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` or
         ``score_sdr``.
@@ -280,6 +302,7 @@ class RoundResult:
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     trained: list[str] = field(default_factory=list)
     reused_scores: bool = False
+    n_reused: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -311,10 +334,10 @@ class SID4DSRounds:
         For ``n_normal="auto"``.
     trained_for : dict of str to int, optional
         For a resumed run: the round each given model was last trained for.
-    msmr_cache : mutable mapping, optional
-        Where E_msmr scores are kept, by :func:`scores_key` of M and the pool: a dict (the
-        default) or a store on disk (the session's). Values are arrays of shape (n_pool,)
-        with NaN for images not scored.
+    score_cache : ScoreCache, optional
+        Where E_msmr and E_sdr are kept per image, by :func:`score_model_key` and content
+        key (:mod:`sid4ds.score_cache`): in memory (the default) or on disk (a session's).
+        A round scores only the images whose score the cache lacks for its models.
     on_trained : callable, optional
         ``on_trained(kind, model, round_index)`` right after a model is trained (the
         session saves it there, so a killed round resumes).
@@ -342,7 +365,7 @@ class SID4DSRounds:
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         trained_for: dict[str, int] | None = None,
-        msmr_cache: MutableMapping[str, np.ndarray] | None = None,
+        score_cache: ScoreCache | None = None,
         on_trained: Callable[[str, Any, int], None] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
@@ -363,8 +386,8 @@ class SID4DSRounds:
         self.n_normal = n_normal
         self.expected_defect_ratio = float(expected_defect_ratio)
         self.trained_for = dict(trained_for or {})
-        self.msmr_cache: MutableMapping[str, np.ndarray] = (
-            {} if msmr_cache is None else msmr_cache)
+        self.score_cache: ScoreCache = (MemoryScoreCache() if score_cache is None
+                                        else score_cache)
         self.on_trained = on_trained
         self.say = say or (lambda message: None)
         self._estimate = say is not None  # time estimates only for someone who reads them
@@ -422,46 +445,33 @@ class SID4DSRounds:
             self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
             self._trained("M", self.msmr_scorer, round_index, trained)
         pool_keys = self._keys(pool, keys)
-        fingerprint = scores_key(self.msmr_scorer, pool_keys)
-        reused = False
         if iterative:
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
-            self.say(f"scoring {len(unlabeled)} unlabelled images (E_sdr: S's regions, "
-                     f"reconstructed by G)"
-                     + self._about((self.segmenter, self.sdr_scorer), len(unlabeled), pool,
-                                   train=False))
-            scores = self._timed(seconds, "score_sdr", lambda: sdr_scores(
-                self.segmenter, self.sdr_scorer, pool.subset(unlabeled), region=self.region))
+            scores, n_reused = self._cached_scores("E_sdr", pool, unlabeled, pool_keys, seconds)
         else:
-            cached = self.msmr_cache.get(fingerprint)
-            if cached is not None and not np.isnan(cached[unlabeled]).any():
-                self.say(f"reusing the E_msmr of the unchanged M for {len(unlabeled)} images")
-                scores, reused = np.asarray(cached[unlabeled], dtype=np.float64), True
-            else:
-                self.say(f"scoring {len(unlabeled)} unlabelled images (E_msmr, "
-                         f"{self.msmr_scorer.n_blocks} masked copies each)"
-                         + self._about(self.msmr_scorer, len(unlabeled), pool, train=False,
-                                       copies=self.msmr_scorer.n_blocks))
-                scores = self._timed(seconds, "score_msmr", lambda: msmr_scores(
-                    self.msmr_scorer, pool.subset(unlabeled)))
-                known = (np.full(len(pool), np.nan) if cached is None
-                         else np.array(cached, dtype=np.float64))
-                known[unlabeled] = scores
-                self.msmr_cache[fingerprint] = known
-        msmr = self.msmr_cache.get(fingerprint) if self.tie_break == "msmr" else None
-        keys_of_unlabeled = tie_keys(pool_keys[unlabeled],
-                                     None if msmr is None else msmr[unlabeled])
+            scores, n_reused = self._cached_scores("E_msmr", pool, unlabeled, pool_keys,
+                                                   seconds)
+        msmr = None
+        if self.tie_break == "msmr":
+            msmr = self.score_cache.lookup(self._model_key("E_msmr"), pool_keys[unlabeled])
+            if iterative and np.isnan(msmr).any() and not np.isnan(msmr).all():
+                # images that joined the pool since M scored it: their E_msmr too, so that
+                # ties are broken for them as for the rest
+                msmr, _ = self._cached_scores("E_msmr", pool, unlabeled, pool_keys, seconds,
+                                              why="for breaking ties")
+        keys_of_unlabeled = tie_keys(pool_keys[unlabeled], msmr)
         n_fake = resolve_n_normal(self.n_normal, n_label, len(unlabeled),
                                   self.expected_defect_ratio)
         top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys_of_unlabeled)
         order, _ = rank_pool(scores, len(scores), tie_keys=keys_of_unlabeled)
         return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
-                           order=order, trained=trained, reused_scores=reused,
+                           order=order, trained=trained,
+                           reused_scores=n_reused == len(unlabeled), n_reused=n_reused,
                            seconds=seconds)
 
     def cached_msmr(self, pool: ImagePool) -> np.ndarray | None:
-        """The E_msmr M gave ``pool`` in an earlier round, or None.
+        """The E_msmr M gave the images of ``pool`` in earlier rounds, or None.
 
         Parameters
         ----------
@@ -472,11 +482,11 @@ class SID4DSRounds:
         -------
         scores : ndarray of shape (n_pool,) or None
             NaN for images not scored (those labelled before M scored them); None before M
-            scored this pool, or after M changed.
+            is fitted.
         """
         if not is_fitted(self.msmr_scorer):
             return None
-        return self.msmr_cache.get(scores_key(self.msmr_scorer, self._keys(pool, None)))
+        return self.score_cache.lookup(self._model_key("E_msmr"), self._keys(pool, None))
 
     def fit_segmenter(self, X_train: np.ndarray, y_train: np.ndarray,
                       round_index: int) -> SegmentationLearner:
@@ -524,6 +534,46 @@ class SID4DSRounds:
             self.segmenter.set_params(warm_start=True)
         self._timed(seconds, "train_S", lambda: self.segmenter.fit(X_train, y_train))
         self._trained("S", self.segmenter, round_index, trained)
+
+    def _model_key(self, score: str) -> str:
+        if score == "E_msmr":
+            return score_model_key(score, self.msmr_scorer)
+        return score_model_key(score, self.segmenter, self.sdr_scorer, region=self.region)
+
+    def _cached_scores(self, score: str, pool: ImagePool, rows: np.ndarray,
+                       pool_keys: np.ndarray, seconds: dict[str, float], why: str = ""
+                       ) -> tuple[np.ndarray, int]:
+        """``score`` of the pool ``rows``: kept ones from the cache, the others computed
+        (and kept); also how many were kept."""
+        model = self._model_key(score)
+        keys = pool_keys[rows]
+        values = np.asarray(self.score_cache.lookup(model, keys), dtype=np.float64).copy()
+        missing = np.flatnonzero(np.isnan(values))
+        n_reused = len(rows) - len(missing)
+        kept = (f"; the other {n_reused} were scored by the same models before"
+                if n_reused else "")
+        if not len(missing):
+            models = "M" if score == "E_msmr" else "S and G"
+            self.say(f"reusing the {score} of the unchanged {models} for {len(rows)} images")
+            return values, n_reused
+        todo = pool.subset(rows[missing])
+        if score == "E_msmr":
+            self.say(f"scoring {len(missing)} unlabelled images (E_msmr, "
+                     f"{self.msmr_scorer.n_blocks} masked copies each{', ' + why if why else ''}"
+                     f"{kept})" + self._about(self.msmr_scorer, len(missing), pool,
+                                             train=False, copies=self.msmr_scorer.n_blocks))
+            computed = self._timed(seconds, "score_msmr",
+                                   lambda: msmr_scores(self.msmr_scorer, todo))
+        else:
+            self.say(f"scoring {len(missing)} unlabelled images (E_sdr: S's regions, "
+                     f"reconstructed by G{kept})"
+                     + self._about((self.segmenter, self.sdr_scorer), len(missing), pool,
+                                   train=False))
+            computed = self._timed(seconds, "score_sdr", lambda: sdr_scores(
+                self.segmenter, self.sdr_scorer, todo, region=self.region))
+        values[missing] = computed
+        self.score_cache.update(model, keys[missing], values[missing])
+        return values, n_reused
 
     def _about(self, models: Any, n_images: int, images: Any, *, train: bool,
                copies: int = 1) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
+from sid4ds import ReconstructionScorer, SegmentationLearner, msmr_scores, run_sid4ds
 from sid4ds.datasets import make_defect_images
 from sid4ds.pool import as_pool
 from sid4ds.rounds import (
@@ -13,11 +13,12 @@ from sid4ds.rounds import (
     labels_per_round,
     model_fingerprint,
     remaining_estimate,
-    scores_key,
+    score_model_key,
 )
+from sid4ds.score_cache import MemoryScoreCache
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 
-from .conftest import TINY_NET
+from .conftest import TINY_NET, count_scored
 
 SCORER = {**TINY_NET, "patch_size": 4, "n_blocks": 4, "max_epochs": 1, "random_state": 0}
 SEGMENTER = {**TINY_NET, "max_epochs": 1, "random_state": 0}
@@ -50,28 +51,57 @@ def normal_labels(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- E_msmr reuse
-def test_e_msmr_is_reused_only_for_the_same_model_settings_and_pool(images, monkeypatch):
+def test_e_msmr_is_kept_per_image_and_reused_only_for_the_same_model_settings(images,
+                                                                           monkeypatch):
     X, _ = images
     rounds = engine()
-    pool = as_pool(X)
-    everything = np.arange(len(X))
+    pool = as_pool(X[:24])
+    everything = np.arange(24)
     first = rounds.run_round(pool, everything, *normal_labels(0), 0, 4)
-    assert not first.reused_scores and "score_msmr" in first.seconds
-    scoring = count_calls(monkeypatch, ReconstructionScorer, "msmr_chunk")
+    assert not first.reused_scores and first.n_reused == 0 and "score_msmr" in first.seconds
+    scored = count_scored(monkeypatch, ReconstructionScorer, "msmr_chunk")
     again = rounds.run_round(pool, everything[4:], *normal_labels(4), 1, 4)
-    assert again.reused_scores and scoring == [0]
+    assert again.reused_scores and again.n_reused == 20 and scored == [0]
     assert np.array_equal(again.scores, first.scores[4:])
-    # the same M on another pool (the same images in another order): scored afresh
-    reordered = as_pool(X[::-1].copy())
-    other = rounds.run_round(reordered, everything, *normal_labels(0), 2, 4)
-    assert not other.reused_scores and scoring[0] > 0
-    assert np.allclose(other.scores, first.scores[::-1], atol=1e-6)
-    # a scoring setting changed without refitting: the cached scores no longer apply
-    scoring[0] = 0
+    # the same images in another order: the same scores, none computed again
+    reordered = rounds.run_round(as_pool(X[:24][::-1].copy()), everything,
+                                 *normal_labels(0), 2, 4)
+    assert reordered.reused_scores and scored == [0]
+    assert np.array_equal(reordered.scores, first.scores[::-1])
+    # the pool grew by 8 images: only those are scored
+    grown = rounds.run_round(as_pool(X), np.arange(32), *normal_labels(0), 3, 4)
+    assert grown.n_reused == 24 and not grown.reused_scores and scored == [8]
+    assert np.array_equal(grown.scores[:24], first.scores)
+    assert np.allclose(grown.scores[24:], msmr_scores(rounds.msmr_scorer, X[24:]))
+    # a scoring setting changed without refitting: the kept scores no longer apply
+    scored[0] = 0
     rounds.msmr_scorer.set_params(error_region="image")
-    changed = rounds.run_round(pool, everything, *normal_labels(0), 3, 4)
-    assert not changed.reused_scores and scoring[0] > 0
+    changed = rounds.run_round(pool, everything, *normal_labels(0), 4, 4)
+    assert not changed.reused_scores and scored == [24]
     assert not np.allclose(changed.scores, first.scores)
+
+
+def test_e_sdr_is_kept_per_image_for_the_same_s_and_g(images, monkeypatch):
+    X, masks = images
+    rounds = engine()
+    labeled = np.arange(8)
+    rounds.run_round(as_pool(X[:24]), np.arange(24), *normal_labels(0), 0, 8)  # cold start
+    first = rounds.run_round(as_pool(X[:24]), np.arange(8, 24), X[labeled], masks[labeled],
+                             1, 4)
+    assert first.stage == "iterative" and first.n_reused == 0
+    scored = count_scored(monkeypatch, ReconstructionScorer, "region_errors_chunk")
+    msmr_scored = count_scored(monkeypatch, ReconstructionScorer, "msmr_chunk")
+    # the same models (trained for this round already), 8 more images: only they are scored
+    rounds.trained_for["S"] = 2
+    grown = rounds.run_round(as_pool(X), np.arange(8, 32), X[labeled], masks[labeled], 2, 4)
+    assert "train_S" not in grown.seconds and grown.n_reused == 16 and scored == [8]
+    assert np.array_equal(grown.scores[:16], first.scores)
+    # and their E_msmr, for the tie rule, as the first 24 images had it from round 0
+    assert msmr_scored == [8] and not np.isnan(rounds.cached_msmr(as_pool(X))).any()
+    # S trained again: every image is scored again
+    scored[0] = 0
+    again = rounds.run_round(as_pool(X), np.arange(8, 32), X[labeled], masks[labeled], 3, 4)
+    assert "train_S" in again.seconds and again.n_reused == 0 and scored == [24]
 
 
 def test_the_fingerprint_covers_weights_statistics_and_settings(images):
@@ -81,8 +111,9 @@ def test_the_fingerprint_covers_weights_statistics_and_settings(images):
     assert model_fingerprint(scorer.set_params(verbose=2, n_jobs=2)) == before
     scorer.pixel_std_ = scorer.pixel_std_ * 2  # a fitted statistic
     assert model_fingerprint(scorer) != before
-    keys = content_keys(X)
-    assert scores_key(scorer, keys) != scores_key(scorer, keys[::-1].copy())
+    assert score_model_key("E_msmr", scorer) != score_model_key("E_sdr", scorer)
+    assert score_model_key("E_sdr", scorer, region="adaptive") != score_model_key(
+        "E_sdr", scorer, region="threshold")
 
 
 # ---------------------------------------------------------------------- what a round says
@@ -125,7 +156,7 @@ def test_a_round_with_only_defective_labels_stays_in_the_cold_start_and_says_why
 def test_the_full_order_follows_the_selection_rule_ties_included(images):
     X, _ = images
     rounds = engine(tie_break="content")
-    rounds.msmr_cache = _ConstantScores(len(X))  # every image ties
+    rounds.score_cache = _ConstantScores()  # every image ties
     result = rounds.run_round(as_pool(X), np.arange(len(X)), *normal_labels(0), 0, 5)
     assert sorted(result.order.tolist()) == list(range(len(X)))
     assert np.array_equal(result.order[:5], result.selected)
@@ -134,15 +165,11 @@ def test_the_full_order_follows_the_selection_rule_ties_included(images):
     assert not np.array_equal(result.order, np.arange(len(X)))  # not the index order
 
 
-class _ConstantScores(dict):
-    """An E_msmr cache in which every image already has the score 1."""
+class _ConstantScores(MemoryScoreCache):
+    """A score cache in which every image already has the score 1."""
 
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def get(self, key, default=None):
-        return np.ones(self.n)
+    def lookup(self, model, keys):
+        return np.ones(len(keys))
 
 
 # ---------------------------------------------------------------------- no training after

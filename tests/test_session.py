@@ -34,6 +34,7 @@ from sid4ds.session import (
     mask_to_brush_rle,
     mask_to_coco_rle,
 )
+from sid4ds.session.shards import ShardedImages
 from sid4ds.session.storage import atomic_file
 
 from .conftest import (
@@ -273,12 +274,16 @@ def test_init_rejects_bad_model_settings(tmp_path, pool_folder):
 
 
 # ---------------------------------------------------------------------- out-of-core pools
-def test_the_pool_is_a_memory_mapped_npy_file_of_the_images(tmp_path, pool_folder):
+def test_the_pool_is_an_npy_shard_of_the_images_read_lazily(tmp_path, pool_folder):
     images, _ = pool_folder
     X, _, names = load_image_folder(images)
     session = new_session(tmp_path, images)
     np.testing.assert_array_equal(np.load(session.path / "pool_images.npy"), X)
-    assert isinstance(session.pool().images, np.memmap)
+    pool = session.pool().images
+    assert isinstance(pool, ShardedImages) and not isinstance(pool, np.ndarray)
+    np.testing.assert_array_equal(pool[[5, 1, 5]], X[[5, 1, 5]])
+    np.testing.assert_array_equal(pool[3], X[3])
+    np.testing.assert_array_equal(np.asarray(pool), X)
     assert session.names == names
     assert session.manifest["format_version"] == FORMAT_VERSION
 

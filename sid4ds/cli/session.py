@@ -1,5 +1,5 @@
-"""The labelling-session commands: ``init``, ``query``, ``import``, ``status``, ``report``,
-``export``, ``train`` and ``predict``; a thin layer over
+"""The labelling-session commands: ``init``, ``add``, ``query``, ``import``, ``status``,
+``report``, ``export``, ``train`` and ``predict``; a thin layer over
 :class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
@@ -61,6 +61,33 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    summary = session.add_images(_images_argument(args.images), args.masks,
+                                 mask_suffix=args.mask_suffix,
+                                 skip_unreadable=args.skip_unreadable)
+    if summary["batch"] is None:
+        print(f"added nothing from {summary['source']}: no image is new to the pool")
+    else:
+        print(f"added {len(summary['added'])} images as batch {summary['batch']} (from "
+              f"{summary['source']}), {len(summary['labeled'])} of them with a mask; the "
+              f"pool holds {summary['n_images']} images")
+    same, taken = summary["same_content"], summary["name_taken"]
+    if same:
+        print(f"left out {len(same)} images whose content is already in the pool: "
+              + ", ".join(f"{name} (= {twin})" for name, twin in list(same.items())[:10])
+              + (" ..." if len(same) > 10 else ""))
+    if taken:
+        print(f"left out {len(taken)} images whose name the pool already uses: "
+              + ", ".join(taken[:10]) + (" ..." if len(taken) > 10 else "")
+              + "; rename them to add them")
+    status = session.status()
+    print(f"next: {status['next']}")
+    return 0
+
+
 def _query(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
 
@@ -68,8 +95,12 @@ def _query(args: argparse.Namespace) -> int:
     record = session.query(args.n, args.normals, device=args.device,
                            verbose=0 if args.quiet else 1, skip_missing=args.skip_missing)
     folder = session.path / record["folder"]
+    reused = record.get("n_reused", 0)
     print(f"round {record['round']} ({record['stage']}): {record['reason']}"
-          + ("; the E_msmr of round 0 was reused" if record.get("reused_scores") else ""))
+          + (f"; the {record['score']} of the unchanged models was reused for every image"
+             if record.get("reused_scores") else
+             f"; {reused} scores were reused (unchanged models), only the other images "
+             f"were scored" if reused else ""))
     print(f"label these {len(record['selected'])} images (ranked by {record['score']}):")
     for rank, (name, score) in enumerate(zip(record["selected"], record["scores"],
                                              strict=True), start=1):
@@ -199,6 +230,7 @@ a labelling session, step by step:
   sid4ds import run1 --masks answers/
   sid4ds query run1 --n 50          # round 1: trains S and G, ranks again
   sid4ds status run1
+  sid4ds add run1 --images shift2/  # the next images of the line join the pool
   sid4ds report run1                # run1/report/index.html
   sid4ds export run1 --format coco
 """
@@ -251,6 +283,25 @@ def add_session_commands(commands: Any) -> None:
     add_network_arguments(models)
     models.add_argument("--n-blocks", type=positive_int, metavar="N",
                         help="blocks of M's sequential-mask score E_msmr (default 16)")
+
+    adding = add("add", _add, "add images to the pool of a session",
+                 "Add images to the pool (the next shift's images, say), read as init read "
+                 "the pool: the same resizing, tiling and colour mode. The images already in "
+                 "the pool are never rewritten; new images whose content is already in the "
+                 "pool, or whose name the pool uses, are left out and named. Masks given with "
+                 "them count as labels. A folder written by `sid4ds prune --apply` is read "
+                 "back as its images were. The next query ranks the new images with the "
+                 "rest; without new labels in between only the new images are scored.")
+    adding.add_argument("--images", required=True, metavar="DIR|FILE",
+                        help="folder of images, an .npy array or a .txt list of image paths "
+                             "(as for init), or an archive folder of `sid4ds prune`")
+    adding.add_argument("--masks", metavar="DIR",
+                        help="folder of masks of some of the new images, named like them")
+    adding.add_argument("--mask-suffix", default="", metavar="S",
+                        help="ending of mask names to ignore when matching, e.g. _mask")
+    adding.add_argument("--skip-unreadable", action="store_true",
+                        help="skip unreadable image files with a warning instead of refusing")
+    add_quiet(adding)
 
     query = add("query", _query, "train, rank the unlabelled images and list those to label",
                 "Run one round: train what the round needs (M on the first round; S and G "

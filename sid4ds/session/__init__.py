@@ -6,6 +6,8 @@ and the record of every round. Each step is one method (and one ``sid4ds`` subco
 
 1. :meth:`LabelingSession.create` (``sid4ds init``) reads an image folder, and optionally a
    folder of masks that already exist (those images count as labelled).
+   :meth:`LabelingSession.add_images` (``sid4ds add``) adds more images at any time (the
+   next shift's), read the same way.
 2. :meth:`LabelingSession.query` (``sid4ds query``) trains what the round needs (the
    self-supervised reconstruction learner M on the first round; the segmentation learner S
    and the label-guided reconstruction learner G once labels exist), ranks the unlabelled
@@ -20,17 +22,20 @@ and the record of every round. Each step is one method (and one ``sid4ds`` subco
 Rounds follow :func:`sid4ds.run_sid4ds`: with the same images, settings and seed, a session
 whose human answers with the masks of an oracle selects the same images, round by round.
 
-On-disk layout (format version 3)::
+On-disk layout (format version 4)::
 
     SESSION/
-        manifest.json             settings, seed, labels, rounds, model index (versioned JSON)
-        pool_images.npy           images (n, C, H, W) float32, read memory-mapped
-        pool_meta.npz             names, content keys, source files
+        manifest.json             settings, seed, pool shards and batches, labels, rounds,
+                                  model index (versioned JSON)
+        pool_images.npy           the images of init (n, C, H, W) float32, read lazily
+        pool_meta.npz             their names, content keys, source files
+        pool/NNNNNN.npy           the images of each add, and their .meta.npz
         masks/NAME.png            the human's masks, 0 = normal, 255 = defect
                                   (masks/vK/NAME.png: version K of a replaced mask)
         models/{M,S,G}_rNNN.pt    the estimator's state (get_state(): network, optimiser,
                                   RNG, parameters, fitted attributes) of round NNN
-        scores/E_msmr_*.npy       M's E_msmr per image, reused by later cold-start rounds
+        scores/*.npz              scores per image (content key) of each model key (M's
+                                  E_msmr; S and G's E_sdr), reused while the models stay
         rounds/NNN/               to_label.csv/.json, fake_normals.csv, scores.csv,
                                   images/NAME.png, preannotations/NAME.png
         report/                   written by report()
@@ -50,9 +55,11 @@ Safety:
 * Two commands on one session at once are refused: each takes ``session.lock``
   (``O_CREAT | O_EXCL``, with its pid inside). A lock whose process is gone is stale and is
   removed by the next command.
-* The pool is read memory-mapped and scored in chunks, so a session's memory does not grow
-  with its pool (``init`` streams the images into ``pool_images.npy`` one at a time).
-  Sessions of format version 1 (one compressed ``pool.npz``) are still read, in memory.
+* The pool is read lazily and scored in chunks, so a session's memory does not grow with
+  its pool (``init`` and ``add`` stream the images into their shard one at a time; ``add``
+  never rewrites the shards already there). Sessions of format version 3 (one
+  ``pool_images.npy``) are read as they are and become format 4 on their first ``add``;
+  format version 1 (one compressed ``pool.npz``) is still read, in memory.
 * Session files hold no pickles: weights are read with ``torch.load(weights_only=True)``,
   everything else is JSON, PNG or npz read with ``allow_pickle=False``, so opening a
   session someone sent you cannot run their code.
@@ -64,10 +71,11 @@ check that killed commands leave a session the next command resumes.
 
 The package, one concern per module: :mod:`~sid4ds.session.session` (the facade
 :class:`LabelingSession`), :mod:`~sid4ds.session.store` (the folder: manifest, pool,
-masks, models), :mod:`~sid4ds.session.manifest` (the typed manifest),
-:mod:`~sid4ds.session.storage` (atomic files), :mod:`~sid4ds.session.lock`,
-:mod:`~sid4ds.session.models` (model settings and states), :mod:`~sid4ds.session.ingest`
-(``init``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.labels`
+masks, models, scores), :mod:`~sid4ds.session.shards` (the pool's shards),
+:mod:`~sid4ds.session.manifest` (the typed manifest), :mod:`~sid4ds.session.storage`
+(atomic files), :mod:`~sid4ds.session.lock`, :mod:`~sid4ds.session.models` (model settings
+and states), :mod:`~sid4ds.session.ingest` (``init``), :mod:`~sid4ds.session.add`
+(``add``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.labels`
 (``import``), :mod:`~sid4ds.session.status`, :mod:`~sid4ds.session.export`,
 :mod:`~sid4ds.session.report` and :mod:`~sid4ds.session.codecs` (COCO and Label Studio
 mask codecs).

@@ -95,7 +95,7 @@ def import_label_studio(
     if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
         raise SessionError(f"{file} is not a Label Studio JSON export (a list of tasks)")
     with store.locked("import"):
-        pool = store.pool()
+        pool = store.pool_index()
         problems: list[str] = []
         candidates: list[tuple[str, np.ndarray, str]] = []
         not_annotated: list[str] = []
@@ -224,7 +224,7 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
             any_image: bool = False) -> dict[str, list[str]]:
     """Check names against the session, then copy masks and commit (lock held)."""
     manifest = store.manifest
-    pool = store.pool()
+    pool = store.pool_index()
     labels = manifest["labels"]
     asked_in = {name: record["round"] for record in manifest["rounds"]
                 for name in record["selected"]}

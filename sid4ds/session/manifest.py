@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 from sid4ds.session.errors import SessionError
 
 __all__ = [
+    "BatchRecord",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST",
@@ -25,14 +26,17 @@ __all__ = [
     "PoolEntry",
     "RoundRecord",
     "Settings",
+    "ShardEntry",
     "read_manifest",
 ]
 
 #: The ``format`` field of every session manifest.
 FORMAT_NAME = "sid4ds-session"
 #: Version of the on-disk format this sid4ds writes and the newest it reads. 3: models are
-#: estimator states (``get_state``) in one ``.pt`` file each; E_msmr scores are kept.
-FORMAT_VERSION = 3
+#: estimator states (``get_state``) in one ``.pt`` file each; E_msmr scores are kept. 4: the
+#: pool is a list of ``.npy`` shards, one per batch of images (``init``, then each ``add``),
+#: with each batch's provenance; format-3 sessions become format 4 on their first ``add``.
+FORMAT_VERSION = 4
 #: The manifest's file name in the session folder.
 MANIFEST = "manifest.json"
 
@@ -59,9 +63,25 @@ class Settings(TypedDict):
     guided_epochs: int
 
 
+class ShardEntry(TypedDict):
+    """One file of pool images (format 4): ``file`` (float32 ``.npy``, (n, C, H, W)),
+    ``meta`` (an ``.npz`` of their names, content keys and source files), their checksums,
+    ``n_images`` and the ``batch`` the images came with."""
+
+    file: str
+    sha256: str
+    meta: str
+    meta_sha256: str
+    n_images: int
+    batch: int
+
+
 class PoolEntry(TypedDict, total=False):
-    """The pool files: ``file`` (images, float32 ``.npy``), ``meta`` (names, content keys,
-    sources), their ``sha256``/``meta_sha256``, and the shape."""
+    """The pool: its shape (``n_images``, ``n_channels``, ``height``, ``width``, ``dtype``)
+    and its files. Format 4: ``shards`` (:class:`ShardEntry`, in pool order) and
+    ``next_shard`` (the number of the next shard file). Formats 2 and 3: one ``file``
+    (images) and ``meta`` with their ``sha256``/``meta_sha256``; format 1: one ``file``
+    (``pool.npz``) holding everything."""
 
     file: str
     sha256: str
@@ -72,6 +92,24 @@ class PoolEntry(TypedDict, total=False):
     n_channels: int
     height: int
     width: int
+    shards: list[ShardEntry]
+    next_shard: int
+
+
+class BatchRecord(TypedDict, total=False):
+    """Where a batch of pool images came from (format 4): ``batch`` (0 for ``init``, then
+    1, 2, ... for each ``add``), ``command`` (``"init"`` or ``"add"``), ``time`` (UTC),
+    ``source`` (the folder, files or array given), ``n_added`` (images that joined the
+    pool), ``n_labeled`` (those that came with a mask) and ``n_skipped`` (images left out,
+    by reason: ``same_content``, ``name_taken``)."""
+
+    batch: int
+    command: str
+    time: str
+    source: str
+    n_added: int
+    n_labeled: int
+    n_skipped: dict[str, int]
 
 
 class LabelRecord(TypedDict):
@@ -93,8 +131,9 @@ class RoundRecord(TypedDict, total=False):
     """One round: ``round``, ``stage``, ``score``, ``reason``, ``n_label``, ``n_normal``,
     ``defect_ratio``, ``selected`` and ``scores`` (names and scores, best first),
     ``fake_normals`` and ``fake_normal_scores``, ``n_training``, ``models`` (the round of
-    each model used), ``folder``, ``created``, ``device``, ``seconds``, ``reused_scores``,
-    and ``skipped`` (names a later round put back in the pool)."""
+    each model used), ``folder``, ``created``, ``device``, ``seconds``, ``reused_scores``
+    (every score was kept from before), ``n_reused`` (how many were), and ``skipped`` (names
+    a later round put back in the pool)."""
 
     round: int
     stage: str
@@ -114,6 +153,7 @@ class RoundRecord(TypedDict, total=False):
     device: str
     seconds: dict[str, float]
     reused_scores: bool
+    n_reused: int
     skipped: list[str]
 
 
@@ -131,7 +171,10 @@ class ModelEntry(TypedDict, total=False):
 
 class Manifest(TypedDict, total=False):
     """The whole manifest. ``models`` holds the newest model of each kind, ``model_files``
-    every model by ``KIND_rNNN``; ``msmr_scores`` names the file of M's E_msmr per image."""
+    every model by ``KIND_rNNN``; ``score_files`` names the file of each model's scores per
+    image (``msmr_scores``: those of sessions written before, no longer read);
+    ``batches`` (format 4) the provenance of each batch of pool images; ``migrations``
+    when the session was brought to a newer format (from, to, time, sid4ds)."""
 
     format: str
     format_version: int
@@ -145,6 +188,9 @@ class Manifest(TypedDict, total=False):
     models: dict[str, ModelEntry]
     model_files: dict[str, ModelEntry]
     msmr_scores: dict[str, str]
+    score_files: dict[str, dict[str, Any]]
+    batches: list[BatchRecord]
+    migrations: list[dict[str, Any]]
 
 
 _REQUIRED = ("settings", "pool", "labels", "rounds", "models", "model_files")

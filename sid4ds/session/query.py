@@ -3,7 +3,8 @@
 The round itself is :meth:`sid4ds.rounds.SID4DSRounds.run_round`, the same one
 :func:`~sid4ds.run_sid4ds` runs. The session gives it the models it saved, saves every model
 right after it is trained (so a killed query resumes from there and gives the same round),
-keeps M's E_msmr on disk (so a second cold-start round reuses it), and writes
+keeps the scores per image on disk (so unchanged models never score an image twice: a
+query after ``add`` with no new label scores only the new images), and writes
 ``rounds/NNN/``: the list of images to label, the images, S's pre-annotations, the fake
 normals and every score.
 """
@@ -97,6 +98,10 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
         # S was trained for this round (by `sid4ds train`, or a killed query), but labels
         # were imported since: the round trains it again, from its weights
         del trained_for["S"]
+    elif "S" in trained_for and not store.labels_not_seen("S"):
+        # no label since S was trained (a query after `add`, or with --skip-missing): S has
+        # nothing new to learn, so it stays as it is and its scores are reused
+        trained_for["S"] = round_index
 
     def keep(kind: str, model: Any, trained_round: int) -> None:
         store.keep_model(kind, trained_round, model)
@@ -108,7 +113,7 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
         sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"],
         region=settings.get("region", "threshold"), n_normal=n_normal,
         expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
-        msmr_cache=store.msmr_store(), on_trained=keep,
+        score_cache=store.score_cache(), on_trained=keep,
         # no reader, no messages: the engine then measures no time estimates either
         say=(lambda message: say(verbose, message)) if verbose else None)
 
@@ -136,7 +141,7 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
         "n_training": len(X_train), "models": models_used,
         "folder": f"rounds/{round_index:03d}", "created": now(),
         "device": str(resolve_device(device)), "seconds": result.seconds,
-        "reused_scores": result.reused_scores,
+        "reused_scores": result.reused_scores, "n_reused": result.n_reused,
     }
     preannotations = None
     if result.stage == "iterative" and len(result.selected):

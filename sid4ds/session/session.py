@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.session.add import add_images
 from sid4ds.session.deliver import predict_images, session_segmenter, train_segmenter
 from sid4ds.session.export import export_session
 from sid4ds.session.ingest import create_session
@@ -218,7 +219,7 @@ class LabelingSession:
     @property
     def names(self) -> list[str]:
         """Names of all pool images, in pool order."""
-        return list(self._store.pool().names)
+        return list(self._store.pool_index().names)
 
     @property
     def labeled_names(self) -> list[str]:
@@ -279,6 +280,62 @@ class LabelingSession:
         return session_status(self._store)
 
     # ------------------------------------------------------------------ commands
+    def add_images(
+        self,
+        images: Any,
+        masks: str | os.PathLike[str] | None = None,
+        *,
+        mask_suffix: str = "",
+        skip_unreadable: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Add images to the pool (``sid4ds add``): the next shift's images, say.
+
+        The images are read as :meth:`create` read the pool (the session's resizing,
+        tiling and colour mode) and written as one new batch; the images already in the
+        pool are never rewritten. An image whose content is already in the pool, or whose
+        name the pool already uses, is left out and named in the result. Masks given with
+        the images are checked as :meth:`create` checks them, and their images count as
+        labelled. A folder written by :meth:`prune` (``apply=True``) is read back as its
+        images were in the pool. ``add`` is atomic: a killed ``add`` leaves the pool as it
+        was. A session of format 3 or older becomes format 4 (shards) on its first add.
+
+        The next :meth:`query` ranks the new images with the rest; without new labels in
+        between, the models stay as they are and only the new images are scored.
+
+        Parameters
+        ----------
+        images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
+            As :meth:`create` takes them; or a folder written by :meth:`prune`.
+        masks : str or path-like, optional
+            Folder of masks of some of the new images, matched by name as in :meth:`create`.
+        mask_suffix : str, default=""
+            Ending of mask names to remove before matching, e.g. ``"_mask"``.
+        skip_unreadable : bool, default=False
+            Skip unreadable image files with a warning instead of refusing them all.
+        names : sequence of str, optional
+            One name per image when ``images`` is not a folder. Default: the file names
+            for paths, ``b<batch>_000000``, ... for arrays.
+
+        Returns
+        -------
+        summary : dict
+            ``batch`` (its number; None when nothing was added), ``source``, ``added`` and
+            ``labeled`` (names), ``same_content`` (each left-out image's name and the name
+            of the image with its content), ``name_taken`` (names left out because the pool
+            uses them) and ``n_images`` (the pool's size now).
+
+        Raises
+        ------
+        SessionError
+            If an image has another channel count than the session's, or another size
+            when the session resizes nothing; if a file is unreadable (unless
+            ``skip_unreadable``) or a mask has no image or is not binary; the message names
+            the file. :class:`SessionBusyError` while another command (a query) runs.
+        """
+        return add_images(self._store, images, masks, mask_suffix=mask_suffix,
+                          skip_unreadable=skip_unreadable, names=names)
+
     def query(
         self,
         n_label: int | None = None,

@@ -59,6 +59,9 @@ KILL_POINTS = (
     "query:before-commit",
     "import:after-first-mask",
     "import:before-commit",
+    "add:after-first-image",
+    "add:after-shard",
+    "add:before-commit",
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,44 +19,64 @@ from typing import Any
 import numpy as np
 
 from sid4ds.datasets.imageio import read_mask
+from sid4ds.score_cache import ScoreTable
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import SessionLock
 from sid4ds.session.manifest import MANIFEST, LabelRecord, Manifest, read_manifest
 from sid4ds.session.models import load_model, save_model
+from sid4ds.session.shards import (
+    POOL_IMAGES,
+    POOL_META,
+    SHARD_FOLDER,
+    ShardedImages,
+    pool_shards,
+    read_shard_meta,
+)
 from sid4ds.session.storage import file_sha256, now, png_bytes, sha256, write_bytes, write_json
 
-__all__ = ["POOL_IMAGES", "POOL_META", "MsmrScoreStore", "PoolView", "SessionStore", "write_mask"]
+__all__ = ["POOL_IMAGES", "POOL_META", "PoolIndex", "PoolView", "SessionScoreCache",
+           "SessionStore", "write_mask"]
 
-#: The pool's images, (n, C, H, W) float32, read memory-mapped.
-POOL_IMAGES = "pool_images.npy"
-#: The pool's names, content keys and source files.
-POOL_META = "pool_meta.npz"
 POOL_V1 = "pool.npz"  # format version 1: images and metadata in one compressed file
 
 
 @dataclass
-class PoolView:
-    """The pool of a session.
+class PoolIndex:
+    """What a session knows of each pool image, without reading any image.
 
     Attributes
     ----------
-    images : ndarray of shape (n_images, n_channels, height, width), float32
-        Memory-mapped (in memory for format-1 sessions).
     names : list of str
         One per image, in pool order.
     keys : ndarray of shape (n_images,), uint64
         Content keys (:func:`~sid4ds.selection.content_keys`), the tie-break of rankings.
     sources : ndarray of shape (n_images,), str
         The file each image came from ("" for arrays).
+    batches : ndarray of shape (n_images,), int
+        The batch each image came with (0: ``init``, then one per ``add``).
     index : dict of str to int
         Row of each name.
     """
 
-    images: np.ndarray
     names: list[str]
     keys: np.ndarray
     sources: np.ndarray
+    batches: np.ndarray
     index: dict[str, int]
+
+
+@dataclass
+class PoolView(PoolIndex):
+    """The pool of a session: :class:`PoolIndex` and the images.
+
+    Attributes
+    ----------
+    images : array-like of shape (n_images, n_channels, height, width), float32
+        Read lazily from the session's shards (:class:`~sid4ds.session.shards.ShardedImages`;
+        in memory for format-1 sessions); indexing reads only the rows asked for.
+    """
+
+    images: Any = None
 
 
 class SessionStore:
@@ -72,11 +92,15 @@ class SessionStore:
         self.path = path
         self.manifest: Manifest = read_manifest(path)
         self._pool: PoolView | None = None
+        self._index: PoolIndex | None = None
 
     # ------------------------------------------------------------------ manifest, lock
     def reread(self) -> Manifest:
         """Read the manifest again (another process may have changed it)."""
-        self.manifest = read_manifest(self.path)
+        manifest = read_manifest(self.path)
+        if manifest["pool"] != self.manifest["pool"]:
+            self.forget_pool()
+        self.manifest = manifest
         return self.manifest
 
     def commit(self, manifest: Manifest | None = None) -> None:
@@ -91,7 +115,9 @@ class SessionStore:
         """Hold the session's lock, clean up after killed commands, re-read the manifest."""
         with SessionLock(self.path, command):
             self._clean_leftovers()
-            yield self.reread()
+            manifest = self.reread()
+            self._clean_unnamed_shards()
+            yield manifest
 
     def _clean_leftovers(self) -> None:
         """Remove temporary files of commands that were killed (the lock is held)."""
@@ -102,35 +128,96 @@ class SessionStore:
                 else:
                     leftover.unlink()
 
+    def _clean_unnamed_shards(self) -> None:
+        """Remove shard files the manifest does not name: written by a killed ``add`` or
+        ``prune``, or replaced by a ``prune`` killed before it removed them."""
+        folder = self.path / SHARD_FOLDER
+        if not folder.is_dir():
+            return
+        named: set[str] = set()
+        if "meta" in self.manifest["pool"] or "shards" in self.manifest["pool"]:
+            named = {name for shard in pool_shards(self.manifest)
+                     for name in (shard["file"], shard["meta"])}
+        for file in folder.iterdir():
+            if f"{SHARD_FOLDER}/{file.name}" not in named and file.is_file():
+                with contextlib.suppress(OSError):
+                    file.unlink()
+
     # ------------------------------------------------------------------ pool
     def pool(self) -> PoolView:
-        """The pool (:class:`PoolView`); checksums are verified on first use."""
+        """The pool (:class:`PoolView`); checksums of every file are verified on first use."""
         if self._pool is not None:
             return self._pool
+        index = self.pool_index()
+        entry = self.manifest["pool"]
+        if "meta" not in entry and "shards" not in entry:  # format 1: read whole, in memory
+            images = self._v1_arrays()["images"]
+        else:
+            shards = pool_shards(self.manifest)
+            files = [self.verified(shard["file"], shard["sha256"]) for shard in shards]
+            images = ShardedImages(files, [shard["n_images"] for shard in shards])
+        expected = (entry["n_images"], entry["n_channels"], entry["height"], entry["width"])
+        if tuple(images.shape) != expected:
+            raise SessionError(f"the pool files of {self.path} hold images of shape "
+                               f"{tuple(images.shape)}, but the manifest says {expected}; "
+                               f"restore the session folder from a copy")
+        self._pool = PoolView(names=index.names, keys=index.keys, sources=index.sources,
+                              batches=index.batches, index=index.index, images=images)
+        return self._pool
+
+    def pool_index(self) -> PoolIndex:
+        """Names, content keys, sources and batches of the pool images (no image is read;
+        the checksums of the meta files are verified)."""
+        if self._pool is not None:
+            return self._pool
+        if self._index is not None:
+            return self._index
+        entry = self.manifest["pool"]
+        if "meta" not in entry and "shards" not in entry:
+            arrays = self._v1_arrays()
+            batches = np.zeros(len(arrays["names"]), dtype=np.int64)
+        else:
+            parts, batch_parts = [], []
+            for shard in pool_shards(self.manifest):
+                meta = self.verified(shard["meta"], shard["meta_sha256"])
+                try:
+                    part = read_shard_meta(meta)
+                except (OSError, ValueError, KeyError) as error:
+                    raise SessionError(f"cannot read {meta}: {error}; restore the session "
+                                       f"folder from a copy") from None
+                if len(part["names"]) != shard["n_images"]:
+                    raise SessionError(f"{meta} lists {len(part['names'])} images but the "
+                                       f"manifest says {shard['n_images']}; restore the "
+                                       f"session folder from a copy")
+                parts.append(part)
+                batch_parts.append(np.full(shard["n_images"], shard["batch"], np.int64))
+            arrays = {key: np.concatenate([part[key] for part in parts])
+                      for key in ("names", "keys", "sources")}
+            batches = np.concatenate(batch_parts)
+        names = [str(name) for name in arrays["names"]]
+        if len(names) != self.manifest["pool"]["n_images"]:
+            raise SessionError(f"the pool of {self.path} lists {len(names)} images but the "
+                               f"manifest says {self.manifest['pool']['n_images']}; restore "
+                               f"the session folder from a copy")
+        self._index = PoolIndex(names=names, keys=arrays["keys"], sources=arrays["sources"],
+                                batches=batches,
+                                index={name: row for row, name in enumerate(names)})
+        return self._index
+
+    def _v1_arrays(self) -> dict[str, np.ndarray]:
         entry = self.manifest["pool"]
         file = self.verified(entry["file"], entry["sha256"])
         try:
-            if "meta" not in entry:  # format version 1: everything in one npz, in memory
-                with np.load(file, allow_pickle=False) as data:
-                    arrays = {key: data[key] for key in ("images", "names", "keys", "sources")}
-            else:
-                meta = self.verified(entry["meta"], entry["meta_sha256"])
-                with np.load(meta, allow_pickle=False) as data:
-                    arrays = {key: data[key] for key in ("names", "keys", "sources")}
-                arrays["images"] = np.load(file, mmap_mode="r", allow_pickle=False)
+            with np.load(file, allow_pickle=False) as data:
+                return {key: data[key] for key in ("images", "names", "keys", "sources")}
         except (OSError, ValueError, KeyError) as error:
             raise SessionError(f"cannot read the pool of {self.path}: {error}; restore the "
                                f"session folder from a copy") from None
-        expected = (entry["n_images"], entry["n_channels"], entry["height"], entry["width"])
-        if arrays["images"].shape != expected or len(arrays["names"]) != expected[0]:
-            raise SessionError(f"{file} holds images of shape {arrays['images'].shape}, but "
-                               f"the manifest says {expected}; restore the session folder "
-                               f"from a copy")
-        names = [str(name) for name in arrays["names"]]
-        self._pool = PoolView(images=arrays["images"], names=names, keys=arrays["keys"],
-                              sources=arrays["sources"],
-                              index={name: row for row, name in enumerate(names)})
-        return self._pool
+
+    def forget_pool(self) -> None:
+        """Drop the pool read so far (after a command changed it)."""
+        self._pool = None
+        self._index = None
 
     def image_shape(self) -> tuple[int, int]:
         """(height, width) of the session's images."""
@@ -175,7 +262,7 @@ class SessionStore:
                  enumerate(name for record in self.manifest["rounds"]
                            for name in record["selected"])}
         unasked = [name for name, record in labels.items() if record["round"] is None]
-        pool_index = self.pool().index if unasked else {}
+        pool_index = self.pool_index().index if unasked else {}
         return sorted(labels, key=lambda name: (
             labels[name]["round"] is not None,
             order.get(name, -1) if labels[name]["round"] is not None else pool_index[name]))
@@ -236,9 +323,9 @@ class SessionStore:
         self.manifest["model_files"][f"{kind}_r{round_index:03d}"] = entry
         self.commit()
 
-    def msmr_store(self) -> MsmrScoreStore:
-        """Where the E_msmr scores of the session's M are kept (see :class:`MsmrScoreStore`)."""
-        return MsmrScoreStore(self)
+    def score_cache(self) -> SessionScoreCache:
+        """Where the session keeps its scores per image (see :class:`SessionScoreCache`)."""
+        return SessionScoreCache(self)
 
 
 def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
@@ -257,46 +344,60 @@ def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
             "imported": now("microseconds")}
 
 
-class MsmrScoreStore(MutableMapping[str, np.ndarray]):
-    """E_msmr per pool image, by the fingerprint of the M that computed them, on disk.
+class SessionScoreCache:
+    """The session's :class:`~sid4ds.score_cache.ScoreCache`: scores per image on disk.
 
-    The session's ``msmr_cache`` for :class:`~sid4ds.rounds.SID4DSRounds`: scores are
-    written to ``scores/E_msmr_<fingerprint>.npy`` and named in the manifest (committed with
-    the round that computed them), so a later cold-start round of an unchanged M reuses
-    them instead of scoring the pool again.
+    Each model key (:func:`~sid4ds.rounds.score_model_key`) has one file,
+    ``scores/<score>_<digest>_<n>.npz`` (content keys and scores), named in the manifest's
+    ``score_files`` with its checksum. An update writes the grown table under a new name
+    and commits the manifest at once, so a killed query keeps what it scored; the file it
+    replaces is removed after. Only the newest E_sdr is kept (S changes every round that
+    has new labels); every E_msmr is (M rarely changes, and its scores break ties). A file
+    that is missing or was changed counts as empty: its scores are computed again.
     """
 
     def __init__(self, store: SessionStore) -> None:
         self.store = store
+        self._tables: dict[str, ScoreTable] = {}
 
-    def _entries(self) -> dict[str, str]:
-        return self.store.manifest.setdefault("msmr_scores", {})
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        return self.store.manifest.setdefault("score_files", {})
 
-    def __getitem__(self, fingerprint: str) -> np.ndarray:
-        relative = self._entries()[fingerprint]
-        try:
-            return np.load(self.store.path / relative, allow_pickle=False)
-        except (OSError, ValueError):
-            raise KeyError(fingerprint) from None
+    def _table(self, model: str) -> ScoreTable:
+        if model not in self._tables:
+            entry = self._entries().get(model)
+            table = ScoreTable()
+            if entry is not None:
+                file = self.store.path / entry["file"]
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    data = file.read_bytes()
+                    if sha256(data) == entry["sha256"]:
+                        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                            table = ScoreTable(arrays["keys"], arrays["scores"])
+            self._tables[model] = table
+        return self._tables[model]
 
-    def __setitem__(self, fingerprint: str, scores: np.ndarray) -> None:
-        relative = f"scores/E_msmr_{fingerprint[:16]}.npy"
+    def lookup(self, model: str, keys: np.ndarray) -> np.ndarray:
+        return self._table(model).lookup(keys)
+
+    def update(self, model: str, keys: np.ndarray, scores: np.ndarray) -> None:
+        table = self._table(model).merged(keys, scores)
+        entries = self._entries()
+        score, digest = model.split(":", 1)
+        version = int(entries.get(model, {}).get("version", 0)) + 1
+        relative = f"scores/{score}_{digest[:16]}_{version}.npz"
         buffer = io.BytesIO()
-        np.save(buffer, np.asarray(scores, dtype=np.float64), allow_pickle=False)
+        np.savez(buffer, keys=table.keys, scores=table.scores)
         write_bytes(self.store.path / relative, buffer.getvalue())
-        self._entries()[fingerprint] = relative
-
-    def __delitem__(self, fingerprint: str) -> None:
-        del self._entries()[fingerprint]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._entries()))
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def get(self, fingerprint: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[fingerprint]
-        except KeyError:
-            return default
+        replaced = [entry["file"] for key, entry in entries.items()
+                    if key == model or (score == "E_sdr" and key.startswith("E_sdr:"))]
+        for key in [key for key in entries if score == "E_sdr" and key.startswith("E_sdr:")]:
+            del entries[key]
+            self._tables.pop(key, None)
+        entries[model] = {"file": relative, "sha256": sha256(buffer.getvalue()),
+                          "version": version, "n_images": len(table)}
+        self._tables[model] = table
+        self.store.commit()
+        for old in replaced:
+            with contextlib.suppress(OSError):
+                (self.store.path / old).unlink()
