@@ -68,8 +68,9 @@ API_MODULES = [
     "sid4ds.session.shards", "sid4ds.session.manifest", "sid4ds.session.storage",
     "sid4ds.session.lock", "sid4ds.session.errors", "sid4ds.session.models",
     "sid4ds.session.ingest", "sid4ds.session.add", "sid4ds.session.query",
-    "sid4ds.session.labels", "sid4ds.session.status", "sid4ds.session.export",
-    "sid4ds.session.deliver", "sid4ds.session.report", "sid4ds.session.codecs",
+    "sid4ds.session.prune", "sid4ds.session.labels", "sid4ds.session.status",
+    "sid4ds.session.export", "sid4ds.session.deliver", "sid4ds.session.report",
+    "sid4ds.session.codecs",
     # benchmark and baselines
     "sid4ds.baselines", "sid4ds.baselines.common", "sid4ds.baselines.passive",
     "sid4ds.baselines.uncertainty", "sid4ds.baselines.coreset", "sid4ds.baselines.pt4al",

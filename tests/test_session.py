@@ -120,7 +120,7 @@ def test_round_files_list_ranked_images_scores_and_fake_normals(tmp_path, pool_f
     assert [entry["rank"] for entry in listing["images"]] == [1, 2, 3, 4, 5]
     assert listing["images"][0]["score"] >= listing["images"][-1]["score"]
     csv_rows = (folder / "to_label.csv").read_text().splitlines()
-    assert csv_rows[0] == "rank,name,score,image,preannotation,source"
+    assert csv_rows[0] == "rank,name,score,image,preannotation,source,batch"
     assert [row.split(",")[1] for row in csv_rows[1:]] == record["selected"]
     assert sorted(path.stem for path in (folder / "images").iterdir()) == sorted(
         record["selected"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import signal
 import socket
 
@@ -252,3 +255,38 @@ def test_a_query_after_add_without_new_labels_scores_only_the_new_images(tmp_pat
     assert again["stage"] == "iterative" and "train_S" not in again["seconds"]
     assert sdr == [6] and again["n_reused"] == 56 and again["models"]["S"] == first["round"]
     assert msmr == [6]  # their E_msmr for the tie rule, as the others had it
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory, line):
+    """A session of the first shift, asked a cold-start round, grown by the second shift
+    and asked again (without labels). Copy it before changing it."""
+    root, _, _, _ = line
+    session = new_session(tmp_path_factory.mktemp("grown"), root / "shift1")
+    session.query(n_label=4)
+    session.add_images(root / "shift2")
+    session.query(n_label=4, skip_missing=True)
+    return session.path
+
+
+def test_status_scores_and_report_say_which_batch_each_image_came_from(tmp_path, grown, line,
+                                                                       capsys):
+    root, _, _, names = line
+    session = LabelingSession.open(shutil.copytree(grown, tmp_path / "session"))
+    batches = session.status()["batches"]
+    assert [(entry["batch"], entry["command"], entry["in_pool"], entry["source"])
+            for entry in batches] == [(0, "init", 40, str((root / "shift1").resolve())),
+                                      (1, "add", 20, str((root / "shift2").resolve()))]
+    with open(session.path / "rounds/001/scores.csv", newline="") as handle:
+        ranked = {row["name"]: int(row["batch"]) for row in csv.DictReader(handle)}
+    assert ranked == {name: int(name >= "part40") for name in names}
+    with open(session.path / "rounds/001/to_label.csv", newline="") as handle:
+        assert all(int(row["batch"]) == ranked[row["name"]] for row in csv.DictReader(handle))
+    code, out, _ = run_main(capsys, "status", session.path)
+    assert code == 0
+    assert re.search(r"^ +1  add   \S+ +20 +0 +0  " + re.escape(str((root / "shift2").resolve())),
+                     out, re.MULTILINE)
+    page = session.report(device="cpu").read_text()
+    assert "<h2>Where the images came from</h2>" in page
+    assert (f"<td>1</td><td>add</td><td>{batches[1]['time']}</td>"
+            f"<td>{(root / 'shift2').resolve()}</td><td>20</td><td>0</td><td>20</td>") in page

@@ -1,5 +1,5 @@
-"""The labelling-session commands: ``init``, ``add``, ``query``, ``import``, ``status``,
-``report``, ``export``, ``train`` and ``predict``; a thin layer over
+"""The labelling-session commands: ``init``, ``add``, ``query``, ``prune``, ``import``,
+``status``, ``report``, ``export``, ``train`` and ``predict``; a thin layer over
 :class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
@@ -88,6 +88,41 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    result = session.prune(args.n, args.share, archive=args.archive, apply=args.apply,
+                           list_file=args.list)
+    names, estimate = result["names"], result["estimate"]
+    print(f"{'moved' if result['applied'] else 'would move'} {len(names)} of the "
+          f"{result['n_candidates']} unlabelled images at the bottom of round "
+          f"{result['round']}'s ranking ({result['score']}) out of the pool"
+          + (f" into {result['archive']}" if result["applied"] else ""))
+    print(f"kept: the {result['kept_round_images']} images round {result['round']} asked "
+          f"for or made fake normals (the next round needs them)"
+          + (f", and {result['not_ranked']} images added since, not ranked yet"
+             if result["not_ranked"] else ""))
+    if names:
+        print("lowest ranked: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+              + f"; the highest of the list is rank {max(result['ranks'])} of "
+              f"{result['n_ranked']} (score {result['scores'][-1]:.4g})")
+        upper = ("" if estimate["upper"] is None else
+                 f", at most {estimate['upper']:g} at 95% confidence")
+        print(f"defective images among them: about {estimate['expected']:g}{upper}. "
+              f"{estimate['assumes']}.")
+    if args.list:
+        print(f"the list: {args.list}")
+    if result["applied"]:
+        print(f"the pool holds {result['n_images']} images; bring archived ones back with "
+              f"`sid4ds add {session.path} --images {result['archive']}`")
+    else:
+        how = f"--n {args.n}" if args.n is not None else f"--share {args.share or 0.5:g}"
+        print(f"dry run: nothing was moved; to move them: `sid4ds prune {session.path} {how} "
+              f"--archive DIR --apply`")
+    return 0
+
+
 def _query(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
 
@@ -160,6 +195,12 @@ def _status(args: argparse.Namespace) -> int:
             rate = "" if entry["defect_rate"] is None else f"{entry['defect_rate']:.0%}"
             print(f"{entry['round']:5d}  {entry['stage']:<10s}  {entry['asked']:5d}  "
                   f"{entry['labeled']:8d}  {entry['defective']:9d}  {rate:>4s}")
+    if len(status["batches"]) > 1:
+        print(f"batch  {'by':<4s}  {'when (UTC)':<25s}  images  labelled  defective  from")
+        for entry in status["batches"]:
+            print(f"{entry['batch']:5d}  {entry['command']:<4s}  {entry['time']:<25s}  "
+                  f"{entry['in_pool']:6d}  {entry['labeled']:8d}  {entry['defective']:9d}  "
+                  f"{entry['source']}")
     estimate = status["remaining_estimate"]
     at_most = ("" if estimate["at_most"] is None else
                f", at most about {estimate['at_most']:.0f} if the ranking is better than "
@@ -319,6 +360,28 @@ def add_session_commands(commands: Any) -> None:
                             "those images go back to the pool")
     add_device(query)
     add_quiet(query)
+
+    pruner = add("prune", _prune, "list (and move out) the images the ranking puts at "
+                                  "the bottom",
+                 "List the unlabelled images the last round's ranking puts at the bottom, "
+                 "with an estimate of how many defective images the list holds and what it "
+                 "assumes (a dry run: nothing changes). With --apply --archive DIR, move them "
+                 "out of the pool: each is written to DIR/NAME.png (listed in "
+                 "DIR/sid4ds_archive.csv) and removed from the session; sid4ds deletes no "
+                 "file of yours, and `sid4ds add SESSION --images DIR` brings them back. The "
+                 "last round's asked images and fake normals are kept, and so are images "
+                 "added since (not ranked yet).")
+    amount = pruner.add_mutually_exclusive_group()
+    amount.add_argument("--n", type=count, metavar="N", help="how many images to prune")
+    amount.add_argument("--share", type=fraction, metavar="F",
+                        help="share of the ranked unlabelled images to prune (default 0.5)")
+    pruner.add_argument("--archive", metavar="DIR",
+                        help="folder (outside the session) the images are moved to")
+    pruner.add_argument("--apply", action="store_true",
+                        help="move them (without it: a dry run)")
+    pruner.add_argument("--list", metavar="FILE.csv",
+                        help="also write the list (name, rank, score) to this file")
+    add_quiet(pruner)
 
     importer = add("import", _import, "take the labeller's masks back",
                    "Import masks for the images the session asked for (or already knows). "

@@ -17,7 +17,9 @@ and the record of every round. Each step is one method (and one ``sid4ds`` subco
    :meth:`LabelingSession.import_masks` / :meth:`LabelingSession.import_label_studio`
    (``sid4ds import``) takes them back.
 4. Repeat 2–3. :meth:`LabelingSession.status`, :meth:`LabelingSession.report` and
-   :meth:`LabelingSession.export` (PNG folders, COCO, Label Studio) look at the result.
+   :meth:`LabelingSession.export` (PNG folders, COCO, Label Studio) look at the result;
+   :meth:`LabelingSession.prune` (``sid4ds prune``) moves the images the ranking puts at
+   the bottom out of the pool, into an archive folder.
 
 Rounds follow :func:`sid4ds.run_sid4ds`: with the same images, settings and seed, a session
 whose human answers with the masks of an oracle selects the same images, round by round.
@@ -75,7 +77,8 @@ masks, models, scores), :mod:`~sid4ds.session.shards` (the pool's shards),
 :mod:`~sid4ds.session.manifest` (the typed manifest), :mod:`~sid4ds.session.storage`
 (atomic files), :mod:`~sid4ds.session.lock`, :mod:`~sid4ds.session.models` (model settings
 and states), :mod:`~sid4ds.session.ingest` (``init``), :mod:`~sid4ds.session.add`
-(``add``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.labels`
+(``add``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.prune`
+(``prune``), :mod:`~sid4ds.session.labels`
 (``import``), :mod:`~sid4ds.session.status`, :mod:`~sid4ds.session.export`,
 :mod:`~sid4ds.session.report` and :mod:`~sid4ds.session.codecs` (COCO and Label Studio
 mask codecs).

@@ -122,6 +122,10 @@ def archive_items(folder: Path, mode: str) -> tuple[Iterator[Item], str]:
     def items() -> Iterator[Item]:
         for name, file, source in entries:
             path = folder / file
+            if not path.exists():  # the user deleted it: what archives are for
+                warnings.warn(f"archived image {path} is no longer there; skipping it",
+                              SessionWarning, stacklevel=2)
+                continue
             try:
                 image = read_image(path, mode)
             except (OSError, ValueError) as error:

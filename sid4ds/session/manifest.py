@@ -173,7 +173,9 @@ class Manifest(TypedDict, total=False):
     """The whole manifest. ``models`` holds the newest model of each kind, ``model_files``
     every model by ``KIND_rNNN``; ``score_files`` names the file of each model's scores per
     image (``msmr_scores``: those of sessions written before, no longer read);
-    ``batches`` (format 4) the provenance of each batch of pool images; ``migrations``
+    ``batches`` (format 4) the provenance of each batch of pool images; ``prunes`` each
+    ``sid4ds prune --apply`` (when, the archive, how many per batch, the estimate);
+    ``migrations``
     when the session was brought to a newer format (from, to, time, sid4ds)."""
 
     format: str
@@ -190,6 +192,7 @@ class Manifest(TypedDict, total=False):
     msmr_scores: dict[str, str]
     score_files: dict[str, dict[str, Any]]
     batches: list[BatchRecord]
+    prunes: list[dict[str, Any]]
     migrations: list[dict[str, Any]]
 
 

@@ -12,6 +12,7 @@ normals and every score.
 from __future__ import annotations
 
 import copy
+import csv
 import os
 import shutil
 import sys
@@ -39,7 +40,7 @@ from sid4ds.session.storage import (
 )
 from sid4ds.session.store import PoolView, SessionStore
 
-__all__ = ["run_query", "say", "session_engine"]
+__all__ = ["round_ranking", "run_query", "say", "session_engine"]
 
 
 def say(verbose: int, message: str) -> None:
@@ -155,6 +156,32 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
     return copy.deepcopy(record)
 
 
+def round_ranking(store: SessionStore, record: RoundRecord) -> list[dict[str, Any]]:
+    """A round's whole ranking, read from its ``scores.csv``: best first.
+
+    Returns
+    -------
+    rows : list of dict
+        ``name``, ``score`` (float), ``rank`` (int, 1 = best), ``role`` (``"label"``,
+        ``"fake_normal"`` or ``"pool"``) and ``batch`` (int; 0 in rounds written before
+        batches existed).
+
+    Raises
+    ------
+    SessionError
+        If the file is missing or unreadable.
+    """
+    file = store.path / record["folder"] / "scores.csv"
+    try:
+        with open(file, newline="", encoding="utf-8") as handle:
+            return [{"name": row["name"], "score": float(row["score"]), "rank": int(row["rank"]),
+                     "role": row["role"], "batch": int(row.get("batch") or 0)}
+                    for row in csv.DictReader(handle)]
+    except (OSError, KeyError, ValueError, TypeError, csv.Error) as error:
+        raise SessionError(f"cannot read the ranking of round {record['round']} ({file}): "
+                           f"{error}; run `sid4ds query {store.path}` for a new one") from None
+
+
 def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView,
                         names: list[str], result: RoundResult,
                         preannotations: np.ndarray | None) -> None:
@@ -164,6 +191,7 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
     if staging.exists():
         shutil.rmtree(staging)
     scores, top, bottom = result.scores, result.selected, result.fake_normals
+    batch = [int(pool.batches[pool.index[name]]) for name in names]  # where each came from
     rows, entries = [], []
     for rank, index in enumerate(top, start=1):
         name = names[index]
@@ -175,21 +203,24 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
             write_bytes(staging / preannotation,
                         png_bytes(preannotations[rank - 1].astype(np.uint8) * 255))
         source = str(pool.sources[pool.index[name]])
-        rows.append([rank, name, repr(float(scores[index])), image_file, preannotation, source])
+        rows.append([rank, name, repr(float(scores[index])), image_file, preannotation, source,
+                     batch[index]])
         entries.append({"rank": rank, "name": name, "score": float(scores[index]),
                         "image": image_file, "preannotation": preannotation or None,
-                        "source": source})
-    header = ["rank", "name", "score", "image", "preannotation", "source"]
+                        "source": source, "batch": batch[index]})
+    header = ["rank", "name", "score", "image", "preannotation", "source", "batch"]
     write_text(staging / "to_label.csv", csv_text(header, rows))
-    fake_rows = [[rank, names[index], repr(float(scores[index]))]
+    fake_rows = [[rank, names[index], repr(float(scores[index])), batch[index]]
                  for rank, index in enumerate(bottom, start=1)]
-    write_text(staging / "fake_normals.csv", csv_text(["rank", "name", "score"], fake_rows))
+    write_text(staging / "fake_normals.csv", csv_text(["rank", "name", "score", "batch"],
+                                                      fake_rows))
     order = result.order
     role = {int(index): "label" for index in top}
     role.update({int(index): "fake_normal" for index in bottom})
-    all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool")]
-                for rank, index in enumerate(order, start=1)]
-    write_text(staging / "scores.csv", csv_text(["name", "score", "rank", "role"], all_rows))
+    all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool"),
+                 batch[index]] for rank, index in enumerate(order, start=1)]
+    write_text(staging / "scores.csv", csv_text(["name", "score", "rank", "role", "batch"],
+                                                all_rows))
     write_json(staging / "to_label.json", {
         "round": record["round"], "stage": record["stage"], "score": record["score"],
         "reason": record["reason"],
@@ -197,7 +228,8 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
                         "defect; an all-black mask for a normal image), name it like "
                         "the image, and run `sid4ds import SESSION --masks DIR`",
         "images": entries,
-        "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index])}
+        "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index]),
+                          "batch": batch[index]}
                          for rank, index in enumerate(bottom, start=1)],
     })
     replace_folder(staging, target)

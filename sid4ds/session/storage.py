@@ -62,6 +62,10 @@ KILL_POINTS = (
     "add:after-first-image",
     "add:after-shard",
     "add:before-commit",
+    "prune:after-archive",
+    "prune:after-shards",
+    "prune:before-commit",
+    "prune:after-commit",
 )
 
 
