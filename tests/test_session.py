@@ -35,6 +35,7 @@ from sid4ds.session import (
     mask_to_coco_rle,
 )
 from sid4ds.session.shards import ShardedImages
+from sid4ds.session.state import StateFile
 from sid4ds.session.storage import atomic_file
 
 from .conftest import (
@@ -396,7 +397,8 @@ def test_format_version_1_sessions_are_read_and_give_the_same_rounds(tmp_path, p
     (old / "pool.npz").write_bytes(buffer.getvalue())
     (old / "pool_images.npy").unlink()
     (old / "pool_meta.npz").unlink()
-    manifest = json.loads((old / "manifest.json").read_text())
+    manifest = LabelingSession.open(old).manifest
+    (old / "session.db").unlink()  # format version 1: the manifest is manifest.json
     manifest["format_version"] = 1
     manifest["pool"] = {"file": "pool.npz", "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
                         **{key: manifest["pool"][key] for key in
@@ -561,10 +563,11 @@ def test_session_files_hold_no_pickles(tmp_path, asked):
     payload.marker = tmp_path / "code-ran"
     weights = session.path / session.manifest["models"]["S"]["weights"]
     torch.save({"format": "sid4ds-estimator", "module": payload}, weights)
-    manifest = json.loads((session.path / "manifest.json").read_text())
+    state = StateFile(session.path / "session.db")  # as someone would edit the file
+    manifest = state.read()
     manifest["models"]["S"]["sha256"]["weights"] = hashlib.sha256(
         weights.read_bytes()).hexdigest()
-    (session.path / "manifest.json").write_text(json.dumps(manifest))
+    state.write(manifest)
     answer_round(session, session.manifest["rounds"][-1], truth, tmp_path / "more")
     with pytest.raises(SessionError, match="cannot load model file .*S_r001.pt"):
         session.query(n_label=4)

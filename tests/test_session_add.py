@@ -100,10 +100,10 @@ def test_add_leaves_out_images_already_in_the_pool_and_names_them(tmp_path, line
     added = LabelingSession.open(session.path).manifest["batches"][1]
     assert added["n_skipped"] == {"same_content": 3, "name_taken": 1}
     # the same folder again adds nothing and commits nothing
-    manifest = (session.path / "manifest.json").read_text()
+    manifest = LabelingSession.open(session.path).manifest
     code, out, _ = run_main(capsys, "add", session.path, "--images", mixed)
     assert code == 0 and "added nothing" in out
-    assert (session.path / "manifest.json").read_text() == manifest
+    assert LabelingSession.open(session.path).manifest == manifest
 
 
 def test_masks_that_come_with_new_images_count_as_labels(tmp_path, line):
@@ -160,9 +160,11 @@ def test_add_is_refused_while_a_query_runs(tmp_path, line):
 
 
 def as_format_3(session: LabelingSession) -> None:
-    """Write the manifest as sid4ds 0.x wrote format 3 (one pool file, no batches)."""
+    """Write the session as sid4ds 0.x wrote format 3 (one pool file, no batches, the
+    whole manifest in manifest.json)."""
     file = session.path / "manifest.json"
-    manifest = json.loads(file.read_text())
+    manifest = LabelingSession.open(session.path).manifest
+    (session.path / "session.db").unlink()
     shard = manifest["pool"].pop("shards")[0]
     manifest["pool"].pop("next_shard")
     manifest["pool"].update({key: shard[key] for key in ("file", "sha256", "meta",
@@ -181,10 +183,14 @@ def test_a_format_3_session_is_read_and_becomes_format_4_on_its_first_add(tmp_pa
     as_format_3(session)
     old = LabelingSession.open(session.path)
     assert old.status()["format_version"] == 3 and len(old.names) == 40
+    assert not (session.path / "session.db").exists()  # a query keeps format 3
+    old.query(n_label=4)
+    assert json.loads((session.path / "manifest.json").read_text())["format_version"] == 3
     summary = old.add_images(root / "shift2")
     assert summary["batch"] == 1
-    manifest = json.loads((session.path / "manifest.json").read_text())
-    assert manifest["format_version"] == 4
+    assert json.loads((session.path / "manifest.json").read_text())["state"] == "session.db"
+    manifest = LabelingSession.open(session.path).manifest
+    assert manifest["format_version"] == 4 and len(manifest["rounds"]) == 1
     assert [migration["from"] for migration in manifest["migrations"]] == [3]
     assert [batch["command"] for batch in manifest["batches"]] == ["init", "add"]
     assert sorted(manifest["labels"]) == labeled
@@ -196,23 +202,31 @@ def count_pool_files(session) -> int:
     return len(list(folder.iterdir())) if folder.is_dir() else 0
 
 
-@pytest.mark.parametrize("kill_at", [point for point in KILL_POINTS
-                                     if point.startswith("add:")])
+ADD_POINTS = [point for point in KILL_POINTS if point.startswith("add:")]
+
+
+@pytest.mark.parametrize(("version", "kill_at"),
+                         [(4, point) for point in ADD_POINTS if point != "add:before-marker"]
+                         + [(3, point) for point in ADD_POINTS])
 def test_a_killed_add_leaves_the_pool_as_it_was_and_loses_no_label(tmp_path, line, capsys,
-                                                                   kill_at):
+                                                                   version, kill_at):
+    """Format 4, and format 3 (whose first add moves it to format 4)."""
     root, _, masks, names = line
     session = tmp_path / "session"
     assert run_main(capsys, "init", session, "--images", root / "shift1", *TINY)[0] == 0
     truth = dict(zip(names, masks, strict=True))
     first = write_masks(tmp_path / "first", names[:3], truth)
     assert run_main(capsys, "import", session, "--masks", first, "--any")[0] == 0
+    if version == 3:
+        as_format_3(LabelingSession.open(session))
     new_masks = write_masks(tmp_path / "new", names[40:42], truth)
-    before = json.loads((session / "manifest.json").read_text())
+    before = LabelingSession.open(session).manifest
 
     assert killed_command(kill_at, "add", session, "--images", root / "shift2", "--masks",
                           new_masks) == -signal.SIGKILL
     reopened = LabelingSession.open(session)
-    assert json.loads((session / "manifest.json").read_text()) == before
+    assert reopened.manifest == before
+    assert reopened.status()["format_version"] == version
     assert reopened.status()["n_images"] == 40 and reopened.names == names[:40]
     for name in names[:3]:
         np.testing.assert_array_equal(reopened.mask(name), truth[name])
@@ -223,6 +237,7 @@ def test_a_killed_add_leaves_the_pool_as_it_was_and_loses_no_label(tmp_path, lin
     assert "added 20 images as batch 1" in out and "removed a stale lock" in err
     done = LabelingSession.open(session)
     assert done.names == names and done.status()["labeled"] == 5
+    assert done.status()["format_version"] == 4
     assert count_pool_files(session) == 2  # the killed add's files were removed
 
 

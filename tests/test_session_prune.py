@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import signal
 
@@ -43,7 +42,7 @@ def test_a_dry_run_lists_the_bottom_of_the_ranking_and_changes_nothing(tmp_path,
                                                                        capsys):
     session = copy_of(ranked, tmp_path)
     record = ranked[1]
-    manifest = (session.path / "manifest.json").read_text()
+    manifest = LabelingSession.open(session.path).manifest
     result = session.prune(n=10)
     candidates = [row["name"] for row in ranking(session)
                   if row["name"] not in {*record["selected"], *record["fake_normals"]}]
@@ -51,7 +50,7 @@ def test_a_dry_run_lists_the_bottom_of_the_ranking_and_changes_nothing(tmp_path,
     assert result["names"] == candidates[::-1][:10]  # lowest ranked first
     assert result["kept_round_images"] == 4  # the 4 fake normals (the asked are labelled)
     assert not result["applied"] and result["n_images"] == 40
-    assert (session.path / "manifest.json").read_text() == manifest
+    assert LabelingSession.open(session.path).manifest == manifest
     # half the candidates by default; the CLI says what it assumes and how to apply
     code, out, err = run_main(capsys, "prune", session.path, "--list", tmp_path / "list.csv")
     assert code == 0, err
@@ -154,12 +153,12 @@ def test_a_killed_prune_keeps_every_label_and_the_pool_whole(tmp_path, ranked, c
     session = copy_of(ranked, tmp_path)
     truth = ranked[2]
     labels = dict(session.manifest["labels"])
-    before = json.loads((session.path / "manifest.json").read_text())
+    before = LabelingSession.open(session.path).manifest
     archive = tmp_path / "archive"
     assert killed_command(kill_at, "prune", session.path, "--n", 10, "--archive", archive,
                           "--apply") == -signal.SIGKILL
     reopened = LabelingSession.open(session.path)
-    manifest = json.loads((session.path / "manifest.json").read_text())
+    manifest = reopened.manifest
     assert manifest["labels"] == labels
     for name in labels:
         np.testing.assert_array_equal(reopened.mask(name), truth[name])

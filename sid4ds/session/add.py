@@ -29,7 +29,7 @@ from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import session_items
 from sid4ds.session.manifest import FORMAT_VERSION, BatchRecord, LabelRecord, Manifest
 from sid4ds.session.shards import ShardBuilder, pool_batches, pool_shards, shard_files
-from sid4ds.session.storage import now, test_hook
+from sid4ds.session.storage import FileBatch, now, test_hook
 from sid4ds.session.store import PoolIndex, SessionStore
 
 __all__ = ["ARCHIVE_LIST", "add_images", "archive_items"]
@@ -158,6 +158,7 @@ def _stream(store: SessionStore, pool: PoolIndex, items: Iterator[Item],
     summary: dict[str, Any] = {"added": [], "labeled": [], "same_content": {},
                                "name_taken": []}
     labels: dict[str, LabelRecord] = {}
+    masks = FileBatch(store.path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -180,7 +181,7 @@ def _stream(store: SessionStore, pool: PoolIndex, items: Iterator[Item],
                 summary["added"].append(name)
                 if mask is not None:
                     labels[name] = store.write_mask(name, mask, version=1, round_index=None,
-                                                    source=source)
+                                                    source=source, batch=masks)
                     summary["labeled"].append(name)
                 if len(summary["added"]) == 1:
                     test_hook("add:after-first-image")
@@ -188,6 +189,7 @@ def _stream(store: SessionStore, pool: PoolIndex, items: Iterator[Item],
             raise
         except ValueError as error:  # the readers' messages name the file
             raise SessionError(str(error)) from None
+    masks.finish()
     for warning in caught:
         warnings.warn(str(warning.message), SessionWarning, stacklevel=3)
     return summary, labels

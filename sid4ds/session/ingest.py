@@ -27,9 +27,16 @@ from sid4ds.pool import ImagePool, chunk_size_for, is_path_sequence
 from sid4ds.reconstruction import block_masks
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.lock import pid_alive
-from sid4ds.session.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, Manifest
+from sid4ds.session.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    Manifest,
+    manifest_marker,
+)
 from sid4ds.session.models import model_settings
 from sid4ds.session.shards import POOL_IMAGES, POOL_META, ShardBuilder
+from sid4ds.session.state import STATE, StateFile
 from sid4ds.session.storage import fsync_folder, now, test_hook, write_json
 from sid4ds.session.store import write_mask
 from sid4ds.strategies import REGION_RULES
@@ -195,7 +202,8 @@ def create_session(path: str | os.PathLike[str], images: Any,
             "labels": labels, "rounds": [], "models": {}, "model_files": {},
             "msmr_scores": {},
         }
-        write_json(staging / MANIFEST, manifest)
+        StateFile.create(staging / STATE, manifest)
+        write_json(staging / MANIFEST, manifest_marker(manifest))
         test_hook("init:before-rename")
         if root.exists():
             root.rmdir()  # empty, checked above

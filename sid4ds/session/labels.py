@@ -26,7 +26,7 @@ from sid4ds.datasets.imageio import IMAGE_EXTENSIONS
 from sid4ds.session.codecs import brush_rle_to_mask
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import read_binary_mask
-from sid4ds.session.storage import test_hook
+from sid4ds.session.storage import FileBatch, test_hook
 from sid4ds.session.store import SessionStore
 
 __all__ = ["import_coco", "import_label_studio", "import_masks"]
@@ -265,6 +265,7 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
     summary: dict[str, list[str]] = {"added": [], "replaced": [], "unchanged": [],
                                      "defective_fake_normals": []}
     replaced_files = []
+    batch = FileBatch(store.path)
     for name, mask, where, outcome in accepted:
         summary[outcome].append(name)
         if outcome == "unchanged":
@@ -275,9 +276,11 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
         if name in labels:
             replaced_files.append(store.path / labels[name]["mask"])
         labels[name] = store.write_mask(name, mask, version=version,
-                                        round_index=asked_in.get(name), source=where)
+                                        round_index=asked_in.get(name), source=where,
+                                        batch=batch)
         if len(summary["added"]) + len(summary["replaced"]) == 1:
             test_hook("import:after-first-mask")
+    batch.finish()
     test_hook("import:before-commit")
     if summary["added"] or summary["replaced"]:
         store.commit()

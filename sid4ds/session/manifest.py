@@ -1,10 +1,14 @@
 """The session manifest: the one source of truth of a session, as typed JSON.
 
-``manifest.json`` holds the settings, the pool's description and checksums, every label,
-every round and the index of the trained models. It is replaced atomically and last by
-every command, so a killed command leaves the session as it was after its last finished
-step. The ``TypedDict`` classes below spell out its fields; :func:`read_manifest` checks a
-file against them and against the format versions this sid4ds reads.
+The manifest holds the settings, the pool's description and checksums, every label, every
+round and the index of the trained models. Up to format 3 it is ``manifest.json``, replaced
+atomically and last by every command; from format 4 ``manifest.json`` is a marker written
+once (the format and the name of the state file) and the manifest lives in ``session.db``
+(:mod:`~sid4ds.session.state`), where each command writes what it changed in one
+transaction. Either way a killed command leaves the session as it was after its last
+finished step. The ``TypedDict`` classes below spell out its fields; :func:`open_manifest`
+reads a session's manifest whatever its format, checking it against them and against the
+format versions this sid4ds reads.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from sid4ds.session.errors import SessionError
+from sid4ds.session.state import STATE, StateFile
 
 __all__ = [
     "BatchRecord",
@@ -27,6 +32,8 @@ __all__ = [
     "RoundRecord",
     "Settings",
     "ShardEntry",
+    "manifest_marker",
+    "open_manifest",
     "read_manifest",
 ]
 
@@ -35,7 +42,8 @@ FORMAT_NAME = "sid4ds-session"
 #: Version of the on-disk format this sid4ds writes and the newest it reads. 3: models are
 #: estimator states (``get_state``) in one ``.pt`` file each; E_msmr scores are kept. 4: the
 #: pool is a list of ``.npy`` shards, one per batch of images (``init``, then each ``add``),
-#: with each batch's provenance; format-3 sessions become format 4 on their first ``add``.
+#: with each batch's provenance, and the manifest lives in ``session.db`` (SQLite, written
+#: by the change); format-3 sessions become format 4 on their first ``add``.
 FORMAT_VERSION = 4
 #: The manifest's file name in the session folder.
 MANIFEST = "manifest.json"
@@ -200,7 +208,8 @@ _REQUIRED = ("settings", "pool", "labels", "rounds", "models", "model_files")
 
 
 def read_manifest(folder: Path) -> Manifest:
-    """Read and check ``folder/manifest.json``.
+    """Read and check ``folder/manifest.json`` (of format 4: the marker only; see
+    :func:`open_manifest`).
 
     Raises
     ------
@@ -236,9 +245,41 @@ def read_manifest(folder: Path) -> Manifest:
             f"this sid4ds reads format versions up to {FORMAT_VERSION}: upgrade sid4ds "
             f"(pip install -U sid4ds)"
         )
+    if "state" in manifest:
+        return manifest  # type: ignore[return-value]  # the marker of a format-4 session
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing:
         raise SessionError(f"{file} lacks {', '.join(missing)}; restore the session folder "
                            f"from a copy")
     manifest.setdefault("msmr_scores", {})
     return manifest  # type: ignore[return-value]
+
+
+def open_manifest(folder: Path) -> tuple[Manifest, StateFile | None]:
+    """A session's manifest, whatever its format, and its state file (None up to format 3,
+    whose manifest is ``manifest.json`` itself).
+
+    Raises
+    ------
+    SessionError
+        As :func:`read_manifest`, or if the state file is missing or damaged.
+    """
+    manifest = read_manifest(folder)
+    if "state" not in manifest:
+        return manifest, None
+    state = StateFile(folder / str(manifest["state"]))
+    full = state.read()
+    missing = [key for key in _REQUIRED if key not in full]
+    if missing:
+        raise SessionError(f"{state.path} lacks {', '.join(missing)}; restore the session "
+                           f"folder from a copy")
+    full.setdefault("msmr_scores", {})
+    return full, state  # type: ignore[return-value]
+
+
+def manifest_marker(manifest: Manifest) -> dict[str, Any]:
+    """What ``manifest.json`` holds in a format-4 session: the format, where the state is,
+    when and by what it was created."""
+    return {"format": manifest["format"], "format_version": manifest["format_version"],
+            "state": STATE, "created": manifest.get("created", ""),
+            "written_by": manifest.get("written_by", {})}

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -28,15 +28,13 @@ from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord
 from sid4ds.session.models import new_model
 from sid4ds.session.storage import (
+    FileBatch,
     csv_text,
     now,
     png_bytes,
     replace_folder,
     test_hook,
     to_uint8,
-    write_bytes,
-    write_json,
-    write_text,
 )
 from sid4ds.session.store import PoolView, SessionStore
 
@@ -187,20 +185,18 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
                         preannotations: np.ndarray | None) -> None:
     """Write ``rounds/NNN``; ``preannotations`` are S's masks of the selected images."""
     target = store.path / record["folder"]
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = FileBatch(target.with_name(f".{target.name}.tmp-{os.getpid()}"), fresh=True)
     scores, top, bottom = result.scores, result.selected, result.fake_normals
     batch = [int(pool.batches[pool.index[name]]) for name in names]  # where each came from
     rows, entries = [], []
     for rank, index in enumerate(top, start=1):
         name = names[index]
         image_file = f"images/{name}.png"
-        write_bytes(staging / image_file, png_bytes(to_uint8(pool.images[pool.index[name]])))
+        staging.write(image_file, png_bytes(to_uint8(pool.images[pool.index[name]])))
         preannotation = ""
         if preannotations is not None:
             preannotation = f"preannotations/{name}.png"
-            write_bytes(staging / preannotation,
+            staging.write(preannotation,
                         png_bytes(preannotations[rank - 1].astype(np.uint8) * 255))
         source = str(pool.sources[pool.index[name]])
         rows.append([rank, name, repr(float(scores[index])), image_file, preannotation, source,
@@ -209,19 +205,19 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
                         "image": image_file, "preannotation": preannotation or None,
                         "source": source, "batch": batch[index]})
     header = ["rank", "name", "score", "image", "preannotation", "source", "batch"]
-    write_text(staging / "to_label.csv", csv_text(header, rows))
+    staging.write("to_label.csv", csv_text(header, rows).encode("utf-8"))
     fake_rows = [[rank, names[index], repr(float(scores[index])), batch[index]]
                  for rank, index in enumerate(bottom, start=1)]
-    write_text(staging / "fake_normals.csv", csv_text(["rank", "name", "score", "batch"],
-                                                      fake_rows))
+    staging.write("fake_normals.csv", csv_text(["rank", "name", "score", "batch"],
+                                               fake_rows).encode("utf-8"))
     order = result.order
     role = {int(index): "label" for index in top}
     role.update({int(index): "fake_normal" for index in bottom})
     all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool"),
                  batch[index]] for rank, index in enumerate(order, start=1)]
-    write_text(staging / "scores.csv", csv_text(["name", "score", "rank", "role", "batch"],
-                                                all_rows))
-    write_json(staging / "to_label.json", {
+    staging.write("scores.csv", csv_text(["name", "score", "rank", "role", "batch"],
+                                         all_rows).encode("utf-8"))
+    listing = {
         "round": record["round"], "stage": record["stage"], "score": record["score"],
         "reason": record["reason"],
         "instructions": "draw a mask for every image in images/ (0 = normal, 255 = "
@@ -231,5 +227,6 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
         "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index]),
                           "batch": batch[index]}
                          for rank, index in enumerate(bottom, start=1)],
-    })
-    replace_folder(staging, target)
+    }
+    staging.write("to_label.json", (json.dumps(listing, indent=1) + "\n").encode("utf-8"))
+    replace_folder(staging.finish(), target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ from sid4ds.datasets.imageio import read_mask
 from sid4ds.score_cache import ScoreTable
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import SessionLock
-from sid4ds.session.manifest import MANIFEST, LabelRecord, Manifest, read_manifest
+from sid4ds.session.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    LabelRecord,
+    Manifest,
+    manifest_marker,
+    open_manifest,
+)
 from sid4ds.session.models import load_model, save_model
 from sid4ds.session.shards import (
     POOL_IMAGES,
@@ -32,7 +40,17 @@ from sid4ds.session.shards import (
     pool_shards,
     read_shard_meta,
 )
-from sid4ds.session.storage import file_sha256, now, png_bytes, sha256, write_bytes, write_json
+from sid4ds.session.state import STATE, StateFile
+from sid4ds.session.storage import (
+    FileBatch,
+    file_sha256,
+    now,
+    png_bytes,
+    sha256,
+    test_hook,
+    write_bytes,
+    write_json,
+)
 
 __all__ = ["POOL_IMAGES", "POOL_META", "PoolIndex", "PoolView", "SessionScoreCache",
            "SessionStore", "write_mask"]
@@ -90,24 +108,41 @@ class SessionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.manifest: Manifest = read_manifest(path)
+        self.manifest, self._state = open_manifest(path)
         self._pool: PoolView | None = None
         self._index: PoolIndex | None = None
 
     # ------------------------------------------------------------------ manifest, lock
     def reread(self) -> Manifest:
         """Read the manifest again (another process may have changed it)."""
-        manifest = read_manifest(self.path)
+        manifest, self._state = open_manifest(self.path)
         if manifest["pool"] != self.manifest["pool"]:
             self.forget_pool()
         self.manifest = manifest
         return self.manifest
 
     def commit(self, manifest: Manifest | None = None) -> None:
-        """Replace ``manifest.json`` atomically (the last step of every command)."""
+        """Write the manifest atomically (the last step of every command): what changed,
+        in one transaction of ``session.db`` (format 4); ``manifest.json`` replaced whole
+        (format 3 and older). A format-4 manifest of a format-3 session (the first
+        ``add``) moves it to ``session.db``: the new ``manifest.json`` marker, replaced
+        last, is the step that makes it format 4."""
         manifest = self.manifest if manifest is None else manifest
         manifest["updated"] = now()
-        write_json(self.path / MANIFEST, manifest)
+        if self._state is not None:
+            self._state.write(manifest)
+        elif manifest["format_version"] >= FORMAT_VERSION:
+            state = self.path / STATE
+            temporary = state.with_name(f".{STATE}.tmp-{os.getpid()}")
+            temporary.unlink(missing_ok=True)
+            StateFile.create(temporary, manifest)
+            os.replace(temporary, state)
+            test_hook("add:before-marker")
+            write_json(self.path / MANIFEST, manifest_marker(manifest))
+            self._state = StateFile(state)
+            self._state.read()
+        else:
+            write_json(self.path / MANIFEST, manifest)
         self.manifest = manifest
 
     @contextlib.contextmanager
@@ -235,10 +270,11 @@ class SessionStore:
 
     # ------------------------------------------------------------------ labels
     def write_mask(self, name: str, mask: np.ndarray, *, version: int,
-                   round_index: int | None, source: str) -> LabelRecord:
+                   round_index: int | None, source: str,
+                   batch: FileBatch | None = None) -> LabelRecord:
         """Write a mask into the session (see :func:`write_mask`); its label record."""
         return write_mask(self.path, name, mask, version=version, round_index=round_index,
-                          source=source)
+                          source=source, batch=batch)
 
     def load_mask(self, name: str) -> np.ndarray:
         """The stored mask of a labelled image, (height, width) uint8 in {0, 1}."""
@@ -329,16 +365,22 @@ class SessionStore:
 
 
 def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
-               round_index: int | None, source: str) -> LabelRecord:
-    """Write a mask PNG (0 / 255) atomically into the session folder ``root``.
+               round_index: int | None, source: str,
+               batch: FileBatch | None = None) -> LabelRecord:
+    """Write a mask PNG (0 / 255) into the session folder ``root``: atomically, or into
+    ``batch`` (made durable by ``batch.finish()`` before the manifest names it).
 
-    Version 1 is ``masks/NAME.png``, version K ``masks/vK/NAME.png``. Returns the label
-    record that the manifest keeps for it.
+    Version 1 is ``masks/NAME.png``, version K ``masks/vK/NAME.png``: a new version never
+    overwrites a file the manifest names. Returns the label record that the manifest keeps
+    for it.
     """
     # names hold no "/" (images are read from one folder), so versions cannot collide
     relative = f"masks/{name}.png" if version == 1 else f"masks/v{version}/{name}.png"
     data = png_bytes((mask > 0).astype(np.uint8) * 255)
-    write_bytes(root / relative, data)
+    if batch is None:
+        write_bytes(root / relative, data)
+    else:
+        batch.write(relative, data)
     return {"mask": relative, "sha256": sha256(data), "version": version,
             "round": round_index, "defective": bool(mask.any()), "source": source,
             "imported": now("microseconds")}
