@@ -167,7 +167,7 @@ def write_stores(work: Path, n: int, size: int) -> dict[str, Path]:
 
     rng = np.random.default_rng(n)
     first = int(n * 0.9)
-    steps = [0, first, *np.linspace(first, n, 11).astype(int)[1:]]
+    steps = [0, first, *(int(step) for step in np.linspace(first, n, 11).astype(int)[1:])]
     paths = {"npy": work / "pool.npy", "shards": work / "shards", "zarr": work / "pool.zarr",
              "zarr-zstd": work / "pool-zstd.zarr"}
     single = np.lib.format.open_memmap(paths["npy"], mode="w+", dtype=np.float32,

@@ -15,7 +15,7 @@ from sid4ds.session.prune import defect_estimate, upper_rate
 
 from .conftest import answer_round, new_session, write_masks
 from .test_cli import run_main
-from .test_session_add import killed_command
+from .test_session_add import as_format_3, killed_command
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +176,16 @@ def test_a_killed_prune_keeps_every_label_and_the_pool_whole(tmp_path, ranked, c
              for key in ("file", "meta")}
     assert {f"pool/{path.name}" for path in (session.path / "pool").iterdir()} == named
     assert len(list(archive.glob("*.png"))) == (20 if done else 10)
+
+
+def test_prune_moves_a_format_3_session_to_format_4(tmp_path, ranked):
+    session = copy_of(ranked, tmp_path)
+    labels = dict(session.manifest["labels"])
+    as_format_3(session)
+    result = LabelingSession.open(session.path).prune(n=5, archive=tmp_path / "archive",
+                                                       apply=True)
+    reopened = LabelingSession.open(session.path)
+    assert reopened.status()["format_version"] == 4 and len(result["names"]) == 5
+    assert reopened.manifest["labels"] == labels
+    assert [(batch["batch"], batch["n_added"], batch["in_pool"], batch["pruned"])
+            for batch in reopened.status()["batches"]] == [(0, 40, 35, 5)]

@@ -27,8 +27,10 @@ whose human answers with the masks of an oracle selects the same images, round b
 On-disk layout (format version 4)::
 
     SESSION/
-        manifest.json             settings, seed, pool shards and batches, labels, rounds,
-                                  model index (versioned JSON)
+        manifest.json             the format (4) and the state file; written once
+        session.db                the manifest (SQLite): settings, seed, pool shards and
+                                  batches, model index as JSON; one row per label and
+                                  per round
         pool_images.npy           the images of init (n, C, H, W) float32, read lazily
         pool_meta.npz             their names, content keys, source files
         pool/NNNNNN.npy           the images of each add, and their .meta.npz
@@ -46,9 +48,12 @@ On-disk layout (format version 4)::
 
 Safety:
 
-* Every file is written atomically (a temporary file, fsync, rename, fsync of the folder);
-  ``manifest.json`` is the only source of truth and is replaced last, so a command killed at
-  any point (SIGKILL included) leaves the session as it was after its last finished step.
+* Every file is written atomically (a temporary file, fsync, rename, fsync of the folder),
+  or where nothing names it yet, in place and fsynced; the manifest is the only source of
+  truth and is written last, in one SQLite transaction of what the command changed
+  (``manifest.json`` replaced whole in sessions of format 3 and older), so a command killed
+  at any point (SIGKILL included) leaves the session as it was after its last finished
+  step. No command rewrites the whole state: its cost follows what it changes.
   A ``query`` saves each trained model before the manifest names it, so a killed query
   resumes from there and gives the same round as an uninterrupted one.
 * Masks are copied into the session (and fsynced) before the manifest marks their images
@@ -63,8 +68,8 @@ Safety:
   ``pool_images.npy``) are read as they are and become format 4 on their first ``add``;
   format version 1 (one compressed ``pool.npz``) is still read, in memory.
 * Session files hold no pickles: weights are read with ``torch.load(weights_only=True)``,
-  everything else is JSON, PNG or npz read with ``allow_pickle=False``, so opening a
-  session someone sent you cannot run their code.
+  everything else is JSON, SQLite rows of JSON, text and numbers, PNG or npz read with
+  ``allow_pickle=False``, so opening a session someone sent you cannot run their code.
 
 Test hook: when the environment variable ``SID4DS_TEST_KILL_AT`` names one of
 :data:`KILL_POINTS`, the process sends itself SIGKILL at that point. The tests use it to
@@ -74,7 +79,8 @@ check that killed commands leave a session the next command resumes.
 The package, one concern per module: :mod:`~sid4ds.session.session` (the facade
 :class:`LabelingSession`), :mod:`~sid4ds.session.store` (the folder: manifest, pool,
 masks, models, scores), :mod:`~sid4ds.session.shards` (the pool's shards),
-:mod:`~sid4ds.session.manifest` (the typed manifest), :mod:`~sid4ds.session.storage`
+:mod:`~sid4ds.session.manifest` (the typed manifest), :mod:`~sid4ds.session.state` (the
+manifest in SQLite), :mod:`~sid4ds.session.storage`
 (atomic files), :mod:`~sid4ds.session.lock`, :mod:`~sid4ds.session.models` (model settings
 and states), :mod:`~sid4ds.session.ingest` (``init``), :mod:`~sid4ds.session.add`
 (``add``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.prune`

@@ -27,12 +27,18 @@ from sid4ds.pool import ImagePool, is_path_sequence
 from sid4ds.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import session_items
-from sid4ds.session.manifest import FORMAT_VERSION, BatchRecord, LabelRecord, Manifest
+from sid4ds.session.manifest import (
+    FORMAT_VERSION,
+    BatchRecord,
+    LabelRecord,
+    Manifest,
+    ShardEntry,
+)
 from sid4ds.session.shards import ShardBuilder, pool_batches, pool_shards, shard_files
 from sid4ds.session.storage import FileBatch, now, test_hook
 from sid4ds.session.store import PoolIndex, SessionStore
 
-__all__ = ["ARCHIVE_LIST", "add_images", "archive_items"]
+__all__ = ["ARCHIVE_LIST", "add_images", "archive_items", "current_shards", "to_current_format"]
 
 #: The list of images in an archive folder written by ``sid4ds prune --apply``: ``add``
 #: reads such a folder back as the images were in the pool (names kept, nothing resized).
@@ -55,12 +61,7 @@ def add_images(store: SessionStore, images: Any, masks: str | os.PathLike[str] |
             names = _array_names(images, batch)
         items, described = _items(settings, images, masks, mask_suffix, skip_unreadable,
                                   names)
-        shards = pool_shards(manifest) if "meta" in manifest["pool"] or \
-            "shards" in manifest["pool"] else None
-        number = int(manifest["pool"].get("next_shard", 1))
-        if shards is None:  # format 1: the pool moves into a shard of its own first
-            shards = [_shard_from_v1(store, pool, number)]
-            number += 1
+        shards, number = current_shards(store)
         shard = ShardBuilder(store.path, *shard_files(number), batch=batch)
         try:
             summary, labels = _stream(store, pool, items, shard)
@@ -216,14 +217,22 @@ def _check_fits(image: np.ndarray, channels: int, size: tuple[int, int],
                            f"images are {describe_size(size)}{how}")
 
 
-def _shard_from_v1(store: SessionStore, pool: PoolIndex, number: int) -> Any:
-    """Write the pool of a format-1 session (one ``pool.npz``) as a shard of its own."""
-    images = store.pool().images
+def current_shards(store: SessionStore) -> tuple[list[ShardEntry], int]:
+    """The pool's shards and the number of the next shard file (lock held).
+
+    A format-1 pool (one ``pool.npz``) is first written as a shard of its own, which the
+    manifest names once the command commits.
+    """
+    manifest = store.manifest
+    number = int(manifest["pool"].get("next_shard", 1))
+    if "meta" in manifest["pool"] or "shards" in manifest["pool"]:
+        return pool_shards(manifest), number
+    pool, images = store.pool_index(), store.pool().images
     shard = ShardBuilder(store.path, *shard_files(number), batch=0)
     try:
         for row, name in enumerate(pool.names):
             shard.append(name, str(pool.sources[row]), images[row], pool.keys[row:row + 1])
-        return shard.finish()
+        return [shard.finish()], number + 1
     except BaseException:
         shard.abort()
         raise
@@ -233,13 +242,19 @@ def _grow_manifest(manifest: Manifest, shards: list[Any], next_shard: int,
                    batches: list[BatchRecord], labels: dict[str, LabelRecord]) -> None:
     """The manifest after an add: format 4, the new shard, batch and labels."""
     pool = manifest["pool"]
-    version = manifest["format_version"]
     manifest["pool"] = {
         "dtype": "float32", "n_images": sum(int(shard["n_images"]) for shard in shards),
         "n_channels": pool["n_channels"], "height": pool["height"], "width": pool["width"],
         "shards": shards, "next_shard": next_shard}
     manifest["batches"] = batches
     manifest["labels"].update(labels)
+    to_current_format(manifest)
+
+
+def to_current_format(manifest: Manifest) -> None:
+    """Mark a manifest whose pool is now shards as format 4, recording the migration (its
+    next commit moves the session to ``session.db``)."""
+    version = manifest["format_version"]
     if version < FORMAT_VERSION:
         manifest.setdefault("migrations", []).append(
             {"from": version, "to": FORMAT_VERSION, "time": now(), "sid4ds": __version__})

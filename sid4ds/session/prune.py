@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from sid4ds._validation import check_float, check_int
-from sid4ds.session.add import ARCHIVE_LIST
+from sid4ds.session.add import ARCHIVE_LIST, current_shards, to_current_format
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord, ShardEntry
 from sid4ds.session.query import round_ranking
-from sid4ds.session.shards import ShardBuilder, ShardedImages, pool_shards, shard_files
+from sid4ds.session.shards import ShardBuilder, ShardedImages, pool_batches, shard_files
 from sid4ds.session.storage import (
     csv_text,
     now,
@@ -264,8 +264,13 @@ def _apply(store: SessionStore, plan: dict[str, Any], archive: Path) -> None:
     shards, number, replaced = _compact(store, pool, rows)
     test_hook("prune:after-shards")
     per_batch = np.bincount(pool.batches[rows]).tolist()
-    manifest["pool"] = {**manifest["pool"], "shards": shards, "next_shard": number,
+    manifest["batches"] = pool_batches(manifest)  # before the pool changes (format 3)
+    manifest["pool"] = {"dtype": "float32", "n_channels": manifest["pool"]["n_channels"],
+                        "height": manifest["pool"]["height"],
+                        "width": manifest["pool"]["width"], "shards": shards,
+                        "next_shard": number,
                         "n_images": sum(shard["n_images"] for shard in shards)}
+    to_current_format(manifest)
     manifest.setdefault("prunes", []).append({
         "time": now(), "archive": str(archive.resolve()), "n_images": len(names),
         "round": plan["round"], "estimate": plan["estimate"],
@@ -325,9 +330,7 @@ def _archive_rows(archive: Path) -> dict[str, dict[str, Any]]:
 def _compact(store: SessionStore, pool: PoolView, rows: np.ndarray
              ) -> tuple[list[ShardEntry], int, list[str]]:
     """New shards without ``rows``: (shards, next shard number, files replaced)."""
-    manifest = store.manifest
-    shards = pool_shards(manifest)
-    number = int(manifest["pool"].get("next_shard", 1))
+    shards, number = current_shards(store)
     starts = np.concatenate([[0], np.cumsum([shard["n_images"] for shard in shards])])
     result: list[ShardEntry] = []
     replaced: list[str] = []
