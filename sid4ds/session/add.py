@@ -13,6 +13,7 @@ A session of format 3 or older becomes format 4 in that same last step.
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ import numpy as np
 
 from sid4ds._validation import describe_size
 from sid4ds._version import __version__
+from sid4ds.datasets.imageio import read_image
 from sid4ds.pool import ImagePool, is_path_sequence
 from sid4ds.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
@@ -109,10 +111,6 @@ def archive_items(folder: Path, mode: str) -> tuple[Iterator[Item], str]:
     items : iterator of (name, source file, image, None)
     described : str
     """
-    import csv
-
-    from sid4ds.datasets.imageio import read_image
-
     try:
         with open(folder / ARCHIVE_LIST, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))

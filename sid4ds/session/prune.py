@@ -172,11 +172,11 @@ def prune_pool(store: SessionStore, *, n: int | None = None, share: float | None
                 _apply(store, plan, target)
             plan.update(applied=True, archive=str(target.resolve()),
                         n_images=store.manifest["pool"]["n_images"])
-            return _public(plan)
+            return plan
     plan = _plan(store, store.reread(), n, share)
     _write_list(list_file, plan)
     plan.update(applied=False, archive=None, n_images=store.manifest["pool"]["n_images"])
-    return _public(plan)
+    return plan
 
 
 def _check_archive(store: SessionStore, archive: Path) -> Path:
@@ -247,11 +247,6 @@ def _write_list(list_file: Any, plan: dict[str, Any]) -> None:
     rows = [[name, rank, repr(float(score))] for name, rank, score in
             zip(plan["names"], plan["ranks"], plan["scores"], strict=True)]
     write_text(Path(list_file), csv_text(["name", "rank", "score"], rows))
-
-
-def _public(plan: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in plan.items() if key not in ("ranks", "scores")} | {
-        "ranks": list(plan["ranks"]), "scores": list(plan["scores"])}
 
 
 def _apply(store: SessionStore, plan: dict[str, Any], archive: Path) -> None:

@@ -155,11 +155,6 @@ class ShardedImages:
             if not 0 <= row < self.shape[0]:
                 raise IndexError(f"index {index} is out of range for {self.shape[0]} images")
             return self._rows(np.array([row]))[0]
-        if isinstance(index, tuple):
-            if not index:
-                return self[:]
-            first = self[index[0]]
-            return first[(slice(None), *index[1:])] if first.ndim == 4 else first[index[1:]]
         rows = np.arange(self.shape[0])[index]
         return self._rows(np.atleast_1d(rows))
 
