@@ -19,7 +19,14 @@ from PIL import Image
 from sid4ds import ReconstructionScorer
 from sid4ds.cli import main
 from sid4ds.datasets import load_image_folder, make_defect_images
-from sid4ds.session import KILL_POINTS, LOCK, LabelingSession, SessionBusyError, SessionError
+from sid4ds.session import (
+    KILL_POINTS,
+    LOCK,
+    LabelingSession,
+    SessionBusyError,
+    SessionError,
+    SessionWarning,
+)
 from sid4ds.session.shards import POOL_IMAGES, POOL_META
 from sid4ds.session.storage import KILL_ENV
 
@@ -145,6 +152,20 @@ def test_images_of_another_size_are_refused_when_the_session_resizes_nothing(tmp
     assert not list((session.path / "pool").iterdir())  # the partial shard is gone
     resized = new_session(tmp_path / "resized", root / "shift1", image_size=16)
     assert resized.add_images(big)["added"] == ["new00", "new01"]
+
+
+def test_unreadable_files_follow_the_rules_of_init(tmp_path, line):
+    root, X, _, _ = line
+    session = new_session(tmp_path, root / "shift1")
+    folder = tmp_path / "damaged"
+    save_images(folder, X[40:42], ["new00", "new01"])
+    (folder / "new02.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(SessionError, match=r"cannot read image file .*new02.png.*skip"):
+        session.add_images(folder)
+    assert session.status()["n_images"] == 40
+    with pytest.warns(SessionWarning, match=r"new02.png.*skipping it"):
+        summary = session.add_images(folder, skip_unreadable=True)
+    assert summary["added"] == ["new00", "new01"]
 
 
 def test_add_is_refused_while_a_query_runs(tmp_path, line):
