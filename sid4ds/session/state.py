@@ -16,8 +16,9 @@ with the session (``benchmarks/session_scaling.py`` measures it). Format 4 keeps
 they are the same for every format), remembers what it read, and writes back only what a
 command changed, in one transaction: SQLite's journal makes it atomic, so a command killed
 at any point (SIGKILL included) leaves the state as it was before the transaction or after
-it, never between. Every value is JSON, text or a number: opening a session runs none of
-its content. ``manifest.json`` stays beside it, written once, as the marker that names the
+it, never between. Every value is JSON, text or a number, and the file is opened with
+SQLite's ``trusted_schema`` off (no extension is ever loaded): opening a session runs none
+of its content. ``manifest.json`` stays beside it, written once, as the marker that names the
 format and the state file (a sid4ds that reads format 3 at most refuses the session with
 the advice to upgrade).
 """
@@ -105,6 +106,8 @@ class StateFile:
                                f"folder from a copy") from None
         try:
             connection.execute("PRAGMA synchronous = FULL")
+            # a file someone sent you: views and triggers it defines may not call functions
+            connection.execute("PRAGMA trusted_schema = OFF")
             yield connection
         except sqlite3.DatabaseError as error:
             raise SessionError(f"cannot use {self.path}: {error}; restore the session "
