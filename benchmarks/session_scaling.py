@@ -294,8 +294,8 @@ def state_part(args: argparse.Namespace, work: Path) -> list[dict]:
         measure("query (iterative)", "query", session, "--quiet")
         measure("import the round's masks ", "import", session, "--masks", answer(2, "a2"))
         measure("status", "status", session)
-        unlabelled = [name for name in names[::-1]
-                      if name not in set(to_label(session, 1)) | set(to_label(session, 2))][:100]
+        asked = set(to_label(session, 1)) | set(to_label(session, 2))
+        unlabelled = [name for name in names[::-1] if name not in asked][:100]
         write_pngs(folder / "hundred", None, np.stack([truth[name] for name in unlabelled]),
                    unlabelled)
         measure("import 100 masks", "import", session, "--masks", folder / "hundred", "--any")
