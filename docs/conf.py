@@ -65,9 +65,11 @@ API_MODULES = [
     "sid4ds.datasets.folders", "sid4ds.datasets.loaders",
     # the labelling session
     "sid4ds.session", "sid4ds.session.session", "sid4ds.session.store",
-    "sid4ds.session.manifest", "sid4ds.session.storage", "sid4ds.session.lock",
-    "sid4ds.session.errors", "sid4ds.session.models", "sid4ds.session.ingest",
-    "sid4ds.session.query", "sid4ds.session.labels", "sid4ds.session.status",
+    "sid4ds.session.shards", "sid4ds.session.manifest", "sid4ds.session.state",
+    "sid4ds.session.storage",
+    "sid4ds.session.lock", "sid4ds.session.errors", "sid4ds.session.models",
+    "sid4ds.session.ingest", "sid4ds.session.add", "sid4ds.session.query",
+    "sid4ds.session.prune", "sid4ds.session.labels", "sid4ds.session.status",
     "sid4ds.session.export", "sid4ds.session.deliver", "sid4ds.session.report",
     "sid4ds.session.codecs",
     # benchmark and baselines

@@ -304,6 +304,11 @@ class RoundResult:
         """True when every score came from an earlier round (unchanged models)."""
         return self.n_scored == 0 and len(self.scores) > 0
 
+    @property
+    def n_reused(self) -> int:
+        """Images whose score was kept from an earlier round (unchanged models)."""
+        return len(self.scores) - self.n_scored
+
 
 class SID4DSRounds:
     """The three learners of SID4DS and the rule of a round (see the module docstring).
@@ -501,6 +506,10 @@ class SID4DSRounds:
         if self.tie_break == "msmr" and is_fitted(self.msmr_scorer):
             msmr = self.score_cache.lookup("E_msmr", model_fingerprint(self.msmr_scorer),
                                            unlabeled_keys)
+            if iterative and np.isnan(msmr).any() and not np.isnan(msmr).all():
+                # images that joined the pool after M scored it get their E_msmr too, so
+                # that ties among them are broken as among the others
+                msmr, _ = self._scores("E_msmr", pool, unlabeled, unlabeled_keys, seconds)
         keys_of_unlabeled = tie_keys(unlabeled_keys, msmr)
         n_fake = resolve_n_normal(self.n_normal, n_label, len(unlabeled),
                                   self.expected_defect_ratio)

@@ -55,8 +55,8 @@ from scipy.stats import beta, hypergeom
 from sid4ds._random import make_rng
 from sid4ds._validation import check_audit_size, check_float, check_int
 
-__all__ = ["RecallBound", "audit_recall_bound", "audit_size_needed", "defects_left_upper_bound",
-           "draw_audit", "recall_bound"]
+__all__ = ["RecallBound", "audit_recall_bound", "audit_size_needed",
+           "defects_left_upper_bound", "draw_audit", "rate_upper_bound", "recall_bound"]
 
 # Slack for comparing a recall (a ratio of ints) with a target given as a float.
 _TOLERANCE = 1e-12
@@ -528,6 +528,36 @@ def _certified_share(n_found: int, n_unlabelled: int, audit_size: int, defects_l
     certified = np.where(total > 0, found >= target * total - _TOLERANCE, True)
     chances = hypergeom.pmf(counts, n_unlabelled, defects_left, audit_size)
     return float(chances[certified].sum())
+
+
+def rate_upper_bound(found: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate: ``found`` of ``n`` observed.
+
+    For a sample drawn with replacement (or from a large population); for a random
+    audit of a finite pool, :func:`defects_left_upper_bound` is exact and tighter.
+
+    Parameters
+    ----------
+    found, n : int
+        Successes (e.g. defective images) among ``n`` observed; ``n`` ≥ 1.
+    confidence : float, default=0.95
+
+    Returns
+    -------
+    rate : float
+        The largest rate that gives ``found`` or fewer with probability ≥ 1 − confidence.
+
+    Examples
+    --------
+    >>> from sid4ds.stopping import rate_upper_bound
+    >>> round(rate_upper_bound(0, 59), 4)  # none in 59: at most 5% at 95% confidence
+    0.0495
+    """
+    from scipy.stats import beta
+
+    if found >= n:
+        return 1.0
+    return float(beta.ppf(confidence, found + 1, n - found))
 
 
 def audit_size_needed(

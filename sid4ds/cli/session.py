@@ -1,5 +1,5 @@
-"""The labelling-session commands: ``init``, ``query``, ``import``, ``status``, ``report``,
-``export``, ``train`` and ``predict``; a thin layer over
+"""The labelling-session commands: ``init``, ``add``, ``query``, ``prune``, ``import``,
+``status``, ``report``, ``export``, ``train`` and ``predict``; a thin layer over
 :class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
@@ -61,6 +61,68 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    summary = session.add_images(_images_argument(args.images), args.masks,
+                                 mask_suffix=args.mask_suffix,
+                                 skip_unreadable=args.skip_unreadable)
+    if summary["batch"] is None:
+        print(f"added nothing from {summary['source']}: no image is new to the pool")
+    else:
+        print(f"added {len(summary['added'])} images as batch {summary['batch']} (from "
+              f"{summary['source']}), {len(summary['labeled'])} of them with a mask; the "
+              f"pool holds {summary['n_images']} images")
+    same, taken = summary["same_content"], summary["name_taken"]
+    if same:
+        print(f"left out {len(same)} images whose content is already in the pool: "
+              + ", ".join(f"{name} (= {twin})" for name, twin in list(same.items())[:10])
+              + (" ..." if len(same) > 10 else ""))
+    if taken:
+        print(f"left out {len(taken)} images whose name the pool already uses: "
+              + ", ".join(taken[:10]) + (" ..." if len(taken) > 10 else "")
+              + "; rename them to add them")
+    status = session.status()
+    print(f"next: {status['next']}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    result = session.prune(args.n, args.share, archive=args.archive, apply=args.apply,
+                           list_file=args.list)
+    names, estimate = result["names"], result["estimate"]
+    print(f"{'moved' if result['applied'] else 'would move'} {len(names)} of the "
+          f"{result['n_candidates']} unlabelled images at the bottom of round "
+          f"{result['round']}'s ranking ({result['score']}) out of the pool"
+          + (f" into {result['archive']}" if result["applied"] else ""))
+    print(f"kept: the {result['kept_round_images']} images round {result['round']} asked "
+          f"for or made fake normals (the next round needs them)"
+          + (f", and {result['not_ranked']} images added since, not ranked yet"
+             if result["not_ranked"] else ""))
+    if names:
+        print("lowest ranked: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+              + f"; the highest of the list is rank {max(result['ranks'])} of "
+              f"{result['n_ranked']} (score {result['scores'][-1]:.4g})")
+        upper = ("" if estimate["upper"] is None else
+                 f", at most {estimate['upper']:g} at 95% confidence")
+        print(f"defective images among them: about {estimate['expected']:g}{upper}. "
+              f"{estimate['assumes']}.")
+    if args.list:
+        print(f"the list: {args.list}")
+    if result["applied"]:
+        print(f"the pool holds {result['n_images']} images; bring archived ones back with "
+              f"`sid4ds add {session.path} --images {result['archive']}`")
+    else:
+        how = f"--n {args.n}" if args.n is not None else f"--share {args.share or 0.5:g}"
+        print(f"dry run: nothing was moved; to move them: `sid4ds prune {session.path} {how} "
+              f"--archive DIR --apply`")
+    return 0
+
+
 def _query(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
 
@@ -68,8 +130,12 @@ def _query(args: argparse.Namespace) -> int:
     record = session.query(args.n, args.normals, device=args.device,
                            verbose=0 if args.quiet else 1, skip_missing=args.skip_missing)
     folder = session.path / record["folder"]
+    reused = record.get("n_reused", 0)
     print(f"round {record['round']} ({record['stage']}): {record['reason']}"
-          + ("; the E_msmr of round 0 was reused" if record.get("reused_scores") else ""))
+          + (f"; the {record['score']} of the unchanged models was reused for every image"
+             if record.get("reused_scores") else
+             f"; {reused} scores were reused (unchanged models), only the other images "
+             f"were scored" if reused else ""))
     print(f"label these {len(record['selected'])} images (ranked by {record['score']}):")
     for rank, (name, score) in enumerate(zip(record["selected"], record["scores"],
                                              strict=True), start=1):
@@ -129,6 +195,12 @@ def _status(args: argparse.Namespace) -> int:
             rate = "" if entry["defect_rate"] is None else f"{entry['defect_rate']:.0%}"
             print(f"{entry['round']:5d}  {entry['stage']:<10s}  {entry['asked']:5d}  "
                   f"{entry['labeled']:8d}  {entry['defective']:9d}  {rate:>4s}")
+    if len(status["batches"]) > 1:
+        print(f"batch  {'by':<4s}  {'when (UTC)':<25s}  images  labelled  defective  from")
+        for entry in status["batches"]:
+            print(f"{entry['batch']:5d}  {entry['command']:<4s}  {entry['time']:<25s}  "
+                  f"{entry['in_pool']:6d}  {entry['labeled']:8d}  {entry['defective']:9d}  "
+                  f"{entry['source']}")
     estimate = status["remaining_estimate"]
     at_most = ("" if estimate["at_most"] is None else
                f", at most about {estimate['at_most']:.0f} if the ranking is better than "
@@ -199,6 +271,7 @@ a labelling session, step by step:
   sid4ds import run1 --masks answers/
   sid4ds query run1 --n 50          # round 1: trains S and G, ranks again
   sid4ds status run1
+  sid4ds add run1 --images shift2/  # the next images of the line join the pool
   sid4ds report run1                # run1/report/index.html
   sid4ds export run1 --format coco
 """
@@ -252,6 +325,25 @@ def add_session_commands(commands: Any) -> None:
     models.add_argument("--n-blocks", type=positive_int, metavar="N",
                         help="blocks of M's sequential-mask score E_msmr (default 16)")
 
+    adding = add("add", _add, "add images to the pool of a session",
+                 "Add images to the pool (the next shift's images, say), read as init read "
+                 "the pool: the same resizing, tiling and colour mode. The images already in "
+                 "the pool are never rewritten; new images whose content is already in the "
+                 "pool, or whose name the pool uses, are left out and named. Masks given with "
+                 "them count as labels. A folder written by `sid4ds prune --apply` is read "
+                 "back as its images were. The next query ranks the new images with the "
+                 "rest; without new labels in between only the new images are scored.")
+    adding.add_argument("--images", required=True, metavar="DIR|FILE",
+                        help="folder of images, an .npy array or a .txt list of image paths "
+                             "(as for init), or an archive folder of `sid4ds prune`")
+    adding.add_argument("--masks", metavar="DIR",
+                        help="folder of masks of some of the new images, named like them")
+    adding.add_argument("--mask-suffix", default="", metavar="S",
+                        help="ending of mask names to ignore when matching, e.g. _mask")
+    adding.add_argument("--skip-unreadable", action="store_true",
+                        help="skip unreadable image files with a warning instead of refusing")
+    add_quiet(adding)
+
     query = add("query", _query, "train, rank the unlabelled images and list those to label",
                 "Run one round: train what the round needs (M on the first round; S and G "
                 "once labels exist), rank the unlabelled images and write rounds/NNN/ with "
@@ -268,6 +360,28 @@ def add_session_commands(commands: Any) -> None:
                             "those images go back to the pool")
     add_device(query)
     add_quiet(query)
+
+    pruner = add("prune", _prune, "list (and move out) the images the ranking puts at "
+                                  "the bottom",
+                 "List the unlabelled images the last round's ranking puts at the bottom, "
+                 "with an estimate of how many defective images the list holds and what it "
+                 "assumes (a dry run: nothing changes). With --apply --archive DIR, move them "
+                 "out of the pool: each is written to DIR/NAME.png (listed in "
+                 "DIR/sid4ds_archive.csv) and removed from the session; sid4ds deletes no "
+                 "file of yours, and `sid4ds add SESSION --images DIR` brings them back. The "
+                 "last round's asked images and fake normals are kept, and so are images "
+                 "added since (not ranked yet).")
+    amount = pruner.add_mutually_exclusive_group()
+    amount.add_argument("--n", type=count, metavar="N", help="how many images to prune")
+    amount.add_argument("--share", type=fraction, metavar="F",
+                        help="share of the ranked unlabelled images to prune (default 0.5)")
+    pruner.add_argument("--archive", metavar="DIR",
+                        help="folder (outside the session) the images are moved to")
+    pruner.add_argument("--apply", action="store_true",
+                        help="move them (without it: a dry run)")
+    pruner.add_argument("--list", metavar="FILE.csv",
+                        help="also write the list (name, rank, score) to this file")
+    add_quiet(pruner)
 
     importer = add("import", _import, "take the labeller's masks back",
                    "Import masks for the images the session asked for (or already knows). "

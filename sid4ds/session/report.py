@@ -5,13 +5,13 @@ plots by relative paths and needs nothing else (no server, no network), so it op
 disk in any browser. The plots are drawn with matplotlib (the Agg canvas, no ``pyplot``
 state): the last round's score distribution with the K and V cuts, the defects found
 against the labels spent, the images the last round asked for with S's probability maps
-(or M's reconstruction error before S exists), S's training curve, and a sample of the
-fake normals to spot-check. Only the images shown are read from the pool.
+(or M's reconstruction error before S exists), S's training curve, a sample of the fake
+normals to spot-check, and where the pool's images came from (one row per batch). Only the
+images shown are read from the pool.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import math
@@ -29,6 +29,7 @@ from sid4ds._validation import check_int
 from sid4ds.reconstruction import block_masks
 from sid4ds.session.deliver import new_output_folder
 from sid4ds.session.errors import SessionError
+from sid4ds.session.query import round_ranking
 from sid4ds.session.status import session_status
 from sid4ds.session.storage import replace_folder, write_bytes, write_text
 from sid4ds.session.store import SessionStore
@@ -144,13 +145,11 @@ def _round_scores(store: SessionStore, record: dict[str, Any]) -> tuple[np.ndarr
                                                                          bool]:
     """Scores and names of the round's ranking; False when scores.csv was unreadable and
     only the asked and fake-normal scores of the manifest are given."""
-    file = store.path / record["folder"] / "scores.csv"
     try:
-        with open(file, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        scores = np.array([float(row["score"]) for row in rows], dtype=np.float64)
-        return scores, [row.get("name") or "" for row in rows], True
-    except (OSError, KeyError, ValueError, TypeError):
+        rows = round_ranking(store, record)
+        scores = np.array([row["score"] for row in rows], dtype=np.float64)
+        return scores, [row["name"] for row in rows], True
+    except SessionError:
         names = [*record["selected"], *record["fake_normals"]]
         scores = np.array([*record["scores"], *record["fake_normal_scores"]], dtype=np.float64)
         return scores, names, False
@@ -344,6 +343,23 @@ def _plot_fake_normals(images: np.ndarray, names: Sequence[str], scores: Sequenc
     return figure
 
 
+def _batches_html(batches: Sequence[dict[str, Any]]) -> str:
+    """The table of the pool's batches: where its images came from, and when."""
+    rows = "".join(
+        f"<tr><td>{entry['batch']}</td><td>{_esc(entry['command'])}</td>"
+        f"<td>{_esc(entry['time'])}</td><td>{_esc(entry['source'])}</td>"
+        f"<td>{entry['n_added']}</td><td>{sum(entry.get('n_skipped', {}).values())}</td>"
+        f"<td>{entry['in_pool']}</td><td>{entry['labeled']}</td>"
+        f"<td>{entry['defective']}</td></tr>" for entry in batches)
+    return ("<h2>Where the images came from</h2>\n<p>One row per batch of images the pool "
+            "received: the images of <code>sid4ds init</code>, then of each "
+            "<code>sid4ds add</code>. Left out: images already in the pool (same content) or "
+            "whose name it used. The last three columns are the batch's images now.</p>\n"
+            "<table><tr><th>batch</th><th>command</th><th>when (UTC)</th><th>from</th>"
+            "<th>added</th><th>left out</th><th>in the pool</th><th>labelled</th>"
+            f"<th>defective</th></tr>\n{rows}</table>")
+
+
 # ---------------------------------------------------------------------- the command
 def write_session_report(
     store: SessionStore,
@@ -432,6 +448,7 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
         + _figure_html("defects_per_round.png", "Defects found against labels spent",
                        defects_caption)
         + f"\n<h2>Defective images still unlabelled</h2>\n<ul>{expected_text}{at_most_text}</ul>")
+    sections.append(_batches_html(status["batches"]))
 
     # (1) score distribution
     scores, score_names, complete = _round_scores(store, record)

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.session.add import add_images
 from sid4ds.session.deliver import predict_images, session_segmenter, train_segmenter
 from sid4ds.session.export import export_session
 from sid4ds.session.ingest import create_session
 from sid4ds.session.labels import import_coco, import_label_studio, import_masks
 from sid4ds.session.manifest import Manifest, RoundRecord
+from sid4ds.session.prune import prune_pool
 from sid4ds.session.query import run_query
 from sid4ds.session.report import write_session_report
 from sid4ds.session.status import session_status
@@ -218,7 +220,7 @@ class LabelingSession:
     @property
     def names(self) -> list[str]:
         """Names of all pool images, in pool order."""
-        return list(self._store.pool().names)
+        return list(self._store.pool_index().names)
 
     @property
     def labeled_names(self) -> list[str]:
@@ -273,12 +275,71 @@ class LabelingSession:
             ``fake_normals``), ``remaining_estimate`` (defective images still unlabelled:
             ``expected`` from the defect ratio given at init, ``at_most`` from the last
             answered round's defect rate; see :func:`sid4ds.rounds.remaining_estimate`),
-            ``initially_labeled``, ``lock`` (the command holding the lock, or None),
+            ``initially_labeled``, ``batches`` (where the pool's images came from: per
+            batch, ``init`` then each :meth:`add_images`, its ``command``, ``time``,
+            ``source``, ``n_added`` and ``n_skipped``, and now ``in_pool``, ``labeled``
+            and ``defective``), ``lock`` (the command holding the lock, or None),
             ``running`` (a command runs now) and ``next`` (what to do next).
         """
         return session_status(self._store)
 
     # ------------------------------------------------------------------ commands
+    def add_images(
+        self,
+        images: Any,
+        masks: str | os.PathLike[str] | None = None,
+        *,
+        mask_suffix: str = "",
+        skip_unreadable: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Add images to the pool (``sid4ds add``): the next shift's images, say.
+
+        The images are read as :meth:`create` read the pool (the session's resizing,
+        tiling and colour mode) and written as one new batch; the images already in the
+        pool are never rewritten. An image whose content is already in the pool, or whose
+        name the pool already uses, is left out and named in the result. Masks given with
+        the images are checked as :meth:`create` checks them, and their images count as
+        labelled. A folder written by :meth:`prune` (``apply=True``) is read back as its
+        images were in the pool. ``add`` is atomic: a killed ``add`` leaves the pool as it
+        was. A session of format 3 or older becomes format 4 (shards) on its first add.
+
+        The next :meth:`query` ranks the new images with the rest; without new labels in
+        between, the models stay as they are and only the new images are scored.
+
+        Parameters
+        ----------
+        images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
+            As :meth:`create` takes them; or a folder written by :meth:`prune`.
+        masks : str or path-like, optional
+            Folder of masks of some of the new images, matched by name as in :meth:`create`.
+        mask_suffix : str, default=""
+            Ending of mask names to remove before matching, e.g. ``"_mask"``.
+        skip_unreadable : bool, default=False
+            Skip unreadable image files with a warning instead of refusing them all.
+        names : sequence of str, optional
+            One name per image when ``images`` is not a folder. Default: the file names
+            for paths, ``b<batch>_000000``, ... for arrays.
+
+        Returns
+        -------
+        summary : dict
+            ``batch`` (its number; None when nothing was added), ``source``, ``added`` and
+            ``labeled`` (names), ``same_content`` (each left-out image's name and the name
+            of the image with its content), ``name_taken`` (names left out because the pool
+            uses them) and ``n_images`` (the pool's size now).
+
+        Raises
+        ------
+        SessionError
+            If an image has another channel count than the session's, or another size
+            when the session resizes nothing; if a file is unreadable (unless
+            ``skip_unreadable``) or a mask has no image or is not binary; the message names
+            the file. :class:`SessionBusyError` while another command (a query) runs.
+        """
+        return add_images(self._store, images, masks, mask_suffix=mask_suffix,
+                          skip_unreadable=skip_unreadable, names=names)
+
     def query(
         self,
         n_label: int | None = None,
@@ -298,11 +359,17 @@ class LabelingSession:
         images plus the previous round's fake normals, and ranks by E_sdr inside S's
         predicted defects, as :func:`sid4ds.run_sid4ds` does.
 
+        Scores are kept per image, for the models that computed them: a query with no new
+        label since the last one (after :meth:`add_images`, say, with ``skip_missing``)
+        keeps S and G as they are and scores only the images added since; after new labels
+        S changes and every image is scored again.
+
         Files written to ``rounds/NNN/``: ``to_label.csv`` and ``to_label.json`` (rank,
-        name, score, the image file, the pre-annotation file, the source file),
-        ``fake_normals.csv``, ``scores.csv`` (every ranked image), ``images/NAME.png``
-        (the images to label, as the session sees them) and ``preannotations/NAME.png``
-        (S's predicted masks, from the second round on).
+        name, score, the image file, the pre-annotation file, the source file, the batch
+        the image came with), ``fake_normals.csv``, ``scores.csv`` (every ranked image:
+        name, score, rank, role, batch), ``images/NAME.png`` (the images to label, as the
+        session sees them) and ``preannotations/NAME.png`` (S's predicted masks, from the
+        second round on).
 
         Parameters
         ----------
@@ -333,6 +400,64 @@ class LabelingSession:
         """
         return run_query(self._store, n_label, n_normal, device=device, verbose=verbose,
                          skip_missing=skip_missing)
+
+    def prune(
+        self,
+        n: int | None = None,
+        share: float | None = None,
+        *,
+        archive: str | os.PathLike[str] | None = None,
+        apply: bool = False,
+        list_file: str | os.PathLike[str] | None = None,
+    ) -> dict[str, Any]:
+        """The images the ranking puts at the bottom, and what keeping none of them risks
+        (``sid4ds prune``); with ``apply``, move them out of the pool into ``archive``.
+
+        The candidates are the images of the last round's ranking (its ``scores.csv``)
+        still unlabelled, except the images that round asked for and its fake normals (the
+        next round trains on them); images added since it are not ranked yet and stay.
+        The bottom ``n`` of them (or ``share`` of them) are listed, lowest first, with an
+        estimate of how many defective images they hold (see
+        :func:`~sid4ds.session.prune.defect_estimate` for its bases and what each
+        assumes). Nothing changes unless ``apply``: then each image is written to
+        ``archive/NAME.png`` as the session sees it (listed, with where it came from and
+        its rank, in ``archive/sid4ds_archive.csv``) and removed from the pool; sid4ds
+        deletes no file of yours, and ``add_images(archive)`` brings them back. Applying is
+        atomic: a killed prune leaves the pool as it was.
+
+        Parameters
+        ----------
+        n : int, optional
+            How many images to prune.
+        share : float, optional
+            Or which share of the candidates, in [0, 1]; default 0.5 when ``n`` is not
+            given either.
+        archive : str or path-like, optional
+            The folder the images go to with ``apply``; outside the session (new, or one
+            an earlier prune wrote).
+        apply : bool, default=False
+            Move the images; without it, a dry run.
+        list_file : str or path-like, optional
+            Also write the list (name, rank, score) to this CSV file.
+
+        Returns
+        -------
+        result : dict
+            ``names`` (lowest ranked first), ``ranks``, ``scores``, ``round`` and ``score``
+            (the ranking used), ``n_ranked``, ``n_candidates``, ``kept_round_images`` (the
+            last round's asked images and fake normals kept), ``not_ranked`` (images added
+            since), ``estimate`` (``expected`` and ``upper`` defective images among
+            ``names``, ``basis``, ``observed``, ``assumes``), ``applied``, ``archive`` and
+            ``n_images`` (the pool's size now).
+
+        Raises
+        ------
+        SessionError
+            Before the first round; with ``apply`` but no ``archive``, or an archive inside
+            the session or holding other files of the same names.
+        """
+        return prune_pool(self._store, n=n, share=share, archive=archive, apply=apply,
+                          list_file=list_file)
 
     def import_masks(
         self,
@@ -613,8 +738,10 @@ class LabelingSession:
         block-wise masked-reconstruction error instead), S's training curve (loss and
         learning rate against the step), and a random sample of the fake normals to
         spot-check, with the command to label one that shows a defect (``sid4ds import
-        SESSION --masks DIR --any``). Plots are drawn with matplotlib; only the images shown
-        are read from the pool.
+        SESSION --masks DIR --any``), and where the pool's images came from (a table of
+        the batches: ``init``, then each :meth:`add_images`, with when, from where, and
+        how many of each are in the pool, labelled and defective). Plots are drawn with
+        matplotlib; only the images shown are read from the pool.
 
         Parameters
         ----------
