@@ -191,6 +191,7 @@ class TorchEstimator(BaseEstimator):
         defective: np.ndarray | None = None,
         defect_share: float = 0.0,
         best_window: int | None = None,
+        on_step: Callable[[int], bool | None] | None = None,
     ) -> None:
         """The one training loop: ``n_steps`` optimiser steps of ``batch_loss(indices, gen)``.
 
@@ -200,6 +201,8 @@ class TorchEstimator(BaseEstimator):
         the estimator's RNG once per epoch (random masks, augmentation). One history entry
         per epoch of ``ceil(n_samples / batch_size)`` steps; with ``best_window``, the
         weights of the epoch with the lowest loss among the last ``best_window`` are kept.
+        ``on_step(steps_done)`` is called after every step (it may evaluate the network:
+        training mode is restored after it); when it returns True the fit stops there.
         """
         if self.optimizer_ is None:
             self.optimizer_ = self._make_optimizer()
@@ -213,12 +216,12 @@ class TorchEstimator(BaseEstimator):
         epochs = batch_indices(self._rng, n_samples, self.batch_size, defective, defect_share)
         progress = tqdm(total=n_steps, desc=description, disable=not self.verbose,
                         leave=False, unit="step")
-        step = 0
+        step, stop = 0, False
         for epoch in range(n_epochs):
             batches = next(epochs)[: n_steps - step]
             generator = torch_generator(self._rng, self.device_)
             started = time.perf_counter()
-            total, count = 0.0, 0
+            total, count, done = 0.0, 0, 0
             for indices in batches:
                 rate = learning_rate(step, n_steps, self.lr, schedule, warmup=warmup,
                                      epoch_steps=epoch_steps)
@@ -237,10 +240,16 @@ class TorchEstimator(BaseEstimator):
                 total += float(loss.detach()) * len(indices)
                 count += len(indices)
                 step += 1
-            progress.update(len(batches))
+                done += 1
+                if on_step is not None:
+                    stop = bool(on_step(step))
+                    self.module_.train()
+                    if stop:
+                        break
+            progress.update(done)
             epoch_loss = total / count
             self.history_.append({
-                "epoch": len(self.history_) + 1, "steps": len(batches), "loss": epoch_loss,
+                "epoch": len(self.history_) + 1, "steps": done, "loss": epoch_loss,
                 "lr": rate, "duration": time.perf_counter() - started,
             })
             progress.set_postfix(loss=f"{epoch_loss:.4g}")
@@ -248,6 +257,8 @@ class TorchEstimator(BaseEstimator):
                 best_loss = epoch_loss
                 best_state = copy.deepcopy(self.module_.state_dict())
                 self.best_epoch_ = len(self.history_)
+            if stop:
+                break
         progress.close()
         if best_state is not None:
             self.module_.load_state_dict(best_state)
