@@ -13,8 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from sid4ds.final_model import CrossValidation
 from sid4ds.segmentation import SegmentationLearner
-from sid4ds.session.deliver import predict_images, session_segmenter, train_segmenter
+from sid4ds.session.deliver import (
+    cross_validation,
+    predict_images,
+    session_segmenter,
+    train_final,
+)
+from sid4ds.session.errors import SessionError
 from sid4ds.session.export import export_session
 from sid4ds.session.ingest import create_session
 from sid4ds.session.labels import import_coco, import_label_studio, import_masks
@@ -117,6 +124,7 @@ class LabelingSession:
         segmenter_params: dict[str, Any] | None = None,
         guided_epochs: int | None = None,
         region: str = "adaptive",
+        final_params: dict[str, Any] | None = None,
     ) -> LabelingSession:
         """Create a session folder from images (``sid4ds init``).
 
@@ -173,6 +181,11 @@ class LabelingSession:
             Epochs of the label-guided learner G; defaults to M's ``max_epochs``.
         region : {"adaptive", "threshold"}, default="adaptive"
             How S's probabilities become E_sdr's regions, as in :func:`sid4ds.run_sid4ds`.
+        final_params : dict, optional
+            Settings of the final model that :meth:`train` makes
+            (:func:`sid4ds.final_model.check_final_settings`: ``n_folds``,
+            ``n_checkpoints``, ``fake_normals``, ``start`` and parameters of S that differ
+            from the S of the rounds', e.g. ``{"max_steps": 2000}``).
 
         Returns
         -------
@@ -191,7 +204,7 @@ class LabelingSession:
             "skip_unreadable": skip_unreadable, "names": names, "defect_ratio": defect_ratio,
             "seed": seed, "scorer_params": scorer_params,
             "segmenter_params": segmenter_params, "guided_epochs": guided_epochs,
-            "region": region}))
+            "region": region, "final_params": final_params}))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:
@@ -274,7 +287,9 @@ class LabelingSession:
             ``expected`` from the defect ratio given at init, ``at_most`` from the last
             answered round's defect rate; see :func:`sid4ds.rounds.remaining_estimate`),
             ``initially_labeled``, ``lock`` (the command holding the lock, or None),
-            ``running`` (a command runs now) and ``next`` (what to do next).
+            ``running`` (a command runs now), ``next`` (what to do next) and
+            ``final_model`` (None before :meth:`train`; else what :meth:`train` returned,
+            with ``labels_not_seen``: labels imported since).
         """
         return session_status(self._store)
 
@@ -470,12 +485,12 @@ class LabelingSession:
         ``OUT/images/NAME.png`` and ``OUT/label_config.xml``. Each task's ``data`` holds
         ``image`` (``image_url_prefix + NAME.png``) and ``sid4ds_name``.
 
-        ``"model"``: the newest segmentation learner S: ``OUT/segmenter.pt`` (its state,
+        ``"model"``: the final model of :meth:`train` (before it, the S of the rounds, with
+        a warning): ``OUT/segmenter.pt`` (its state, with its cross-validated threshold,
         which ``SegmentationLearner.load`` reads with ``weights_only=True``),
         ``OUT/unet_state_dict.pt`` (the bare network's weights, for
-        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold and the
-        preprocessing of the session's images). Run :meth:`train` first to include the
-        newest labels.
+        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold, the
+        cross-validated estimate and the preprocessing of the session's images).
 
         Images are written as the session sees them (after resizing or tiling), so masks
         and images always match.
@@ -504,12 +519,20 @@ class LabelingSession:
 
     # ------------------------------------------------------------------ the model
     def train(self, *, device: Any = "auto", verbose: int = 0) -> dict[str, Any]:
-        """Train S now on every labelled image and the last round's fake normals.
+        """Train the final model, the one to take home (``sid4ds train``).
 
-        The model to take home (``sid4ds train``): a query trains S only for the round it
-        ranks, so the labels of the last round reach S here. S continues from its previous
-        weights; the next :meth:`query` uses this S as it is (it was trained on the very
-        set the query would train it on), so nothing is trained twice.
+        The S of the rounds is trained for ranking the pool; the final model is its own
+        step (:func:`sid4ds.final_model.train_final_model`): a fresh S (by default; the
+        session's final settings may start from the S of the rounds) trained on every
+        labelled image and, by default, the last round's fake normals, with the budget of
+        the final settings. Its decision threshold and training length are chosen by
+        k-fold cross-validation over the labelled images, grouped by source file (tiles of
+        one image stay in one fold; fake normals are never validated on), and the
+        cross-validation estimates how well it does on new images of which the session's
+        ``defect_ratio`` are defective: defect IoU, share of defective images found, share
+        of normal images flagged (mean and std over the folds). :meth:`predict` and
+        ``export(format="model")`` use it; the report shows its curves. Training takes
+        ``n_folds + 1`` fits.
 
         Parameters
         ----------
@@ -521,18 +544,49 @@ class LabelingSession:
         Returns
         -------
         summary : dict
-            ``round`` (the round S is now trained for), ``n_training`` and ``trained``
-            (False when S had seen every label already).
+            ``round`` (the round the model is trained for), ``threshold``, ``n_steps``,
+            ``n_folds``, ``defect_ratio``, ``estimate`` (``iou``, ``detected``,
+            ``false_alarms``, each ``{"mean", "std"}``), ``n_training``,
+            ``n_fake_normals``, ``settings`` and ``trained`` (False when the final model
+            was already trained on every label with these settings).
 
         Raises
         ------
         SessionError
-            Without a defective and a normal image among the labels and fake normals.
+            With fewer than two defective labelled images or no normal image.
         """
-        return train_segmenter(self._store, device=device, verbose=verbose)
+        return train_final(self._store, device=device, verbose=verbose)
+
+    def final_model(self, device: Any = "auto") -> SegmentationLearner:
+        """The final model of :meth:`train`, fitted, with its cross-validated threshold.
+
+        Parameters
+        ----------
+        device : str, default="auto"
+            Where the network goes.
+
+        Returns
+        -------
+        model : SegmentationLearner
+
+        Raises
+        ------
+        SessionError
+            Before :meth:`train`.
+        """
+        model = self._store.model("F", device)
+        if model is None:
+            raise SessionError(f"session {self.path} has no final model yet: run "
+                               f"`sid4ds train {self.path}`")
+        return model
+
+    def cross_validation(self) -> CrossValidation | None:
+        """The final model's cross-validation (estimate and curves), or None before
+        :meth:`train`."""
+        return cross_validation(self._store)
 
     def segmenter(self, device: Any = "auto") -> SegmentationLearner:
-        """The session's newest segmentation learner S, fitted, as a scikit-learn estimator.
+        """The session's newest segmentation learner S of the rounds, fitted.
 
         Parameters
         ----------
@@ -562,13 +616,14 @@ class LabelingSession:
         overwrite: bool = False,
         skip_unreadable: bool = False,
     ) -> Path:
-        """S's defect masks and scores for new images (``sid4ds predict``).
+        """The final model's defect masks and scores for new images (``sid4ds predict``).
 
-        The images are read as ``init`` read the pool (the session's resizing, tiling and
-        colour mode). Writes ``OUT/masks/NAME.png`` (0 / 255) and ``OUT/scores.csv``:
-        ``name``, ``defect_score`` (the largest defect probability in the image),
-        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``
-        and ``source``.
+        The final model of :meth:`train` at its cross-validated threshold (before
+        :meth:`train`, the S of the rounds, with a warning). The images are read as
+        ``init`` read the pool (the session's resizing, tiling and colour mode). Writes
+        ``OUT/masks/NAME.png`` (0 / 255) and ``OUT/scores.csv``: ``name``,
+        ``defect_score`` (the largest defect probability in the image), ``defect_pixels``,
+        ``defective`` (1 when a pixel reaches the threshold), ``mask`` and ``source``.
 
         Parameters
         ----------
@@ -577,7 +632,8 @@ class LabelingSession:
         out : str or path-like
             Output folder; new or empty unless ``overwrite``.
         threshold : float, optional
-            Probability at or above which a pixel is a defect; default S's ``threshold``.
+            Probability at or above which a pixel is a defect; default the model's
+            (the cross-validated one of the final model).
         device : str, default="auto"
             Where S runs.
         overwrite : bool, default=False

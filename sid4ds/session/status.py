@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sid4ds.rounds import remaining_estimate
+from sid4ds.session.deliver import final_summary
 from sid4ds.session.lock import LOCK, SessionLock
 from sid4ds.session.store import SessionStore
 
@@ -59,6 +60,9 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
     if last is None:
         estimate["at_most"] = None  # no round answered yet: no rate to extrapolate
     pool = manifest["pool"]
+    final = final_summary(manifest["models"].get("F"))
+    if final is not None:
+        final["labels_not_seen"] = store.labels_not_seen("F")
     return {
         "path": str(store.path), "format_version": manifest["format_version"],
         "n_images": n_images,
@@ -69,5 +73,5 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
         "unlabeled": n_images - len(labels) - len(waiting) - len(fake),
         "rounds": rounds, "remaining_estimate": estimate,
         "initially_labeled": sum(record["round"] is None for record in labels.values()),
-        "lock": lock, "running": running, "next": next_step,
+        "lock": lock, "running": running, "next": next_step, "final_model": final,
     }
