@@ -17,6 +17,7 @@ from PIL import Image
 from sid4ds import SegmentationLearner
 from sid4ds.cli import main
 from sid4ds.datasets import load_image_folder, tile
+from sid4ds.datasets.imageio import cut_pieces, join_pieces
 from sid4ds.nets import UNet
 from sid4ds.session import LabelingSession, SessionError, storage
 
@@ -252,45 +253,61 @@ def test_train_leaves_the_s_of_the_rounds_to_the_next_query(quick, tmp_path):
 
 
 # ---------------------------------------------------------------------- predict
-def test_predict_writes_a_mask_per_tile_and_the_scores_of_s(trained, squares, tmp_path,
-                                                            capsys):
+def joined_probabilities(model: SegmentationLearner, folder: Path, **cutting) -> dict:
+    """The model's probability map of each image in ``folder`` at the image's own size,
+    computed independently: pieces as init cut them, joined back by ``join_pieces``."""
+    maps = {}
+    for path in sorted(folder.glob("*.png")):
+        image = np.asarray(Image.open(path), dtype=np.float32)[None] / 255
+        pieces = cut_pieces(path.stem, image, np.zeros(image.shape[1:], np.uint8),
+                            where=path.name, **cutting)
+        probabilities = model.predict_proba(np.stack([piece for _, piece, _ in pieces]))
+        maps[path.stem] = join_pieces(list(probabilities), image.shape[1:], **cutting)
+    return maps
+
+
+def test_predict_writes_a_mask_per_image_at_its_size_and_counts_the_flagged(
+        trained, squares, tmp_path, capsys):
     out = tmp_path / "predicted"
     code, stdout, err = run_main(capsys, "predict", trained.path, "--images", squares["new"],
                                  "--out", out, "--device", "cpu", "--quiet")
     assert code == 0, err
-    assert "warning" not in err  # S saw every label
+    assert "warning" not in err  # the final model saw every label
     assert str(out / "scores.csv") in stdout
-    # read independently, as init read the pool: 16 px tiles of every image
-    X, _, names = load_image_folder(squares["new"], tile=16)
-    assert names == [f"n{index}_t{k}" for index in range(4) for k in range(4)]
-    segmenter = trained.final_model("cpu")
-    probabilities = segmenter.predict_proba(X)
+    model = trained.final_model("cpu")
+    maps = joined_probabilities(model, squares["new"], image_size=None, tile_size=(16, 16))
     rows = csv_rows(out / "scores.csv")
-    assert [row["name"] for row in rows] == names
-    assert sorted(path.name for path in (out / "masks").iterdir()) == sorted(
-        f"{name}.png" for name in names)
-    for row, probability in zip(rows, probabilities, strict=True):
+    assert [row["name"] for row in rows] == ["n0", "n1", "n2", "n3"]
+    assert sorted(path.name for path in (out / "masks").iterdir()) == [
+        f"n{index}.png" for index in range(4)]
+    for row in rows:
         mask = np.asarray(Image.open(out / row["mask"]))
-        assert mask.shape == (16, 16)
+        assert mask.shape == (32, 32) == (int(row["height"]), int(row["width"]))
+        probability = maps[row["name"]]
         np.testing.assert_array_equal(
-            mask, (probability >= segmenter.threshold).astype(np.uint8) * 255)
+            mask, (probability >= model.threshold).astype(np.uint8) * 255)
         assert float(row["defect_score"]) == pytest.approx(float(probability.max()), rel=1e-5)
         assert int(row["defect_pixels"]) == int((mask > 0).sum())
         assert int(row["defective"]) == int(mask.any())
-        assert Path(row["source"]).name == f"{row['name'].split('_t')[0]}.png"
-    # the tiles with a defect rank above every tile without
-    defective = tile(squares["new_masks"][:, None], 16)[0][:, 0].reshape(16, -1).any(axis=1)
-    assert defective.sum() >= 2
+        assert Path(row["source"]).name == f"{row['name']}.png"
+    flagged = sum(int(row["defective"]) for row in rows)
+    assert f"flagged {flagged} of 4 images" in stdout
+    # the images with a defect rank above every image without, and their masks overlap
+    defective = squares["new_masks"].reshape(4, -1).any(axis=1)
+    assert defective.tolist() == [True, True, False, False]
     scores = np.array([float(row["defect_score"]) for row in rows])
     assert scores[defective].min() > scores[~defective].max()
+    for index in np.flatnonzero(defective):
+        mask = np.asarray(Image.open(out / "masks" / f"n{index}.png")) > 0
+        assert iou(mask, squares["new_masks"][index]) > 0.3
 
 
 def test_predict_threshold_and_output_folder_rules(trained, squares, tmp_path):
     out = tmp_path / "predicted"
     trained.predict(squares["new"], out, threshold=0.9, device="cpu")
-    X, _, names = load_image_folder(squares["new"], tile=16)
-    probabilities = trained.final_model("cpu").predict_proba(X)
-    for name, probability in zip(names, probabilities, strict=True):
+    maps = joined_probabilities(trained.final_model("cpu"), squares["new"], image_size=None,
+                                tile_size=(16, 16))
+    for name, probability in maps.items():
         mask = np.asarray(Image.open(out / "masks" / f"{name}.png"))
         np.testing.assert_array_equal(mask > 0, probability >= 0.9)
     before = (out / "scores.csv").read_bytes()
@@ -327,23 +344,39 @@ def test_predict_never_replaces_its_images_or_the_session(quick, squares, tmp_pa
     assert LabelingSession.open(session.path).final_model("cpu") is not None
 
 
-def test_predict_resizes_new_images_as_init_did(squares, tmp_path):
+def test_predict_undoes_the_resizing_of_init(squares, tmp_path):
     session = LabelingSession.create(
         tmp_path / "s", squares["root"] / "images", squares["root"] / "masks", image_size=16,
         scorer_params=TINY_SCORER, segmenter_params={**SEGMENTER, "max_steps": 2},
         final_params={**FINAL, "max_steps": 2})
     session.train(device="cpu")
-    save_gray(tmp_path / "new" / "wide.png", np.full((24, 48), 120))  # another size
+    wide = np.clip(np.random.default_rng(0).normal(120, 30, (24, 48)), 0, 255)
+    save_gray(tmp_path / "new" / "wide.png", wide)  # another size
     shutil.copy(squares["new"] / "n0.png", tmp_path / "new" / "n0.png")
     out = session.predict(tmp_path / "new", tmp_path / "out", device="cpu")
-    X, _, names = load_image_folder(tmp_path / "new", image_size=16)
-    assert names == ["n0", "wide"]
-    probabilities = session.final_model("cpu").predict_proba(X)
+    model = session.final_model("cpu")
+    maps = joined_probabilities(model, tmp_path / "new", image_size=(16, 16), tile_size=None)
     rows = csv_rows(out / "scores.csv")
-    assert [row["name"] for row in rows] == names
-    for row, probability in zip(rows, probabilities, strict=True):
-        assert np.asarray(Image.open(out / row["mask"])).shape == (16, 16)
-        assert float(row["defect_score"]) == pytest.approx(float(probability.max()), rel=1e-5)
+    assert [row["name"] for row in rows] == ["n0", "wide"]
+    for row, shape in zip(rows, ((32, 32), (24, 48)), strict=True):
+        mask = np.asarray(Image.open(out / row["mask"]))
+        assert mask.shape == shape == (int(row["height"]), int(row["width"]))
+        np.testing.assert_array_equal(mask > 0, maps[row["name"]] >= model.threshold)
+        assert float(row["defect_score"]) == pytest.approx(float(maps[row["name"]].max()),
+                                                           rel=1e-5)
+
+
+def test_predict_before_train_uses_the_s_of_the_rounds_and_says_so(quick, squares,
+                                                                   tmp_path, capsys):
+    session = copy_of(quick, tmp_path)
+    session.query(n_label=2, n_normal=2, device="cpu")  # trains the S of the rounds
+    manifest = json.loads((session.path / "manifest.json").read_text())
+    del manifest["models"]["F"]  # as before `sid4ds train`
+    storage.write_json(session.path / "manifest.json", manifest)
+    code, out, err = run_main(capsys, "predict", session.path, "--images", squares["new"],
+                              "--out", tmp_path / "out", "--device", "cpu")
+    assert code == 0, err
+    assert "no final model yet: using the S of the rounds" in err and "sid4ds train" in err
 
 
 def test_predict_warns_when_the_final_model_missed_labels(quick, squares, tmp_path, capsys):

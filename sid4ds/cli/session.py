@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -206,7 +207,15 @@ def _predict(args: argparse.Namespace) -> int:
     out = LabelingSession.open(args.session).predict(
         _images_argument(args.images), args.out, threshold=args.threshold,
         device=args.device, overwrite=args.overwrite, skip_unreadable=args.skip_unreadable)
-    print(f"wrote S's masks to {out / 'masks'} and the scores to {out / 'scores.csv'}")
+    with open(out / "scores.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    flagged = sorted(rows, key=lambda row: -float(row["defect_score"]))
+    flagged = [row for row in flagged if row["defective"] == "1"]
+    print(f"flagged {len(flagged)} of {len(rows)} images as defective"
+          + (": " + ", ".join(row["name"] for row in flagged[:10])
+             + (" ..." if len(flagged) > 10 else "") if flagged else ""))
+    print(f"wrote the masks (each at its image's size) to {out / 'masks'} and the scores to "
+          f"{out / 'scores.csv'}")
     return 0
 
 
@@ -392,9 +401,10 @@ def add_session_commands(commands: Any) -> None:
                                        "images",
                   "Run the session's final model (sid4ds train; before it, the segmentation "
                   "learner S of the rounds) on new images, read like the pool (the session's "
-                  "resizing, tiling and colour mode): OUT/masks/NAME.png (0 / 255) and "
-                  "OUT/scores.csv (largest defect probability, defect pixels, defective 0/1 "
-                  "per image).")
+                  "resizing, tiling and colour mode): OUT/masks/NAME.png (0 / 255), one per "
+                  "image at the image's own size (the resizing or tiling undone), and "
+                  "OUT/scores.csv (largest defect probability, defect pixels, defective 0/1, "
+                  "size per image); prints how many images it flagged.")
     predict.add_argument("--images", required=True, metavar="DIR|FILE",
                          help="folder of images, an .npy array or a .txt list of image paths")
     predict.add_argument("--out", required=True, metavar="DIR",

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from sid4ds._device import resolve_device
 from sid4ds._version import __version__
+from sid4ds.datasets.imageio import join_pieces, tile_positions
 from sid4ds.final_model import (
     CrossValidation,
     check_final_settings,
@@ -36,6 +38,7 @@ from sid4ds.final_model import (
     train_final_model,
 )
 from sid4ds.metrics import defective_rows
+from sid4ds.pool import ImagePool, is_path_sequence
 from sid4ds.rounds import format_duration
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
@@ -193,24 +196,28 @@ def predict_images(store: SessionStore, images: Any, out: str | os.PathLike[str]
     if isinstance(images, (str, os.PathLike)):
         keep += (("the images", images),)
     target = new_output_folder(out, overwrite, keep=keep)
-    items, described = read_images_like(store.manifest["settings"], images,
-                                        skip_unreadable=skip_unreadable)
+    settings = store.manifest["settings"]
+    items, described = read_images_like(settings, images, skip_unreadable=skip_unreadable)
+    cutting = {"image_size": tuple(settings["image_size"]) if settings.get("image_size")
+               else None, "tile_size": tuple(settings["tile"]) if settings.get("tile")
+               else None}
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     rows = []
     try:
-        batch: list[tuple[str, str, np.ndarray]] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == 64:
-                rows += _predict_batch(segmenter, batch, staging)
+        batch: list[tuple[str, str, tuple[int, int], list[np.ndarray]]] = []
+        for original in _originals(items, images, cutting["tile_size"]):
+            batch.append(original)
+            if sum(len(pieces) for *_, pieces in batch) >= 64:
+                rows += _predict_batch(segmenter, batch, cutting, staging)
                 batch = []
         if batch:
-            rows += _predict_batch(segmenter, batch, staging)
+            rows += _predict_batch(segmenter, batch, cutting, staging)
         if not rows:
             raise SessionError(f"no readable images in {described}")
         write_text(staging / "scores.csv", csv_text(
-            ["name", "defect_score", "defect_pixels", "defective", "mask", "source"], rows))
+            ["name", "defect_score", "defect_pixels", "defective", "mask", "source", "height",
+             "width"], rows))
         replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -218,16 +225,44 @@ def predict_images(store: SessionStore, images: Any, out: str | os.PathLike[str]
     return target
 
 
-def _predict_batch(segmenter: SegmentationLearner, batch: list[tuple[str, str, np.ndarray]],
-                   folder: Path) -> list[list[Any]]:
-    images = np.stack([image for _, _, image in batch])
-    probabilities = segmenter.predict_proba(images)
+def _originals(items: Any, images: Any, tile_size: tuple[int, int] | None
+               ) -> Any:
+    """The pieces ``read_images_like`` yields, gathered by the image they were cut from:
+    ``(name, source, (height, width), pieces)`` per image, at its own size (read from the
+    file's header; an array's images all have the array's size)."""
+    array_size = None
+    if not (isinstance(images, (str, os.PathLike)) or is_path_sequence(images)):
+        array_size = tuple(ImagePool(images, name="images").image_shape[1:])
+    current: list[Any] | None = None
+    for name, source, piece in items:
+        if current is None:
+            if source:
+                with Image.open(source) as opened:
+                    width, height = opened.size
+                size = (height, width)
+            else:
+                size = array_size
+            count = len(tile_positions(size, tile_size)) if tile_size is not None else 1
+            base = name.rsplit("_t", 1)[0] if tile_size is not None else name
+            current = [base, source, size, count, []]
+        current[4].append(piece)
+        if len(current[4]) == current[3]:
+            yield current[0], current[1], current[2], current[4]
+            current = None
+
+
+def _predict_batch(segmenter: SegmentationLearner,
+                   batch: list[tuple[str, str, tuple[int, int], list[np.ndarray]]],
+                   cutting: dict[str, Any], folder: Path) -> list[list[Any]]:
+    probabilities = iter(segmenter.predict_proba(
+        np.stack([piece for *_, pieces in batch for piece in pieces])))
     rows = []
-    for (name, source, _), probability in zip(batch, probabilities, strict=True):
-        mask = (probability >= segmenter.threshold).astype(np.uint8)
+    for name, source, size, pieces in batch:
+        joined = join_pieces([next(probabilities) for _ in pieces], size, **cutting)
+        mask = (joined >= segmenter.threshold).astype(np.uint8)
         write_bytes(folder / "masks" / f"{name}.png", png_bytes(mask * 255))
-        rows.append([name, f"{float(probability.max()):.6g}", int(mask.sum()),
-                     int(mask.any()), f"masks/{name}.png", source])
+        rows.append([name, f"{float(joined.max()):.6g}", int(mask.sum()), int(mask.any()),
+                     f"masks/{name}.png", source, size[0], size[1]])
     return rows
 
 

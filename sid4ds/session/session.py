@@ -620,10 +620,13 @@ class LabelingSession:
 
         The final model of :meth:`train` at its cross-validated threshold (before
         :meth:`train`, the S of the rounds, with a warning). The images are read as
-        ``init`` read the pool (the session's resizing, tiling and colour mode). Writes
-        ``OUT/masks/NAME.png`` (0 / 255) and ``OUT/scores.csv``: ``name``,
-        ``defect_score`` (the largest defect probability in the image), ``defect_pixels``,
-        ``defective`` (1 when a pixel reaches the threshold), ``mask`` and ``source``.
+        ``init`` read the pool (the session's resizing, tiling and colour mode), and the
+        model's probabilities are put back at each image's own size (tiles joined, averaged
+        where they overlap; resized bilinearly) before the threshold. Writes one
+        ``OUT/masks/NAME.png`` (0 / 255) per image, at its size, and ``OUT/scores.csv``:
+        ``name``, ``defect_score`` (the largest defect probability in the image),
+        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``,
+        ``source``, ``height`` and ``width``.
 
         Parameters
         ----------
