@@ -1,5 +1,5 @@
 """The labelling-session commands: ``init``, ``query``, ``import``, ``status``, ``report``,
-``export``, ``train`` and ``predict``; a thin layer over
+``export``, ``configure``, ``train`` and ``predict``; a thin layer over
 :class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
@@ -161,6 +161,24 @@ def _status(args: argparse.Namespace) -> int:
               f"{final['n_steps']} steps{stale}")
         print(f"             {describe_estimate(final)}")
     print(f"next: {status['next']}")
+    return 0
+
+
+def _configure(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    settings = session.configure(segmenter=dict(args.segmenter or ()),
+                                 final=dict(args.final or ()))
+    for part, values in settings["changed"].items():
+        for key, value in values.items():
+            print(f"changed {part} {key} = {value!r}")
+    if not settings["changed"]:
+        print("nothing changed" if (args.segmenter or args.final) else "the settings now:")
+    budget = {key: settings["segmenter"][key] for key in ("max_steps", "max_epochs", "lr")}
+    print(f"S of the rounds: {', '.join(f'{key}={value!r}' for key, value in budget.items())}")
+    print("final model: " + ", ".join(f"{key}={value!r}"
+                                      for key, value in settings["final"].items()))
     return 0
 
 
@@ -384,6 +402,21 @@ def add_session_commands(commands: Any) -> None:
                              "default images/)")
     add_device(export)
     add_quiet(export)
+
+    configure = add("configure", _configure, "change the settings of S and of the final "
+                                             "model",
+                    "Change settings of an existing session: the budget and training of the "
+                    "segmentation learner S of the rounds (used by the next query; once S is "
+                    "trained only the settings of how it trains may change: max_steps, "
+                    "max_epochs, batch_size, lr, lr_schedule, warmup, defect_share, loss, "
+                    "bce_weight, dice_weight, augment, best_window, ...) and the settings of "
+                    "the final model of `sid4ds train`. Every value is checked before any is "
+                    "written; the change is recorded in the manifest. Without options: print "
+                    "the settings.")
+    configure.add_argument("--segmenter", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help="parameters of S, e.g. max_steps=500 lr=0.001")
+    configure.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help=FINAL_HELP)
 
     train = add("train", _train, "train the final model on every label: the model to take "
                                  "home",

@@ -15,6 +15,7 @@ import numpy as np
 
 from sid4ds.final_model import CrossValidation
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.session.configure import configure_session
 from sid4ds.session.deliver import (
     cross_validation,
     predict_images,
@@ -516,6 +517,56 @@ class LabelingSession:
         """
         return export_session(self._store, out, format, image_url_prefix=image_url_prefix,
                               device=device, overwrite=overwrite)
+
+    def configure(self, *, segmenter: dict[str, Any] | None = None,
+                  final: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change the settings of S and of the final model (``sid4ds configure``).
+
+        The next :meth:`query` trains S with the new ``segmenter`` settings, the next
+        :meth:`train` the final model with the new ``final`` ones. Once S is trained it
+        goes on from its weights, so only the settings of how it trains may change then
+        (:data:`sid4ds.session.configure.TRAINING_PARAMS`: ``max_steps``, ``lr``, ...).
+        Every change is checked before any is written, stored in the manifest's settings
+        and recorded, with the round it came before, in its ``settings_changes``.
+
+        Parameters
+        ----------
+        segmenter : dict, optional
+            Parameters of :class:`~sid4ds.SegmentationLearner` for the S of the rounds,
+            e.g. ``{"max_steps": 500}``.
+        final : dict, optional
+            Settings of the final model (:func:`sid4ds.final_model.check_final_settings`),
+            e.g. ``{"max_steps": 2000, "n_folds": 5}``.
+
+        Returns
+        -------
+        settings : dict
+            ``changed`` (what changed, by part), ``segmenter`` and ``final`` (the settings
+            now).
+
+        Raises
+        ------
+        SessionError
+            For an unknown key, a bad value, or a setting that cannot change now; the
+            message names it and nothing is changed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from sid4ds.session import LabelingSession
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> session = LabelingSession.create(folder / "s", np.zeros((4, 1, 16, 16), np.float32),
+        ...                                  segmenter_params={"depth": 2},
+        ...                                  scorer_params={"depth": 2, "patch_size": 4,
+        ...                                                 "n_blocks": 4})
+        >>> session.configure(segmenter={"max_steps": 500}, final={"n_folds": 5})["changed"]
+        {'segmenter': {'max_steps': 500}, 'final': {'n_folds': 5}}
+        >>> import shutil
+        >>> shutil.rmtree(folder)
+        """
+        return configure_session(self._store, segmenter, final)
 
     # ------------------------------------------------------------------ the model
     def train(self, *, device: Any = "auto", verbose: int = 0) -> dict[str, Any]:
