@@ -371,7 +371,8 @@ def add_session_commands(commands: Any) -> None:
                  "Write SESSION/report/index.html with PNG plots: the last round's score "
                  "histogram with the K and V cut lines, the images it asked for with their "
                  "reconstruction-error maps and predicted masks, a random sample of the fake "
-                 "normals, and the defects found per round.")
+                 "normals, the defects found per round, and the final model's estimate and "
+                 "cross-validated curves; when the scores tie, what the ranking fell back on.")
     report.add_argument("--out", metavar="DIR", help="output folder (default SESSION/report)")
     report.add_argument("--samples", type=count, default=16, metavar="N",
                         help="fake normals to show (default 16)")

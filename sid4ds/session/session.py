@@ -721,10 +721,16 @@ class LabelingSession:
         asked for (the first 16) with S's defect-probability map and S's predicted region
         and, once labelled, the human mask outlined (in a cold start, before S exists, M's
         block-wise masked-reconstruction error instead), S's training curve (loss and
-        learning rate against the step), and a random sample of the fake normals to
+        learning rate against the step), a random sample of the fake normals to
         spot-check, with the command to label one that shows a defect (``sid4ds import
-        SESSION --masks DIR --any``). Plots are drawn with matplotlib; only the images shown
-        are read from the pool.
+        SESSION --masks DIR --any``), and the final model of :meth:`train`: its estimate
+        (defect IoU, defective images found, normal images flagged, mean ± std over the
+        folds) and its cross-validated scores against the threshold and the training
+        length. When most of the round's scores tie or sit in E_sdr's fallback band (S
+        marks nothing), the page says so and the histogram and the fake-normal sample show
+        what the ranking fell back on (G's error inside the fallback region, the
+        cold-start E_msmr). Plots are drawn with matplotlib; only the images shown are read
+        from the pool.
 
         Parameters
         ----------
