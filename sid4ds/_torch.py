@@ -52,7 +52,13 @@ from sid4ds._validation import check_choice, check_divisible, check_float, check
 from sid4ds._version import __version__
 from sid4ds.nets import UNet
 from sid4ds.pool import ImagePool, as_pool, map_chunks
-from sid4ds.training import batch_indices, learning_rate, n_training_steps, steps_per_epoch
+from sid4ds.training import (
+    batch_indices,
+    images_seen,
+    learning_rate,
+    n_training_steps,
+    steps_per_epoch,
+)
 
 
 def is_fitted(estimator: Any) -> bool:
@@ -265,14 +271,26 @@ class TorchEstimator(BaseEstimator):
         self.module_.eval()
 
     # ------------------------------------------------------------------ time estimates
+    def _trains_channels_last(self, device: torch.device) -> bool:
+        """Whether ``fit`` trains the network in channels-last memory format on ``device``
+        (the estimators that do say so; the time estimate measures the same)."""
+        return False
+
     def estimate_seconds(self, n_images: int, image_shape: tuple[int, int, int], *,
                          train: bool, copies: int = 1) -> float:
         """How long a fit (``train=True``) or a scoring pass over ``n_images`` would take.
 
-        Measured, not guessed: a throwaway network of this estimator's size runs a few
-        training steps (or forward passes) on blank images on this device, and the time per
-        step (or per image) is multiplied out. Nothing of the estimator changes and no
-        random state is used. Expect ±30%: a warm-up is short and the machine may be busy.
+        Measured, not guessed: a throwaway network of this estimator's size runs training
+        steps (or forward passes) on blank images on this device, as ``fit`` runs them
+        (the same optimiser, batch size and memory format), and the median time of a pass
+        is multiplied out (by the steps, or by the passes over the images; a uniformly
+        shuffled epoch's short last batch counts for the images it holds). Two passes warm
+        up first, then passes are timed until five are done and at least half a second has
+        passed (at most 20); the median ignores a pass that another process slowed down.
+        Nothing of the estimator changes and no random state is used. How close it comes:
+        ``benchmarks/time_estimates.py`` (``docs/performance.md``); on a machine that other
+        work keeps busy, the fit takes longer than announced whenever that work lasts
+        longer than the warm-up.
 
         Parameters
         ----------
@@ -303,9 +321,15 @@ class TorchEstimator(BaseEstimator):
                 del self.n_channels_in_
         batch = self.batch_size if train else max(1, inputs_per_forward(height, width, device))
         inputs = torch.zeros((batch, channels, height, width), device=device)
-        optimizer = torch.optim.SGD(module.parameters(), lr=0.0)
+        if train and self._trains_channels_last(device):
+            module.to(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        parameters = list(module.parameters())
+        optimizer = (torch.optim.AdamW(parameters, lr=0.0) if self.optimizer == "adamw"
+                     else torch.optim.SGD(parameters, lr=0.0, momentum=self.momentum))
 
-        def once() -> None:
+        def once() -> float:
+            started = time.perf_counter()
             if train:
                 module.train()
                 optimizer.zero_grad(set_to_none=True)
@@ -315,14 +339,19 @@ class TorchEstimator(BaseEstimator):
                 module.eval()
                 with torch.inference_mode():
                     module(inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return time.perf_counter() - started
 
-        once()  # the first pass allocates: not counted
-        started, repeats = time.perf_counter(), 3
-        for _ in range(repeats):
-            once()
-        per_pass = (time.perf_counter() - started) / repeats
-        if train:
-            return per_pass * self._n_steps(n_images)
+        once(), once()  # the first passes allocate and pick kernels: not counted
+        times: list[float] = []
+        while len(times) < 20 and (len(times) < 5 or sum(times) < 0.5):
+            times.append(once())
+        per_pass = float(np.median(times))
+        if train:  # a batch's cost grows with its images: count the short last batches
+            uniform = float(getattr(self, "defect_share", 0.0)) == 0.0
+            seen = images_seen(n_images, batch, self._n_steps(n_images), uniform=uniform)
+            return per_pass * seen / batch
         return per_pass * math.ceil(n_images * copies / batch)
 
     # ------------------------------------------------------------------ inference
