@@ -23,7 +23,7 @@ FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-val
               "folds, default 3), n_checkpoints (training lengths compared, default 5), "
               "fake_normals (train on the last round's fake normals, default True), start "
               "(scratch or in_loop, default scratch), and any parameter of "
-              "SegmentationLearner that differs from S's, e.g. max_steps=1000 (the default) "
+              "SegmentationLearner that differs from S's, e.g. max_steps=800 (the default) "
               "or lr=0.001")
 
 
