@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["LR_SCHEDULES", "batch_indices", "learning_rate", "n_training_steps",
-           "steps_per_epoch"]
+__all__ = ["LR_SCHEDULES", "batch_indices", "images_seen", "learning_rate",
+           "n_training_steps", "steps_per_epoch"]
 
 #: The learning-rate schedules of :func:`learning_rate`.
 LR_SCHEDULES = ("constant", "onecycle", "cosine", "multistep")
@@ -54,6 +54,23 @@ def n_training_steps(n_samples: int, batch_size: int, max_epochs: int | None,
     if max_steps is not None:
         return int(max_steps)
     return int(max_epochs) * steps_per_epoch(n_samples, batch_size)
+
+
+def images_seen(n_samples: int, batch_size: int, n_steps: int, *, uniform: bool) -> int:
+    """Images a fit of ``n_steps`` steps draws (:func:`batch_indices`): full batches, except
+    that uniform shuffling cuts the last batch of every epoch short.
+
+    Examples
+    --------
+    >>> from sid4ds.training import images_seen
+    >>> images_seen(50, 16, 8, uniform=True), images_seen(50, 16, 8, uniform=False)
+    (100, 128)
+    """
+    if not uniform:
+        return int(n_steps) * int(batch_size)
+    per_epoch = steps_per_epoch(n_samples, batch_size)
+    full, rest = divmod(int(n_steps), per_epoch)
+    return full * int(n_samples) + min(rest * int(batch_size), int(n_samples))
 
 
 def learning_rate(step: int, n_steps: int, base: float, schedule: str, *,

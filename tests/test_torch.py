@@ -235,3 +235,18 @@ def test_saved_parameters_from_another_version_are_refused_and_lists_become_tupl
     restored = SegmentationLearner.from_params(as_json, verbose=2)
     assert restored.augment == ("flip",) and restored.verbose == 2
     assert clone(restored).get_params() == restored.get_params()
+
+
+# ---------------------------------------------------------------------- time estimates
+def test_the_estimate_of_a_fit_counts_the_short_last_batch_of_an_epoch():
+    # one epoch of 17 images is a batch of 16 and a batch of 1: about 17/16 full batches,
+    # not 2 (M shuffles uniformly); 32 images are 2 full batches
+    scorer = ReconstructionScorer(**TINY_NET, patch_size=4, n_blocks=4, max_epochs=1,
+                                  device="cpu")
+    short = scorer.estimate_seconds(17, (1, 16, 16), train=True)
+    full = scorer.estimate_seconds(32, (1, 16, 16), train=True)
+    assert short < 0.8 * full
+    # S's batches with defect_share > 0 are always full: steps count
+    segmenter = SegmentationLearner(**TINY_NET, max_steps=10, device="cpu")
+    assert segmenter.estimate_seconds(17, (1, 16, 16), train=True) > 0.6 * \
+        segmenter.estimate_seconds(32, (1, 16, 16), train=True)

@@ -1,10 +1,11 @@
 """The labelling-session commands: ``init``, ``add``, ``query``, ``prune``, ``import``,
-``status``, ``report``, ``export``, ``train`` and ``predict``; a thin layer over
+``status``, ``report``, ``export``, ``configure``, ``train`` and ``predict``; a thin layer over
 :class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +14,17 @@ from typing import Any
 import numpy as np
 
 from sid4ds.cli.options import add_device, add_network_arguments, add_quiet
-from sid4ds.cli.types import count, count_or_auto, fraction, positive_int, size
+from sid4ds.cli.types import count, count_or_auto, fraction, parameter, positive_int, size
 
 __all__ = ["SESSION_EXAMPLES", "add_session_commands"]
+
+#: Help of the options that set the final model's settings.
+FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-validation "
+              "folds, default 3), n_checkpoints (training lengths compared, default 5), "
+              "fake_normals (train on the last round's fake normals, default True), start "
+              "(scratch or in_loop, default scratch), and any parameter of "
+              "SegmentationLearner that differs from S's, e.g. max_steps=800 (the default) "
+              "or lr=0.001")
 
 
 def _images_argument(images: str) -> Any:
@@ -51,7 +60,8 @@ def _init(args: argparse.Namespace) -> int:
         args.session, _images_argument(args.images), args.masks, image_size=args.image_size,
         tile=args.tile, mode="RGB" if args.rgb else None, mask_suffix=args.mask_suffix,
         skip_unreadable=args.skip_unreadable, defect_ratio=args.defect_ratio, seed=args.seed,
-        scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g)
+        scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g,
+        final_params=dict(args.final or ()))
     status = session.status()
     channels, height, width = status["image_shape"]
     print(f"created session {session.path}: {status['n_images']} images of {height}x{width} "
@@ -215,8 +225,50 @@ def _status(args: argparse.Namespace) -> int:
         lock = status["lock"]
         print(f"stale lock of sid4ds {lock.get('command')} (pid {lock.get('pid')}, started "
               f"{lock.get('started')}): the next command removes it")
+    final = status.get("final_model")
+    if final is not None:
+        stale = (f"; {final['labels_not_seen']} labels came after it: `sid4ds train` again"
+                 if final["labels_not_seen"] else "")
+        print(f"final model  round {final['round']}, threshold {final['threshold']:g}, "
+              f"{final['n_steps']} steps{stale}")
+        print(f"             {describe_estimate(final)}")
     print(f"next: {status['next']}")
     return 0
+
+
+def _configure(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    settings = session.configure(segmenter=dict(args.segmenter or ()),
+                                 final=dict(args.final or ()))
+    for part, values in settings["changed"].items():
+        for key, value in values.items():
+            print(f"changed {part} {key} = {value!r}")
+    if not settings["changed"]:
+        print("nothing changed" if (args.segmenter or args.final) else "the settings now:")
+    budget = {key: settings["segmenter"][key] for key in ("max_steps", "max_epochs", "lr")}
+    print(f"S of the rounds: {', '.join(f'{key}={value!r}' for key, value in budget.items())}")
+    print("final model: " + ", ".join(f"{key}={value!r}"
+                                      for key, value in settings["final"].items()))
+    return 0
+
+
+def describe_estimate(summary: dict[str, Any]) -> str:
+    """The final model's estimate in words (``sid4ds train`` and ``sid4ds status``)."""
+    estimate = summary["estimate"]
+
+    def share(key: str) -> str:
+        value = estimate[key]
+        if value["mean"] != value["mean"]:  # NaN: no fold had such images
+            return "–"
+        return f"{value['mean']:.0%} ± {value['std']:.0%}"
+
+    ratio = summary["defect_ratio"]
+    mix = "" if ratio is None else f" (images {ratio:g} defective, the session's defect ratio)"
+    return (f"defect IoU {estimate['iou']['mean']:.3f} ± {estimate['iou']['std']:.3f}{mix}, "
+            f"defective images found {share('detected')}, normal images flagged "
+            f"{share('false_alarms')} (mean ± std over {summary['n_folds']} folds)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -224,12 +276,18 @@ def _train(args: argparse.Namespace) -> int:
 
     session = LabelingSession.open(args.session)
     summary = session.train(device=args.device, verbose=0 if args.quiet else 1)
+    fake = summary["n_fake_normals"] or 0
     if summary["trained"]:
-        print(f"trained S on {summary['n_training']} labelled images and fake normals")
+        print(f"trained the final model on {summary['n_training'] - fake} labelled images"
+              + (f" and {fake} fake normals" if fake else ""))
     else:
-        print("S had seen every label already; nothing was trained")
+        print("the final model was already trained on every label with these settings")
+    print(f"chosen by cross-validation: threshold {summary['threshold']:g}, "
+          f"{summary['n_steps']} training steps")
+    print(f"expected on new images: {describe_estimate(summary)}")
     print(f"next: `sid4ds predict {session.path} --images DIR --out DIR`, or "
-          f"`sid4ds export {session.path} --format model`")
+          f"`sid4ds export {session.path} --format model`; `sid4ds report {session.path}` "
+          f"shows the cross-validated curves")
     return 0
 
 
@@ -239,7 +297,15 @@ def _predict(args: argparse.Namespace) -> int:
     out = LabelingSession.open(args.session).predict(
         _images_argument(args.images), args.out, threshold=args.threshold,
         device=args.device, overwrite=args.overwrite, skip_unreadable=args.skip_unreadable)
-    print(f"wrote S's masks to {out / 'masks'} and the scores to {out / 'scores.csv'}")
+    with open(out / "scores.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    flagged = sorted(rows, key=lambda row: -float(row["defect_score"]))
+    flagged = [row for row in flagged if row["defective"] == "1"]
+    print(f"flagged {len(flagged)} of {len(rows)} images as defective"
+          + (": " + ", ".join(row["name"] for row in flagged[:10])
+             + (" ..." if len(flagged) > 10 else "") if flagged else ""))
+    print(f"wrote the masks (each at its image's size) to {out / 'masks'} and the scores to "
+          f"{out / 'scores.csv'}")
     return 0
 
 
@@ -324,6 +390,8 @@ def add_session_commands(commands: Any) -> None:
     add_network_arguments(models)
     models.add_argument("--n-blocks", type=positive_int, metavar="N",
                         help="blocks of M's sequential-mask score E_msmr (default 16)")
+    models.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
+                        help=FINAL_HELP)
 
     adding = add("add", _add, "add images to the pool of a session",
                  "Add images to the pool (the next shift's images, say), read as init read "
@@ -417,7 +485,8 @@ def add_session_commands(commands: Any) -> None:
                  "Write SESSION/report/index.html with PNG plots: the last round's score "
                  "histogram with the K and V cut lines, the images it asked for with their "
                  "reconstruction-error maps and predicted masks, a random sample of the fake "
-                 "normals, and the defects found per round.")
+                 "normals, the defects found per round, and the final model's estimate and "
+                 "cross-validated curves; when the scores tie, what the ranking fell back on.")
     report.add_argument("--out", metavar="DIR", help="output folder (default SESSION/report)")
     report.add_argument("--samples", type=count, default=16, metavar="N",
                         help="fake normals to show (default 16)")
@@ -431,9 +500,10 @@ def add_session_commands(commands: Any) -> None:
                  "OUT/annotations.json with compressed RLE masks (pycocotools), one "
                  "annotation per connected defect. label-studio: OUT/tasks.json with brush-RLE "
                  "annotations (labelled images) and pre-annotations (images still to label), "
-                 "plus OUT/label_config.xml. model: the segmentation learner S "
-                 "(OUT/segmenter.pt for SegmentationLearner.load, OUT/unet_state_dict.pt and "
-                 "OUT/segmenter.json); run `sid4ds train` first to include the newest labels.")
+                 "plus OUT/label_config.xml. model: the final model of `sid4ds train` with "
+                 "its cross-validated threshold (OUT/segmenter.pt for SegmentationLearner.load, "
+                 "OUT/unet_state_dict.pt and OUT/segmenter.json with the threshold, the "
+                 "estimate and the preprocessing); run `sid4ds train` first.")
     export.add_argument("--format", required=True,
                         choices=("png", "coco", "label-studio", "model"))
     export.add_argument("--out", metavar="DIR",
@@ -448,25 +518,48 @@ def add_session_commands(commands: Any) -> None:
     add_device(export)
     add_quiet(export)
 
-    train = add("train", _train, "train S on every label: the model to take home",
-                "Train the segmentation learner S on every labelled image (and the last "
-                "round's fake normals), from its previous weights. The next query uses it as "
-                "it is; predict and export --format model use it.")
+    configure = add("configure", _configure, "change the settings of S and of the final "
+                                             "model",
+                    "Change settings of an existing session: the budget and training of the "
+                    "segmentation learner S of the rounds (used by the next query; once S is "
+                    "trained only the settings of how it trains may change: max_steps, "
+                    "max_epochs, batch_size, lr, lr_schedule, warmup, defect_share, loss, "
+                    "bce_weight, dice_weight, augment, best_window, ...) and the settings of "
+                    "the final model of `sid4ds train`. Every value is checked before any is "
+                    "written; the change is recorded in the manifest. Without options: print "
+                    "the settings.")
+    configure.add_argument("--segmenter", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help="parameters of S, e.g. max_steps=500 lr=0.001")
+    configure.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help=FINAL_HELP)
+
+    train = add("train", _train, "train the final model on every label: the model to take "
+                                 "home",
+                "Train the final model: a fresh segmentation learner on every labelled image "
+                "(and, by default, the last round's fake normals), its threshold and training "
+                "length chosen by k-fold cross-validation over the labelled images (grouped "
+                "by source file), and print the estimate of how well it does on new images "
+                "(defect IoU, defective images found, normal images flagged, mean ± std over "
+                "the folds). predict and export --format model use it; the S of the rounds is "
+                "not changed. Its settings: `sid4ds configure SESSION --final KEY=VALUE`.")
     add_device(train)
     add_quiet(train)
 
-    predict = add("predict", _predict, "S's masks and defect scores for new images",
-                  "Run the session's segmentation learner S on new images, read like the "
-                  "pool (the session's resizing, tiling and colour mode): OUT/masks/NAME.png "
-                  "(0 / 255) and OUT/scores.csv (largest defect probability, defect pixels, "
-                  "defective 0/1 per image).")
+    predict = add("predict", _predict, "the final model's masks and defect scores for new "
+                                       "images",
+                  "Run the session's final model (sid4ds train; before it, the segmentation "
+                  "learner S of the rounds) on new images, read like the pool (the session's "
+                  "resizing, tiling and colour mode): OUT/masks/NAME.png (0 / 255), one per "
+                  "image at the image's own size (the resizing or tiling undone), and "
+                  "OUT/scores.csv (largest defect probability, defect pixels, defective 0/1, "
+                  "size per image); prints how many images it flagged.")
     predict.add_argument("--images", required=True, metavar="DIR|FILE",
                          help="folder of images, an .npy array or a .txt list of image paths")
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="output folder, new or empty")
     predict.add_argument("--threshold", type=fraction, metavar="P",
                          help="defect probability at or above which a pixel is a defect "
-                              "(default S's, 0.5)")
+                              "(default the final model's cross-validated threshold)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace the output folder if it is not empty")
     predict.add_argument("--skip-unreadable", action="store_true",

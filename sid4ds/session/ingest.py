@@ -133,7 +133,7 @@ def create_session(path: str | os.PathLike[str], images: Any,
                                include_high=False)
     seed = check_int(seed, "seed", minimum=0)
     models = model_settings(options["scorer_params"], options["segmenter_params"],
-                            options["guided_epochs"], seed)
+                            options["guided_epochs"], seed, options.get("final_params"))
     image_size_pair = check_size(image_size, "image_size") if image_size is not None \
         else None
     tile_pair = check_size(tile, "tile") if tile is not None else None

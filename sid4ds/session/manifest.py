@@ -54,8 +54,10 @@ class Settings(TypedDict):
     ``image_size``/``tile`` (resizing), ``mode`` ("L" or "RGB"), ``mask_suffix``,
     ``defect_ratio`` (the expected share of defective images), ``seed``, ``region`` (the
     rule of E_sdr's regions; sessions of format 2 and older used ``"threshold"``),
-    ``segmenter`` and ``scorer`` (JSON parameters of S and M) and ``guided_epochs`` (G's
-    epochs)."""
+    ``segmenter`` and ``scorer`` (JSON parameters of S and M), ``guided_epochs`` (G's
+    epochs) and ``final`` (the final model's settings,
+    :func:`sid4ds.final_model.check_final_settings`; sessions made before it have none and
+    use the defaults)."""
 
     images: str
     masks: str | None
@@ -69,6 +71,7 @@ class Settings(TypedDict):
     segmenter: dict[str, Any]
     scorer: dict[str, Any]
     guided_epochs: int
+    final: dict[str, Any]
 
 
 class ShardEntry(TypedDict):
@@ -168,13 +171,20 @@ class RoundRecord(TypedDict, total=False):
 class ModelEntry(TypedDict, total=False):
     """A saved model: the ``round`` it was trained for, its ``weights`` file, when it was
     ``saved`` and its checksums (``sha256`` by part; format-2 models also have a ``meta``
-    JSON file)."""
+    JSON file). The final model F also keeps its ``cross_validation``
+    (:meth:`sid4ds.final_model.CrossValidation.to_dict`), the final ``settings`` and S's
+    ``segmenter_settings`` it was trained with, ``n_training`` and ``n_fake_normals``."""
 
     round: int
     weights: str
     saved: str
     meta: str
     sha256: dict[str, str]
+    cross_validation: dict[str, Any]
+    settings: dict[str, Any]
+    segmenter_settings: dict[str, Any]
+    n_training: int
+    n_fake_normals: int
 
 
 class Manifest(TypedDict, total=False):

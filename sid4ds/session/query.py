@@ -24,6 +24,7 @@ from sid4ds._device import resolve_device
 from sid4ds._validation import check_int
 from sid4ds.pool import as_pool
 from sid4ds.rounds import RoundResult, SID4DSRounds, labels_per_round
+from sid4ds.session.configure import training_params
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord
 from sid4ds.session.models import new_model
@@ -91,6 +92,8 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
     manifest = store.manifest
     settings = manifest["settings"]
     models = {kind: store.model(kind, device, verbose) for kind in ("M", "S", "G")}
+    if models["S"] is not None:  # settings changed since it was saved (sid4ds configure)
+        models["S"].set_params(**training_params(settings["segmenter"]))
     trained_for = {kind: manifest["models"][kind]["round"] for kind in models
                    if models[kind] is not None}
     if trained_for.get("S") == round_index and store.labels_not_seen("S"):

@@ -13,9 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from sid4ds.final_model import CrossValidation
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.add import add_images
-from sid4ds.session.deliver import predict_images, session_segmenter, train_segmenter
+from sid4ds.session.configure import configure_session
+from sid4ds.session.deliver import (
+    cross_validation,
+    predict_images,
+    session_segmenter,
+    train_final,
+)
+from sid4ds.session.errors import SessionError
 from sid4ds.session.export import export_session
 from sid4ds.session.ingest import create_session
 from sid4ds.session.labels import import_coco, import_label_studio, import_masks
@@ -119,6 +127,7 @@ class LabelingSession:
         segmenter_params: dict[str, Any] | None = None,
         guided_epochs: int | None = None,
         region: str = "adaptive",
+        final_params: dict[str, Any] | None = None,
     ) -> LabelingSession:
         """Create a session folder from images (``sid4ds init``).
 
@@ -175,6 +184,11 @@ class LabelingSession:
             Epochs of the label-guided learner G; defaults to M's ``max_epochs``.
         region : {"adaptive", "threshold"}, default="adaptive"
             How S's probabilities become E_sdr's regions, as in :func:`sid4ds.run_sid4ds`.
+        final_params : dict, optional
+            Settings of the final model that :meth:`train` makes
+            (:func:`sid4ds.final_model.check_final_settings`: ``n_folds``,
+            ``n_checkpoints``, ``fake_normals``, ``start`` and parameters of S that differ
+            from the S of the rounds', e.g. ``{"max_steps": 2000}``).
 
         Returns
         -------
@@ -193,7 +207,7 @@ class LabelingSession:
             "skip_unreadable": skip_unreadable, "names": names, "defect_ratio": defect_ratio,
             "seed": seed, "scorer_params": scorer_params,
             "segmenter_params": segmenter_params, "guided_epochs": guided_epochs,
-            "region": region}))
+            "region": region, "final_params": final_params}))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:
@@ -279,7 +293,9 @@ class LabelingSession:
             batch, ``init`` then each :meth:`add_images`, its ``command``, ``time``,
             ``source``, ``n_added`` and ``n_skipped``, and now ``in_pool``, ``labeled``
             and ``defective``), ``lock`` (the command holding the lock, or None),
-            ``running`` (a command runs now) and ``next`` (what to do next).
+            ``running`` (a command runs now), ``next`` (what to do next) and
+            ``final_model`` (None before :meth:`train`; else what :meth:`train` returned,
+            with ``labels_not_seen``: labels imported since).
         """
         return session_status(self._store)
 
@@ -595,12 +611,12 @@ class LabelingSession:
         ``OUT/images/NAME.png`` and ``OUT/label_config.xml``. Each task's ``data`` holds
         ``image`` (``image_url_prefix + NAME.png``) and ``sid4ds_name``.
 
-        ``"model"``: the newest segmentation learner S: ``OUT/segmenter.pt`` (its state,
+        ``"model"``: the final model of :meth:`train` (before it, the S of the rounds, with
+        a warning): ``OUT/segmenter.pt`` (its state, with its cross-validated threshold,
         which ``SegmentationLearner.load`` reads with ``weights_only=True``),
         ``OUT/unet_state_dict.pt`` (the bare network's weights, for
-        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold and the
-        preprocessing of the session's images). Run :meth:`train` first to include the
-        newest labels.
+        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold, the
+        cross-validated estimate and the preprocessing of the session's images).
 
         Images are written as the session sees them (after resizing or tiling), so masks
         and images always match.
@@ -627,14 +643,72 @@ class LabelingSession:
         return export_session(self._store, out, format, image_url_prefix=image_url_prefix,
                               device=device, overwrite=overwrite)
 
+    def configure(self, *, segmenter: dict[str, Any] | None = None,
+                  final: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change the settings of S and of the final model (``sid4ds configure``).
+
+        The next :meth:`query` trains S with the new ``segmenter`` settings, the next
+        :meth:`train` the final model with the new ``final`` ones. Once S is trained it
+        goes on from its weights, so only the settings of how it trains may change then
+        (:data:`sid4ds.session.configure.TRAINING_PARAMS`: ``max_steps``, ``lr``, ...).
+        Every change is checked before any is written, stored in the manifest's settings
+        and recorded, with the round it came before, in its ``settings_changes``.
+
+        Parameters
+        ----------
+        segmenter : dict, optional
+            Parameters of :class:`~sid4ds.SegmentationLearner` for the S of the rounds,
+            e.g. ``{"max_steps": 500}``.
+        final : dict, optional
+            Settings of the final model (:func:`sid4ds.final_model.check_final_settings`),
+            e.g. ``{"max_steps": 2000, "n_folds": 5}``.
+
+        Returns
+        -------
+        settings : dict
+            ``changed`` (what changed, by part), ``segmenter`` and ``final`` (the settings
+            now).
+
+        Raises
+        ------
+        SessionError
+            For an unknown key, a bad value, or a setting that cannot change now; the
+            message names it and nothing is changed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from sid4ds.session import LabelingSession
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> session = LabelingSession.create(folder / "s", np.zeros((4, 1, 16, 16), np.float32),
+        ...                                  segmenter_params={"depth": 2},
+        ...                                  scorer_params={"depth": 2, "patch_size": 4,
+        ...                                                 "n_blocks": 4})
+        >>> session.configure(segmenter={"max_steps": 500}, final={"n_folds": 5})["changed"]
+        {'segmenter': {'max_steps': 500}, 'final': {'n_folds': 5}}
+        >>> import shutil
+        >>> shutil.rmtree(folder)
+        """
+        return configure_session(self._store, segmenter, final)
+
     # ------------------------------------------------------------------ the model
     def train(self, *, device: Any = "auto", verbose: int = 0) -> dict[str, Any]:
-        """Train S now on every labelled image and the last round's fake normals.
+        """Train the final model, the one to take home (``sid4ds train``).
 
-        The model to take home (``sid4ds train``): a query trains S only for the round it
-        ranks, so the labels of the last round reach S here. S continues from its previous
-        weights; the next :meth:`query` uses this S as it is (it was trained on the very
-        set the query would train it on), so nothing is trained twice.
+        The S of the rounds is trained for ranking the pool; the final model is its own
+        step (:func:`sid4ds.final_model.train_final_model`): a fresh S (by default; the
+        session's final settings may start from the S of the rounds) trained on every
+        labelled image and, by default, the last round's fake normals, with the budget of
+        the final settings. Its decision threshold and training length are chosen by
+        k-fold cross-validation over the labelled images, grouped by source file (tiles of
+        one image stay in one fold; fake normals are never validated on), and the
+        cross-validation estimates how well it does on new images of which the session's
+        ``defect_ratio`` are defective: defect IoU, share of defective images found, share
+        of normal images flagged (mean and std over the folds). :meth:`predict` and
+        ``export(format="model")`` use it; the report shows its curves. Training takes
+        ``n_folds + 1`` fits.
 
         Parameters
         ----------
@@ -646,18 +720,49 @@ class LabelingSession:
         Returns
         -------
         summary : dict
-            ``round`` (the round S is now trained for), ``n_training`` and ``trained``
-            (False when S had seen every label already).
+            ``round`` (the round the model is trained for), ``threshold``, ``n_steps``,
+            ``n_folds``, ``defect_ratio``, ``estimate`` (``iou``, ``detected``,
+            ``false_alarms``, each ``{"mean", "std"}``), ``n_training``,
+            ``n_fake_normals``, ``settings`` and ``trained`` (False when the final model
+            was already trained on every label with these settings).
 
         Raises
         ------
         SessionError
-            Without a defective and a normal image among the labels and fake normals.
+            With fewer than two defective labelled images or no normal image.
         """
-        return train_segmenter(self._store, device=device, verbose=verbose)
+        return train_final(self._store, device=device, verbose=verbose)
+
+    def final_model(self, device: Any = "auto") -> SegmentationLearner:
+        """The final model of :meth:`train`, fitted, with its cross-validated threshold.
+
+        Parameters
+        ----------
+        device : str, default="auto"
+            Where the network goes.
+
+        Returns
+        -------
+        model : SegmentationLearner
+
+        Raises
+        ------
+        SessionError
+            Before :meth:`train`.
+        """
+        model = self._store.model("F", device)
+        if model is None:
+            raise SessionError(f"session {self.path} has no final model yet: run "
+                               f"`sid4ds train {self.path}`")
+        return model
+
+    def cross_validation(self) -> CrossValidation | None:
+        """The final model's cross-validation (estimate and curves), or None before
+        :meth:`train`."""
+        return cross_validation(self._store)
 
     def segmenter(self, device: Any = "auto") -> SegmentationLearner:
-        """The session's newest segmentation learner S, fitted, as a scikit-learn estimator.
+        """The session's newest segmentation learner S of the rounds, fitted.
 
         Parameters
         ----------
@@ -687,13 +792,17 @@ class LabelingSession:
         overwrite: bool = False,
         skip_unreadable: bool = False,
     ) -> Path:
-        """S's defect masks and scores for new images (``sid4ds predict``).
+        """The final model's defect masks and scores for new images (``sid4ds predict``).
 
-        The images are read as ``init`` read the pool (the session's resizing, tiling and
-        colour mode). Writes ``OUT/masks/NAME.png`` (0 / 255) and ``OUT/scores.csv``:
+        The final model of :meth:`train` at its cross-validated threshold (before
+        :meth:`train`, the S of the rounds, with a warning). The images are read as
+        ``init`` read the pool (the session's resizing, tiling and colour mode), and the
+        model's probabilities are put back at each image's own size (tiles joined, averaged
+        where they overlap; resized bilinearly) before the threshold. Writes one
+        ``OUT/masks/NAME.png`` (0 / 255) per image, at its size, and ``OUT/scores.csv``:
         ``name``, ``defect_score`` (the largest defect probability in the image),
-        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``
-        and ``source``.
+        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``,
+        ``source``, ``height`` and ``width``.
 
         Parameters
         ----------
@@ -702,7 +811,8 @@ class LabelingSession:
         out : str or path-like
             Output folder; new or empty unless ``overwrite``.
         threshold : float, optional
-            Probability at or above which a pixel is a defect; default S's ``threshold``.
+            Probability at or above which a pixel is a defect; default the model's
+            (the cross-validated one of the final model).
         device : str, default="auto"
             Where S runs.
         overwrite : bool, default=False
@@ -736,12 +846,18 @@ class LabelingSession:
         asked for (the first 16) with S's defect-probability map and S's predicted region
         and, once labelled, the human mask outlined (in a cold start, before S exists, M's
         block-wise masked-reconstruction error instead), S's training curve (loss and
-        learning rate against the step), and a random sample of the fake normals to
+        learning rate against the step), a random sample of the fake normals to
         spot-check, with the command to label one that shows a defect (``sid4ds import
-        SESSION --masks DIR --any``), and where the pool's images came from (a table of
-        the batches: ``init``, then each :meth:`add_images`, with when, from where, and
-        how many of each are in the pool, labelled and defective). Plots are drawn with
-        matplotlib; only the images shown are read from the pool.
+        SESSION --masks DIR --any``), and the final model of :meth:`train`: its estimate
+        (defect IoU, defective images found, normal images flagged, mean ± std over the
+        folds) and its cross-validated scores against the threshold and the training
+        length, and where the pool's images came from (a table of the batches: ``init``,
+        then each :meth:`add_images`, with when, from where, and how many of each are in
+        the pool, labelled and defective). When most of the round's scores tie or sit in
+        E_sdr's fallback band (S marks nothing), the page says so and the histogram and the
+        fake-normal sample show what the ranking fell back on (G's error inside the
+        fallback region, the cold-start E_msmr). Plots are drawn with matplotlib; only the
+        images shown are read from the pool.
 
         Parameters
         ----------

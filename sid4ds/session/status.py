@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from sid4ds.rounds import remaining_estimate
+from sid4ds.session.deliver import final_summary
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import LOCK, SessionLock
 from sid4ds.session.shards import pool_batches
@@ -102,6 +103,9 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
     if last is None:
         estimate["at_most"] = None  # no round answered yet: no rate to extrapolate
     pool = manifest["pool"]
+    final = final_summary(manifest["models"].get("F"))
+    if final is not None:
+        final["labels_not_seen"] = store.labels_not_seen("F")
     return {
         "path": str(store.path), "format_version": manifest["format_version"],
         "n_images": n_images,
@@ -113,5 +117,5 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
         "rounds": rounds, "remaining_estimate": estimate,
         "initially_labeled": sum(record["round"] is None for record in labels.values()),
         "batches": batch_summary(store),
-        "lock": lock, "running": running, "next": next_step,
+        "lock": lock, "running": running, "next": next_step, "final_model": final,
     }

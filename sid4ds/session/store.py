@@ -354,9 +354,10 @@ class SessionStore:
         return sum(1 for record in self.manifest["labels"].values()
                    if record["imported"] > entry.get("saved", ""))
 
-    def keep_model(self, kind: str, round_index: int, model: Any) -> None:
-        """Save a model trained for ``round_index`` and commit the manifest that names it."""
-        entry = save_model(self.path, kind, round_index, model)
+    def keep_model(self, kind: str, round_index: int, model: Any, **extra: Any) -> None:
+        """Save a model trained for ``round_index`` and commit the manifest that names it;
+        ``extra`` (JSON values) is kept in its manifest entry."""
+        entry = {**save_model(self.path, kind, round_index, model), **extra}
         self.manifest["models"][kind] = entry
         self.manifest["model_files"][f"{kind}_r{round_index:03d}"] = entry
         self.commit()
