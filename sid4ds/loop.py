@@ -115,6 +115,7 @@ def run_sid4ds(
     retrain_scorer: bool = False,
     tie_break: str = "msmr",
     region: str = "adaptive",
+    fusion: str | None = None,
     fit_final: bool = False,
     random_state: Any = None,
     verbose: int = 0,
@@ -169,6 +170,9 @@ def run_sid4ds(
         marks nowhere and ranks those images below every image S marks
         (:func:`sid4ds.strategies.rank_below_marked`; an addition to the paper, measured in
         ``docs/benchmarks.md``).
+    fusion : {None, "rank"}, default=None
+        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
+        probability by rank (:func:`sid4ds.strategies.fuse_ranks`, ``docs/method.md``).
     fit_final : bool, default=False
         Train S once more after the last round, on every labelled image, to take home
         (:attr:`SID4DSRun.segmenter`). Off by default: the selection does not need it.
@@ -211,6 +215,7 @@ def run_sid4ds(
     segmenter, scorer = configure_models(segmenter, scorer, random_state, verbose=verbose)
     engine = SID4DSRounds(segmenter, scorer, guided_epochs=guided_epochs,
                           retrain_scorer=retrain_scorer, tie_break=tie_break, region=region,
+                          fusion=fusion,
                           n_normal=n_normal, expected_defect_ratio=expected_defect_ratio,
                           say=say)
     _, height, width = images.image_shape

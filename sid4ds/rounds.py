@@ -38,7 +38,7 @@ from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
-from sid4ds.strategies import REGION_RULES, msmr_scores, sdr_scores
+from sid4ds.strategies import FUSION_RULES, REGION_RULES, msmr_scores, sdr_scores
 
 __all__ = [
     "LabelledRound",
@@ -305,6 +305,9 @@ class SID4DSRounds:
     region : {"adaptive", "threshold"}, default="adaptive"
         How S's probabilities become E_sdr's regions
         (:func:`sid4ds.strategies.pseudo_label_regions`); ``"threshold"`` is the paper's.
+    fusion : {None, "rank"}, default=None
+        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
+        probability by rank (:func:`sid4ds.strategies.fuse_ranks`).
     n_normal : int or "auto", default="auto"
         V per round (:func:`resolve_n_normal`).
     expected_defect_ratio : float, default=0.05
@@ -339,6 +342,7 @@ class SID4DSRounds:
         retrain_scorer: bool = False,
         tie_break: str = "msmr",
         region: str = "adaptive",
+        fusion: str | None = None,
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         trained_for: dict[str, int] | None = None,
@@ -348,6 +352,7 @@ class SID4DSRounds:
     ) -> None:
         check_choice(tie_break, "tie_break", ("msmr", "content"))
         check_choice(region, "region", REGION_RULES)
+        check_choice(fusion, "fusion", FUSION_RULES)
         if guided_epochs is not None:
             guided_epochs = check_int(guided_epochs, "guided_epochs", minimum=1)
         if n_normal != "auto":
@@ -360,6 +365,7 @@ class SID4DSRounds:
         self.retrain_scorer = bool(retrain_scorer)
         self.tie_break = tie_break
         self.region = region
+        self.fusion = fusion
         self.n_normal = n_normal
         self.expected_defect_ratio = float(expected_defect_ratio)
         self.trained_for = dict(trained_for or {})
@@ -431,7 +437,8 @@ class SID4DSRounds:
                      + self._about((self.segmenter, self.sdr_scorer), len(unlabeled), pool,
                                    train=False))
             scores = self._timed(seconds, "score_sdr", lambda: sdr_scores(
-                self.segmenter, self.sdr_scorer, pool.subset(unlabeled), region=self.region))
+                self.segmenter, self.sdr_scorer, pool.subset(unlabeled), region=self.region,
+                fusion=self.fusion))
         else:
             cached = self.msmr_cache.get(fingerprint)
             if cached is not None and not np.isnan(cached[unlabeled]).any():

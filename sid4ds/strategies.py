@@ -55,8 +55,10 @@ from sid4ds.selection import (
 )
 
 __all__ = [
+    "FUSION_RULES",
     "REGION_RULES",
     "content_keys",
+    "fuse_ranks",
     "msmr_sampling",
     "msmr_scores",
     "pseudo_label_regions",
@@ -196,17 +198,72 @@ def rank_below_marked(errors: Any, marked: Any) -> np.ndarray:
     return np.where(marked, values, values / (1.0 + values) - 1.0)
 
 
+#: How the iterative stage's score uses S's own probability (``fusion`` of
+#: :func:`sdr_scores`): None, E_sdr alone (the paper's eq. 8); ``"rank"``, E_sdr fused with
+#: S's mean probability by rank (:func:`fuse_ranks`).
+FUSION_RULES = (None, "rank")
+
+
+def fuse_ranks(esdr: Any, evidence: Any, *, weight: float = 0.5) -> np.ndarray:
+    """Rank fusion of E_sdr with S's own evidence: the weighted mean of their rank shares.
+
+    Each score becomes its rank among the images, as a share in (0, 1] (equal scores share
+    their mean rank), and the two shares are averaged: ``(1 − weight) · rank(E_sdr) / n +
+    weight · rank(evidence) / n``. Ranks make the two commensurable whatever their scales
+    (G's squared error, S's probability), and an image must rank high by both to rank
+    first: a region S is sure of that G reconstructs as normal, or a G error where S sees
+    nothing, counts for half.
+
+    Parameters
+    ----------
+    esdr : array-like of shape (n_images,)
+        E_sdr (:func:`sdr_scores` with ``fusion=None``).
+    evidence : array-like of shape (n_images,)
+        S's evidence of a defect in each image: in :func:`sdr_scores`, its mean
+        probability (the expected share of defect pixels).
+    weight : float in [0, 1], default=0.5
+        Weight of S's evidence; 0 gives E_sdr's order, 1 S's.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_images,), float64 in (0, 1]
+
+    Examples
+    --------
+    >>> from sid4ds.strategies import fuse_ranks
+    >>> # image 0: the largest G error, where S sees nothing; image 1: both fairly high
+    >>> fuse_ranks([0.30, 0.25, 0.10, 0.0], [0.00, 0.05, 0.20, 0.01]).tolist()
+    [0.625, 0.75, 0.75, 0.375]
+    """
+    from scipy.stats import rankdata
+
+    weight = check_float(weight, "weight", low=0.0, high=1.0)
+    first = np.asarray(esdr, dtype=np.float64)
+    second = np.asarray(evidence, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 1:
+        raise ValueError(f"esdr and evidence must be 1-d arrays of one score per image; got "
+                         f"shapes {first.shape} and {second.shape}")
+    n = max(1, len(first))
+    return (1.0 - weight) * rankdata(first) / n + weight * rankdata(second) / n
+
+
 def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, rule: str, share: float,
                images: np.ndarray) -> np.ndarray:
-    """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
+    """E_sdr of one chunk, and S's mean probability of each image: shape (n, 2).
+
+    S's pseudolabels of the chunk are G's regions."""
     if not hasattr(segmenter, "predict_proba_chunk"):
         # any segmenter with predict: its masks, as the paper's rule has them
         regions = np.asarray(segmenter.predict(images), dtype=np.uint8)
-        return scorer.region_errors_chunk(images, regions)
-    regions, marked = _regions_and_marked(segmenter.predict_proba_chunk(images),
-                                          float(segmenter.threshold), rule, share)
+        errors = scorer.region_errors_chunk(images, regions)
+        return np.stack([errors, regions.reshape(len(regions), -1).mean(axis=1)], axis=1)
+    probabilities = segmenter.predict_proba_chunk(images)
+    regions, marked = _regions_and_marked(probabilities, float(segmenter.threshold), rule,
+                                          share)
     errors = scorer.region_errors_chunk(images, regions)
-    return rank_below_marked(errors, marked) if rule == "adaptive" else errors
+    if rule == "adaptive":
+        errors = rank_below_marked(errors, marked)
+    return np.stack([errors, probabilities.reshape(len(images), -1).mean(axis=1)], axis=1)
 
 
 def sdr_scores(
@@ -216,9 +273,10 @@ def sdr_scores(
     *,
     region: str = "adaptive",
     region_share: float = 0.01,
+    fusion: str | None = None,
     n_jobs: int | None = None,
 ) -> np.ndarray:
-    """E_sdr of every pool image (eq. 8–9).
+    """E_sdr of every pool image (eq. 8–9), alone or fused with S's own probability.
 
     The segmentation learner's pseudolabels (:func:`pseudo_label_regions`: probability ≥
     its ``threshold``, and with the ``"adaptive"`` rule its most probable pixels where none
@@ -241,15 +299,21 @@ def sdr_scores(
         ``"threshold"`` is the paper's eq. 9.
     region_share : float, default=0.01
         The share of pixels of the adaptive rule.
+    fusion : {None, "rank"}, default=None
+        None: E_sdr alone (the paper). ``"rank"``: E_sdr fused with S's mean probability
+        over the image by :func:`fuse_ranks` (each counts for half of the rank), so that
+        S's evidence of a large or faint defect, which changes a reconstruction little,
+        counts too.
     n_jobs : int or None, default=None
         joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
 
     Returns
     -------
     scores : ndarray of shape (n_pool,)
-        E_sdr (≥ 0) of the images in which S predicts a defect pixel. The others score 0
-        with ``region="threshold"``; with ``"adaptive"`` they score in [-1, 0), ordered
-        by E_sdr inside their most probable pixels.
+        With ``fusion=None``, E_sdr (≥ 0) of the images in which S predicts a defect
+        pixel; the others score 0 with ``region="threshold"``, and with ``"adaptive"``
+        in [-1, 0), ordered by E_sdr inside their most probable pixels. With
+        ``fusion="rank"``, the fused rank shares in (0, 1] (:func:`fuse_ranks`).
 
     Examples
     --------
@@ -265,6 +329,7 @@ def sdr_scores(
     (8,)
     """
     check_choice(region, "region", REGION_RULES)
+    check_choice(fusion, "fusion", FUSION_RULES)
     region_share = check_float(region_share, "region_share", low=0.0, high=1.0,
                                include_low=False)
     pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
@@ -274,10 +339,13 @@ def sdr_scores(
         _fitted(segmenter, "segmenter").check_pool(pool, name="X_pool")
         # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
         batch_size = math.lcm(batch_size, segmenter.images_per_batch(height, width))
-    return scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer, region,
+    both = scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer, region,
                                              region_share), pool,
-                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
-                            batch_size=batch_size, description="E_sdr")
+                           n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
+                           batch_size=batch_size, description="E_sdr")
+    if fusion is None:
+        return both[:, 0]
+    return fuse_ranks(both[:, 0], both[:, 1])
 
 
 # ---------------------------------------------------------------------- strategies
