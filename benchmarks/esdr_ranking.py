@@ -52,7 +52,7 @@ from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.cli.types import parameter
 from sid4ds.datasets import load_npz
 from sid4ds.metrics import defective_rows
-from sid4ds.rounds import labels_per_round
+from sid4ds.rounds import labels_per_round, resolve_n_normal
 from sid4ds.strategies import pseudo_label_regions
 
 
@@ -180,17 +180,34 @@ def main(argv: list[str] | None = None) -> None:
         class_header = " " + " | ".join(
             f"{names[value].removeprefix('MT_')} (of {int((left == value).sum())})"
             for value in shown) + " |"
-    print(f"| score | ROC AUC | defective in top {n_label} |{class_header}")
-    print("|---|---|---|" + ("---|" * class_header.count("|")))
+    n_fake = resolve_n_normal("auto", n_label, len(rest), 0.05)
+    print(f"| score | ROC AUC | defective in top {n_label} |{class_header} defective among "
+          f"the bottom {n_fake} (fake normals) |")
+    print("|---|---|---|" + ("---|" * class_header.count("|")) + "---|")
     for name, scores in candidates.items():
-        top = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:n_label]
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        top, bottom = order[:n_label], order[len(order) - n_fake:]
         row = (f"| {name} | {roc_auc_score(is_left_defective, scores):.3f} | "
                f"{int(is_left_defective[top].sum())} of {int(is_left_defective.sum())} |")
         if classes is not None:
             row += " " + " | ".join(
                 str(int((is_left_defective[top] & (class_id[top] == value)).sum()))
                 for value in shown) + " |"
-        print(row)
+        print(row + f" {int(is_left_defective[bottom].sum())} |")
+    if classes is not None:  # where each class of defect lies in the orders
+        scores_shown = ("E_sdr adaptive (default)", "S mean probability",
+                        "rank fusion: E_sdr + S mean probability")
+        print("\nmedian rank share (1 = first) of each class among the images left, and the "
+              "share S marks (any pixel at its threshold):\n")
+        print("| class | images | " + " | ".join(scores_shown) + " | marked by S |")
+        print("|---|---|" + "---|" * (len(scores_shown) + 1))
+        shares = {name: rank_share(candidates[name]) for name in scores_shown}
+        for value in [0, *shown]:
+            members = (class_id == value) & (is_left_defective if value else ~is_left_defective)
+            print(f"| {names[value].removeprefix('MT_')} | {int(members.sum())} | "
+                  + " | ".join(f"{np.median(shares[name][members]):.2f}"
+                               for name in scores_shown)
+                  + f" | {marked[members].mean():.0%} |")
     print(f"\nseconds: {time.perf_counter() - started:.0f}")
 
 

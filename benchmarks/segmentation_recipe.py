@@ -116,7 +116,9 @@ def class_rows(npz: str | None, data_description: dict) -> tuple[np.ndarray, lis
 def threshold_free(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """What S's probabilities are worth whatever the threshold: the IoU at the best of the
     thresholds 0.05, 0.10, …, 0.95 on these images (an upper bound of what a threshold
-    chosen on other images gives), that threshold, and the pixels' average precision."""
+    chosen on other images gives), that threshold, the pixels' average precision, and the
+    ROC AUC of defective against normal images ranked by S's largest and mean probability
+    (S's ranking quality, what a query score built on it can reach)."""
     from sklearn.metrics import average_precision_score
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
     ious = [defect_iou(truth, probabilities >= value) for value in thresholds]
@@ -125,8 +127,15 @@ def threshold_free(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
     sample = every if truth.size <= 2_000_000 else every[:: truth.size // 2_000_000 + 1]
     precision = average_precision_score(truth.reshape(-1)[sample].astype(bool),
                                         probabilities.reshape(-1)[sample])
+    from sklearn.metrics import roc_auc_score
+    defective = truth.reshape(len(truth), -1).any(axis=1)
+    flat = probabilities.reshape(len(probabilities), -1)
+    ranking = {}
+    if 0 < defective.sum() < len(defective):  # how well S alone ranks images (a query score)
+        ranking = {"auc_max": float(roc_auc_score(defective, flat.max(axis=1))),
+                   "auc_mean": float(roc_auc_score(defective, flat.mean(axis=1)))}
     return {"iou_best": ious[best], "best_threshold": float(thresholds[best]),
-            "pixel_ap": float(precision)}
+            "pixel_ap": float(precision), **ranking}
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
