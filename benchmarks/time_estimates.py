@@ -27,7 +27,7 @@ import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
 from sid4ds.datasets import make_defect_images
-from sid4ds.strategies import msmr_scores, sdr_scores
+from sid4ds.scores import msmr_scores, sdr_scores
 
 
 def timed(work: Any) -> float:

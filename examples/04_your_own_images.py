@@ -73,8 +73,10 @@ print(f"largest difference to the generated images: {np.abs(X - X_generated).max
 # `LabelingSession.create` copies the images into a new session folder, with the settings
 # and the seed, so the same inputs give the same rounds. Small networks and short fits
 # keep this example fast; for real images leave `scorer_params`, `segmenter_params` and
-# `final_params` out. The command line equivalent (`--width` and `--depth` set every
-# network):
+# `final_params` out. S's default learning rate follows its budget (1e-3 for the default
+# 1000 steps, more for shorter fits); a network this small, trained 300 steps, needs the
+# fast rate of short fits, so the example sets `lr=3e-3`. The command line equivalent,
+# which keeps S's default rate (`--width` and `--depth` set every network):
 #
 # ```bash
 # sid4ds init session --images line_images --defect-ratio 0.1 --width 8 --depth 2 \
@@ -89,7 +91,7 @@ session = LabelingSession.create(
     defect_ratio=0.1,
     seed=0,
     scorer_params={**tiny_network, "patch_size": 4, "max_epochs": 6},
-    segmenter_params={**tiny_network, "max_steps": 300},
+    segmenter_params={**tiny_network, "max_steps": 300, "lr": 3e-3},
     final_params={"max_steps": 300},  # the final model's budget (sid4ds train)
 )
 print(session.status()["next"])

@@ -48,7 +48,13 @@ from tqdm.std import tqdm
 from sid4ds._device import PRECISIONS, inputs_per_forward, resolve_device, torch_generator
 from sid4ds._random import check_random_state, make_rng, restore_rng
 from sid4ds._state import STATE_FORMAT, STATE_VERSION, cpu_tree, is_plain, plain_value
-from sid4ds._validation import check_choice, check_divisible, check_float, check_int
+from sid4ds._validation import (
+    check_choice,
+    check_divisible,
+    check_float,
+    check_int,
+    check_learning_rate,
+)
 from sid4ds._version import __version__
 from sid4ds.nets import UNet
 from sid4ds.pool import ImagePool, as_pool, map_chunks
@@ -57,6 +63,7 @@ from sid4ds.training import (
     images_seen,
     learning_rate,
     n_training_steps,
+    peak_learning_rate,
     steps_per_epoch,
 )
 
@@ -75,6 +82,8 @@ class TorchEstimator(BaseEstimator):
 
     # Whether ``fit`` needs ``y`` (the masks): scikit-learn's target tag.
     _needs_target = False
+    # Whether ``lr="auto"`` (sid4ds.training.auto_learning_rate) is accepted.
+    _auto_lr = False
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -96,7 +105,7 @@ class TorchEstimator(BaseEstimator):
         else:
             check_int(self.max_steps, "max_steps", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
-        check_float(self.lr, "lr", low=0.0, include_low=False)
+        check_learning_rate(self.lr, auto=self._auto_lr)
         check_float(self.momentum, "momentum", low=0.0, high=1.0, include_high=False)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_choice(self.optimizer, "optimizer", ("sgd", "adamw"))
@@ -170,10 +179,11 @@ class TorchEstimator(BaseEstimator):
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         parameters = self.module_.parameters()
+        rate = 0.0 if isinstance(self.lr, str) else self.lr  # the loop sets each step's rate
         if self.optimizer == "adamw":
-            return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
+            return torch.optim.AdamW(parameters, lr=rate, weight_decay=self.weight_decay)
         return torch.optim.SGD(
-            parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            parameters, lr=rate, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
     # ------------------------------------------------------------------ training loop
@@ -209,11 +219,14 @@ class TorchEstimator(BaseEstimator):
         weights of the epoch with the lowest loss among the last ``best_window`` are kept.
         ``on_step(steps_done)`` is called after every step (it may evaluate the network:
         training mode is restored after it); when it returns True the fit stops there.
+        The peak rate is ``lr``, or the rule of ``lr="auto"`` for ``n_steps``
+        (:func:`sid4ds.training.peak_learning_rate`).
         """
         if self.optimizer_ is None:
             self.optimizer_ = self._make_optimizer()
         epoch_steps = steps_per_epoch(n_samples, self.batch_size)
         n_epochs = math.ceil(n_steps / epoch_steps)
+        peak = peak_learning_rate(self.lr, n_steps, self.batch_size)
         best_loss, best_state = np.inf, None
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         scaler = torch.amp.GradScaler("cuda") if (
@@ -229,7 +242,7 @@ class TorchEstimator(BaseEstimator):
             started = time.perf_counter()
             total, count, done = 0.0, 0, 0
             for indices in batches:
-                rate = learning_rate(step, n_steps, self.lr, schedule, warmup=warmup,
+                rate = learning_rate(step, n_steps, peak, schedule, warmup=warmup,
                                      epoch_steps=epoch_steps)
                 for group in self.optimizer_.param_groups:
                     group["lr"] = rate

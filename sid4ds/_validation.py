@@ -232,6 +232,16 @@ def check_float(
     return value
 
 
+def check_learning_rate(value: Any, *, auto: bool = False) -> float | str:
+    """``lr``: a positive number, or (where ``auto``) the string ``"auto"``, a rule."""
+    if auto and isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, str):
+        expected = 'a positive number or "auto"' if auto else "a positive number"
+        raise ValueError(f"lr must be {expected}; got {value!r}")
+    return check_float(value, "lr", low=0.0, include_low=False)
+
+
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -296,6 +296,7 @@ def run_sid4ds(
     retrain_scorer: bool = False,
     tie_break: str = "msmr",
     region: str = "adaptive",
+    fusion: str | None = None,
     fit_final: bool = False,
     final_params: dict[str, Any] | None = None,
     groups: Any = None,
@@ -352,6 +353,9 @@ def run_sid4ds(
         marks nowhere and ranks those images below every image S marks
         (:func:`sid4ds.scores.rank_below_marked`; an addition to the paper, measured in
         ``docs/benchmarks.md``).
+    fusion : {None, "rank"}, default=None
+        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
+        probability by rank (:func:`sid4ds.scores.fuse_ranks`, ``docs/method.md``).
     fit_final : bool, default=False
         After the last round, train the model to take home (:attr:`SID4DSRun.final_model`)
         on every labelled image and the last round's fake normals, its threshold and
@@ -411,6 +415,7 @@ def run_sid4ds(
     segmenter, scorer = configure_models(segmenter, scorer, random_state, verbose=verbose)
     engine = SID4DSRounds(segmenter, scorer, guided_epochs=guided_epochs,
                           retrain_scorer=retrain_scorer, tie_break=tie_break, region=region,
+                          fusion=fusion,
                           n_normal=n_normal, expected_defect_ratio=expected_defect_ratio,
                           say=say)
     _, height, width = images.image_shape

@@ -19,7 +19,7 @@ from sklearn.base import clone
 
 from sid4ds._torch import TorchEstimator, is_fitted
 from sid4ds._validation import check_choice, check_float, check_images, check_int, check_masks
-from sid4ds.augment import augment_batch, check_augment
+from sid4ds.augment import augment_batch, check_augment, random_crops
 from sid4ds.losses import LOSSES, per_image_loss, segmentation_loss, soft_dice_loss
 from sid4ds.metrics import defect_iou, defective_rows
 from sid4ds.training import LR_SCHEDULES
@@ -63,8 +63,11 @@ class SegmentationLearner(TorchEstimator):
         ``max_steps`` is not used. The paper trains 150 epochs on a GPU.
     batch_size : int, default=16
         Training batch size.
-    lr : float, default=3e-3
-        Peak learning rate.
+    lr : float or "auto", default="auto"
+        Peak learning rate. ``"auto"`` follows the length of each fit and the batch
+        (:func:`sid4ds.training.auto_learning_rate`): ``1e-3 · min(3, sqrt(1000 /
+        steps)) · sqrt(batch_size / 16)``, so 1e-3 for the default 1000 steps of 16 images,
+        up to 3e-3 for fits of a few hundred steps or fewer, less for longer ones.
     lr_schedule : {"onecycle", "cosine", "constant", "multistep"}, default="onecycle"
         How the learning rate moves over a fit (:func:`sid4ds.training.learning_rate`):
         one-cycle warms up over the first ``warmup`` share of the steps, then decays.
@@ -88,6 +91,12 @@ class SegmentationLearner(TorchEstimator):
         Augmentations of :mod:`sid4ds.augment`: ``"brightness_contrast"`` (the paper's),
         ``"flip"``, ``"rot90"`` (square images; it hurt on the magnetic tiles, whose
         defects have an orientation); True is the default, False none.
+    crop_size : int or None, default=None
+        Train on a random ``crop_size`` × ``crop_size`` window of each image larger than
+        that (a multiple of ``2**depth``); the window of a defective image holds one of its
+        defect pixels (:func:`sid4ds.augment.random_crops`). A step then costs the same
+        whatever the image size, so the budget ``max_steps`` does too; ``predict`` still
+        sees whole images. None trains on whole images.
     threshold : float, default=0.5
         Probability at or above which ``predict`` marks a pixel as defect.
     best_window : int, default=0
@@ -158,6 +167,7 @@ class SegmentationLearner(TorchEstimator):
 
     _fitted_attributes = (*TorchEstimator._fitted_attributes, "best_epoch_")
     _needs_target = True
+    _auto_lr = True
 
     def __init__(
         self,
@@ -167,7 +177,7 @@ class SegmentationLearner(TorchEstimator):
         max_steps: int | None = 1000,
         max_epochs: int | None = None,
         batch_size: int = 16,
-        lr: float = 3e-3,
+        lr: float | str = "auto",
         lr_schedule: str = "onecycle",
         warmup: float = 0.1,
         defect_share: float = 0.5,
@@ -175,6 +185,7 @@ class SegmentationLearner(TorchEstimator):
         bce_weight: float = 0.5,
         dice_weight: float = 1.0,
         augment: Any = ("brightness_contrast", "flip"),
+        crop_size: int | None = None,
         threshold: float = 0.5,
         best_window: int = 0,
         encoder_init: Any = None,
@@ -203,6 +214,7 @@ class SegmentationLearner(TorchEstimator):
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
         self.augment = augment
+        self.crop_size = crop_size
         self.threshold = threshold
         self.best_window = best_window
         self.encoder_init = encoder_init
@@ -245,6 +257,13 @@ class SegmentationLearner(TorchEstimator):
         if self.bce_weight == 0 and self.dice_weight == 0:
             raise ValueError("bce_weight and dice_weight are both 0: the loss would be zero")
         check_augment(self.augment)
+        if self.crop_size is not None:
+            check_int(self.crop_size, "crop_size", minimum=1)
+            if self.crop_size % 2**self.depth:
+                raise ValueError(
+                    f"crop_size must be a multiple of 2**depth={2**self.depth} (the UNet "
+                    f"halves it {self.depth} times); got {self.crop_size}: set crop_size="
+                    f"{max(1, round(self.crop_size / 2**self.depth)) * 2**self.depth}")
         check_float(self.threshold, "threshold", low=0.0, high=1.0)
         check_int(self.best_window, "best_window", minimum=0)
         if self.encoder_init is not None and not is_fitted(
@@ -368,6 +387,9 @@ class SegmentationLearner(TorchEstimator):
             index = torch.from_numpy(indices)
             batch_images = images_t[index].to(self.device_)
             batch_masks = masks_t[index].to(self.device_)
+            if self.crop_size is not None:
+                batch_images, batch_masks = random_crops(
+                    batch_images, batch_masks, (self.crop_size, self.crop_size), generator)
             if augmentations:
                 batch_images, batch_masks = augment_batch(batch_images, batch_masks, generator,
                                                           augmentations)

@@ -396,9 +396,10 @@ class SessionScoreCache:
     ``scores/<score>_<digest>_<n>.npz`` (content keys and scores), named in the manifest's
     ``score_files`` with its checksum. An update writes the grown table under a new name
     and commits the manifest at once, so a killed query keeps what it scored; the file it
-    replaces is removed after. Only the newest E_sdr is kept (S changes every round that
-    has new labels); every E_msmr is (M rarely changes, and its scores break ties). A file
-    that is missing or was changed counts as empty: its scores are computed again.
+    replaces is removed after. Only the newest E_sdr (and S's mean probability, kept
+    beside it) is kept (S changes every round that has new labels); every E_msmr is (M
+    rarely changes, and its scores break ties). A file that is missing or was changed
+    counts as empty: its scores are computed again.
     """
 
     def __init__(self, session: SessionStore) -> None:
@@ -437,8 +438,9 @@ class SessionScoreCache:
         np.savez(buffer, keys=table.keys, scores=table.scores)
         write_bytes(self.session.path / relative, buffer.getvalue())
         replaced = [entry["file"] for key, entry in entries.items()
-                    if key == model or (score == "E_sdr" and key.startswith("E_sdr:"))]
-        for key in [key for key in entries if score == "E_sdr" and key.startswith("E_sdr:")]:
+                    if key == model or (score != "E_msmr" and key.startswith(f"{score}:"))]
+        for key in [key for key in entries
+                    if score != "E_msmr" and key.startswith(f"{score}:")]:
             del entries[key]
             self._tables.pop(key, None)
         entries[model] = {"file": relative, "sha256": sha256(buffer.getvalue()),
