@@ -274,10 +274,11 @@ class ReconstructionScorer(TorchEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ parameters
-    def _module_kwargs(self) -> dict[str, Any]:
+    def _module_kwargs(self, n_channels: int | None = None) -> dict[str, Any]:
+        channels = self.n_channels_in_ if n_channels is None else n_channels
         return {
-            "in_channels": self.n_channels_in_,
-            "out_channels": self.n_channels_in_,
+            "in_channels": channels,
+            "out_channels": channels,
             "base_channels": self.base_channels,
             "depth": self.depth,
             "dilation": self.dilation,

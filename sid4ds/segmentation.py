@@ -236,9 +236,10 @@ class SegmentationLearner(TorchEstimator):
                   if key != "encoder_init"}
         return type(self)(**params, encoder_init=self.encoder_init)
 
-    def _module_kwargs(self) -> dict[str, Any]:
+    def _module_kwargs(self, n_channels: int | None = None) -> dict[str, Any]:
+        channels = self.n_channels_in_ if n_channels is None else n_channels
         return {
-            "in_channels": self.n_channels_in_,
+            "in_channels": channels,
             "out_channels": 1,
             "base_channels": self.base_channels,
             "depth": self.depth,

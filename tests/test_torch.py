@@ -250,3 +250,16 @@ def test_the_estimate_of_a_fit_counts_the_short_last_batch_of_an_epoch():
     segmenter = SegmentationLearner(**TINY_NET, max_steps=10, device="cpu")
     assert segmenter.estimate_seconds(17, (1, 16, 16), train=True) > 0.6 * \
         segmenter.estimate_seconds(32, (1, 16, 16), train=True)
+
+
+@pytest.mark.parametrize("estimator", [SegmentationLearner, ReconstructionScorer])
+def test_a_time_estimate_for_other_images_sets_no_attribute(estimator, square_defects):
+    X, masks = square_defects
+    model = estimator(**TINY_NET, max_epochs=1, random_state=0)
+    unfitted = dict(vars(model))
+    model.estimate_seconds(8, (3, 16, 16), train=True)
+    assert vars(model) == unfitted  # not even for the time of the estimate
+    model.fit(X, masks)
+    fitted = dict(vars(model))
+    model.estimate_seconds(8, (3, 16, 16), train=False)  # three channels, fitted on one
+    assert vars(model).keys() == fitted.keys() and model.n_channels_in_ == X.shape[1]

@@ -160,9 +160,9 @@ class RotationPretextScorer(TorchEstimator):
     def _check_params(self) -> None:
         self._check_common_params()
 
-    def _module_kwargs(self) -> dict[str, Any]:
+    def _module_kwargs(self, n_channels: int | None = None) -> dict[str, Any]:
         return {
-            "in_channels": self.n_channels_in_,
+            "in_channels": self.n_channels_in_ if n_channels is None else n_channels,
             "out_channels": N_ROTATIONS,
             "base_channels": self.base_channels,
             "depth": self.depth,
