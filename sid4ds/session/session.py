@@ -459,8 +459,9 @@ class LabelingSession:
         (``sid4ds prune``); with ``apply``, move them out of the pool into ``archive``.
 
         The candidates are the images of the last round's ranking (its ``scores.csv``)
-        still unlabelled, except the images that round asked for and its fake normals (the
-        next round trains on them); images added since it are not ranked yet and stay.
+        still unlabelled, except the images that round asked for (ranked and audit) and its
+        fake normals (the next round trains on them); images added since it are not ranked
+        yet and stay.
         The bottom ``n`` of them (or ``share`` of them) are listed, lowest first, with an
         estimate of how many defective images they hold (see
         :func:`~sid4ds.session.prune.defect_estimate` for its bases and what each
@@ -867,8 +868,10 @@ class LabelingSession:
 
         The page (``index.html``, with its PNG plots beside it, linked by relative paths: it
         opens from disk, needs no server or network) shows a table of the rounds (stage,
-        reason, images asked, labelled, defective, defect rate, fake normals), the estimate
-        of defective images still unlabelled (``expected`` and ``at_most``), the defects
+        reason, images asked, labelled, defective, defect rate, fake normals), the share of
+        defective images found with its 95% confidence bound from the newest random audit
+        (``status()["recall"]``: what it guarantees, what it assumes, what to do; before
+        any audit, how to draw one), the defects
         found against the labels spent next to what random sampling at the session's
         expected defect ratio would find, the last round's score histogram with the K cut
         (lowest score asked for) and the V cut (highest fake-normal score), the images it
