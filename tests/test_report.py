@@ -139,9 +139,12 @@ def test_report_page_plots_titles_and_commands(tmp_path, sessions, figures):
     for header in ("round", "stage", "reason", "asked", "labelled", "defective",
                    "defect rate", "fake normals"):
         assert f"<th>{header}</th>" in page
-    estimate = session.status()["remaining_estimate"]
-    assert f"<b>expected: {estimate['expected']:g}</b>" in page
-    assert f"<b>at most: {estimate['at_most']:g}</b>" in page
+    # no audit yet: the page says so and how to draw one (the old ratio estimate is gone)
+    recall = session.status()["recall"]
+    assert "<h2>Share of defective images found (recall)</h2>" in page
+    assert "<b>no audit yet</b>" in page and "ratio given at init" not in page
+    assert (f"<code>sid4ds query {session.path} --audit {recall['audit_needed']}</code>"
+            in page)
     for name in record["selected"]:
         assert name in page
 

@@ -68,7 +68,8 @@ def test_status_separates_labelled_waiting_fake_normal_and_unlabelled(tmp_path, 
     assert (status["rounds"][0]["asked"], status["rounds"][0]["labeled"],
             status["rounds"][0]["defective"]) == (4, 2, found)
     assert status["rounds"][0]["defect_rate"] == found / 2
-    assert status["remaining_estimate"]["at_most"] == round(found / 2 * 38, 1)
+    assert status["recall"]["bound"] is None and not status["recall"]["certified"]
+    assert f"sid4ds query {session.path} --audit " in status["recall"]["advice"]
 
     session.import_masks(write_masks(tmp_path / "rest", selected[2:], truth))
     status = session.status()
