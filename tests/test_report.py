@@ -189,7 +189,7 @@ def test_cold_start_report_shows_m_error_maps_and_says_there_is_no_s(tmp_path, s
     assert "training_curve.png" not in figures
     titles = [ax.get_title() for ax in figures["top/001.png"].axes]
     assert any("M: reconstruction error" in title for title in titles)
-    assert "<b>at most: –</b>" in page  # nothing answered yet
+    assert "<b>no audit yet</b>" in page  # nothing answered yet
     for name, figure in figures.items():
         check_figure(name, figure)
     assert "`" not in page

@@ -112,7 +112,7 @@ def test_status_reports_a_command_another_process_runs(tmp_path, asked, capsys):
         code, out, _ = run_main(capsys, "status", session.path)
         assert code == 0
         assert f"next: wait: `sid4ds query` is running (pid {holder.pid}" in out
-        assert f"sid4ds query {session.path}" not in out  # not: run a query yourself
+        assert f"`sid4ds query {session.path}` for the next" not in out  # not: run one yourself
         assert "stale lock" not in out
         code, _, err = run_main(capsys, "query", session.path, "--quiet")
         assert code == 3 and f"in use by `sid4ds query` (pid {holder.pid}" in err
