@@ -614,9 +614,13 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
     sections = []
 
     # summary, recall, rounds table
-    in_rounds = sum(entry["labeled"] for entry in per_round)
+    # labels spent per round: its ranked batch and its random audit
+    spent = [{**entry, "labeled": entry["labeled"] + entry["audit_labeled"],
+              "defective": entry["defective"] + entry["audit_defective"]}
+             for entry in per_round]
+    in_rounds = sum(entry["labeled"] for entry in spent)
     start = (status["labeled"] - in_rounds,
-             status["defective"] - sum(entry["defective"] for entry in per_round))
+             status["defective"] - sum(entry["defective"] for entry in spent))
     ratio = float(settings["defect_ratio"])
     recall_html = _recall_html(status["recall"])
     round_rows = "".join(
@@ -625,14 +629,15 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
         f"<td>{entry['labeled']}</td><td>{entry['defective']}</td>"
         f"<td>{_percent(entry['defect_rate'])}</td><td>{entry['fake_normals']}</td></tr>"
         for entry in per_round)
-    _save_figure(_plot_defects(per_round, start, ratio, status["n_waiting"]),
+    _save_figure(_plot_defects(spent, start, ratio, status["n_waiting"]),
                  out / "defects_per_round.png")
     start_text = (f" The line starts at the {start[0]} labels ({start[1]} defective) given "
                   f"outside the rounds (at creation or with {_code('--any')})."
                   if start[0] else "")
     defects_caption = (
         "Defects found against labels spent: cumulative defective images labelled against "
-        "cumulative images labelled, one point per answered round. Dashed: what labelling "
+        "cumulative images labelled (a round's audit images included), one point per "
+        "answered round. Dashed: what labelling "
         f"images at random would find (drawn on to include the {status['n_waiting']} images "
         f"waiting for masks), using the expected defect ratio of the session's "
         f"settings ({ratio:g}) × labels (not the defective share of the labelled images, "

@@ -286,8 +286,9 @@ class LabelingSession:
             on as normal in the next round) and ``unlabeled`` (the rest); ``defective``
             (labelled images with a defect), ``rounds`` (per round: ``round``, ``stage``,
             ``reason``, ``asked`` (the ranked batch), ``labeled``, ``defective``,
-            ``defect_rate`` (of the ranked batch's labels), ``fake_normals``, ``audit``
-            and ``audit_labeled`` (the round's random audit)), ``recall`` (the share of
+            ``defect_rate`` (of the ranked batch's labels), ``fake_normals``, ``audit``,
+            ``audit_labeled`` and ``audit_defective`` (the round's random audit)),
+            ``recall`` (the share of
             defective images labelled, with a one-sided 95% confidence bound from the
             newest random audit, see :func:`sid4ds.session.audit.session_recall`:
             ``bound``, the :class:`~sid4ds.stopping.RecallBound`'s fields or None before

@@ -69,6 +69,7 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
         done = [name for name in record["selected"]
                 if name in labels and labels[name]["round"] == record["round"]]
         defective = sum(labels[name]["defective"] for name in done)
+        audited = [name for name in record.get("audit", []) if name in labels]
         rounds.append({
             "round": record["round"], "stage": record["stage"],
             "reason": record.get("reason", ""), "asked": len(record["selected"]),
@@ -76,7 +77,8 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
             "defect_rate": defective / len(done) if done else None,
             "fake_normals": len(record["fake_normals"]),
             "audit": len(record.get("audit", [])),
-            "audit_labeled": sum(name in labels for name in record.get("audit", [])),
+            "audit_labeled": len(audited),
+            "audit_defective": sum(labels[name]["defective"] for name in audited),
         })
     waiting = store.waiting()
     fake = store.fake_normals()
