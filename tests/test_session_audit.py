@@ -96,6 +96,10 @@ def test_query_audit_draws_apart_from_the_ranked_batch_and_status_bounds_the_rec
     assert expected.statement in out and "ratio given at init" not in out
     code, out, _ = run_main(capsys, "status", session.path, "--json")
     assert json.loads(out)["recall"]["statement"] == expected.statement
+    # the report gives the same bound, in place of the old ratio estimate
+    page = session.report(n_fake_normal_samples=2, device="cpu").read_text()
+    assert f"<b>at least {lower} at 95% confidence</b> (audit of round 0" in page
+    assert "images in the pool when the audit was drawn" in page
 
 
 def test_status_counts_labels_since_the_audit_and_leaves_out_images_added_later(

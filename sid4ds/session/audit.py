@@ -21,7 +21,7 @@ from sid4ds.session.manifest import Manifest, RoundRecord
 from sid4ds.session.store import PoolIndex
 from sid4ds.stopping import audit_recall_bound, audit_size_needed, draw_audit
 
-__all__ = ["CONFIDENCE", "audit_fields", "audit_needed_text", "check_audit",
+__all__ = ["audit_fields", "audit_needed_text", "check_audit",
            "session_recall"]
 
 #: The confidence of a session's recall bound.
