@@ -301,6 +301,23 @@ def check_audit_size(audit_size: Any, n_unlabelled: int, name: str = "audit_size
     return audit_size
 
 
+def check_target_recall(target_recall: Any, name: str = "target_recall") -> float:
+    """Validate a recall to certify: a share of the defective images, in (0, 1).
+
+    Examples
+    --------
+    >>> from sid4ds._validation import check_target_recall
+    >>> check_target_recall(0.95)
+    0.95
+    >>> check_target_recall(1.5, name="--target-recall")
+    Traceback (most recent call last):
+    ...
+    ValueError: --target-recall must be in (0.0, 1.0); got 1.5
+    """
+    return check_float(target_recall, name, low=0.0, high=1.0, include_low=False,
+                       include_high=False)
+
+
 def describe_size(size: tuple[int, int]) -> str:
     """``"HxW (height x width)"`` for messages."""
     return f"{size[0]}x{size[1]} (height x width)"

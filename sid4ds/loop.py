@@ -8,6 +8,7 @@ the benchmark's baselines share; :class:`SID4DSRun` is what the run did, round b
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from sid4ds._validation import check_int, check_masks
+from sid4ds._random import make_rng
+from sid4ds._validation import check_audit_size, check_int, check_masks
 from sid4ds.final_model import CrossValidation, check_final_settings, train_final_model
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import as_pool
@@ -24,10 +26,10 @@ from sid4ds.rounds import (
     RoundResult,
     SID4DSRounds,
     configure_models,
-    remaining_estimate,
     training_set,
 )
 from sid4ds.segmentation import SegmentationLearner
+from sid4ds.stopping import RecallBound, audit_recall_bound, draw_audit
 
 __all__ = ["LabelledRound", "PoolSelection", "RoundSummary", "SID4DSRun", "ask_oracle",
            "label_rounds", "run_sid4ds"]
@@ -142,10 +144,16 @@ class PoolSelection:
         The round as the engine ran it (positions into the unlabelled images of the round).
     fake_normals : ndarray of int
         Pool rows of the round's fake normals (X_FN of the next round).
+    audit : ndarray of int
+        Pool rows of the round's random audit (labelled after the ranked rows).
+    audit_population : int
+        Images the audit was drawn from: the unlabelled ones less the ranked rows.
     """
 
     result: RoundResult
     fake_normals: np.ndarray
+    audit: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    audit_population: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,17 +176,23 @@ class RoundSummary:
     n_defective : int
         Selected images with a defect pixel in the oracle's masks.
     n_labeled : int
-        Images labelled so far.
+        Images labelled so far (audit images included).
     cumulative_defective : int
-        Defective images labelled so far.
+        Defective images labelled so far (audit images included).
     defect_rate : float
         ``n_defective`` / images selected.
-    remaining_estimate : dict of str to float
-        An estimate of the defective images still unlabelled
-        (:func:`sid4ds.rounds.remaining_estimate`).
+    recall : RecallBound or None
+        With ``run_sid4ds(audit=N)``: the share of the pool's defective images labelled
+        after this round, with a one-sided lower bound at 95% confidence from this
+        round's audit and its plain-words statement
+        (:func:`sid4ds.stopping.audit_recall_bound`); None without an audit.
     seconds : dict of str to float
         Wall time per phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` /
         ``score_sdr``, ``oracle``.
+    audit : ndarray of int
+        Pool indices of the round's random audit, in the order drawn (empty without one).
+    audit_defective : int
+        Audit images with a defect pixel in the oracle's masks.
 
     Examples
     --------
@@ -206,8 +220,10 @@ class RoundSummary:
     n_labeled: int
     cumulative_defective: int
     defect_rate: float
-    remaining_estimate: dict[str, float]
+    recall: RecallBound | None
     seconds: dict[str, float]
+    audit: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    audit_defective: int = 0
 
 
 @dataclass
@@ -243,7 +259,7 @@ class SID4DSRun:
     >>> record = RoundSummary(
     ...     round=0, stage="cold_start", reason="", selected=np.arange(10),
     ...     scores=np.ones(10), fake_normals=np.arange(10, 19), n_defective=3, n_labeled=10,
-    ...     cumulative_defective=3, defect_rate=0.3, remaining_estimate={},
+    ...     cumulative_defective=3, defect_rate=0.3, recall=None,
     ...     seconds={"train_M": 1.5})
     >>> print(SID4DSRun(rounds=[record]).table(n_defective_total=4).splitlines()[2])
     | 0 | cold_start | 10 | 3 | 3 | 75% | 1.5 |
@@ -270,6 +286,9 @@ class SID4DSRun:
         header = ["round", "stage", "labeled", "defective selected", "defective so far"]
         if n_defective_total:
             header.append("share found")
+        audited = any(record.recall is not None for record in self.rounds)
+        if audited:
+            header.append("share found ≥ (95%, audit)")
         header.append("seconds")
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for record in self.rounds:
@@ -277,6 +296,9 @@ class SID4DSRun:
                      str(record.n_defective), str(record.cumulative_defective)]
             if n_defective_total:
                 cells.append(f"{record.cumulative_defective / n_defective_total:.0%}")
+            if audited:
+                cells.append("–" if record.recall is None  # rounded down, as a bound
+                             else f"{math.floor(record.recall.lower * 100)}%")
             cells.append(f"{sum(record.seconds.values()):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -300,6 +322,7 @@ def run_sid4ds(
     fit_final: bool = False,
     final_params: dict[str, Any] | None = None,
     groups: Any = None,
+    audit: int = 0,
     random_state: Any = None,
     verbose: int = 0,
 ) -> SID4DSRun:
@@ -369,6 +392,13 @@ def run_sid4ds(
     groups : array-like of shape (n_pool,), optional
         Source of each pool image (tiles of one image share one): the final model's
         cross-validation keeps each source in one fold.
+    audit : int, default=0
+        Besides the K ranked images, ask the oracle each round for ``audit`` images drawn
+        uniformly at random from the unlabelled images the ranking left (fewer when fewer
+        are left; :func:`sid4ds.stopping.draw_audit`, seeded from ``random_state``): a
+        random audit, from which each round's :attr:`RoundSummary.recall` bounds the share
+        of defective images found. Audit images are labelled like the others and train
+        the next round's models.
     random_state : int, RandomState, Generator or None, default=None
         Seeds S and M when their own ``random_state`` is None
         (:func:`sid4ds.rounds.configure_models`).
@@ -398,6 +428,8 @@ def run_sid4ds(
     images = as_pool(X_pool, name="X_pool")
     n_rounds = check_int(n_rounds, "n_rounds", minimum=0)
     n_label = check_int(n_label, "n_label", minimum=1)
+    n_batch = min(n_label, len(images))
+    audit = check_audit_size(audit, len(images) - n_batch, "audit", n_batch=n_batch)
     if not callable(oracle):
         raise TypeError(f"oracle must be callable as oracle(indices) -> masks; got {oracle!r}")
     if fit_final:
@@ -413,6 +445,7 @@ def run_sid4ds(
             print(f"[sid4ds] {message}", flush=True)
 
     segmenter, scorer = configure_models(segmenter, scorer, random_state, verbose=verbose)
+    audit_seed = int(make_rng(random_state).integers(2**32)) if audit else 0
     engine = SID4DSRounds(segmenter, scorer, guided_epochs=guided_epochs,
                           retrain_scorer=retrain_scorer, tie_break=tie_break, region=region,
                           fusion=fusion,
@@ -434,30 +467,44 @@ def run_sid4ds(
                                                                     PoolSelection]:
         X_train, y_train = labelled_set(history)
         result = engine.run_round(images, unlabeled, X_train, y_train, round_index, n_label)
-        return unlabeled[result.selected], PoolSelection(result, unlabeled[result.fake_normals])
+        ranked = unlabeled[result.selected]
+        candidates = np.setdiff1d(unlabeled, ranked)
+        drawn = draw_audit(candidates, min(audit, len(candidates)),
+                           random_state=[audit_seed, 1, round_index]).astype(np.int64)
+        return np.concatenate([ranked, drawn]), PoolSelection(
+            result, unlabeled[result.fake_normals], audit=drawn,
+            audit_population=len(candidates))
 
     run = SID4DSRun(segmenter=segmenter, msmr_scorer=scorer)
+    defective_of: dict[int, bool] = {}  # every labelled pool row: defective?
 
     def record(labelled: LabelledRound[PoolSelection]) -> None:
-        result = labelled.info.result
-        found = int(defective_rows(labelled.masks).sum())
+        result, drawn = labelled.info.result, labelled.info.audit
+        n_ranked = len(labelled.chosen) - len(drawn)
+        ranked = labelled.chosen[:n_ranked]
+        defective = defective_rows(labelled.masks)
+        found, audit_found = int(defective[:n_ranked].sum()), int(defective[n_ranked:].sum())
+        outside = [*defective_of, *ranked.tolist()]  # labelled when the audit was drawn
+        defective_of.update(zip(labelled.chosen.tolist(), defective.tolist(), strict=True))
+        recall = (audit_recall_bound(defective_of, outside, labelled.info.audit_population,
+                                     drawn.tolist()) if len(drawn) else None)
         previous = run.rounds[-1] if run.rounds else None
         n_labeled = (previous.n_labeled if previous else 0) + len(labelled.chosen)
-        cumulative = (previous.cumulative_defective if previous else 0) + found
+        cumulative = (previous.cumulative_defective if previous else 0) + found + audit_found
         run.rounds.append(RoundSummary(
             round=labelled.round, stage=result.stage, reason=result.reason,
-            selected=labelled.chosen, scores=result.scores[result.selected],
+            selected=ranked, scores=result.scores[result.selected],
             fake_normals=labelled.info.fake_normals, n_defective=found, n_labeled=n_labeled,
             cumulative_defective=cumulative,
-            defect_rate=found / max(1, len(labelled.chosen)),
-            remaining_estimate=remaining_estimate(
-                len(images), n_labeled, cumulative, found, len(labelled.chosen),
-                expected_defect_ratio),
+            defect_rate=found / max(1, n_ranked), recall=recall,
             seconds={**result.seconds, "oracle": labelled.seconds["oracle"]},
+            audit=drawn, audit_defective=audit_found,
         ))
         say(f"round {labelled.round} ({result.stage}): labelled "
-            f"{len(labelled.chosen)}, {found} defective, "
-            f"{len(labelled.info.fake_normals)} fake normals")
+            f"{n_ranked}, {found} defective, "
+            f"{len(labelled.info.fake_normals)} fake normals"
+            + (f"; audit of {len(drawn)}, {audit_found} defective: {recall}" if recall
+               else ""))
 
     history = label_rounds(len(images), (height, width), oracle, select, n_rounds=n_rounds,
                            on_round=record)

@@ -51,7 +51,6 @@ __all__ = [
     "configure_models",
     "format_duration",
     "labels_per_round",
-    "remaining_estimate",
     "resolve_n_normal",
     "round_stage",
     "training_set",
@@ -693,49 +692,6 @@ class SID4DSRounds:
         result = work()
         seconds[phase] = time.perf_counter() - started
         return result
-
-
-def remaining_estimate(n_pool: int, n_labeled: int, found: int, found_last: int,
-                       n_last: int, expected_defect_ratio: float) -> dict[str, float]:
-    """An estimate of the defective images still unlabelled, to tell when to stop labelling.
-
-    Two plain numbers, each with its assumption:
-
-    - ``expected``: ``expected_defect_ratio · n_pool − found`` (at least 0): the defective
-      images the pool should hold if ``expected_defect_ratio`` is its true share, minus
-      those found. Wrong by as much as the ratio is.
-    - ``at_most``: ``(found_last / n_last) · (n_pool − n_labeled)``: the last round's
-      defect rate applied to the unlabelled rest. The ranking puts the likeliest defects
-      first, so the rest should be no richer than the last batch: an upper bound as long
-      as the ranking is better than random.
-
-    When ``at_most`` falls below ``expected``, the ranking has run dry before the prior says
-    it should: label a random sample to check. When both are near 0, another round no
-    longer pays.
-
-    Parameters
-    ----------
-    n_pool, n_labeled, found : int
-        Pool size, images labelled so far, defective images among them.
-    found_last, n_last : int
-        Defective images among the last round's ``n_last`` labelled images.
-    expected_defect_ratio : float
-        The share of defective images the user expects.
-
-    Returns
-    -------
-    estimate : dict
-        ``expected`` and ``at_most`` (floats, rounded to one decimal).
-
-    Examples
-    --------
-    >>> from sid4ds.rounds import remaining_estimate
-    >>> remaining_estimate(1000, 300, 41, 6, 100, 0.05)
-    {'expected': 9.0, 'at_most': 42.0}
-    """
-    expected = max(0.0, expected_defect_ratio * n_pool - found)
-    rate = found_last / n_last if n_last else 0.0
-    return {"expected": round(expected, 1), "at_most": round(rate * (n_pool - n_labeled), 1)}
 
 
 def format_duration(seconds: float) -> str:

@@ -139,9 +139,12 @@ def test_report_page_plots_titles_and_commands(tmp_path, sessions, figures):
     for header in ("round", "stage", "reason", "asked", "labelled", "defective",
                    "defect rate", "fake normals"):
         assert f"<th>{header}</th>" in page
-    estimate = session.status()["remaining_estimate"]
-    assert f"<b>expected: {estimate['expected']:g}</b>" in page
-    assert f"<b>at most: {estimate['at_most']:g}</b>" in page
+    # no audit yet: the page says so and how to draw one (the old ratio estimate is gone)
+    recall = session.status()["recall"]
+    assert "<h2>Share of defective images found (recall)</h2>" in page
+    assert "<b>no audit yet</b>" in page and "ratio given at init" not in page
+    assert (f"<code>sid4ds query {session.path} --audit {recall['audit_needed']}</code>"
+            in page)
     for name in record["selected"]:
         assert name in page
 
@@ -186,7 +189,7 @@ def test_cold_start_report_shows_m_error_maps_and_says_there_is_no_s(tmp_path, s
     assert "training_curve.png" not in figures
     titles = [ax.get_title() for ax in figures["top/001.png"].axes]
     assert any("M: reconstruction error" in title for title in titles)
-    assert "<b>at most: –</b>" in page  # nothing answered yet
+    assert "<b>no audit yet</b>" in page  # nothing answered yet
     for name, figure in figures.items():
         check_figure(name, figure)
     assert "`" not in page

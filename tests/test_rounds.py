@@ -15,9 +15,10 @@ from sid4ds import (
 )
 from sid4ds.datasets import load_image_folder, make_defect_images
 from sid4ds.pool import as_pool
-from sid4ds.rounds import SID4DSRounds, configure_models, labels_per_round, remaining_estimate
+from sid4ds.rounds import SID4DSRounds, configure_models, labels_per_round
 from sid4ds.score_cache import MemoryScoreCache, model_fingerprint
 from sid4ds.selection import content_keys, rank_pool, tie_keys
+from sid4ds.stopping import audit_recall_bound
 
 from .conftest import TINY_NET, TINY_SCORER, TINY_SEGMENTER, answer_round, new_session
 
@@ -197,21 +198,48 @@ def test_run_sid4ds_checks_the_final_settings_before_the_first_round(images):
                    final_params={"steps": 4}, random_state=0)
 
 
-def test_run_sid4ds_records_the_estimate_of_defects_left(images):
+def test_run_sid4ds_audits_each_round_and_records_a_recall_bound_that_holds(images):
     X, masks = images
-    run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=1, n_label=8,
-                     expected_defect_ratio=0.25,
+    defective = masks.reshape(len(masks), -1).any(axis=1)
+    run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=1, n_label=8, audit=6,
                      segmenter=SegmentationLearner(**SEGMENTER),
                      scorer=ReconstructionScorer(**SCORER), random_state=0)
-    total = int(masks.reshape(len(masks), -1).any(axis=1).sum())
+    labelled: dict[int, bool] = {}
     for record in run.rounds:
-        assert record.remaining_estimate == remaining_estimate(
-            len(X), record.n_labeled, record.cumulative_defective,
-            record.n_defective, len(record.selected), 0.25)
-    last = run.rounds[-1]
-    assert last.remaining_estimate["expected"] == max(
-        0.0, round(0.25 * len(X) - last.cumulative_defective, 1))
-    assert last.cumulative_defective <= total
+        audit = record.audit.tolist()
+        # drawn from the images the ranking left: none ranked, none labelled before
+        assert len(audit) == len(set(audit)) == 6
+        assert not set(audit) & {*record.selected.tolist(), *labelled}
+        outside = [*labelled, *record.selected.tolist()]
+        population = len(X) - len(outside)
+        labelled.update((row, bool(defective[row]))
+                        for row in [*record.selected.tolist(), *audit])
+        assert record.n_labeled == len(labelled)  # audit images are labelled too
+        assert record.audit_defective == int(defective[audit].sum())
+        assert record.cumulative_defective == sum(labelled.values())
+        # the bound is stopping's, for the same counts, and it holds
+        assert record.recall == audit_recall_bound(labelled, outside, population, audit)
+        assert record.recall.lower <= record.cumulative_defective / defective.sum()
+        assert str(record.recall).startswith("With 95% confidence at least")
+    assert run.labeled_indices.tolist() == list(labelled)
+    # the same seed draws the same audits
+    again = run_sid4ds(X, lambda indices: masks[indices], n_rounds=0, n_label=8, audit=6,
+                       segmenter=SegmentationLearner(**SEGMENTER),
+                       scorer=ReconstructionScorer(**SCORER), random_state=0)
+    assert again.rounds[0].audit.tolist() == run.rounds[0].audit.tolist()
+    assert "share found ≥ (95%, audit)" in run.table()
+
+
+def test_run_sid4ds_without_audit_records_no_bound_and_refuses_a_too_large_audit(images):
+    X, masks = images
+    with pytest.raises(ValueError, match=r"audit asks for 25 images but only 24 are "
+                                         r"unlabelled besides this round's 8 ranked"):
+        run_sid4ds(X, lambda indices: masks[indices], n_rounds=0, n_label=8, audit=25)
+    with pytest.raises(ValueError, match="audit must be >= 0; got -1"):
+        run_sid4ds(X, lambda indices: masks[indices], n_rounds=0, n_label=8, audit=-1)
+    run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=0, n_label=8,
+                     scorer=ReconstructionScorer(**SCORER), random_state=0)
+    assert run.rounds[0].recall is None and len(run.rounds[0].audit) == 0
 
 
 @pytest.mark.parametrize(("label_share", "n_pool", "expected"),

@@ -68,7 +68,8 @@ def test_status_separates_labelled_waiting_fake_normal_and_unlabelled(tmp_path, 
     assert (status["rounds"][0]["asked"], status["rounds"][0]["labeled"],
             status["rounds"][0]["defective"]) == (4, 2, found)
     assert status["rounds"][0]["defect_rate"] == found / 2
-    assert status["remaining_estimate"]["at_most"] == round(found / 2 * 38, 1)
+    assert status["recall"]["bound"] is None and not status["recall"]["certified"]
+    assert f"sid4ds query {session.path} --audit " in status["recall"]["advice"]
 
     session.import_masks(write_masks(tmp_path / "rest", selected[2:], truth))
     status = session.status()
@@ -111,7 +112,7 @@ def test_status_reports_a_command_another_process_runs(tmp_path, asked, capsys):
         code, out, _ = run_main(capsys, "status", session.path)
         assert code == 0
         assert f"next: wait: `sid4ds query` is running (pid {holder.pid}" in out
-        assert f"sid4ds query {session.path}" not in out  # not: run a query yourself
+        assert f"`sid4ds query {session.path}` for the next" not in out  # not: run one yourself
         assert "stale lock" not in out
         code, _, err = run_main(capsys, "query", session.path, "--quiet")
         assert code == 3 and f"in use by `sid4ds query` (pid {holder.pid}" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from sid4ds.cli.options import add_device, add_network_arguments, add_quiet
-from sid4ds.cli.types import count, count_or_auto, fraction, parameter, positive_int, size
+from sid4ds.cli.types import (
+    count,
+    count_or_auto,
+    fraction,
+    open_share,
+    parameter,
+    positive_int,
+    size,
+)
 
 __all__ = ["SESSION_EXAMPLES", "add_session_commands"]
 
@@ -25,6 +34,13 @@ FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-val
               "(scratch or in_loop, default scratch), and any parameter of "
               "SegmentationLearner that differs from S's, e.g. max_steps=800 (the default) "
               "or lr=0.001")
+
+
+def add_target_recall(parser: argparse.ArgumentParser) -> None:
+    """``--target-recall R``: the share of defective images the user wants found."""
+    parser.add_argument("--target-recall", type=open_share, default=0.95, metavar="R",
+                        help="the share of defective images to find, in (0, 1): says how "
+                             "many audit labels the bound needs for it (default 0.95)")
 
 
 def _images_argument(images: str) -> Any:
@@ -135,10 +151,12 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
+    from sid4ds.session.audit import audit_needed_text
 
     session = LabelingSession.open(args.session)
     record = session.query(args.n, args.normals, device=args.device,
-                           verbose=0 if args.quiet else 1, skip_missing=args.skip_missing)
+                           verbose=0 if args.quiet else 1, skip_missing=args.skip_missing,
+                           audit=args.audit, target_recall=args.target_recall)
     folder = session.path / record["folder"]
     reused = record.get("n_reused", 0)
     print(f"round {record['round']} ({record['stage']}): {record['reason']}"
@@ -150,7 +168,16 @@ def _query(args: argparse.Namespace) -> int:
     for rank, (name, score) in enumerate(zip(record["selected"], record["scores"],
                                              strict=True), start=1):
         print(f"  {rank:4d}  {name}  {score:.6g}")
+    if record["audit"]:
+        print(f"and label these {len(record['audit'])} audit images, drawn at random from "
+              f"the {record['audit_population']} unlabelled images the ranking left (in "
+              f"{folder / 'audit.csv'}; they bound the share of defective images found):")
+        print("  " + ", ".join(record["audit"][:20])
+              + (" ..." if len(record["audit"]) > 20 else ""))
     print(f"{len(record['fake_normals'])} fake normals (in {folder / 'fake_normals.csv'})")
+    print(audit_needed_text(record["audit_needed"], record["target_recall"],
+                            str(session.path)).capitalize()
+          + (f" (this round's audit: {len(record['audit'])})" if record["audit"] else ""))
     print(f"images to label: {folder / 'images'}; list: {folder / 'to_label.csv'}"
           + (f"; pre-annotations: {folder / 'preannotations'}"
              if record["stage"] == "iterative" else ""))
@@ -185,7 +212,7 @@ def _import(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
 
-    status = LabelingSession.open(args.session).status()
+    status = LabelingSession.open(args.session).status(target_recall=args.target_recall)
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
@@ -200,23 +227,31 @@ def _status(args: argparse.Namespace) -> int:
     print(f"fake normals {status['fake_normals']} (the last round's)")
     print(f"unlabelled   {status['unlabeled']} (the rest)")
     if status["rounds"]:
-        print("round  stage       asked  labelled  defective  rate")
+        print("round  stage       asked  labelled  defective  rate  audit")
         for entry in status["rounds"]:
             rate = "" if entry["defect_rate"] is None else f"{entry['defect_rate']:.0%}"
+            audit = (f"{entry['audit_labeled']}/{entry['audit']}" if entry.get("audit")
+                     else "")
             print(f"{entry['round']:5d}  {entry['stage']:<10s}  {entry['asked']:5d}  "
-                  f"{entry['labeled']:8d}  {entry['defective']:9d}  {rate:>4s}")
+                  f"{entry['labeled']:8d}  {entry['defective']:9d}  {rate:>4s}  {audit}")
     if len(status["batches"]) > 1:
         print(f"batch  {'by':<4s}  {'when (UTC)':<25s}  images  labelled  defective  from")
         for entry in status["batches"]:
             print(f"{entry['batch']:5d}  {entry['command']:<4s}  {entry['time']:<25s}  "
                   f"{entry['in_pool']:6d}  {entry['labeled']:8d}  {entry['defective']:9d}  "
                   f"{entry['source']}")
-    estimate = status["remaining_estimate"]
-    at_most = ("" if estimate["at_most"] is None else
-               f", at most about {estimate['at_most']:.0f} if the ranking is better than "
-               f"random (the last round's rate)")
-    print(f"defective images still unlabelled: about {estimate['expected']:.0f} if the "
-          f"defect ratio given at init is right{at_most}")
+    recall = status["recall"]
+    bound = recall["bound"]
+    if bound is None:
+        print("recall       no audit yet")
+    else:
+        estimate = "" if bound["recall"] != bound["recall"] else f", estimate {bound['recall']:.1%}"
+        print(f"recall       at least {math.floor(bound['lower'] * 1000) / 10:g}% at "
+              f"{bound['confidence']:.0%} confidence{estimate} (audit of round "
+              f"{recall['audit_round']}: {bound['audit_defective']} defective of "
+              f"{bound['audit_size']})")
+    print(f"             {recall['statement']}")
+    print(f"             {recall['advice'][0].upper()}{recall['advice'][1:]}.")
     if status["waiting"]:
         print(f"waiting for {len(status['waiting'])} masks: "
               + ", ".join(status["waiting"][:10]) + (" ..." if len(status["waiting"]) > 10
@@ -423,6 +458,12 @@ def add_session_commands(commands: Any) -> None:
     query.add_argument("--normals", type=count_or_auto, default="auto", metavar="V",
                        help="fake normals: a number, or auto = K x (1 - defect ratio) "
                             "(default auto); 0 turns them off")
+    query.add_argument("--audit", type=count, default=0, metavar="N",
+                       help="also list N images drawn at random from the unlabelled images "
+                            "the ranking left (a random audit, listed apart in audit.csv): "
+                            "once labelled, `status` bounds the share of defective images "
+                            "found (default 0)")
+    add_target_recall(query)
     query.add_argument("--skip-missing", action="store_true",
                        help="start the round although the last one still waits for masks; "
                             "those images go back to the pool")
@@ -476,10 +517,12 @@ def add_session_commands(commands: Any) -> None:
     status = add("status", _status, "show rounds and labelled / waiting / fake-normal / "
                                     "unlabelled counts",
                  "Show the session's rounds, the labelled, waiting, fake-normal and unlabelled "
-                 "counts, the defects found per round, an estimate of the defective images "
-                 "still unlabelled, whether a command is running, and what to do next. Reads "
-                 "only.")
+                 "counts, the defects found per round, the share of defective images found "
+                 "with a 95%% confidence bound from the newest random audit (`query --audit "
+                 "N`) and what it assumes, whether a command is running, and what to do "
+                 "next. Reads only.")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add_target_recall(status)
 
     report = add("report", _report, "write an HTML report with plots",
                  "Write SESSION/report/index.html with PNG plots: the last round's score "

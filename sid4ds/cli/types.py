@@ -11,8 +11,8 @@ import argparse
 import re
 from typing import Any
 
-__all__ = ["count", "count_or_auto", "fraction", "parameter", "parameter_value", "positive_int",
-           "share", "size"]
+__all__ = ["count", "count_or_auto", "fraction", "open_share", "parameter", "parameter_value",
+           "positive_int", "share", "size"]
 
 
 def _whole_number(text: str, minimum: int, words: tuple[str, ...] = ()) -> int | str:
@@ -60,6 +60,11 @@ def _number_in(text: str, low: float, high: float, include_low: bool, include_hi
 def share(text: str) -> float:
     """A share of a whole in (0, 1] (e.g. ``--label-share 0.1``)."""
     return _number_in(text, 0.0, 1.0, include_low=False, include_high=True)
+
+
+def open_share(text: str) -> float:
+    """A share in (0, 1) (e.g. ``--target-recall 0.95``)."""
+    return _number_in(text, 0.0, 1.0, include_low=False, include_high=False)
 
 
 def fraction(text: str) -> float:

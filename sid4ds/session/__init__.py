@@ -41,7 +41,8 @@ On-disk layout (format version 4)::
         scores/*.npz              scores per image (content key) of each model key (M's
                                   E_msmr; S and G's E_sdr), reused while the models stay
         rounds/NNN/               to_label.csv/.json, fake_normals.csv, scores.csv,
-                                  images/NAME.png, preannotations/NAME.png
+                                  audit.csv (with --audit N), images/NAME.png,
+                                  preannotations/NAME.png
         report/                   written by report()
         exports/FORMAT/           written by export() unless told elsewhere
         session.lock              only while a command runs: its pid, host and command

@@ -27,7 +27,7 @@ from sid4ds.session.codecs import brush_rle_to_mask
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import read_binary_mask
 from sid4ds.session.storage import FileBatch, test_hook
-from sid4ds.session.store import SessionStore
+from sid4ds.session.store import SessionStore, asked_names
 
 __all__ = ["import_coco", "import_label_studio", "import_masks"]
 
@@ -227,7 +227,7 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
     pool = store.pool_index()
     labels = manifest["labels"]
     asked_in = {name: record["round"] for record in manifest["rounds"]
-                for name in record["selected"]}
+                for name in asked_names(record)}
     was_fake_normal = {name: record["round"] for record in manifest["rounds"]
                        for name in record["fake_normals"]}
     accepted: list[tuple[str, np.ndarray, str, str]] = []

@@ -144,7 +144,13 @@ class RoundRecord(TypedDict, total=False):
     ``fake_normals`` and ``fake_normal_scores``, ``n_training``, ``models`` (the round of
     each model used), ``folder``, ``created``, ``device``, ``seconds``, ``reused_scores``
     (every score was kept from before), ``n_reused`` (how many were), and ``skipped`` (names
-    a later round put back in the pool)."""
+    a later round put back in the pool). A round with a random audit
+    (``sid4ds query --audit N``, :mod:`sid4ds.session.audit`) also has ``audit`` (the audit's
+    names, in the order drawn), ``audit_population`` (the images it was drawn from: those
+    without a human label then, less ``selected``), ``audit_labelled`` (the images with a
+    human label then) and ``audit_last_batch`` (the newest pool batch then; images added
+    later are not in the audit's pool). Rounds written before audits existed have none of
+    these: no audit."""
 
     round: int
     stage: str
@@ -166,6 +172,12 @@ class RoundRecord(TypedDict, total=False):
     reused_scores: bool
     n_reused: int
     skipped: list[str]
+    audit: list[str]
+    audit_population: int
+    audit_labelled: list[str]
+    audit_last_batch: int
+    target_recall: float
+    audit_needed: int
 
 
 class ModelEntry(TypedDict, total=False):

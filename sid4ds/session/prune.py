@@ -42,7 +42,7 @@ from sid4ds.session.storage import (
     write_bytes,
     write_text,
 )
-from sid4ds.session.store import PoolView, SessionStore
+from sid4ds.session.store import PoolView, SessionStore, asked_names
 from sid4ds.stopping import rate_upper_bound
 
 __all__ = ["CONFIDENCE", "defect_estimate", "prune_pool"]
@@ -176,7 +176,7 @@ def _plan(store: SessionStore, manifest: Any, n: int | None,
     ranking = round_ranking(store, record)
     pool = store.pool_index()
     labels = manifest["labels"]
-    kept = {*record["selected"], *record["fake_normals"]}
+    kept = {*asked_names(record), *record["fake_normals"]}
     ranked = {row["name"] for row in ranking}
     candidates = [row for row in ranking
                   if row["name"] in pool.index and row["name"] not in labels

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from sid4ds._device import resolve_device
-from sid4ds._validation import check_int
+from sid4ds._validation import check_int, check_target_recall
 from sid4ds.pool import as_pool
 from sid4ds.rounds import RoundResult, SID4DSRounds, labels_per_round
+from sid4ds.session.audit import CONFIDENCE, audit_fields, check_audit
 from sid4ds.session.configure import training_params
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord
@@ -38,6 +39,7 @@ from sid4ds.session.storage import (
     to_uint8,
 )
 from sid4ds.session.store import PoolView, SessionStore
+from sid4ds.stopping import audit_size_needed
 
 __all__ = ["round_ranking", "run_query", "say", "session_engine"]
 
@@ -49,10 +51,12 @@ def say(verbose: int, message: str) -> None:
 
 
 def run_query(store: SessionStore, n_label: int | None, n_normal: int | str, *,
-              device: Any, verbose: int, skip_missing: bool) -> RoundRecord:
+              device: Any, verbose: int, skip_missing: bool, audit: int = 0,
+              target_recall: float = 0.95) -> RoundRecord:
     """Run one round of the session in ``store`` (see ``LabelingSession.query``)."""
     resolve_device(device)
     verbose = check_int(verbose, "verbose", minimum=0)
+    target_recall = check_target_recall(target_recall)
     with store.locked("query") as manifest:
         waiting = store.waiting()
         if waiting and not skip_missing:
@@ -78,9 +82,11 @@ def run_query(store: SessionStore, n_label: int | None, n_normal: int | str, *,
         n_label = check_int(n_label, "n_label", minimum=1)
         if n_normal != "auto":
             n_normal = check_int(n_normal, "n_normal", minimum=0)
+        audit = check_audit(audit, len(unlabeled), n_label)
         if waiting:
             manifest["rounds"][-1]["skipped"] = waiting
-        return _run_round(store, pool, unlabeled, n_label, n_normal, device, verbose)
+        return _run_round(store, pool, unlabeled, n_label, n_normal, device, verbose,
+                          audit, target_recall)
 
 
 def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbose: int,
@@ -121,7 +127,8 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
 
 
 def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_label: int,
-               n_normal: int | str, device: Any, verbose: int) -> RoundRecord:
+               n_normal: int | str, device: Any, verbose: int, audit: int,
+               target_recall: float) -> RoundRecord:
     manifest = store.manifest
     round_index = len(manifest["rounds"])
     engine = session_engine(store, n_normal, device, verbose, round_index)
@@ -145,6 +152,14 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
         "device": str(resolve_device(device)), "seconds": result.seconds,
         "reused_scores": result.reused_scores, "n_reused": result.n_reused,
     }
+    # the random audit (--audit): drawn from the images the ranked batch left
+    record.update(audit_fields(manifest, pool, names, record["selected"], audit, round_index)
+                  if audit else {"audit": []})
+    n_found = sum(bool(label["defective"]) for label in manifest["labels"].values())
+    record["target_recall"] = target_recall
+    record["audit_needed"] = audit_size_needed(
+        n_found, len(names) - len(record["selected"]), target_recall=target_recall,
+        confidence=CONFIDENCE)
     preannotations = None
     if result.stage == "iterative" and len(result.selected):
         preannotations = engine.segmenter.predict(images.subset(unlabeled[result.selected]))
@@ -153,7 +168,9 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
     manifest["rounds"].append(record)
     store.commit()
     say(verbose, f"round {round_index} ({record['stage']}): label the "
-                 f"{len(record['selected'])} images in {store.path / record['folder']}")
+                 f"{len(record['selected'])} images"
+                 + (f" and the {len(record['audit'])} audit images" if record["audit"] else "")
+                 + f" in {store.path / record['folder']}")
     return copy.deepcopy(record)
 
 
@@ -164,7 +181,7 @@ def round_ranking(store: SessionStore, record: RoundRecord) -> list[dict[str, An
     -------
     rows : list of dict
         ``name``, ``score`` (float), ``rank`` (int, 1 = best), ``role`` (``"label"``,
-        ``"fake_normal"`` or ``"pool"``) and ``batch`` (int; 0 in rounds written before
+        ``"audit"``, ``"fake_normal"`` or ``"pool"``) and ``batch`` (int; 0 in rounds written before
         batches existed).
 
     Raises
@@ -209,6 +226,20 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
                         "source": source, "batch": batch[index]})
     header = ["rank", "name", "score", "image", "preannotation", "source", "batch"]
     staging.write("to_label.csv", csv_text(header, rows).encode("utf-8"))
+    # the audit: images drawn at random, listed apart (no score shown, no pre-annotation:
+    # label them as carefully as if nothing were known)
+    audit_rows, audit_entries = [], []
+    for number, name in enumerate(record["audit"], start=1):
+        row = pool.index[name]
+        image_file = f"images/{name}.png"
+        staging.write(image_file, png_bytes(to_uint8(pool.images[row])))
+        source, origin = str(pool.sources[row]), int(pool.batches[row])
+        audit_rows.append([number, name, image_file, source, origin])
+        audit_entries.append({"draw": number, "name": name, "image": image_file,
+                              "source": source, "batch": origin})
+    if record["audit"]:
+        staging.write("audit.csv", csv_text(["draw", "name", "image", "source", "batch"],
+                                            audit_rows).encode("utf-8"))
     fake_rows = [[rank, names[index], repr(float(scores[index])), batch[index]]
                  for rank, index in enumerate(bottom, start=1)]
     staging.write("fake_normals.csv", csv_text(["rank", "name", "score", "batch"],
@@ -216,6 +247,8 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
     order = result.order
     role = {int(index): "label" for index in top}
     role.update({int(index): "fake_normal" for index in bottom})
+    audited = set(record["audit"])  # an audit image that is also a fake normal: "audit"
+    role.update({index: "audit" for index, name in enumerate(names) if name in audited})
     all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool"),
                  batch[index]] for rank, index in enumerate(order, start=1)]
     staging.write("scores.csv", csv_text(["name", "score", "rank", "role", "batch"],
@@ -227,6 +260,7 @@ def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView
                         "defect; an all-black mask for a normal image), name it like "
                         "the image, and run `sid4ds import SESSION --masks DIR`",
         "images": entries,
+        "audit": audit_entries,
         "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index]),
                           "batch": batch[index]}
                          for rank, index in enumerate(bottom, start=1)],

@@ -584,6 +584,24 @@ def write_session_report(
         return target / "index.html"
 
 
+def _recall_html(recall: dict[str, Any]) -> str:
+    """The share of defective images found, with its bound, what it assumes and what to do
+    (``status["recall"]``, :func:`sid4ds.session.audit.session_recall`)."""
+    bound = recall["bound"]
+    if bound is None:
+        headline = "<b>no audit yet</b>"
+    else:
+        lower = f"{math.floor(bound['lower'] * 1000) / 10:g}%"
+        estimate = ("" if bound["recall"] != bound["recall"] else
+                    f"; estimate {bound['recall']:.1%}")
+        headline = (f"<b>at least {lower} at {bound['confidence']:.0%} confidence</b> "
+                    f"(audit of round {recall['audit_round']}: {bound['audit_defective']} "
+                    f"defective of {bound['audit_size']}{estimate})")
+    advice = recall["advice"][0].upper() + recall["advice"][1:]
+    return (f"\n<h2>Share of defective images found (recall)</h2>\n<p>{headline}. "
+            f"{_prose(recall['statement'])}</p>\n<p>{_prose(advice)}.</p>")
+
+
 def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_samples: int,
                   device: Any) -> None:
     pool = store.pool()
@@ -595,42 +613,31 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
     session_arg = shlex.quote(str(store.path))
     sections = []
 
-    # summary, estimate, rounds table
-    estimate = status["remaining_estimate"]
-    in_rounds = sum(entry["labeled"] for entry in per_round)
+    # summary, recall, rounds table
+    # labels spent per round: its ranked batch and its random audit
+    spent = [{**entry, "labeled": entry["labeled"] + entry["audit_labeled"],
+              "defective": entry["defective"] + entry["audit_defective"]}
+             for entry in per_round]
+    in_rounds = sum(entry["labeled"] for entry in spent)
     start = (status["labeled"] - in_rounds,
-             status["defective"] - sum(entry["defective"] for entry in per_round))
+             status["defective"] - sum(entry["defective"] for entry in spent))
     ratio = float(settings["defect_ratio"])
-    last = next((entry for entry in reversed(per_round) if entry["labeled"]), None)
-    expected_text = (
-        f"<li><b>expected: {estimate['expected']:g}</b>: if {ratio:g} (the defect ratio the "
-        f"session was created with) is the pool's true share, the {status['n_images']} "
-        f"images hold {ratio * status['n_images']:.1f} defective ones; found so far: "
-        f"{status['defective']}.</li>")
-    if estimate.get("at_most") is None or last is None:
-        at_most_text = ("<li><b>at most: –</b>: no round is answered yet, so there is no "
-                        "defect rate to extrapolate.</li>")
-    else:
-        at_most_text = (
-            f"<li><b>at most: {estimate['at_most']:g}</b>: the defect rate of the last "
-            f"answered round (round {last['round']}: {last['defective']} of "
-            f"{last['labeled']}) applied to the {status['n_images'] - status['labeled']} "
-            f"unlabelled images; an upper bound as long as the ranking puts defects first "
-            f"better than chance.</li>")
+    recall_html = _recall_html(status["recall"])
     round_rows = "".join(
         f"<tr><td>{entry['round']}</td><td>{_esc(entry['stage'])}</td>"
         f"<td>{_prose(entry['reason'])}</td><td>{entry['asked']}</td>"
         f"<td>{entry['labeled']}</td><td>{entry['defective']}</td>"
         f"<td>{_percent(entry['defect_rate'])}</td><td>{entry['fake_normals']}</td></tr>"
         for entry in per_round)
-    _save_figure(_plot_defects(per_round, start, ratio, status["n_waiting"]),
+    _save_figure(_plot_defects(spent, start, ratio, status["n_waiting"]),
                  out / "defects_per_round.png")
     start_text = (f" The line starts at the {start[0]} labels ({start[1]} defective) given "
                   f"outside the rounds (at creation or with {_code('--any')})."
                   if start[0] else "")
     defects_caption = (
         "Defects found against labels spent: cumulative defective images labelled against "
-        "cumulative images labelled, one point per answered round. Dashed: what labelling "
+        "cumulative images labelled (a round's audit images included), one point per "
+        "answered round. Dashed: what labelling "
         f"images at random would find (drawn on to include the {status['n_waiting']} images "
         f"waiting for masks), using the expected defect ratio of the session's "
         f"settings ({ratio:g}) × labels (not the defective share of the labelled images, "
@@ -641,7 +648,7 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
         f"{round_rows}</table>\n"
         + _figure_html("defects_per_round.png", "Defects found against labels spent",
                        defects_caption)
-        + f"\n<h2>Defective images still unlabelled</h2>\n<ul>{expected_text}{at_most_text}</ul>")
+        + recall_html)
     sections.append(_batches_html(status["batches"]))
 
     # (1) score distribution

@@ -273,7 +273,7 @@ class LabelingSession:
         """
         return self._store.load_mask(name)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, *, target_recall: float = 0.95) -> dict[str, Any]:
         """Where the session stands (``sid4ds status``); reads only, takes no lock.
 
         Returns
@@ -285,19 +285,30 @@ class LabelingSession:
             yet; their names in ``waiting``), ``fake_normals`` (the last round's, trained
             on as normal in the next round) and ``unlabeled`` (the rest); ``defective``
             (labelled images with a defect), ``rounds`` (per round: ``round``, ``stage``,
-            ``reason``, ``asked``, ``labeled``, ``defective``, ``defect_rate``,
-            ``fake_normals``), ``remaining_estimate`` (defective images still unlabelled:
-            ``expected`` from the defect ratio given at init, ``at_most`` from the last
-            answered round's defect rate; see :func:`sid4ds.rounds.remaining_estimate`),
-            ``initially_labeled``, ``batches`` (where the pool's images came from: per
+            ``reason``, ``asked`` (the ranked batch), ``labeled``, ``defective``,
+            ``defect_rate`` (of the ranked batch's labels), ``fake_normals``, ``audit``,
+            ``audit_labeled`` and ``audit_defective`` (the round's random audit)),
+            ``recall`` (the share of
+            defective images labelled, with a one-sided 95% confidence bound from the
+            newest random audit, see :func:`sid4ds.session.audit.session_recall`:
+            ``bound``, the :class:`~sid4ds.stopping.RecallBound`'s fields or None before
+            the first audit, ``certified``, ``defects_to_find``, ``audit_needed``,
+            ``statement`` and ``advice`` in plain words), ``initially_labeled``,
+            ``batches`` (where the pool's images came from: per
             batch, ``init`` then each :meth:`add_images`, its ``command``, ``time``,
             ``source``, ``n_added`` and ``n_skipped``, and now ``in_pool``, ``labeled``
             and ``defective``), ``lock`` (the command holding the lock, or None),
             ``running`` (a command runs now), ``next`` (what to do next) and
             ``final_model`` (None before :meth:`train`; else what :meth:`train` returned,
             with ``labels_not_seen``: labels imported since).
+
+        Parameters
+        ----------
+        target_recall : float, default=0.95
+            In (0, 1): the recall ``recall`` says is certified or not, and how many audit
+            labels it needs.
         """
-        return session_status(self._store)
+        return session_status(self._store, target_recall=target_recall)
 
     # ------------------------------------------------------------------ commands
     def add_images(
@@ -364,6 +375,8 @@ class LabelingSession:
         device: Any = "auto",
         verbose: int = 0,
         skip_missing: bool = False,
+        audit: int = 0,
+        target_recall: float = 0.95,
     ) -> RoundRecord:
         """Run one round (``sid4ds query``): train, rank the unlabelled pool, write the lists.
 
@@ -400,22 +413,39 @@ class LabelingSession:
         skip_missing : bool, default=False
             Start a new round although the last one still waits for masks; the images
             without a mask go back to the pool.
+        audit : int, default=0
+            Also draw this many images uniformly at random from the images without a label
+            that the ranked batch left (fake normals included), with the session's seed and
+            the round's number: a random audit, from which :meth:`status` bounds the share
+            of defective images found (:mod:`sid4ds.stopping`). They are listed apart
+            (``audit`` of the record, ``audit.csv``, role ``audit`` in ``scores.csv``),
+            their images are in ``images/`` with the ranked ones, and their masks are
+            imported like any other (the next round waits for them too).
+        target_recall : float, default=0.95
+            In (0, 1): the recall the record's ``audit_needed`` is for.
 
         Returns
         -------
         record : dict
             The round: ``round``, ``stage`` (``"cold_start"`` or ``"iterative"``),
             ``score`` (``"E_msmr"`` or ``"E_sdr"``), ``selected`` (names, best first),
-            ``scores``, ``fake_normals`` (names), ``fake_normal_scores``, ``folder``.
+            ``scores``, ``fake_normals`` (names), ``fake_normal_scores``, ``folder``,
+            ``audit`` (names, in the order drawn; empty without one), ``target_recall`` and
+            ``audit_needed`` (the least audit that can certify ``target_recall`` at 95%
+            confidence, :func:`sid4ds.stopping.audit_size_needed`: that many images if it
+            finds no defective one).
 
         Raises
         ------
         SessionError
             If the last round still waits for masks (and not ``skip_missing``), or every
             image is labelled. :class:`SessionBusyError` if another command runs.
+        ValueError
+            If ``audit`` is negative or larger than the images without a label less the
+            ranked batch, or ``target_recall`` is not in (0, 1).
         """
         return run_query(self._store, n_label, n_normal, device=device, verbose=verbose,
-                         skip_missing=skip_missing)
+                         skip_missing=skip_missing, audit=audit, target_recall=target_recall)
 
     def prune(
         self,
@@ -430,8 +460,9 @@ class LabelingSession:
         (``sid4ds prune``); with ``apply``, move them out of the pool into ``archive``.
 
         The candidates are the images of the last round's ranking (its ``scores.csv``)
-        still unlabelled, except the images that round asked for and its fake normals (the
-        next round trains on them); images added since it are not ranked yet and stay.
+        still unlabelled, except the images that round asked for (ranked and audit) and its
+        fake normals (the next round trains on them); images added since it are not ranked
+        yet and stay.
         The bottom ``n`` of them (or ``share`` of them) are listed, lowest first, with an
         estimate of how many defective images they hold (see
         :func:`~sid4ds.session.prune.defect_estimate` for its bases and what each
@@ -838,8 +869,10 @@ class LabelingSession:
 
         The page (``index.html``, with its PNG plots beside it, linked by relative paths: it
         opens from disk, needs no server or network) shows a table of the rounds (stage,
-        reason, images asked, labelled, defective, defect rate, fake normals), the estimate
-        of defective images still unlabelled (``expected`` and ``at_most``), the defects
+        reason, images asked, labelled, defective, defect rate, fake normals), the share of
+        defective images found with its 95% confidence bound from the newest random audit
+        (``status()["recall"]``: what it guarantees, what it assumes, what to do; before
+        any audit, how to draw one), the defects
         found against the labels spent next to what random sampling at the session's
         expected defect ratio would find, the last round's score histogram with the K cut
         (lowest score asked for) and the V cut (highest fake-normal score), the images it

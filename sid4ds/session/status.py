@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds.rounds import remaining_estimate
+from sid4ds.session.audit import session_recall
 from sid4ds.session.deliver import final_summary
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import LOCK, SessionLock
@@ -55,7 +55,8 @@ def batch_summary(store: SessionStore) -> list[dict[str, Any]]:
              "pruned": int(pruned[record["batch"]])} for record in records]
 
 
-def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, Any]:
+def session_status(store: SessionStore, *, own_lock: bool = False,
+                   target_recall: float = 0.95) -> dict[str, Any]:
     """Where the session stands (see ``LabelingSession.status``).
 
     ``own_lock``: the caller holds the lock itself (a command that reports the status, like
@@ -68,12 +69,16 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
         done = [name for name in record["selected"]
                 if name in labels and labels[name]["round"] == record["round"]]
         defective = sum(labels[name]["defective"] for name in done)
+        audited = [name for name in record.get("audit", []) if name in labels]
         rounds.append({
             "round": record["round"], "stage": record["stage"],
             "reason": record.get("reason", ""), "asked": len(record["selected"]),
             "labeled": len(done), "defective": defective,
             "defect_rate": defective / len(done) if done else None,
             "fake_normals": len(record["fake_normals"]),
+            "audit": len(record.get("audit", [])),
+            "audit_labeled": len(audited),
+            "audit_defective": sum(labels[name]["defective"] for name in audited),
         })
     waiting = store.waiting()
     fake = store.fake_normals()
@@ -90,18 +95,17 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
                      f"started {lock.get('started')})")
     elif waiting:
         folder = manifest["rounds"][-1]["folder"]
+        lists = ("to_label.csv and audit.csv" if manifest["rounds"][-1].get("audit")
+                 else "to_label.csv")
         next_step = (f"label the {len(waiting)} images listed in {store.path / folder}/"
-                     f"to_label.csv, then `sid4ds import {store.path} --masks DIR`")
+                     f"{lists}, then `sid4ds import {store.path} --masks DIR`")
     elif len(labels) == n_images:
         next_step = f"every image is labelled: `sid4ds export {store.path}`"
     else:
         next_step = f"`sid4ds query {store.path}` for the next round"
-    last = next((entry for entry in reversed(rounds) if entry["labeled"]), None)
-    estimate = remaining_estimate(
-        n_images, len(labels), n_defective, last["defective"] if last else 0,
-        last["labeled"] if last else 0, manifest["settings"]["defect_ratio"])
-    if last is None:
-        estimate["at_most"] = None  # no round answered yet: no rate to extrapolate
+    batches = batch_summary(store)  # reads the pool's index (again, after a prune)
+    recall = session_recall(store.manifest, store.pool_index(), str(store.path),
+                            target_recall=target_recall)
     pool = manifest["pool"]
     final = final_summary(manifest["models"].get("F"))
     if final is not None:
@@ -114,8 +118,8 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
         "defective": n_defective, "waiting": waiting, "n_waiting": len(waiting),
         "fake_normals": len(fake),
         "unlabeled": n_images - len(labels) - len(waiting) - len(fake),
-        "rounds": rounds, "remaining_estimate": estimate,
+        "rounds": rounds, "recall": recall,
         "initially_labeled": sum(record["round"] is None for record in labels.values()),
-        "batches": batch_summary(store),
+        "batches": batches,
         "lock": lock, "running": running, "next": next_step, "final_model": final,
     }

@@ -29,6 +29,7 @@ from sid4ds.session.manifest import (
     MANIFEST,
     LabelRecord,
     Manifest,
+    RoundRecord,
     manifest_marker,
     open_manifest,
 )
@@ -54,7 +55,7 @@ from sid4ds.session.storage import (
 )
 
 __all__ = ["POOL_IMAGES", "POOL_META", "PoolIndex", "PoolView", "SessionScoreCache",
-           "SessionStore", "write_mask"]
+           "SessionStore", "asked_names", "write_mask"]
 
 POOL_V1 = "pool.npz"  # format version 1: images and metadata in one compressed file
 
@@ -297,7 +298,7 @@ class SessionStore:
         labels = self.manifest["labels"]
         order = {name: position for position, name in
                  enumerate(name for record in self.manifest["rounds"]
-                           for name in record["selected"])}
+                           for name in asked_names(record))}
         unasked = [name for name, record in labels.items() if record["round"] is None]
         pool_index = self.pool_index().index if unasked else {}
         return sorted(labels, key=lambda name: (
@@ -305,11 +306,11 @@ class SessionStore:
             order.get(name, -1) if labels[name]["round"] is not None else pool_index[name]))
 
     def waiting(self) -> list[str]:
-        """Images the last round asked for that have no mask yet."""
+        """Images the last round asked for (ranked, then audit) that have no mask yet."""
         if not self.manifest["rounds"]:
             return []
         last = self.manifest["rounds"][-1]
-        return [name for name in last["selected"] if name not in self.manifest["labels"]]
+        return [name for name in asked_names(last) if name not in self.manifest["labels"]]
 
     def fake_normals(self) -> list[str]:
         """The last round's fake normals that are still unlabelled (X_FN of the next round)."""
@@ -365,6 +366,18 @@ class SessionStore:
     def score_cache(self) -> SessionScoreCache:
         """Where the session keeps its scores per image (see :class:`SessionScoreCache`)."""
         return SessionScoreCache(self)
+
+
+def asked_names(record: RoundRecord) -> list[str]:
+    """The images a round asked to label: its ranked batch, then its random audit (if any).
+
+    Examples
+    --------
+    >>> from sid4ds.session.store import asked_names
+    >>> asked_names({"selected": ["a", "b"], "audit": ["c"]}), asked_names({"selected": ["a"]})
+    (['a', 'b', 'c'], ['a'])
+    """
+    return [*record["selected"], *record.get("audit", [])]
 
 
 def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
