@@ -19,6 +19,10 @@ Every door of sid4ds runs its rounds here: :func:`~sid4ds.run_sid4ds`, a
    the bottom V become this round's fake normals (:func:`resolve_n_normal`), ties broken by
    the cold-start E_msmr when it is known, then by image content.
 
+5. **drift** (only when the caller passes ``drifted``, the rows of a new batch that
+   :func:`sid4ds.drift.check_drift` flagged): the round applies ``drift_rule`` to them
+   (:data:`DRIFT_RULES`); without ``drifted`` nothing of it runs.
+
 So a session whose labeller answers like an oracle, a modAL learner taught the oracle's
 masks and ``run_sid4ds`` pick the same images, round by round, by construction.
 """
@@ -36,6 +40,7 @@ from sklearn.base import clone
 from sid4ds._random import draw_seed, make_rng
 from sid4ds._torch import is_fitted
 from sid4ds._validation import check_choice, check_float, check_int
+from sid4ds.drift import reserve_order
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
@@ -45,6 +50,7 @@ from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 
 __all__ = [
+    "DRIFT_RULES",
     "STAGES",
     "RoundResult",
     "SID4DSRounds",
@@ -61,6 +67,8 @@ __all__ = [
 STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
 #: The stages, in the order a campaign goes through them.
 STAGES = tuple(STAGE_SCORES)
+#: What the round after a drifted batch does (:class:`SID4DSRounds`, ``drift_rule``).
+DRIFT_RULES = ("fake_normals", "refresh", "none")
 
 
 def labels_per_round(label_share: float, n_pool: int) -> int:
@@ -284,6 +292,12 @@ class RoundResult:
     seconds : dict of str to float
         Wall time of each phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` or
         ``score_sdr``.
+    drift_normals : ndarray of int
+        Positions of the drifted batch's images that trained S as normal images in this
+        round (``drift_rule="fake_normals"``); empty otherwise.
+    reserved : ndarray of int
+        Positions put among the top K for the drifted batch (``drift_rule="refresh"``);
+        empty otherwise.
     """
 
     round: int
@@ -298,6 +312,8 @@ class RoundResult:
     trained: list[str] = field(default_factory=list)
     n_scored: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    drift_normals: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    reserved: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def reused_scores(self) -> bool:
@@ -344,6 +360,24 @@ class SID4DSRounds:
         the session's store on disk for a session.
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; None: the models' own ``n_jobs``.
+    drift_rule : {"fake_normals", "refresh", "none"}, default="fake_normals"
+        What the round after a drifted batch does with it (only when
+        :meth:`run_round` is given ``drifted``; ``docs/method.md`` has the measurements):
+
+        - ``"fake_normals"``: the ``drift_normal_share`` of the batch that M reconstructs
+          best (lowest E_msmr) trains S as normal images in that round, so that S learns
+          the new surface before it ranks (in the iterative stage; the cold start trains
+          no S);
+        - ``"refresh"``: M is trained again on the grown pool and G made again from it,
+          and ``reserve_share`` of K go to the batch's top by the new M's E_msmr;
+        - ``"none"``: the round runs as if the batch had not drifted.
+
+        With either rule the batch gives no fake normals in that round (the ranking is
+        not trusted on images unlike the pool).
+    drift_normal_share : float, default=0.25
+        For ``"fake_normals"``: the share of the drifted batch that trains S as normal.
+    reserve_share : float, default=0.5
+        For ``"refresh"``: the share of K reserved for the drifted batch.
     on_trained : callable, optional
         ``on_trained(kind, model, round_index)`` right after a model is trained (the
         session saves it there, so a killed round resumes).
@@ -396,6 +430,9 @@ class SID4DSRounds:
         trained_for: dict[str, int] | None = None,
         score_cache: ScoreCache | None = None,
         n_jobs: int | None = None,
+        drift_rule: str = "fake_normals",
+        drift_normal_share: float = 0.25,
+        reserve_share: float = 0.5,
         on_trained: Callable[[str, Any, int], None] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
@@ -412,6 +449,9 @@ class SID4DSRounds:
         self.trained_for = dict(trained_for or {})
         self.score_cache: ScoreCache = MemoryScoreCache() if score_cache is None else score_cache
         self.n_jobs = n_jobs
+        self.drift_rule = drift_rule
+        self.drift_normal_share = drift_normal_share
+        self.reserve_share = reserve_share
         self.on_trained = on_trained
         self.say = say or (lambda message: None)
         self._estimate = say is not None  # time estimates only for someone who reads them
@@ -428,6 +468,9 @@ class SID4DSRounds:
         if self.n_normal != "auto":
             check_int(self.n_normal, "n_normal", minimum=0)
         check_float(self.expected_defect_ratio, "expected_defect_ratio", low=0.0, high=1.0)
+        check_choice(self.drift_rule, "drift_rule", DRIFT_RULES)
+        check_float(self.drift_normal_share, "drift_normal_share", low=0.0, high=1.0)
+        check_float(self.reserve_share, "reserve_share", low=0.0, high=1.0)
         if not isinstance(self.score_cache, ScoreCache):
             raise TypeError(f"score_cache must have lookup() and store() (a "
                             f"sid4ds.score_cache.ScoreCache); got "
@@ -445,6 +488,7 @@ class SID4DSRounds:
         *,
         keys: np.ndarray | None = None,
         stage: str | None = None,
+        drifted: np.ndarray | None = None,
     ) -> RoundResult:
         """Train what the labelled set allows, score the unlabelled images, select.
 
@@ -469,6 +513,11 @@ class SID4DSRounds:
         stage : {"cold_start", "iterative"}, optional
             Run this stage whatever the labelled set (the explicit modAL strategies);
             default: the stage :func:`round_stage` gives.
+        drifted : ndarray of int, optional
+            Rows of ``pool`` of a new batch that :func:`sid4ds.drift.check_drift` flagged:
+            this round applies ``drift_rule`` to those still unlabelled. Pass them to the
+            first round after the batch arrived, once. None (the default) or empty: the
+            round is the round without drift, image for image.
 
         Returns
         -------
@@ -486,6 +535,11 @@ class SID4DSRounds:
             reason = f"the {stage.replace('_', ' ')} stage was asked for ({reason})"
         self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
         iterative = stage == "iterative"
+        flagged = self._flagged(drifted, unlabeled)
+        if flagged.any():
+            self.say(self._drift_plan(int(flagged.sum()), iterative))
+            if self.drift_rule == "refresh":
+                self._refresh(pool, round_index, seconds, trained)
         if (not iterative or self.sdr_scorer is None) and not is_fitted(self.msmr_scorer):
             # the cold start ranks by M; G starts from M's weights (the paper's §3.3)
             self.say(f"training the self-supervised reconstruction learner M on {len(pool)} "
@@ -493,7 +547,13 @@ class SID4DSRounds:
             self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
             self._trained("M", self.msmr_scorer, round_index, trained)
         unlabeled_keys = self._keys(pool, keys)[unlabeled]
+        drift_normals = np.zeros(0, np.int64)
         if iterative:
+            if flagged.any() and self.drift_rule == "fake_normals":
+                drift_normals = self._drift_normals(pool, unlabeled, flagged, unlabeled_keys,
+                                                    seconds)
+                X_train, y_train = training_set(X_train, y_train,
+                                                pool[unlabeled[drift_normals]])
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
         scores, n_scored = self._scores(STAGE_SCORES[stage], pool, unlabeled, unlabeled_keys,
                                         seconds)
@@ -506,10 +566,19 @@ class SID4DSRounds:
                                   self.expected_defect_ratio)
         top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys_of_unlabeled)
         order, _ = rank_pool(scores, len(scores), tie_keys=keys_of_unlabeled)
+        reserved = np.zeros(0, np.int64)
+        if flagged.any():
+            if self.drift_rule == "refresh":
+                reserved = self._reserved(pool, unlabeled, flagged, unlabeled_keys, len(top),
+                                          seconds)
+                order = reserve_order(order, reserved, len(top))
+            top = order[: len(top)]
+            rest = order[len(top):][::-1]  # lowest first, as rank_pool's bottom
+            bottom = rest[~flagged[rest]][:n_fake]
         return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
                            order=order, tie_scores=msmr, trained=trained, n_scored=n_scored,
-                           seconds=seconds)
+                           seconds=seconds, drift_normals=drift_normals, reserved=reserved)
 
     def msmr_of(self, pool: ImagePool, keys: np.ndarray | None = None) -> np.ndarray | None:
         """The E_msmr M gave the images of ``pool`` in earlier rounds, or None.
@@ -552,6 +621,60 @@ class SID4DSRounds:
         """
         self._fit_segmenter(X_train, y_train, round_index, {}, [])
         return self.segmenter
+
+    # ------------------------------------------------------------------ drift
+    def _flagged(self, drifted: np.ndarray | None, unlabeled: np.ndarray) -> np.ndarray:
+        """Which unlabelled positions belong to the drifted batch the rule acts on."""
+        if drifted is None or self.drift_rule == "none":
+            return np.zeros(len(unlabeled), dtype=bool)
+        return np.isin(unlabeled, np.asarray(drifted, dtype=np.int64))
+
+    def _drift_plan(self, n_flagged: int, iterative: bool) -> str:
+        what = f"{n_flagged} unlabelled images of a batch that does not look like the pool"
+        if self.drift_rule == "refresh":
+            return (f"{what}: retraining M on the grown pool (and G from it), and "
+                    f"{self.reserve_share:.0%} of this round's labels go to the batch's "
+                    f"top by the new M's E_msmr; none of it becomes a fake normal")
+        if iterative:
+            return (f"{what}: the {self.drift_normal_share:.0%} of it M reconstructs best "
+                    f"train S as normal images first, so that S learns the new surface "
+                    f"before it ranks; none of it becomes a fake normal")
+        return f"{what}: none of it becomes a fake normal"
+
+    def _refresh(self, pool: ImagePool, round_index: int, seconds: dict[str, float],
+                 trained: list[str]) -> None:
+        """``drift_rule="refresh"``: M trained again on the grown pool, G to be made from it."""
+        self.msmr_scorer = clone(self.msmr_scorer)
+        self.say(f"training M again on all {len(pool)} images"
+                 + self._about(self.msmr_scorer, len(pool), pool, train=True))
+        self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
+        self._trained("M", self.msmr_scorer, round_index, trained)
+        self.sdr_scorer = None  # made again from the new M when the iterative stage needs it
+
+    def _batch_msmr(self, pool: ImagePool, unlabeled: np.ndarray, rows: np.ndarray,
+                    keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
+        """Positions ``rows`` ordered by M's E_msmr, highest first (ties by content)."""
+        msmr, _ = self._scores("E_msmr", pool, unlabeled[rows], keys[rows], seconds)
+        by_msmr, _ = rank_pool(msmr, len(msmr), tie_keys=tie_keys(keys[rows]))
+        return rows[by_msmr]
+
+    def _drift_normals(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
+                       keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
+        """``"fake_normals"``: the drifted batch's share with the lowest E_msmr."""
+        rows = np.flatnonzero(flagged)
+        n_normal = int(round(self.drift_normal_share * len(rows)))
+        if n_normal == 0 or not is_fitted(self.msmr_scorer):
+            return np.zeros(0, np.int64)
+        return self._batch_msmr(pool, unlabeled, rows, keys, seconds)[::-1][:n_normal]
+
+    def _reserved(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
+                  keys: np.ndarray, n_label: int, seconds: dict[str, float]) -> np.ndarray:
+        """``"refresh"``: the drifted batch's top by the new M's E_msmr, its share of K."""
+        rows = np.flatnonzero(flagged)
+        n_reserved = min(len(rows), int(round(self.reserve_share * n_label)))
+        if n_reserved == 0:
+            return np.zeros(0, np.int64)
+        return self._batch_msmr(pool, unlabeled, rows, keys, seconds)[:n_reserved]
 
     # ------------------------------------------------------------------ parts
     def _scores(self, name: str, pool: ImagePool, unlabeled: np.ndarray, keys: np.ndarray,
