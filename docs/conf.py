@@ -54,19 +54,24 @@ numpydoc_xref_param_type = False
 API_MODULES = [
     # estimators
     "sid4ds.segmentation", "sid4ds.reconstruction", "sid4ds.nets", "sid4ds.training",
-    "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics",
+    "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics", "sid4ds.final_model",
     # query strategies and the round engine
     "sid4ds.scores", "sid4ds.strategies", "sid4ds.selection", "sid4ds.score_cache",
     "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
+    # when to stop labelling
+    "sid4ds.stopping",
     # data
     "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
     "sid4ds.datasets.folders", "sid4ds.datasets.loaders",
     # the labelling session
     "sid4ds.session", "sid4ds.session.session", "sid4ds.session.store",
-    "sid4ds.session.manifest", "sid4ds.session.storage", "sid4ds.session.lock",
-    "sid4ds.session.errors", "sid4ds.session.models", "sid4ds.session.ingest",
-    "sid4ds.session.query", "sid4ds.session.labels", "sid4ds.session.status",
-    "sid4ds.session.export", "sid4ds.session.deliver", "sid4ds.session.report",
+    "sid4ds.session.shards", "sid4ds.session.manifest", "sid4ds.session.state",
+    "sid4ds.session.storage",
+    "sid4ds.session.lock", "sid4ds.session.errors", "sid4ds.session.models",
+    "sid4ds.session.ingest", "sid4ds.session.add", "sid4ds.session.query",
+    "sid4ds.session.prune", "sid4ds.session.labels", "sid4ds.session.status",
+    "sid4ds.session.export", "sid4ds.session.configure", "sid4ds.session.deliver",
+    "sid4ds.session.report",
     "sid4ds.session.codecs",
     # benchmark and baselines
     "sid4ds.baselines", "sid4ds.baselines.common", "sid4ds.baselines.passive",

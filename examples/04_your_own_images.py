@@ -10,7 +10,8 @@
 #    (`sid4ds import`), check progress (`sid4ds status`), repeat;
 # 4. export the labelled set for training elsewhere (`sid4ds export`: PNG folders, COCO,
 #    Label Studio);
-# 5. take the trained segmentation model home: train it on every label (`sid4ds train`),
+# 5. take a segmentation model home: train it on every label, with a cross-validated
+#    threshold and an estimate of how good it is (`sid4ds train`),
 #    run it on new images (`sid4ds predict`) and save it (`sid4ds export --format model`).
 #
 # Every step is a method here and a command on the command line; the session keeps its
@@ -70,13 +71,16 @@ print(f"largest difference to the generated images: {np.abs(X - X_generated).max
 # ## A labelling session
 #
 # `LabelingSession.create` copies the images into a new session folder, with the settings
-# and the seed, so the same inputs give the same rounds. Small networks keep this example
-# fast; for real images leave `scorer_params` and `segmenter_params` out. The command
-# line equivalent (`--width` and `--depth` set every network):
+# and the seed, so the same inputs give the same rounds. Small networks and short fits
+# keep this example fast; for real images leave `scorer_params`, `segmenter_params` and
+# `final_params` out. S's default learning rate follows its budget (1e-3 for the default
+# 1000 steps, more for shorter fits); a network this small, trained 300 steps, needs the
+# fast rate of short fits, so the example sets `lr=3e-3`. The command line equivalent,
+# which keeps S's default rate (`--width` and `--depth` set every network):
 #
 # ```bash
 # sid4ds init session --images line_images --defect-ratio 0.1 --width 8 --depth 2 \
-#     --epochs-m 6 --patch-size 4 --steps-s 300
+#     --epochs-m 6 --patch-size 4 --steps-s 300 --final max_steps=300
 # ```
 
 # %%
@@ -87,7 +91,8 @@ session = LabelingSession.create(
     defect_ratio=0.1,
     seed=0,
     scorer_params={**tiny_network, "patch_size": 4, "max_epochs": 6},
-    segmenter_params={**tiny_network, "max_steps": 300},
+    segmenter_params={**tiny_network, "max_steps": 300, "lr": 3e-3},
+    final_params={"max_steps": 300},  # the final model's budget (sid4ds train)
 )
 print(session.status()["next"])
 
@@ -213,11 +218,14 @@ print(f"label studio: {len(tasks)} tasks")
 # %% [markdown]
 # ## The model to take home (`sid4ds train`, `sid4ds predict`, `sid4ds export --format model`)
 #
-# A query trains S on the labels it had; `session.train()` trains it once more on every
-# label, the last round's included (`sid4ds train session`). `session.predict` runs it on
-# new images, read the way the pool was (resized, tiled, in the pool's colour mode), and
-# writes `masks/NAME.png` (0 / 255) and `scores.csv` (per image: the largest defect
-# probability, defect pixels, defective 0/1):
+# A query trains S on the labels it had, for ranking the pool. The model to take home is its
+# own step, `session.train()` (`sid4ds train session`): a fresh S trained on every label,
+# the last round's included, whose threshold and training length are chosen by k-fold
+# cross-validation over the labelled images, which also estimates how well it does on new
+# images (defect IoU, defective images found, normal images flagged, with their spread
+# over the folds). `session.predict` runs it on new images, read the way the pool was
+# (resized, tiled, in the pool's colour mode), and writes a mask per image and
+# `scores.csv` (per image: the largest defect probability, defect pixels, defective 0/1):
 #
 # ```bash
 # sid4ds train session
@@ -226,7 +234,12 @@ print(f"label studio: {len(tasks)} tasks")
 # ```
 
 # %%
-session.train()
+summary = session.train()
+estimate = summary["estimate"]
+print(f"threshold {summary['threshold']:g}, {summary['n_steps']} steps; expected on new "
+      f"images: defect IoU {estimate['iou']['mean']:.2f} ± {estimate['iou']['std']:.2f}, "
+      f"defective found {estimate['detected']['mean']:.0%}, normal flagged "
+      f"{estimate['false_alarms']['mean']:.0%}")
 new_images, new_masks = make_defect_images(
     n_samples=20, image_size=32, defect_ratio=0.5, random_state=1
 )
@@ -238,14 +251,15 @@ with open(predictions / "scores.csv", newline="") as file:
     scores = list(csv.DictReader(file))
 flagged = [row["name"] for row in scores if row["defective"] == "1"]
 truly_defective = {f"new_{index:03d}" for index in np.flatnonzero(new_masks.any(axis=(1, 2)))}
-print(f"S flags {len(flagged)} of {len(scores)} new images; "
+print(f"the final model flags {len(flagged)} of {len(scores)} new images; "
       f"{len(truly_defective & set(flagged))} of the {len(truly_defective)} defective ones")
 
 # %% [markdown]
-# `export(..., "model")` writes `segmenter.pt`, S's whole state, which
+# `export(..., "model")` writes `segmenter.pt`, the final model's whole state, which
 # `SegmentationLearner.load` reads back (with `torch.load(weights_only=True)`) wherever
 # sid4ds is installed, plus `unet_state_dict.pt` and `segmenter.json` (the UNet's settings,
-# the threshold and the preprocessing) for code that uses the network without sid4ds.
+# the cross-validated threshold, the estimate and the preprocessing) for code that uses
+# the network without sid4ds.
 
 # %%
 model_folder = session.export(root / "model", "model")
@@ -256,7 +270,7 @@ new_predicted = segmenter.predict(X_new)
 same_as_predict = all(
     np.array_equal(mask * 255, np.asarray(Image.open(predictions / "masks" / f"{name}.png")))
     for mask, name in zip(new_predicted, new_names, strict=True))
-print(f"loaded S ({settings['unet']}) gives the same masks as `predict`: {same_as_predict}")
+print(f"the loaded model ({settings['unet']}) gives the same masks as `predict`: {same_as_predict}")
 
 # %%
 workdir.cleanup()

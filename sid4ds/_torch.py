@@ -48,11 +48,24 @@ from tqdm.std import tqdm
 from sid4ds._device import PRECISIONS, inputs_per_forward, resolve_device, torch_generator
 from sid4ds._random import check_random_state, make_rng, restore_rng
 from sid4ds._state import STATE_FORMAT, STATE_VERSION, cpu_tree, is_plain, plain_value
-from sid4ds._validation import check_choice, check_divisible, check_float, check_int
+from sid4ds._validation import (
+    check_choice,
+    check_divisible,
+    check_float,
+    check_int,
+    check_learning_rate,
+)
 from sid4ds._version import __version__
 from sid4ds.nets import UNet
 from sid4ds.pool import ImagePool, as_pool, map_chunks
-from sid4ds.training import batch_indices, learning_rate, n_training_steps, steps_per_epoch
+from sid4ds.training import (
+    batch_indices,
+    images_seen,
+    learning_rate,
+    n_training_steps,
+    peak_learning_rate,
+    steps_per_epoch,
+)
 
 
 def is_fitted(estimator: Any) -> bool:
@@ -69,6 +82,8 @@ class TorchEstimator(BaseEstimator):
 
     # Whether ``fit`` needs ``y`` (the masks): scikit-learn's target tag.
     _needs_target = False
+    # Whether ``lr="auto"`` (sid4ds.training.auto_learning_rate) is accepted.
+    _auto_lr = False
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -90,7 +105,7 @@ class TorchEstimator(BaseEstimator):
         else:
             check_int(self.max_steps, "max_steps", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
-        check_float(self.lr, "lr", low=0.0, include_low=False)
+        check_learning_rate(self.lr, auto=self._auto_lr)
         check_float(self.momentum, "momentum", low=0.0, high=1.0, include_high=False)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_choice(self.optimizer, "optimizer", ("sgd", "adamw"))
@@ -164,10 +179,11 @@ class TorchEstimator(BaseEstimator):
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         parameters = self.module_.parameters()
+        rate = 0.0 if isinstance(self.lr, str) else self.lr  # the loop sets each step's rate
         if self.optimizer == "adamw":
-            return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
+            return torch.optim.AdamW(parameters, lr=rate, weight_decay=self.weight_decay)
         return torch.optim.SGD(
-            parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            parameters, lr=rate, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
     # ------------------------------------------------------------------ training loop
@@ -191,6 +207,7 @@ class TorchEstimator(BaseEstimator):
         defective: np.ndarray | None = None,
         defect_share: float = 0.0,
         best_window: int | None = None,
+        on_step: Callable[[int], bool | None] | None = None,
     ) -> None:
         """The one training loop: ``n_steps`` optimiser steps of ``batch_loss(indices, gen)``.
 
@@ -200,11 +217,16 @@ class TorchEstimator(BaseEstimator):
         the estimator's RNG once per epoch (random masks, augmentation). One history entry
         per epoch of ``ceil(n_samples / batch_size)`` steps; with ``best_window``, the
         weights of the epoch with the lowest loss among the last ``best_window`` are kept.
+        ``on_step(steps_done)`` is called after every step (it may evaluate the network:
+        training mode is restored after it); when it returns True the fit stops there.
+        The peak rate is ``lr``, or the rule of ``lr="auto"`` for ``n_steps``
+        (:func:`sid4ds.training.peak_learning_rate`).
         """
         if self.optimizer_ is None:
             self.optimizer_ = self._make_optimizer()
         epoch_steps = steps_per_epoch(n_samples, self.batch_size)
         n_epochs = math.ceil(n_steps / epoch_steps)
+        peak = peak_learning_rate(self.lr, n_steps, self.batch_size)
         best_loss, best_state = np.inf, None
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
         scaler = torch.amp.GradScaler("cuda") if (
@@ -213,14 +235,14 @@ class TorchEstimator(BaseEstimator):
         epochs = batch_indices(self._rng, n_samples, self.batch_size, defective, defect_share)
         progress = tqdm(total=n_steps, desc=description, disable=not self.verbose,
                         leave=False, unit="step")
-        step = 0
+        step, stop = 0, False
         for epoch in range(n_epochs):
             batches = next(epochs)[: n_steps - step]
             generator = torch_generator(self._rng, self.device_)
             started = time.perf_counter()
-            total, count = 0.0, 0
+            total, count, done = 0.0, 0, 0
             for indices in batches:
-                rate = learning_rate(step, n_steps, self.lr, schedule, warmup=warmup,
+                rate = learning_rate(step, n_steps, peak, schedule, warmup=warmup,
                                      epoch_steps=epoch_steps)
                 for group in self.optimizer_.param_groups:
                     group["lr"] = rate
@@ -237,10 +259,16 @@ class TorchEstimator(BaseEstimator):
                 total += float(loss.detach()) * len(indices)
                 count += len(indices)
                 step += 1
-            progress.update(len(batches))
+                done += 1
+                if on_step is not None:
+                    stop = bool(on_step(step))
+                    self.module_.train()
+                    if stop:
+                        break
+            progress.update(done)
             epoch_loss = total / count
             self.history_.append({
-                "epoch": len(self.history_) + 1, "steps": len(batches), "loss": epoch_loss,
+                "epoch": len(self.history_) + 1, "steps": done, "loss": epoch_loss,
                 "lr": rate, "duration": time.perf_counter() - started,
             })
             progress.set_postfix(loss=f"{epoch_loss:.4g}")
@@ -248,20 +276,34 @@ class TorchEstimator(BaseEstimator):
                 best_loss = epoch_loss
                 best_state = copy.deepcopy(self.module_.state_dict())
                 self.best_epoch_ = len(self.history_)
+            if stop:
+                break
         progress.close()
         if best_state is not None:
             self.module_.load_state_dict(best_state)
         self.module_.eval()
 
     # ------------------------------------------------------------------ time estimates
+    def _trains_channels_last(self, device: torch.device) -> bool:
+        """Whether ``fit`` trains the network in channels-last memory format on ``device``
+        (the estimators that do say so; the time estimate measures the same)."""
+        return False
+
     def estimate_seconds(self, n_images: int, image_shape: tuple[int, int, int], *,
                          train: bool, copies: int = 1) -> float:
         """How long a fit (``train=True``) or a scoring pass over ``n_images`` would take.
 
-        Measured, not guessed: a throwaway network of this estimator's size runs a few
-        training steps (or forward passes) on blank images on this device, and the time per
-        step (or per image) is multiplied out. Nothing of the estimator changes and no
-        random state is used. Expect ±30%: a warm-up is short and the machine may be busy.
+        Measured, not guessed: a throwaway network of this estimator's size runs training
+        steps (or forward passes) on blank images on this device, as ``fit`` runs them
+        (the same optimiser, batch size and memory format), and the median time of a pass
+        is multiplied out (by the steps, or by the passes over the images; a uniformly
+        shuffled epoch's short last batch counts for the images it holds). Two passes warm
+        up first, then passes are timed until five are done and at least half a second has
+        passed (at most 20); the median ignores a pass that another process slowed down.
+        Nothing of the estimator changes and no random state is used. How close it comes:
+        ``benchmarks/time_estimates.py`` (``docs/performance.md``); on a machine that other
+        work keeps busy, the fit takes longer than announced whenever that work lasts
+        longer than the warm-up.
 
         Parameters
         ----------
@@ -292,9 +334,15 @@ class TorchEstimator(BaseEstimator):
                 del self.n_channels_in_
         batch = self.batch_size if train else max(1, inputs_per_forward(height, width, device))
         inputs = torch.zeros((batch, channels, height, width), device=device)
-        optimizer = torch.optim.SGD(module.parameters(), lr=0.0)
+        if train and self._trains_channels_last(device):
+            module.to(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        parameters = list(module.parameters())
+        optimizer = (torch.optim.AdamW(parameters, lr=0.0) if self.optimizer == "adamw"
+                     else torch.optim.SGD(parameters, lr=0.0, momentum=self.momentum))
 
-        def once() -> None:
+        def once() -> float:
+            started = time.perf_counter()
             if train:
                 module.train()
                 optimizer.zero_grad(set_to_none=True)
@@ -304,14 +352,19 @@ class TorchEstimator(BaseEstimator):
                 module.eval()
                 with torch.inference_mode():
                     module(inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return time.perf_counter() - started
 
-        once()  # the first pass allocates: not counted
-        started, repeats = time.perf_counter(), 3
-        for _ in range(repeats):
-            once()
-        per_pass = (time.perf_counter() - started) / repeats
-        if train:
-            return per_pass * self._n_steps(n_images)
+        once(), once()  # the first passes allocate and pick kernels: not counted
+        times: list[float] = []
+        while len(times) < 20 and (len(times) < 5 or sum(times) < 0.5):
+            times.append(once())
+        per_pass = float(np.median(times))
+        if train:  # a batch's cost grows with its images: count the short last batches
+            uniform = float(getattr(self, "defect_share", 0.0)) == 0.0
+            seen = images_seen(n_images, batch, self._n_steps(n_images), uniform=uniform)
+            return per_pass * seen / batch
         return per_pass * math.ceil(n_images * copies / batch)
 
     # ------------------------------------------------------------------ inference

@@ -232,6 +232,16 @@ def check_float(
     return value
 
 
+def check_learning_rate(value: Any, *, auto: bool = False) -> float | str:
+    """``lr``: a positive number, or (where ``auto``) the string ``"auto"``, a rule."""
+    if auto and isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, str):
+        expected = 'a positive number or "auto"' if auto else "a positive number"
+        raise ValueError(f"lr must be {expected}; got {value!r}")
+    return check_float(value, "lr", low=0.0, include_low=False)
+
+
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:
@@ -249,6 +259,46 @@ def check_n_instances(n_instances: Any, n_pool: int) -> int:
     if n_pool == 0:
         raise ValueError("X_pool is empty: there is nothing left to query")
     return min(n_instances, n_pool)
+
+
+def check_audit_size(audit_size: Any, n_unlabelled: int, name: str = "audit_size", *,
+                     n_batch: int = 0) -> int:
+    """Validate the size of a random audit drawn from ``n_unlabelled`` unlabelled images.
+
+    Parameters
+    ----------
+    audit_size : int
+        Images asked for (0 allowed: no audit).
+    n_unlabelled : int
+        Images the audit is drawn from, without replacement: the unlabelled ones, less a
+        ranked batch listed with it.
+    name : str, default="audit_size"
+        Argument name used in the message (``"--audit"`` on the command line).
+    n_batch : int, default=0
+        Images of the ranked batch listed with the audit (not in ``n_unlabelled``), named in
+        the message.
+
+    Returns
+    -------
+    audit_size : int
+
+    Examples
+    --------
+    >>> from sid4ds._validation import check_audit_size
+    >>> check_audit_size(50, 700)
+    50
+    >>> check_audit_size(800, 600, name="--audit", n_batch=100)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --audit asks for 800 images but only 600 are unlabelled besides this round's 100 ranked images ...: ask for at most 600
+    """  # noqa: E501
+    audit_size = check_int(audit_size, name, minimum=0)
+    if audit_size > n_unlabelled:
+        besides = f" besides this round's {n_batch} ranked images" if n_batch else ""
+        raise ValueError(f"{name} asks for {audit_size} images but only {n_unlabelled} are "
+                         f"unlabelled{besides} (an audit is drawn from the unlabelled images): "
+                         f"ask for at most {n_unlabelled}")
+    return audit_size
 
 
 def describe_size(size: tuple[int, int]) -> str:

@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from modAL.models import ActiveLearner
 from modAL.models.base import BaseLearner
+from modAL.uncertainty import uncertainty_sampling
 from modAL.utils.data import data_vstack, retrieve_rows
 from sklearn.utils import check_X_y
 from torch.utils.data import Dataset
@@ -30,7 +32,67 @@ from sid4ds.strategies import (
     sid4ds_sampling,
 )
 
-__all__ = ["DefectActiveLearner"]
+__all__ = ["DefectActiveLearner", "default_sampling"]
+
+
+def default_sampling(learner: Any, X_pool: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    """The default query strategy of :class:`DefectActiveLearner`: SID4DS's on images.
+
+    A pool of images (as :class:`DefectActiveLearner` tells them, see its docstring) is
+    ranked by :func:`~sid4ds.sid4ds_sampling` (the cold start until a defect is labelled,
+    then E_sdr); any other pool (tabular rows, sparse matrices,
+    texts) by modAL's own default, ``modAL.uncertainty.uncertainty_sampling``, so that a
+    learner built without ``query_strategy`` behaves as modAL's ``ActiveLearner`` wherever
+    the pool is not images. ``args`` and ``kwargs`` (``n_instances=K`` among them) go to
+    the strategy chosen.
+
+    Parameters
+    ----------
+    learner : modAL learner
+        The learner whose ``query`` calls this strategy.
+    X_pool : array-like, ImagePool or other modAL data
+        The pool to rank.
+    *args, **kwargs
+        Passed to the strategy chosen.
+
+    Returns
+    -------
+    indices : ndarray of int
+        The selected rows of ``X_pool``, best first.
+    scores : ndarray
+        Their scores (E_msmr or E_sdr on images, uncertainty otherwise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sid4ds.active import DefectActiveLearner, default_sampling
+    >>> rows = np.random.default_rng(0).random((20, 3))
+    >>> learner = DefectActiveLearner(LogisticRegression(), X_training=rows[:6],
+    ...                               y_training=(rows[:6, 0] > 0.5).astype(int))
+    >>> learner.query_strategy is default_sampling
+    True
+    >>> indices, _ = learner.query(rows[6:], n_instances=2)  # as modAL's uncertainty_sampling
+    >>> len(indices)
+    2
+    """
+    strategy = (sid4ds_sampling if DefectActiveLearner._is_images(X_pool)
+                else uncertainty_sampling)
+    return strategy(learner, X_pool, *args, **kwargs)
+
+
+def _stack_rows(old: Any, new: Any) -> Any:
+    """modAL's ``data_vstack`` of two blocks, with pandas objects joined by ``pd.concat``.
+
+    modAL-python 0.4.2.1 stacks data frames with ``DataFrame.append``, which pandas 2
+    removed; ``pd.concat`` gives what it gave: the rows of both, indices kept, and a Series
+    added to a data frame as one row (labelled by its name).
+    """
+    if isinstance(old, pd.DataFrame) and isinstance(new, pd.Series):
+        new = new.to_frame().T
+    if isinstance(old, (pd.DataFrame, pd.Series)):
+        return pd.concat([old, new])
+    return data_vstack((old, new))
 
 
 class DefectActiveLearner(ActiveLearner):
@@ -54,31 +116,43 @@ class DefectActiveLearner(ActiveLearner):
     lazily sliced array of 3 or 4 dimensions, a torch Dataset, and sequences of image paths
     (``os.PathLike`` items, or str items ending in .png, .jpg, .jpeg, .bmp, .tif or .tiff;
     wrap other paths in an ImagePool). Everything else — 1-D and 2-D arrays, scipy sparse
-    matrices, lists (of rows or of texts) — is handled exactly as by
-    ``modAL.models.ActiveLearner``: ``X_training`` keeps what was passed, stacked with
-    ``modAL.utils.data.data_vstack``; data are checked with modAL's ``check_X_y`` options
-    (finiteness as the ``force_all_finite`` attribute says, through scikit-learn's
-    ``ensure_all_finite``), but on current scikit-learn; ``teach(only_new=True)`` fits on the
-    new data without adding them to ``X_training``; the estimator is always refitted with
-    ``fit``; ``query`` returns what the strategy chose. Fake normals take no part there:
-    ``n_normal`` has no effect and no fake normals are picked (``return_fake_normals`` gives
-    an empty array). The only differences from modAL on such data: bootstrap rows are drawn
-    from ``random_state`` (not numpy's global RNG) and ``fit_kwargs`` reach the estimator in
-    bootstrapped ``teach(only_new=True)`` too. One learner holds images or other data, not
-    both.
+    matrices, pandas data frames, lists (of rows or of texts) — is handled exactly as by
+    ``modAL.models.ActiveLearner``: the default strategy is modAL's
+    ``uncertainty_sampling`` (see :func:`default_sampling`); ``X_training`` keeps what was
+    passed, stacked with ``modAL.utils.data.data_vstack``; data are checked with modAL's
+    ``check_X_y`` options (finiteness as the ``force_all_finite`` attribute says, through
+    scikit-learn's ``ensure_all_finite``), but on current scikit-learn; data frames are
+    stacked with ``pandas.concat`` (modAL 0.4.2.1 calls ``DataFrame.append``, which pandas 2
+    removed); ``teach(only_new=True)`` fits on the new data without adding them to
+    ``X_training``; the estimator is always refitted with ``fit``; ``query`` returns what the
+    strategy chose. Fake normals take no part there: ``n_normal`` has no effect and no fake
+    normals are picked (``return_fake_normals`` gives an empty array). The only differences
+    from modAL on such data: bootstrap rows are drawn from ``random_state`` (not numpy's
+    global RNG) and ``fit_kwargs`` reach the estimator in bootstrapped
+    ``teach(only_new=True)`` too. modAL's own test suite passes with this class standing in
+    for ``ActiveLearner`` (``benchmarks/modal_conformance.py``). One learner holds images or
+    other data, not both.
 
     Parameters
     ----------
     estimator : SegmentationLearner
         The segmentation learner S (any estimator with ``fit(X, masks)`` works; for
         non-image data any scikit-learn estimator, as in modAL).
-    query_strategy : callable, default=msmr_sampling
-        ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)``. For non-image
-        data pass a modAL strategy such as ``modAL.uncertainty.uncertainty_sampling``.
+    query_strategy : callable, default=default_sampling
+        ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)``. The default,
+        :func:`default_sampling`, ranks a pool of images by :func:`~sid4ds.sid4ds_sampling`
+        and any other pool by modAL's default, ``modAL.uncertainty.uncertainty_sampling``.
+        The SID4DS strategies rank images only.
     X_training : array-like of shape (n_samples, n_channels, height, width), optional
         Initial labelled images; the estimator is fitted on them at construction.
     y_training : array-like of shape (n_samples, height, width), optional
         Their masks.
+    bootstrap_init : bool, default=False
+        As in modAL: bootstrap the initial training set.
+    on_transformed : bool, default=False
+        As in modAL: strategies that work on instance representations (such as
+        ``modAL.batch.uncertainty_batch_sampling``) see ``X_pool`` transformed by the
+        estimator's pipeline.
     n_normal : int or "auto", default="auto"
         V, fake normals per query (see :func:`resolve_n_normal`); 0 turns them off. Needs a
         strategy that scores the whole pool (the sid4ds strategies do); with other
@@ -89,13 +163,11 @@ class DefectActiveLearner(ActiveLearner):
         After the first training on images, retrain the estimator from its current weights
         (``partial_fit``), as the paper does from round 2 on; False refits from scratch.
         Non-image data are always refitted with ``fit``, as in modAL.
-    bootstrap_init : bool, default=False
-        As in modAL: bootstrap the initial training set.
     random_state : int or None, default=None
         Seeds bootstrapping (modAL uses numpy's global RNG for it; this class does not).
     **fit_kwargs
-        Passed to the estimator's ``fit`` at construction; ``on_transformed`` and
-        ``force_all_finite`` are taken by modAL's ``ActiveLearner`` as there.
+        Passed to the estimator's ``fit`` at construction; ``force_all_finite`` is taken by
+        modAL's ``ActiveLearner`` as there.
 
     Attributes
     ----------
@@ -127,15 +199,14 @@ class DefectActiveLearner(ActiveLearner):
     >>> learner.X_training.shape, learner.training_data()[0].shape
     ((4, 1, 16, 16), (9, 1, 16, 16))
 
-    On tabular data it is modAL's ActiveLearner:
+    On tabular data it is modAL's ActiveLearner, its default strategy included:
 
     >>> import numpy as np
-    >>> from modAL.uncertainty import uncertainty_sampling
     >>> from sklearn.linear_model import LogisticRegression
     >>> rows = np.random.default_rng(0).random((20, 3))
     >>> labels = (rows[:, 0] > 0.5).astype(int)
-    >>> tabular = DefectActiveLearner(LogisticRegression(), uncertainty_sampling,
-    ...                               X_training=rows[:6], y_training=labels[:6])
+    >>> tabular = DefectActiveLearner(LogisticRegression(), X_training=rows[:6],
+    ...                               y_training=labels[:6])
     >>> query_idx, _ = tabular.query(rows[6:], n_instances=2)
     >>> tabular.teach(rows[6:][query_idx], labels[6:][query_idx])
     >>> tabular.X_training.shape, tabular.y_training.shape
@@ -147,14 +218,15 @@ class DefectActiveLearner(ActiveLearner):
     def __init__(
         self,
         estimator: Any,
-        query_strategy: Callable[..., Any] = msmr_sampling,
+        query_strategy: Callable[..., Any] = default_sampling,
         X_training: Any = None,
         y_training: Any = None,
+        bootstrap_init: bool = False,
+        on_transformed: bool = False,
         *,
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         warm_start: bool = True,
-        bootstrap_init: bool = False,
         random_state: Any = None,
         **fit_kwargs: Any,
     ) -> None:
@@ -170,7 +242,8 @@ class DefectActiveLearner(ActiveLearner):
         if self._is_images(X_training):
             X_training, y_training = self._check_labeled(X_training, y_training)
         super().__init__(estimator, query_strategy, X_training, y_training,
-                         bootstrap_init=bootstrap_init, **fit_kwargs)
+                         bootstrap_init=bootstrap_init, on_transformed=on_transformed,
+                         **fit_kwargs)
 
     # ------------------------------------------------------------------ strategy state
     @property
@@ -278,8 +351,8 @@ class DefectActiveLearner(ActiveLearner):
             self.X_training, self.y_training = X, y
             return
         try:
-            X_training = data_vstack((self.X_training, X))
-            y_training = data_vstack((self.y_training, y))
+            X_training = _stack_rows(self.X_training, X)
+            y_training = _stack_rows(self.y_training, y)
         except ValueError as error:
             raise ValueError("the dimensions of the new training data and label must agree "
                              "with the training data and labels provided so far") from error
@@ -463,7 +536,9 @@ class DefectActiveLearner(ActiveLearner):
                 raise ValueError(
                     f"query_strategy {self.query_strategy.__name__} ranks images, but X_pool "
                     f"({self._describe(X_pool)}) is not image-shaped; for tabular data pass a "
-                    f"modAL strategy, e.g. query_strategy=modAL.uncertainty.uncertainty_sampling"
+                    f"modAL strategy, e.g. query_strategy=modAL.uncertainty.uncertainty_sampling,"
+                    f" or sid4ds.active.default_sampling (the default), which ranks images by "
+                    f"sid4ds_sampling and other data as modAL does"
                 )
             self.X_fake_normal = None
             self.fake_normal_indices_ = np.empty(0, dtype=np.int64)

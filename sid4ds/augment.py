@@ -9,6 +9,9 @@ its reconstruction target) alike.
   rotation and mirror of a square image (so it needs square images);
 - ``"brightness_contrast"``: brightness ±0.1 and contrast ×0.8–1.2 about the image mean
   (the paper's colour/contrast augmentation of S), on the image only.
+
+:func:`random_crops` cuts a window out of each image and its mask (S's ``crop_size``), so
+that a training step costs the same whatever the image size.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "random_flips"]
+__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "random_crops", "random_flips"]
 
 #: The augmentations :func:`augment_batch` knows, in the order they are applied.
 AUGMENTATIONS = ("brightness_contrast", "flip", "rot90")
@@ -66,6 +69,62 @@ def random_flips(tensors: list[torch.Tensor], generator: torch.Generator) -> lis
         flip = torch.rand(shape, generator=generator, device=tensors[0].device) < 0.5
         tensors = [torch.where(flip, tensor.flip(axis), tensor) for tensor in tensors]
     return tensors
+
+
+def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int],
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A window of ``size`` out of each image and its mask, at a random place.
+
+    The window of an image with defect pixels holds one of them, drawn at random (so a
+    defect-aware batch keeps its defects); elsewhere it is drawn uniformly. Images no
+    larger than ``size`` come back unchanged, and then nothing is drawn from
+    ``generator``.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+    masks : Tensor of shape (n, 1, H, W)
+    size : (int, int)
+        Height and width of the window (each at most the image's).
+    generator : torch.Generator
+        On the tensors' device.
+
+    Returns
+    -------
+    images, masks : Tensors of shape (n, C, h, w) and (n, 1, h, w)
+        ``(h, w) = (min(size[0], H), min(size[1], W))``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sid4ds.augment import random_crops
+    >>> images = torch.zeros(2, 1, 8, 8); masks = torch.zeros(2, 1, 8, 8)
+    >>> masks[0, 0, 7, 7] = 1  # a defect in the corner: every window holds it
+    >>> _, crops = random_crops(images, masks, (4, 4), torch.Generator().manual_seed(0))
+    >>> crops.shape, float(crops[0].sum())
+    (torch.Size([2, 1, 4, 4]), 1.0)
+    """
+    height, width = images.shape[2:]
+    rows, cols = min(size[0], height), min(size[1], width)
+    if (rows, cols) == (height, width):
+        return images, masks
+
+    def draw(count: int) -> int:
+        return int(torch.randint(count, (1,), generator=generator, device=images.device))
+
+    cut_images, cut_masks = [], []
+    for index in range(images.shape[0]):
+        top_range, left_range = (0, height - rows), (0, width - cols)
+        defect = torch.nonzero(masks[index, 0] > 0)
+        if len(defect):
+            row, col = (int(value) for value in defect[draw(len(defect))])
+            top_range = (max(0, row - rows + 1), min(row, height - rows))
+            left_range = (max(0, col - cols + 1), min(col, width - cols))
+        top = top_range[0] + draw(top_range[1] - top_range[0] + 1)
+        left = left_range[0] + draw(left_range[1] - left_range[0] + 1)
+        cut_images.append(images[index, :, top : top + rows, left : left + cols])
+        cut_masks.append(masks[index, :, top : top + rows, left : left + cols])
+    return torch.stack(cut_images), torch.stack(cut_masks)
 
 
 def augment_batch(

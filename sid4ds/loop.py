@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from sid4ds._validation import check_int, check_masks
+from sid4ds.final_model import CrossValidation, check_final_settings, train_final_model
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import as_pool
 from sid4ds.reconstruction import ReconstructionScorer
@@ -222,9 +223,14 @@ class SID4DSRun:
     labeled_masks : ndarray of shape (n_labeled, height, width)
         The oracle's masks for them.
     segmenter : SegmentationLearner
-        S: trained on everything labelled before the last round (the S that scored it), or
-        on every labelled image when ``run_sid4ds(fit_final=True)``; unfitted when no round
-        reached the iterative stage.
+        S of the rounds: trained on everything labelled before the last round (the S that
+        scored it); unfitted when no round reached the iterative stage.
+    final_model : SegmentationLearner or None
+        The model to take home, with ``run_sid4ds(fit_final=True)``: trained on every
+        labelled image (and the last round's fake normals), its threshold and training
+        length chosen by cross-validation (:func:`sid4ds.final_model.train_final_model`).
+    cross_validation : CrossValidation or None
+        Its cross-validation: the estimate of how well it does on new images.
     msmr_scorer, sdr_scorer : ReconstructionScorer
         M and G (G is None when no round reached the iterative stage).
     msmr_scores : ndarray of shape (n_pool,) or None
@@ -247,6 +253,8 @@ class SID4DSRun:
     labeled_indices: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     labeled_masks: np.ndarray | None = None
     segmenter: SegmentationLearner | None = None
+    final_model: SegmentationLearner | None = None
+    cross_validation: CrossValidation | None = None
     msmr_scorer: ReconstructionScorer | None = None
     sdr_scorer: ReconstructionScorer | None = None
     msmr_scores: np.ndarray | None = None
@@ -288,7 +296,10 @@ def run_sid4ds(
     retrain_scorer: bool = False,
     tie_break: str = "msmr",
     region: str = "adaptive",
+    fusion: str | None = None,
     fit_final: bool = False,
+    final_params: dict[str, Any] | None = None,
+    groups: Any = None,
     random_state: Any = None,
     verbose: int = 0,
 ) -> SID4DSRun:
@@ -342,9 +353,22 @@ def run_sid4ds(
         marks nowhere and ranks those images below every image S marks
         (:func:`sid4ds.scores.rank_below_marked`; an addition to the paper, measured in
         ``docs/benchmarks.md``).
+    fusion : {None, "rank"}, default=None
+        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
+        probability by rank (:func:`sid4ds.scores.fuse_ranks`, ``docs/method.md``).
     fit_final : bool, default=False
-        Train S once more after the last round, on every labelled image, to take home
-        (:attr:`SID4DSRun.segmenter`). Off by default: the selection does not need it.
+        After the last round, train the model to take home (:attr:`SID4DSRun.final_model`)
+        on every labelled image and the last round's fake normals, its threshold and
+        training length chosen by cross-validation, with an estimate of how well it does on
+        images of which ``expected_defect_ratio`` are defective
+        (:attr:`SID4DSRun.cross_validation`; :func:`sid4ds.final_model.train_final_model`).
+        Off by default: the selection does not need it.
+    final_params : dict, optional
+        Settings of the final model (:func:`sid4ds.final_model.check_final_settings`),
+        checked before the first round.
+    groups : array-like of shape (n_pool,), optional
+        Source of each pool image (tiles of one image share one): the final model's
+        cross-validation keeps each source in one fold.
     random_state : int, RandomState, Generator or None, default=None
         Seeds S and M when their own ``random_state`` is None
         (:func:`sid4ds.rounds.configure_models`).
@@ -376,6 +400,13 @@ def run_sid4ds(
     n_label = check_int(n_label, "n_label", minimum=1)
     if not callable(oracle):
         raise TypeError(f"oracle must be callable as oracle(indices) -> masks; got {oracle!r}")
+    if fit_final:
+        final_params = check_final_settings(final_params)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (len(images),):
+            raise ValueError(f"groups has shape {groups.shape}; expected one source per pool "
+                             f"image, ({len(images)},)")
 
     def say(message: str) -> None:
         if verbose:
@@ -384,6 +415,7 @@ def run_sid4ds(
     segmenter, scorer = configure_models(segmenter, scorer, random_state, verbose=verbose)
     engine = SID4DSRounds(segmenter, scorer, guided_epochs=guided_epochs,
                           retrain_scorer=retrain_scorer, tie_break=tie_break, region=region,
+                          fusion=fusion,
                           n_normal=n_normal, expected_defect_ratio=expected_defect_ratio,
                           say=say)
     _, height, width = images.image_shape
@@ -433,8 +465,17 @@ def run_sid4ds(
     run.labeled_masks = np.concatenate([part.masks for part in history])
     if fit_final:
         X_train, y_train = labelled_set(history)
-        say(f"training S on all {len(X_train)} labelled images and fake normals")
-        engine.fit_segmenter(X_train, y_train, len(history))
+        fake = history[-1].info.fake_normals
+        rows = np.concatenate([*(part.chosen for part in history), fake]).astype(np.int64)
+        say(f"training the final model on {len(X_train) - len(fake)} labelled images and "
+            f"{len(fake)} fake normals")
+        run.final_model, run.cross_validation = train_final_model(
+            engine.segmenter, X_train, y_train,
+            train_only=np.arange(len(rows)) >= len(rows) - len(fake),
+            groups=None if groups is None else groups[rows], settings=final_params,
+            defect_ratio=expected_defect_ratio or None,
+            random_state=engine.segmenter.random_state, say=say)
+        say(f"final model: {run.cross_validation.summary()}")
     run.segmenter, run.sdr_scorer = engine.segmenter, engine.sdr_scorer
     run.msmr_scores = engine.msmr_of(images)
     return run

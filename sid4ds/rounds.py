@@ -45,7 +45,7 @@ from sid4ds.metrics import defective_rows
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.score_cache import MemoryScoreCache, ScoreCache, model_fingerprint, models_fingerprint
-from sid4ds.scores import REGION_RULES, msmr_scores, sdr_scores
+from sid4ds.scores import FUSION_RULES, REGION_RULES, fuse_evidence, msmr_scores, sdr_evidence
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 
@@ -320,6 +320,11 @@ class RoundResult:
         """True when every score came from an earlier round (unchanged models)."""
         return self.n_scored == 0 and len(self.scores) > 0
 
+    @property
+    def n_reused(self) -> int:
+        """Images whose score was kept from an earlier round (unchanged models)."""
+        return len(self.scores) - self.n_scored
+
 
 class SID4DSRounds:
     """The three learners of SID4DS and the rule of a round (see the module docstring).
@@ -349,6 +354,10 @@ class SID4DSRounds:
         (:func:`sid4ds.scores.pseudo_label_regions`); ``"threshold"`` is the paper's.
     region_share : float, default=0.01
         The share of pixels of the adaptive rule.
+    fusion : {None, "rank"}, default=None
+        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
+        probability by rank (:func:`sid4ds.scores.fuse_ranks`; an option, not measured
+        to win yet).
     n_normal : int or "auto", default="auto"
         V per round (:func:`resolve_n_normal`).
     expected_defect_ratio : float, default=0.05
@@ -425,6 +434,7 @@ class SID4DSRounds:
         tie_break: str = "msmr",
         region: str = "adaptive",
         region_share: float = 0.01,
+        fusion: str | None = None,
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         trained_for: dict[str, int] | None = None,
@@ -444,6 +454,7 @@ class SID4DSRounds:
         self.tie_break = tie_break
         self.region = region
         self.region_share = region_share
+        self.fusion = fusion
         self.n_normal = n_normal
         self.expected_defect_ratio = expected_defect_ratio
         self.trained_for = dict(trained_for or {})
@@ -463,6 +474,7 @@ class SID4DSRounds:
         check_choice(self.tie_break, "tie_break", ("msmr", "content"))
         check_choice(self.region, "region", REGION_RULES)
         check_float(self.region_share, "region_share", low=0.0, high=1.0, include_low=False)
+        check_choice(self.fusion, "fusion", FUSION_RULES)
         if self.guided_epochs is not None:
             check_int(self.guided_epochs, "guided_epochs", minimum=1)
         if self.n_normal != "auto":
@@ -561,6 +573,10 @@ class SID4DSRounds:
         if self.tie_break == "msmr" and is_fitted(self.msmr_scorer):
             msmr = self.score_cache.lookup("E_msmr", model_fingerprint(self.msmr_scorer),
                                            unlabeled_keys)
+            if iterative and np.isnan(msmr).any() and not np.isnan(msmr).all():
+                # images that joined the pool after M scored it get their E_msmr too, so
+                # that ties among them are broken as among the others
+                msmr, _ = self._scores("E_msmr", pool, unlabeled, unlabeled_keys, seconds)
         keys_of_unlabeled = tie_keys(unlabeled_keys, msmr)
         n_fake = resolve_n_normal(self.n_normal, n_label, len(unlabeled),
                                   self.expected_defect_ratio)
@@ -679,14 +695,20 @@ class SID4DSRounds:
     # ------------------------------------------------------------------ parts
     def _scores(self, name: str, pool: ImagePool, unlabeled: np.ndarray, keys: np.ndarray,
                 seconds: dict[str, float]) -> tuple[np.ndarray, int]:
-        """The ``name`` score of the unlabelled images: kept ones reused, the rest computed."""
+        """The ``name`` score of the unlabelled images: kept ones reused, the rest computed.
+
+        E_sdr is kept per image with S's mean probability (``"S_probability"``), both by
+        the fingerprint of S, G and the region rule, so that ``fusion`` can rank by both.
+        """
         if name == "E_msmr":
             fingerprint: str | None = model_fingerprint(self.msmr_scorer)
+            columns = ("E_msmr",)
             what = f"E_msmr, {self.msmr_scorer.n_blocks} masked copies each"
             phase = "score_msmr"
 
             def compute(rows: np.ndarray) -> np.ndarray:
-                return msmr_scores(self.msmr_scorer, pool.subset(rows), n_jobs=self.n_jobs)
+                return msmr_scores(self.msmr_scorer, pool.subset(rows),
+                                   n_jobs=self.n_jobs)[:, None]
 
             def about(n_images: int) -> str:
                 return self._about(self.msmr_scorer, n_images, pool, train=False,
@@ -694,33 +716,40 @@ class SID4DSRounds:
         else:
             fingerprint = models_fingerprint(self.segmenter, self.sdr_scorer,
                                              settings=(name, self.region, self.region_share))
+            columns = ("E_sdr", "S_probability")
             what = "E_sdr: S's regions, reconstructed by G"
             phase = "score_sdr"
 
             def compute(rows: np.ndarray) -> np.ndarray:
-                return sdr_scores(self.segmenter, self.sdr_scorer, pool.subset(rows),
-                                  region=self.region, region_share=self.region_share,
-                                  n_jobs=self.n_jobs)
+                return sdr_evidence(self.segmenter, self.sdr_scorer, pool.subset(rows),
+                                    region=self.region, region_share=self.region_share,
+                                    n_jobs=self.n_jobs)
 
             def about(n_images: int) -> str:
                 return self._about((self.segmenter, self.sdr_scorer), n_images, pool,
                                    train=False)
-        scores = np.full(len(unlabeled), np.nan)
+        values = np.full((len(unlabeled), len(columns)), np.nan)
         if fingerprint is not None:
-            scores = self.score_cache.lookup(name, fingerprint, keys)
-        missing = np.isnan(scores)
+            for column, score in enumerate(columns):
+                values[:, column] = self.score_cache.lookup(score, fingerprint, keys)
+        missing = np.isnan(values).any(axis=1)
         n_missing = int(missing.sum())
         if n_missing == 0:
             models = "M" if name == "E_msmr" else "S and G"
-            self.say(f"reusing the {name} of the unchanged {models} for {len(scores)} images")
-            return scores, 0
-        kept = f"; the other {len(scores) - n_missing} kept from before" if n_missing < len(
-            scores) else ""
-        self.say(f"scoring {n_missing} unlabelled images ({what}{kept})" + about(n_missing))
-        scores[missing] = self._timed(seconds, phase, lambda: compute(unlabeled[missing]))
-        if fingerprint is not None:
-            self.score_cache.store(name, fingerprint, keys[missing], scores[missing])
-        return scores, n_missing
+            self.say(f"reusing the {name} of the unchanged {models} for {len(values)} images")
+        else:
+            kept = (f"; the other {len(values) - n_missing} kept from before"
+                    if n_missing < len(values) else "")
+            self.say(f"scoring {n_missing} unlabelled images ({what}{kept})"
+                     + about(n_missing))
+            values[missing] = self._timed(seconds, phase, lambda: compute(unlabeled[missing]))
+            if fingerprint is not None:
+                for column, score in enumerate(columns):
+                    self.score_cache.store(score, fingerprint, keys[missing],
+                                           values[missing, column])
+        if name == "E_msmr":
+            return values[:, 0], n_missing
+        return fuse_evidence(values, self.fusion), n_missing
 
     def _update_supervised(self, X_train: np.ndarray, y_train: np.ndarray, round_index: int,
                            seconds: dict[str, float], trained: list[str]) -> None:

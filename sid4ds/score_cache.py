@@ -22,7 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["MemoryScoreCache", "ScoreCache", "model_fingerprint", "models_fingerprint"]
+__all__ = ["MemoryScoreCache", "ScoreCache", "ScoreTable", "model_fingerprint",
+           "models_fingerprint"]
 
 #: Parameters that never change what a fitted estimator computes.
 _NOT_SCORING = frozenset({"verbose", "n_jobs", "warm_start", "device", "inference_batch_size"})
@@ -127,8 +128,61 @@ class ScoreCache(Protocol):
         ...  # pragma: no cover - protocol
 
 
+class ScoreTable:
+    """One model's scores, by content key (sorted, one score per key).
+
+    Parameters
+    ----------
+    keys : ndarray of shape (n,), uint64, optional
+        Content keys.
+    scores : ndarray of shape (n,), optional
+        Their scores.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.score_cache import ScoreTable
+    >>> table = ScoreTable().merged(np.array([7, 3], np.uint64), np.array([0.7, 0.3]))
+    >>> table.lookup(np.array([3, 5, 7], np.uint64)).tolist()
+    [0.3, nan, 0.7]
+    """
+
+    def __init__(self, keys: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
+        keys = np.zeros(0, np.uint64) if keys is None else np.asarray(keys, dtype=np.uint64)
+        scores = np.zeros(0) if scores is None else np.asarray(scores, dtype=np.float64)
+        if keys.shape != scores.shape or keys.ndim != 1:
+            raise ValueError(f"keys and scores must be 1-D arrays of one length; got shapes "
+                             f"{keys.shape} and {scores.shape}")
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.scores = keys[order], scores[order]
+        if len(self.keys) > 1 and not np.all(np.diff(self.keys) > 0):
+            raise ValueError("keys must be unique")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Scores of ``keys``, NaN where the table has none."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        out = np.full(keys.shape, np.nan)
+        if not len(self.keys) or not keys.size:
+            return out
+        position = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        found = self.keys[position] == keys
+        out[found] = self.scores[position[found]]
+        return out
+
+    def merged(self, keys: np.ndarray, scores: np.ndarray) -> ScoreTable:
+        """A table with ``scores`` for ``keys`` added (they win over scores kept for the
+        same keys; among repeated keys the last wins)."""
+        keys = np.concatenate([np.asarray(keys, dtype=np.uint64)[::-1], self.keys])
+        scores = np.concatenate([np.asarray(scores, dtype=np.float64)[::-1], self.scores])
+        unique, first = np.unique(keys, return_index=True)
+        return ScoreTable(unique, scores[first])
+
+
 class MemoryScoreCache:
-    """A :class:`ScoreCache` in memory: a dict per ``(score, fingerprint)``.
+    """A :class:`ScoreCache` in memory: one :class:`ScoreTable` per ``(score, fingerprint)``.
 
     Examples
     --------
@@ -138,18 +192,20 @@ class MemoryScoreCache:
     >>> cache.store("E_msmr", "abc", np.array([7, 9], np.uint64), np.array([0.5, 0.25]))
     >>> cache.lookup("E_msmr", "abc", np.array([9, 8], np.uint64)).tolist()
     [0.25, nan]
+    >>> cache.lookup("E_msmr", "another model", np.array([9], np.uint64)).tolist()
+    [nan]
     """
 
     def __init__(self) -> None:
-        self._scores: dict[tuple[str, str], dict[int, float]] = {}
+        self.tables: dict[tuple[str, str], ScoreTable] = {}
 
     def lookup(self, score: str, fingerprint: str, keys: np.ndarray) -> np.ndarray:
-        kept = self._scores.get((score, fingerprint), {})
-        return np.array([kept.get(key, np.nan) for key in np.asarray(keys).tolist()],
-                        dtype=np.float64)
+        table = self.tables.get((score, fingerprint))
+        if table is None:
+            return np.full(np.shape(keys), np.nan)
+        return table.lookup(keys)
 
     def store(self, score: str, fingerprint: str, keys: np.ndarray,
               values: np.ndarray) -> None:
-        kept = self._scores.setdefault((score, fingerprint), {})
-        kept.update(zip(np.asarray(keys).tolist(), np.asarray(values, np.float64).tolist(),
-                        strict=True))
+        key = (score, fingerprint)
+        self.tables[key] = self.tables.get(key, ScoreTable()).merged(keys, values)

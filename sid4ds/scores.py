@@ -29,10 +29,14 @@ from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.segmentation import SegmentationLearner
 
 __all__ = [
+    "FUSION_RULES",
     "REGION_RULES",
+    "fuse_evidence",
+    "fuse_ranks",
     "msmr_scores",
     "pseudo_label_regions",
     "rank_below_marked",
+    "sdr_evidence",
     "sdr_scores",
 ]
 
@@ -168,15 +172,74 @@ def rank_below_marked(errors: Any, marked: Any) -> np.ndarray:
 
 def _sdr_chunk(segmenter: Any, scorer: ReconstructionScorer, rule: str, share: float,
                images: np.ndarray) -> np.ndarray:
-    """E_sdr of one chunk: S's pseudolabels of the chunk are G's regions."""
+    """E_sdr of one chunk and S's mean probability of each image: shape (n, 2).
+
+    S's pseudolabels of the chunk are G's regions."""
     if not hasattr(segmenter, "predict_proba_chunk"):
         # any segmenter with predict: its masks, as the paper's rule has them
         regions = np.asarray(segmenter.predict(images), dtype=np.uint8)
-        return scorer.region_errors_chunk(images, regions)
-    regions, marked = _regions_and_marked(segmenter.predict_proba_chunk(images),
-                                          float(segmenter.threshold), rule, share)
+        errors = scorer.region_errors_chunk(images, regions)
+        return np.stack([errors, regions.reshape(len(regions), -1).mean(axis=1)], axis=1)
+    probabilities = segmenter.predict_proba_chunk(images)
+    regions, marked = _regions_and_marked(probabilities, float(segmenter.threshold), rule,
+                                          share)
     errors = scorer.region_errors_chunk(images, regions)
-    return rank_below_marked(errors, marked) if rule == "adaptive" else errors
+    if rule == "adaptive":
+        errors = rank_below_marked(errors, marked)
+    return np.stack([errors, probabilities.reshape(len(images), -1).mean(axis=1)], axis=1)
+
+
+def sdr_evidence(
+    segmenter: SegmentationLearner,
+    scorer: ReconstructionScorer,
+    X_pool: Any,
+    *,
+    region: str = "adaptive",
+    region_share: float = 0.01,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """E_sdr of every pool image and S's mean probability over it, in one pass.
+
+    The per-image evidence of the iterative stage, both columns independent of the other
+    images (so they can be kept per image): :func:`sdr_scores` returns the first, or the
+    two fused by rank (``fusion="rank"``, :func:`fuse_ranks`). Parameters as
+    :func:`sdr_scores`.
+
+    Returns
+    -------
+    evidence : ndarray of shape (n_pool, 2)
+        Column 0: E_sdr (as :func:`sdr_scores` with ``fusion=None``); column 1: S's mean
+        probability over the image (the expected share of defect pixels).
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer, SegmentationLearner
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.scores import sdr_evidence
+    >>> X, masks = make_defect_images(n_samples=8, image_size=16, defect_ratio=0.5,
+    ...                               random_state=0)
+    >>> S = SegmentationLearner(base_channels=4, depth=2, max_epochs=1,
+    ...                         random_state=0).fit(X, masks)
+    >>> G = ReconstructionScorer(base_channels=4, depth=2, max_epochs=1,
+    ...                          random_state=0).fit(X, masks)
+    >>> sdr_evidence(S, G, X).shape
+    (8, 2)
+    """
+    check_choice(region, "region", REGION_RULES)
+    region_share = check_float(region_share, "region_share", low=0.0, high=1.0,
+                               include_low=False)
+    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
+    _, height, width = pool.image_shape
+    batch_size = scorer.images_per_batch(height, width)
+    if isinstance(segmenter, SegmentationLearner):
+        _fitted(segmenter, "segmenter").check_pool(pool, name="X_pool")
+        # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
+        batch_size = math.lcm(batch_size, segmenter.images_per_batch(height, width))
+    evidence = scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer, region,
+                                                 region_share), pool,
+                               n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
+                               batch_size=batch_size, description="E_sdr")
+    return np.asarray(evidence, dtype=np.float64).reshape(len(pool), 2)
 
 
 def sdr_scores(
@@ -187,8 +250,9 @@ def sdr_scores(
     region: str = "adaptive",
     region_share: float = 0.01,
     n_jobs: int | None = None,
+    fusion: str | None = None,
 ) -> np.ndarray:
-    """E_sdr of every pool image (eq. 8–9).
+    """E_sdr of every pool image (eq. 8–9), alone or fused with S's own probability.
 
     The segmentation learner's pseudolabels (:func:`pseudo_label_regions`: probability ≥
     its ``threshold``, and with the ``"adaptive"`` rule its most probable pixels where none
@@ -213,13 +277,19 @@ def sdr_scores(
         The share of pixels of the adaptive rule.
     n_jobs : int or None, default=None
         joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
+    fusion : {None, "rank"}, default=None
+        None: E_sdr alone (the paper). ``"rank"``: E_sdr fused with S's mean probability
+        over the image by :func:`fuse_ranks` (each counts for half of the rank), so that
+        S's evidence of a large or faint defect, which changes a reconstruction little,
+        counts too. The fused score of an image depends on the other images ranked with it.
 
     Returns
     -------
     scores : ndarray of shape (n_pool,)
-        E_sdr (≥ 0) of the images in which S predicts a defect pixel. The others score 0
-        with ``region="threshold"``; with ``"adaptive"`` they score in [-1, 0), ordered
-        by E_sdr inside their most probable pixels.
+        With ``fusion=None``, E_sdr (≥ 0) of the images in which S predicts a defect
+        pixel; the others score 0 with ``region="threshold"``, and with ``"adaptive"``
+        in [-1, 0), ordered by E_sdr inside their most probable pixels. With
+        ``fusion="rank"``, the fused rank shares in (0, 1] (:func:`fuse_ranks`).
 
     Examples
     --------
@@ -234,17 +304,75 @@ def sdr_scores(
     >>> sdr_scores(S, G, X).shape
     (8,)
     """
-    check_choice(region, "region", REGION_RULES)
-    region_share = check_float(region_share, "region_share", low=0.0, high=1.0,
-                               include_low=False)
-    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
-    _, height, width = pool.image_shape
-    batch_size = scorer.images_per_batch(height, width)
-    if isinstance(segmenter, SegmentationLearner):
-        _fitted(segmenter, "segmenter").check_pool(pool, name="X_pool")
-        # chunks are multiples of both networks' batches, so n_jobs cannot change a batch
-        batch_size = math.lcm(batch_size, segmenter.images_per_batch(height, width))
-    return scorer.map_pool(functools.partial(_sdr_chunk, segmenter, scorer, region,
-                                             region_share), pool,
-                            n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
-                            batch_size=batch_size, description="E_sdr")
+    check_choice(fusion, "fusion", FUSION_RULES)
+    evidence = sdr_evidence(segmenter, scorer, X_pool, region=region,
+                            region_share=region_share, n_jobs=n_jobs)
+    return fuse_evidence(evidence, fusion)
+
+
+def fuse_evidence(evidence: np.ndarray, fusion: str | None) -> np.ndarray:
+    """The iterative stage's score from :func:`sdr_evidence`: E_sdr, or fused by rank.
+
+    Parameters
+    ----------
+    evidence : ndarray of shape (n_images, 2)
+        E_sdr and S's mean probability of each image.
+    fusion : {None, "rank"}
+
+    Returns
+    -------
+    scores : ndarray of shape (n_images,)
+    """
+    check_choice(fusion, "fusion", FUSION_RULES)
+    if fusion is None:
+        return np.asarray(evidence[:, 0], dtype=np.float64)
+    return fuse_ranks(evidence[:, 0], evidence[:, 1])
+
+
+#: How the iterative stage's score uses S's own probability (``fusion`` of
+#: :func:`sdr_scores`): None, E_sdr alone (the paper's eq. 8); ``"rank"``, E_sdr fused with
+#: S's mean probability by rank (:func:`fuse_ranks`).
+FUSION_RULES = (None, "rank")
+
+
+def fuse_ranks(esdr: Any, evidence: Any, *, weight: float = 0.5) -> np.ndarray:
+    """Rank fusion of E_sdr with S's own evidence: the weighted mean of their rank shares.
+
+    Each score becomes its rank among the images, as a share in (0, 1] (equal scores share
+    their mean rank), and the two shares are averaged: ``(1 − weight) · rank(E_sdr) / n +
+    weight · rank(evidence) / n``. Ranks make the two commensurable whatever their scales
+    (G's squared error, S's probability), and an image must rank high by both to rank
+    first: a region S is sure of that G reconstructs as normal, or a G error where S sees
+    nothing, counts for half.
+
+    Parameters
+    ----------
+    esdr : array-like of shape (n_images,)
+        E_sdr (:func:`sdr_scores` with ``fusion=None``).
+    evidence : array-like of shape (n_images,)
+        S's evidence of a defect in each image: in :func:`sdr_scores`, its mean
+        probability (the expected share of defect pixels).
+    weight : float in [0, 1], default=0.5
+        Weight of S's evidence; 0 gives E_sdr's order, 1 S's.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_images,), float64 in (0, 1]
+
+    Examples
+    --------
+    >>> from sid4ds.scores import fuse_ranks
+    >>> # image 0: the largest G error, where S sees nothing; image 1: both fairly high
+    >>> fuse_ranks([0.30, 0.25, 0.10, 0.0], [0.00, 0.05, 0.20, 0.01]).tolist()
+    [0.625, 0.75, 0.75, 0.375]
+    """
+    from scipy.stats import rankdata
+
+    weight = check_float(weight, "weight", low=0.0, high=1.0)
+    first = np.asarray(esdr, dtype=np.float64)
+    second = np.asarray(evidence, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 1:
+        raise ValueError(f"esdr and evidence must be 1-d arrays of one score per image; got "
+                         f"shapes {first.shape} and {second.shape}")
+    n = max(1, len(first))
+    return (1.0 - weight) * rankdata(first) / n + weight * rankdata(second) / n

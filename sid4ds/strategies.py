@@ -142,6 +142,7 @@ def sid4ds_sampling(
     X_pool: Any,
     n_instances: int = 1,
     *,
+    scorer: ReconstructionScorer | None = None,
     region: str = "adaptive",
     region_share: float = 0.01,
     n_jobs: int | None = None,
@@ -164,6 +165,8 @@ def sid4ds_sampling(
         in chunks).
     n_instances : int, default=1
         K; more than the pool returns the whole pool; < 1 is an error.
+    scorer : ReconstructionScorer, optional
+        A configured (unfitted) or fitted self-supervised M; it replaces the kept one.
     region, region_share
         How S's probabilities become E_sdr's regions (see :func:`sid4ds.sdr_scores`).
     n_jobs : int or None, default=None
@@ -198,8 +201,8 @@ def sid4ds_sampling(
     >>> learner.sid4ds_state.last_round.stage
     'iterative'
     """
-    return _query(learner, X_pool, n_instances, None, region=region, region_share=region_share,
-                  n_jobs=n_jobs, strategy="sid4ds_sampling")
+    return _query(learner, X_pool, n_instances, None, scorer=scorer, region=region,
+                  region_share=region_share, n_jobs=n_jobs, strategy="sid4ds_sampling")
 
 
 def msmr_sampling(

@@ -10,7 +10,9 @@ things:
   epoch, or defect-aware batches of which a set share (``defect_share``) are defective
   images, which a training set of a few defective and many normal images needs;
 - **the learning rate of each step** (:func:`learning_rate`): constant, one-cycle (linear
-  warm-up, then cosine decay), cosine, or the paper's step schedule.
+  warm-up, then cosine decay), cosine, or the paper's step schedule, each from a peak rate
+  that is either given or, with ``lr="auto"``, follows the fit's length and batch
+  (:func:`auto_learning_rate`).
 
 An "epoch" is ``ceil(n_samples / batch_size)`` steps in every case; the history records one
 entry per epoch, and ``best_window`` counts epochs.
@@ -23,8 +25,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["LR_SCHEDULES", "batch_indices", "learning_rate", "n_training_steps",
-           "steps_per_epoch"]
+__all__ = ["AUTO_LR", "LR_SCHEDULES", "auto_learning_rate", "batch_indices", "images_seen",
+           "learning_rate", "n_training_steps", "peak_learning_rate", "steps_per_epoch"]
 
 #: The learning-rate schedules of :func:`learning_rate`.
 LR_SCHEDULES = ("constant", "onecycle", "cosine", "multistep")
@@ -32,6 +34,59 @@ LR_SCHEDULES = ("constant", "onecycle", "cosine", "multistep")
 _MULTISTEP_SHARES = (0.25, 0.5, 0.75)
 # One-cycle: the warm-up starts at lr / 25 and the decay ends at lr / 1e4.
 _ONECYCLE_START, _ONECYCLE_END = 1 / 25, 1e-4
+
+
+#: The rule of ``lr="auto"`` (:func:`auto_learning_rate`): the peak rate of a fit of
+#: ``steps`` optimiser steps of ``batch`` images, and the largest rate it gives (at that batch).
+AUTO_LR = {"rate": 1e-3, "steps": 1000, "batch": 16, "max_rate": 3e-3}
+
+
+def auto_learning_rate(n_steps: int, batch_size: int) -> float:
+    """The peak learning rate of ``lr="auto"`` for a fit of ``n_steps`` steps.
+
+    ``1e-3 · min(3, sqrt(1000 / n_steps)) · sqrt(batch_size / 16)``: 1e-3 for the default
+    fit of S (1000 steps of 16 images), higher for shorter fits (up to 3e-3 from 111 steps
+    down), lower for longer ones, and with the square root of the batch (AdamW's rule for
+    the noise of a larger batch). A short fit must move the weights far in few steps; a
+    long one on a textured surface settles better at a lower rate. ``docs/method.md``
+    (*The training recipe of S*) has the measurements behind it.
+
+    Parameters
+    ----------
+    n_steps : int
+        Optimiser steps of the fit (``max_steps``, or ``max_epochs`` epochs).
+    batch_size : int
+        Images per step.
+
+    Returns
+    -------
+    lr : float
+
+    Examples
+    --------
+    >>> from sid4ds.training import auto_learning_rate
+    >>> [round(auto_learning_rate(steps, 16), 5) for steps in (50, 250, 1000, 4000)]
+    [0.003, 0.002, 0.001, 0.0005]
+    >>> round(auto_learning_rate(1000, 64), 5)
+    0.002
+    """
+    rule = AUTO_LR
+    scale = min(rule["max_rate"] / rule["rate"], math.sqrt(rule["steps"] / max(1, n_steps)))
+    return rule["rate"] * scale * math.sqrt(batch_size / rule["batch"])
+
+
+def peak_learning_rate(lr: float | str, n_steps: int, batch_size: int) -> float:
+    """``lr`` itself, or with ``"auto"`` the rule of :func:`auto_learning_rate`.
+
+    Examples
+    --------
+    >>> from sid4ds.training import peak_learning_rate
+    >>> peak_learning_rate(0.01, 1000, 16), peak_learning_rate("auto", 1000, 16)
+    (0.01, 0.001)
+    """
+    if isinstance(lr, str):
+        return auto_learning_rate(n_steps, batch_size)
+    return float(lr)
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:
@@ -54,6 +109,23 @@ def n_training_steps(n_samples: int, batch_size: int, max_epochs: int | None,
     if max_steps is not None:
         return int(max_steps)
     return int(max_epochs) * steps_per_epoch(n_samples, batch_size)
+
+
+def images_seen(n_samples: int, batch_size: int, n_steps: int, *, uniform: bool) -> int:
+    """Images a fit of ``n_steps`` steps draws (:func:`batch_indices`): full batches, except
+    that uniform shuffling cuts the last batch of every epoch short.
+
+    Examples
+    --------
+    >>> from sid4ds.training import images_seen
+    >>> images_seen(50, 16, 8, uniform=True), images_seen(50, 16, 8, uniform=False)
+    (100, 128)
+    """
+    if not uniform:
+        return int(n_steps) * int(batch_size)
+    per_epoch = steps_per_epoch(n_samples, batch_size)
+    full, rest = divmod(int(n_steps), per_epoch)
+    return full * int(n_samples) + min(rest * int(batch_size), int(n_samples))
 
 
 def learning_rate(step: int, n_steps: int, base: float, schedule: str, *,

@@ -120,3 +120,17 @@ def asked(tmp_path, pool_folder):
     images, truth = pool_folder
     session = new_session(tmp_path, images)
     return session, session.query(n_label=4), truth
+
+
+def count_scored(monkeypatch, cls, method: str) -> list[int]:
+    """Count the images passed to ``cls.method(images, ...)``, a per-chunk scoring method
+    (e.g. ``ReconstructionScorer.msmr_chunk``); the count is the list's one item."""
+    scored = [0]
+    original = getattr(cls, method)
+
+    def counted(self, images, *args, **kwargs):
+        scored[0] += len(images)
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, counted)
+    return scored

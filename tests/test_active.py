@@ -39,7 +39,7 @@ class SpyEstimator(BaseEstimator):
 
 
 def scored_learner(n_normal=3, **kwargs):
-    learner = DefectActiveLearner(SpyEstimator(), n_normal=n_normal, **kwargs)
+    learner = DefectActiveLearner(SpyEstimator(), msmr_sampling, n_normal=n_normal, **kwargs)
     learner.msmr_scorer = ReconstructionScorer(**SCORER)
     return learner
 
@@ -187,18 +187,24 @@ def test_run_sid4ds_checks_the_oracle():
         run_sid4ds(X, masks, n_rounds=0, n_label=4)
 
 
-def test_run_sid4ds_is_reproducible():
+def test_run_sid4ds_is_reproducible_and_its_random_state_seeds_the_models():
     X, masks = make_defect_images(n_samples=30, image_size=16, defect_ratio=0.2,
                                   random_state=1)
 
-    def selections():
-        run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=1, n_label=5,
-                         segmenter=SegmentationLearner(**TINY_NET, max_epochs=1),
-                         scorer=ReconstructionScorer(**{**SCORER, "random_state": None}),
-                         random_state=4)
-        return [record.selected.tolist() for record in run.rounds]
+    def run(random_state):
+        # neither model has a seed of its own: random_state seeds both
+        result = run_sid4ds(X, lambda indices: masks[indices], n_rounds=1, n_label=5,
+                            segmenter=SegmentationLearner(**TINY_NET, max_epochs=1),
+                            scorer=ReconstructionScorer(**{**SCORER, "random_state": None}),
+                            random_state=random_state)
+        return [record.selected.tolist() for record in result.rounds], result.msmr_scores
 
-    assert selections() == selections()
+    selected, scores = run(4)
+    again, scores_again = run(4)
+    assert again == selected
+    np.testing.assert_array_equal(scores_again, scores)  # the same M, bit for bit
+    _, other_scores = run(5)
+    assert not np.allclose(other_scores, scores)  # another seed, another M
 
 
 def test_sid4ds_finds_clearly_more_defects_than_random_sampling():

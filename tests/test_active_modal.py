@@ -1,4 +1,4 @@
-"""DefectActiveLearner is modAL's ActiveLearner on data that are not images (issue 12).
+"""DefectActiveLearner is modAL's ActiveLearner on data that are not images (issues 12, 33).
 
 The reference is a plain ``modAL.models.ActiveLearner`` whose ``check_X_y`` call is made to
 work: modAL-python 0.4.2.1 passes ``force_all_finite``, which scikit-learn 1.8 removed (modAL
@@ -7,7 +7,9 @@ follow those of modAL's own test suite (tests/core_tests.py): random 2-D arrays 
 and vector labels, 1-D data, sparse lil/csc/csr matrices, lists (of rows and of texts),
 NaN/inf with ``force_all_finite``, ``teach`` with ``bootstrap`` × ``only_new``, ``query``
 with the uncertainty strategies and with custom ones, ``predict``/``predict_proba``/``score``
-and a Committee of several learners. Each test runs the same data and seeds through both.
+and a Committee of several learners; modAL's defaults (the strategy, the order of the
+constructor's arguments) and data frames on current pandas. Each test runs the same data and
+seeds through both. ``benchmarks/modal_conformance.py`` runs modAL's own suite against it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,17 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import check_X_y
 
-from sid4ds import DefectActiveLearner
+from sid4ds import (
+    DefectActiveLearner,
+    ReconstructionScorer,
+    msmr_sampling,
+    sdr_sampling,
+    sid4ds_sampling,
+)
+from sid4ds.active import default_sampling
 from sid4ds.pool import ImagePool
 
 KINDS = ["dense", "csr", "csc", "lil", "list"]
@@ -337,11 +347,131 @@ def test_n_normal_has_no_effect_on_tabular_data():
     assert_same_data(y_fit, np.concatenate([y[:5], y[5:][query_idx]]))
 
 
-def test_the_default_image_strategy_says_what_to_pass_for_tabular_data():
+def test_the_image_strategies_say_what_to_pass_for_tabular_data():
     X, y = make_data("dense")
-    learner = DefectActiveLearner(RecordingClassifier(), X_training=X, y_training=y)
-    with pytest.raises(ValueError, match="modAL.uncertainty.uncertainty_sampling"):
-        learner.query(X)
+    for strategy in (msmr_sampling, sdr_sampling, sid4ds_sampling):
+        learner = DefectActiveLearner(RecordingClassifier(), strategy, X_training=X,
+                                      y_training=y)
+        with pytest.raises(ValueError, match=rf"query_strategy {strategy.__name__} ranks "
+                                             r"images.*uncertainty_sampling.*default_sampling"):
+            learner.query(X)
+
+
+# ------------------------------------------------------------------ modAL's defaults
+
+
+def test_the_constructor_takes_modals_arguments_in_modals_order():
+    ours = list(inspect.signature(DefectActiveLearner).parameters)
+    theirs = list(inspect.signature(ActiveLearner).parameters)
+    assert ours[:6] == theirs[:6] == ["estimator", "query_strategy", "X_training",
+                                      "y_training", "bootstrap_init", "on_transformed"]
+    X, y = make_data("dense", n_rows=10)
+    learner = DefectActiveLearner(RecordingClassifier(), uncertainty_sampling, X, y, True, True,
+                                  random_state=0)
+    assert learner.on_transformed is True
+    _, X_fit, _, _ = learner.estimator.calls_[-1]
+    assert X_fit.shape == X.shape and not np.array_equal(X_fit, X)  # bootstrap_init=True
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "list"])
+def test_without_a_strategy_tabular_data_are_queried_as_modal_queries_them(reference, kind):
+    X_pool, y_pool = make_data(kind, n_rows=20, seed=4)
+    initial = [0, 1, 2, 3, 10]
+    learners = [cls(RandomForestClassifier(n_estimators=5, random_state=0),
+                    X_training=rows(X_pool, initial), y_training=rows(y_pool, initial))
+                for cls in (DefectActiveLearner, reference)]
+    ours, theirs = learners
+    assert ours.query_strategy is default_sampling
+    assert theirs.query_strategy is uncertainty_sampling  # modAL's default
+    for _ in range(2):
+        answers = [learner.query(X_pool, n_instances=3, return_metrics=True)
+                   for learner in learners]
+        (idx_ours, X_ours, m_ours), (idx_theirs, X_theirs, m_theirs) = answers
+        np.testing.assert_array_equal(idx_ours, idx_theirs)
+        assert_same_data(X_ours, X_theirs)
+        np.testing.assert_array_equal(m_ours, m_theirs)
+        for learner in learners:
+            learner.teach(X_ours, rows(y_pool, idx_ours))
+    assert_same_data(ours.X_training, theirs.X_training)
+    np.testing.assert_array_equal(ours.predict_proba(X_pool), theirs.predict_proba(X_pool))
+
+
+def test_without_a_strategy_images_are_ranked_by_sid4ds_sampling(square_defects):
+    images, _ = square_defects
+    scorer = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+                                  max_epochs=1, random_state=0).fit(images)
+    answers = []
+    for strategy in (None, sid4ds_sampling):
+        learner = (DefectActiveLearner(ImageSpy(), n_normal=3) if strategy is None else
+                   DefectActiveLearner(ImageSpy(), strategy, n_normal=3))
+        indices, _, scores, fake = learner.query(images, n_instances=4, scorer=scorer,
+                                                 return_metrics=True, return_fake_normals=True)
+        assert learner.pool_scores_ is not None and len(learner.pool_scores_) == len(images)
+        answers.append((indices, scores, fake, learner.pool_scores_))
+    for ours, explicit in zip(*answers, strict=True):
+        np.testing.assert_array_equal(ours, explicit)
+    assert len(answers[0][2]) == 3  # fake normals picked from the E_msmr ranking
+    msmr = scorer.score_samples(images)  # no labels yet: the cold start
+    np.testing.assert_allclose(answers[0][1], msmr[answers[0][0]], rtol=1e-5)
+
+
+def test_default_sampling_works_as_the_strategy_of_modals_own_learner(reference):
+    X, y = make_data("dense", n_rows=20, seed=2)
+    learners = [reference(RandomForestClassifier(n_estimators=5, random_state=0), strategy,
+                          X_training=X[:6], y_training=y[:6])
+                for strategy in (default_sampling, uncertainty_sampling)]
+    answers = [learner.query(X, n_instances=4) for learner in learners]
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+
+
+def test_a_committee_as_estimator_with_the_default_strategy(reference):
+    # modAL's ensemble example: an ActiveLearner around a Committee, queried by the default
+    X_pool, y_pool = make_data("dense", n_rows=40, seed=6)
+
+    def ensemble(cls):
+        members = [cls(RandomForestClassifier(n_estimators=5, random_state=seed),
+                       X_training=X_pool[:10], y_training=y_pool[:10])
+                   for seed in range(3)]
+        return cls(estimator=Committee(members))
+
+    ours, theirs = ensemble(DefectActiveLearner), ensemble(reference)
+    idx_ours, X_ours = ours.query(X_pool, n_instances=2)
+    idx_theirs, _ = theirs.query(X_pool, n_instances=2)
+    np.testing.assert_array_equal(idx_ours, idx_theirs)
+    for learner in (ours, theirs):
+        learner.teach(X_ours, y_pool[idx_ours])
+    assert_same_data(ours.X_training, X_ours)
+    for member_ours, member_theirs in zip(ours.estimator, theirs.estimator, strict=True):
+        # the Committee's fit replaced each member's data with the taught rows
+        assert_same_data(member_ours.X_training, member_theirs.X_training)
+        assert len(member_ours.X_training) == 2
+
+
+def test_data_frames_are_stacked_and_queried_on_current_pandas(reference):
+    pd = pytest.importorskip("pandas")
+    X_pool = pd.DataFrame(np.random.default_rng(1).random((12, 4)),
+                          index=[f"r{i}" for i in range(12)])
+    y_pool = (X_pool[0] > 0.5).to_numpy().astype(int)
+    y_pool[:2] = [0, 1]
+    estimator = make_pipeline(FunctionTransformer(pd.DataFrame.to_numpy),
+                              RandomForestClassifier(n_estimators=5, random_state=0))
+    learner = DefectActiveLearner(estimator, uncertainty_batch_sampling,
+                                  X_training=X_pool.iloc[:3], y_training=y_pool[:3],
+                                  on_transformed=True)
+    query_idx, X_query = learner.query(X_pool, n_instances=2)
+    assert isinstance(X_query, pd.DataFrame)
+    pd.testing.assert_frame_equal(X_query, X_pool.iloc[query_idx])
+    learner.teach(X_query, y_pool[query_idx])
+    learner.teach(X_pool.iloc[[5]], y_pool[[5]], only_new=True)  # fitted on, not kept
+    expected = pd.concat([X_pool.iloc[:3], X_query])
+    pd.testing.assert_frame_equal(learner.X_training, expected)
+    np.testing.assert_array_equal(learner.y_training, np.concatenate([y_pool[:3],
+                                                                      y_pool[query_idx]]))
+    theirs = reference(copy.deepcopy(estimator), uncertainty_batch_sampling,
+                       X_training=X_pool.iloc[:3], y_training=y_pool[:3], on_transformed=True)
+    if not hasattr(pd.DataFrame, "append"):  # pandas 2 removed what modAL 0.4.2.1 calls
+        with pytest.raises(AttributeError, match="append"):
+            theirs.teach(X_query, y_pool[query_idx])
 
 
 def test_text_lists_are_data_and_path_lists_are_images(reference, tmp_path):

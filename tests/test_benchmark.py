@@ -305,7 +305,7 @@ def test_plots_of_one_strategy_over_two_seeds_raise_no_warning(tmp_path):
 def test_end_to_end_tiny_run(tmp_path, capsys):
     out = tmp_path / "results"
     code = main([*TINY, "--strategies", "sid4ds", "random", "--iou", "--iou-shares", "0.1",
-                 "0.2", "--test-defective", "6", "--out", str(out)])
+                 "0.2", "--test-defective", "6", "--set-s", "lr=0.002", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
 
@@ -315,6 +315,7 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
     assert settings_record["data"]["n_test_only"] == 6
     assert settings_record["split"]["n_pool"] == 32
     assert settings_record["models"]["segmenter_S"]["base_channels"] == 4
+    assert settings_record["models"]["segmenter_S"]["lr"] == 0.002  # --set-s
     assert settings_record["models"]["scorer_M_G"]["patch_size"] == 4
     assert printed.index("settings") < printed.index("## (a)")
     versions = settings_record["versions"]  # what a figure from another machine needs
@@ -380,6 +381,8 @@ def test_npz_data_and_bad_options(tmp_path, capsys):
     assert main([*TINY, "--iou", "--rounds", "0", "--out", str(tmp_path / "y")]) == 1
     assert "--rounds" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()  # refused before writing anything
+    assert main([*TINY, "--set-s", "lr=-1", "--out", str(tmp_path / "z")]) == 1
+    assert "lr must be in" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_sid4ds_benchmark_subcommand_parses_the_same_options():

@@ -110,7 +110,7 @@ def test_a_session_end_to_end(tmp_path, pool_folder, capsys):
     created = sid4ds("init", session, "--images", images, "--seed", 1, *TINY)
     assert created.returncode == 0, created.stderr
     assert "40 images of 16x16" in created.stdout
-    manifest = json.loads((session / "manifest.json").read_text())
+    manifest = LabelingSession.open(session).manifest
     assert manifest["settings"]["seed"] == 1
     assert manifest["settings"]["segmenter"]["base_channels"] == 4
     assert manifest["settings"]["scorer"]["max_epochs"] == 1
@@ -218,7 +218,7 @@ def test_a_killed_query_resumes_to_the_same_round(tmp_path, pool_folder, capsys,
     killed = sid4ds("query", sessions["killed"], "--n", 4, "--quiet", kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL
     assert (sessions["killed"] / LOCK).exists()
-    manifest = json.loads((sessions["killed"] / "manifest.json").read_text())
+    manifest = LabelingSession.open(sessions["killed"]).manifest
     assert len(manifest["rounds"]) == rounds_before  # the round was not recorded
     trained = {"query:after-train-M": "M", "query:after-train-S": "S"}.get(kill_at, "G")
     assert manifest["models"][trained]["round"] == rounds_before  # but its model was kept

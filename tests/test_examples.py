@@ -142,11 +142,20 @@ def test_01_quickstart(tmp_path):
     assert [r["defective"] for r in rounds] == [
         sum(result["picked_defective"][k * n_label:(k + 1) * n_label]) for k in range(2)]
     assert sum(r["defective"] for r in rounds) == result["training_defective"]
-    assert all(0 <= r["defective"] <= n_label for r in rounds)
+    # random sampling finds the pool's defect share of every image labelled so far
+    share = result["n_defective_total"] / result["n_pool"]
+    assert [r["random_expected"] for r in rounds] == pytest.approx(
+        [n_label * (r["round"] + 1) * share for r in rounds])
     # the cold start does better than the random sampling it is compared with
     assert rounds[0]["defective"] > rounds[0]["random_expected"]
     table = [line for line in stdout_of(notebook).splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(table) == len(rounds), "the table has one row per round"
+    found = 0
+    for line, r in zip(table, rounds, strict=True):  # the table says what the rounds found
+        found += r["defective"]
+        assert line == (f"| {r['round']} | {r['strategy']} | {n_label * (r['round'] + 1)} | "
+                        f"{r['defective']} | {found} of {result['n_defective_total']} | "
+                        f"{r['random_expected']:.1f} |")
     assert n_figures(notebook) == 2
 
 

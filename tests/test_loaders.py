@@ -692,3 +692,32 @@ def test_a_mask_without_its_image_is_named_with_the_suffix_that_matches_it(tmp_p
     _, masks, _ = load_image_folder(tmp_path / "images", masks=tmp_path / "masks",
                                     mask_suffix="_gt")
     assert masks.sum() == 16
+
+
+# ---------------------------------------------------------------------- join_pieces
+def test_join_pieces_undoes_the_tiling_of_cut_pieces_where_tiles_overlap():
+    from sid4ds.datasets.imageio import cut_pieces, join_pieces
+
+    image = np.random.default_rng(0).random((1, 10, 13)).astype(np.float32)
+    pieces = cut_pieces("a", image, np.zeros((10, 13), np.uint8), image_size=None,
+                        tile_size=(4, 5), where="a")
+    assert len(pieces) == 9  # the last row and column of tiles overlap the ones before
+    joined = join_pieces([piece[0] for _, piece, _ in pieces], (10, 13), image_size=None,
+                         tile_size=(4, 5))
+    np.testing.assert_allclose(joined, image[0], atol=1e-6)
+
+
+def test_join_pieces_resizes_each_piece_back_before_placing_it():
+    from sid4ds.datasets.imageio import join_pieces
+
+    # tiles of 6x8 resized to 4x4 by init: constant maps come back constant, at 12x16
+    maps = [np.full((4, 4), value, np.float32) for value in (0.1, 0.2, 0.3, 0.4)]
+    joined = join_pieces(maps, (12, 16), image_size=(4, 4), tile_size=(6, 8))
+    assert joined.shape == (12, 16)
+    np.testing.assert_allclose(joined[:6, :8], 0.1, atol=1e-6)
+    np.testing.assert_allclose(joined[6:, 8:], 0.4, atol=1e-6)
+    one = join_pieces([np.full((4, 4), 0.7, np.float32)], (9, 5), image_size=(4, 4),
+                      tile_size=None)
+    assert one.shape == (9, 5) and np.allclose(one, 0.7)
+    with pytest.raises(ValueError, match="3 maps for an image of 12x16.*4 pieces"):
+        join_pieces(maps[:3], (12, 16), image_size=(4, 4), tile_size=(6, 8))

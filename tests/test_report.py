@@ -157,16 +157,24 @@ def test_report_outlines_the_human_mask_once_labelled(tmp_path, sessions, figure
     folder = shutil.copytree(sessions["three_rounds"], tmp_path / "session")
     session = LabelingSession.open(folder)
     record = session.manifest["rounds"][-1]
-    answered = record["selected"][:2]
-    session.import_masks(write_masks(tmp_path / "answers", answered, sessions["truth"]))
+    truth = sessions["truth"]
+    defective = [name for name in record["selected"] if truth[name].any()]
+    normal = [name for name in record["selected"] if not truth[name].any()]
+    answered = [defective[0], normal[0]]  # one of each, two left unanswered
+    session.import_masks(write_masks(tmp_path / "answers", answered, truth))
     page = session.report(tmp_path / "report").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"<tr><td>\d+</td><td>([^<]+)</td><td>[^<]+</td><td>([^<]+)</td>",
+                           page))
     for rank, name in enumerate(record["selected"], start=1):
         legend = figures[f"top/{rank:03d}.png"].axes[2].get_legend()
         texts = [text.get_text() for text in legend.get_texts()]
         assert any(text.startswith("S: p") for text in texts)
         assert any(text.startswith("human mask") for text in texts) == (name in answered)
-    assert "labelled defective" in page or "labelled normal" in page
-    assert "not labelled yet" in page
+        # the row's label is the human's answer for this image, or says there is none yet
+        expected = ("not labelled yet" if name not in answered else
+                    "labelled defective" if truth[name].any() else
+                    "labelled normal")
+        assert rows[html.escape(name)] == expected, name
 
 
 def test_cold_start_report_shows_m_error_maps_and_says_there_is_no_s(tmp_path, sessions,
@@ -190,6 +198,93 @@ def test_report_with_no_fake_normal_sample(tmp_path, sessions, figures):
         encoding="utf-8")
     assert "fake_normal_sample.png" not in image_sources(page)
     assert "No fake normal to show" in page
+
+
+# ---------------------------------------------------------------------- ties
+def test_ties_finds_the_fallback_band_and_equal_scores():
+    record = {"score": "E_sdr"}
+    scores = np.array([0.2, -1 / (1 + 1e-4), -1 / (1 + 2e-4), -0.5, 0.0, 0.0])
+    ties = report_module._ties(scores, record, "adaptive")
+    assert ties["fallback"].tolist() == [False, True, True, True, False, False]
+    np.testing.assert_allclose(ties["errors"][1:4], [1e-4, 2e-4, 1.0])
+    assert ties["tied"].tolist() == [False, False, False, False, True, True]
+    assert not ties["dominant"]  # 3 of 6 in the band: not more than half
+    assert report_module._ties(scores, record, "threshold")["n_fallback"] == 0
+    assert report_module._ties(np.zeros(5), {"score": "E_sdr"}, "threshold")["dominant"]
+
+
+def report_with_scores(session, tmp_path, monkeypatch, make_scores):
+    """The report of ``session`` with the last round's scores replaced by ``make_scores``."""
+    record = session.manifest["rounds"][-1]
+    original = report_module._round_scores
+
+    def replaced(store, record_):
+        _, names, _ = original(store, record_)
+        return make_scores(names, record), names, True
+
+    monkeypatch.setattr(report_module, "_round_scores", replaced)
+    return session.report(tmp_path / "report").read_text(encoding="utf-8"), record
+
+
+def test_a_ranking_in_the_fallback_band_is_shown_by_what_ordered_it(tmp_path, sessions,
+                                                                    figures, monkeypatch):
+    session = LabelingSession.open(sessions["three_rounds"])
+
+    def band(names, record):  # S marks nothing: every image in the band, near -1
+        rng = np.random.default_rng(0)
+        return -1 / (1 + rng.uniform(1e-6, 1e-4, len(names)))
+
+    page, record = report_with_scores(session, tmp_path, monkeypatch, band)
+    text = html.unescape(re.sub(r"<[^>]+>", "", page)).replace("\n", " ")
+    n = len(record["selected"]) + len(record["fake_normals"])
+    assert f"S marks no pixel in {n}" not in text  # scores.csv ranks the whole pool
+    assert "S marks no pixel in" in text and "fallback band" in text
+    assert "The score alone tells most images apart poorly" in text
+    histogram = figures["score_histogram.png"]
+    assert len(histogram.axes) == 2 and "fallback region" in histogram.axes[1].get_xlabel()
+    check_figure("score_histogram.png", histogram)
+    sample = figures["fake_normal_sample.png"]
+    assert all("G " in ax.get_title() for ax in sample.axes)
+    assert "what the ranking fell back on" in text
+
+
+def test_equal_scores_are_shown_by_their_tie_break(tmp_path, sessions, figures,
+                                                  monkeypatch):
+    session = LabelingSession.open(sessions["three_rounds"])
+    page, _ = report_with_scores(session, tmp_path, monkeypatch,
+                                 lambda names, record: np.zeros(len(names)))
+    text = html.unescape(re.sub(r"<[^>]+>", "", page)).replace("\n", " ")
+    assert "share their score with another: the ranking orders them by their cold-start " \
+           "E_msmr" in text
+    histogram = figures["score_histogram.png"]
+    assert len(histogram.axes) == 2 and "E_msmr" in histogram.axes[1].get_xlabel()
+    assert histogram.axes[1].patches  # the E_msmr of the tied images, not an empty panel
+    assert all("M " in ax.get_title() for ax in figures["fake_normal_sample.png"].axes)
+
+
+# ---------------------------------------------------------------------- the final model
+def test_report_shows_the_final_model_estimate_and_its_curves(tmp_path, sessions, figures):
+    folder = shutil.copytree(sessions["three_rounds"], tmp_path / "session")
+    session = LabelingSession.open(folder)
+    page = session.report(tmp_path / "before").read_text(encoding="utf-8")
+    assert "No final model yet" in page and "final_model.png" not in figures
+    record = session.manifest["rounds"][-1]
+    session.import_masks(write_masks(tmp_path / "answers", record["selected"],
+                                     sessions["truth"]))
+    session.configure(final={"max_steps": 6, "n_folds": 2, "n_checkpoints": 3})
+    session.train(device="cpu")
+    page = session.report(tmp_path / "report").read_text(encoding="utf-8")
+    assert "final_model.png" in image_sources(page)
+    check_figure("final_model.png", figures["final_model.png"])
+    cv = session.cross_validation()
+    estimate = cv.estimate()
+    assert (f"<td>defect IoU</td><td>{estimate['iou']['mean']:.3f} ± "
+            f"{estimate['iou']['std']:.3f}</td>") in page
+    assert f"<td>threshold</td><td>{cv.threshold:g}</td>" in page
+    assert "as if 0.05 of new images were defective" in page
+    left, right = figures["final_model.png"].axes[:2]
+    assert left.get_xlabel() == "threshold" and "training steps" in right.get_xlabel()
+    assert right.lines[0].get_xdata().tolist() == cv.steps.tolist()
 
 
 @pytest.mark.browser

@@ -171,11 +171,30 @@ def test_run_sid4ds_trains_s_after_the_last_selection_only_when_asked(images, mo
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=8,
                      segmenter=SegmentationLearner(**SEGMENTER),
                      scorer=ReconstructionScorer(**SCORER), fit_final=fit_final,
+                     final_params={"max_steps": 4, "n_folds": 2, "n_checkpoints": 2},
                      random_state=0)
     iterative = sum(record.stage == "iterative" for record in run.rounds)
     assert iterative >= 1  # S was needed for the selection at least once
-    assert fits[0] == 1 and continued[0] == iterative - 1 + int(fit_final)
-    assert run.segmenter.warm_start is False  # continued with partial_fit, setting untouched
+    # S of the rounds: fitted once, then continued with partial_fit (its setting untouched);
+    # the final model: one fresh fit per fold and the final one
+    assert fits[0] == 1 + (3 if fit_final else 0) and continued[0] == iterative - 1
+    assert run.segmenter.warm_start is False
+    assert (run.final_model is None) is (not fit_final)
+    if fit_final:
+        cv = run.cross_validation
+        assert run.final_model.threshold == cv.threshold and cv.defect_ratio == 0.05
+        # validated on every labelled image once, never on the fake normals
+        assert cv.n_defective.sum() + cv.n_normal.sum() == len(run.labeled_indices)
+        assert run.segmenter is not run.final_model
+
+
+def test_run_sid4ds_checks_the_final_settings_before_the_first_round(images):
+    X, masks = images
+    with pytest.raises(ValueError, match="unknown setting 'steps'"):
+        run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=8,
+                   segmenter=SegmentationLearner(**SEGMENTER),
+                   scorer=ReconstructionScorer(**SCORER), fit_final=True,
+                   final_params={"steps": 4}, random_state=0)
 
 
 def test_run_sid4ds_records_the_estimate_of_defects_left(images):

@@ -3,46 +3,15 @@ import pytest
 import torch
 
 from sid4ds import SegmentationLearner
+from sid4ds.augment import random_crops
 from sid4ds.datasets import make_defect_images
-from sid4ds.segmentation import augment_batch, defect_iou, soft_dice_loss
+from sid4ds.training import auto_learning_rate
 
 from .conftest import TINY_NET
 
 
 def tiny(**params):
     return SegmentationLearner(**{**TINY_NET, "random_state": 0, **params})
-
-
-def test_defect_iou_counts_empty_images_as_neutral():
-    truth = np.zeros((3, 4, 4), np.uint8)
-    predicted = np.zeros((3, 4, 4), np.uint8)
-    assert defect_iou(truth, predicted) == 1.0
-    truth[0, 0, :2] = 1
-    predicted[0, 0, 1:3] = 1
-    assert defect_iou(truth, predicted) == pytest.approx(1 / 3)
-    # adding images that are empty in both leaves the score unchanged
-    assert defect_iou(np.concatenate([truth, np.zeros((5, 4, 4))]),
-                      np.concatenate([predicted, np.zeros((5, 4, 4))])) == pytest.approx(1 / 3)
-
-
-def test_soft_dice_is_zero_for_a_perfect_prediction_and_near_one_for_the_opposite():
-    masks = torch.zeros(1, 1, 4, 4)
-    masks[..., :2, :2] = 1
-    perfect = (masks * 2 - 1) * 50
-    assert soft_dice_loss(perfect, masks, smooth=0.0).item() == pytest.approx(0.0, abs=1e-6)
-    assert soft_dice_loss(-perfect, masks).item() > 0.9
-
-
-def test_augmentation_moves_mask_with_image_and_keeps_range():
-    generator = torch.Generator().manual_seed(0)
-    images = torch.zeros(16, 1, 8, 8)
-    images[:, :, 0, 0] = 1.0
-    masks = images.clone()
-    augmented, augmented_masks = augment_batch(images, masks, generator)
-    assert augmented.min() >= 0 and augmented.max() <= 1
-    corners = augmented_masks.flatten(1).argmax(dim=1)
-    assert torch.equal(corners, augmented.flatten(1).argmax(dim=1))
-    assert len(set(corners.tolist())) > 1  # flips happened
 
 
 def test_shapes_and_dtypes_of_outputs(square_defects):
@@ -99,6 +68,67 @@ def test_new_recipe_beats_the_old_one_on_few_defects_at_the_same_budget(seed):
     assert new.score(X_test, masks_test) > old.score(X_test, masks_test) + 0.1
 
 
+def bright_squares(n_images: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy grey images; every fourth carries a bright 4x4 square, marked in its mask."""
+    rng = np.random.default_rng(seed)
+    images = (0.4 + 0.1 * rng.standard_normal((n_images, 1, size, size))).clip(0, 1)
+    masks = np.zeros((n_images, size, size), dtype=np.uint8)
+    for index in range(0, n_images, 4):
+        row, col = rng.integers(0, size - 4, size=2)
+        masks[index, row : row + 4, col : col + 4] = 1
+        images[index, 0, row : row + 4, col : col + 4] = 0.8
+    return images.astype(np.float32), masks
+
+
+@pytest.mark.parametrize(("n_images", "max_steps"), [(40, 120), (1000, 400)])
+def test_the_default_rate_learns_a_short_small_fit_and_a_long_large_one(n_images, max_steps):
+    """lr="auto": the rate follows the budget, so neither a 40-image fit of 120 steps (as
+    tests and examples train) nor a 1000-image fit of 400 steps (at 2.5 times the rate of
+    the default 1000-step fit) needs its own
+    rate; each segments held-out squares and beats the same S barely trained."""
+    X, masks = bright_squares(n_images, seed=n_images)
+    X_test, masks_test = bright_squares(80, seed=1)
+    learner = tiny(max_steps=max_steps).fit(X, masks)
+    assert learner.lr == "auto" and max(entry["lr"] for entry in learner.history_) == (
+        pytest.approx(auto_learning_rate(max_steps, 16), rel=0.02))
+    barely = tiny(max_steps=3).fit(X, masks)
+    iou = learner.score(X_test, masks_test)
+    assert iou >= 0.6 and iou > barely.score(X_test, masks_test) + 0.3
+
+
+def test_random_crops_keep_a_defect_pixel_and_leave_small_images_alone():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 1, 32, 24)
+    masks = torch.zeros(64, 1, 32, 24)
+    for index in range(0, 64, 2):  # one defect pixel anywhere, corners included
+        masks[index, 0, (index * 7) % 32, (index * 5) % 24] = 1
+    cut_images, cut_masks = random_crops(images, masks, (8, 8), generator)
+    assert cut_images.shape == (64, 1, 8, 8) and cut_masks.shape == (64, 1, 8, 8)
+    assert (cut_masks[0::2].flatten(1).sum(dim=1) == 1).all()  # each kept its defect
+    assert (cut_masks[1::2] == 0).all()
+    # a window is a piece of its own image
+    assert any(torch.equal(cut_images[3, 0], images[3, 0, top : top + 8, left : left + 8])
+               for top in range(25) for left in range(17))
+    state = generator.get_state()
+    same_images, same_masks = random_crops(images, masks, (32, 32), generator)
+    assert same_images is images and same_masks is masks
+    assert torch.equal(generator.get_state(), state)  # nothing drawn
+
+
+def test_crop_size_trains_on_windows_and_predicts_whole_images():
+    X, masks = bright_squares(48, seed=3, size=32)
+    X_test, masks_test = bright_squares(40, seed=4, size=32)
+    cropped = tiny(max_steps=120, crop_size=16).fit(X, masks)
+    assert cropped.predict(X_test).shape == (40, 32, 32)
+    assert cropped.score(X_test, masks_test) >= 0.5
+    # a window as large as the image is no crop: the same fit to the last bit
+    whole = tiny(max_steps=5).fit(X, masks).predict_proba(X_test)
+    assert np.array_equal(tiny(max_steps=5, crop_size=32).fit(X, masks).predict_proba(X_test),
+                          whole)
+    with pytest.raises(ValueError, match=r"crop_size must be a multiple of 2\*\*depth=4"):
+        tiny(crop_size=10).fit(X, masks)
+
+
 def test_best_window_keeps_the_lowest_loss_epoch(square_defects):
     images, masks = square_defects
     learner = tiny(max_epochs=6, best_window=3, lr=0.05).fit(images, masks)
@@ -151,6 +181,7 @@ def test_same_random_state_same_outputs_and_no_global_rng_use(square_defects):
     [
         ({"max_epochs": 0}, ValueError, "max_epochs must be >= 1; got 0"),
         ({"lr": -1.0}, ValueError, r"lr must be in \(0.0, inf\]; got -1.0"),
+        ({"lr": "fast"}, ValueError, r"lr must be a positive number or \"auto\"; got 'fast'"),
         ({"threshold": 1.5}, ValueError, r"threshold must be in \[0.0, 1.0\]; got 1.5"),
         ({"optimizer": "rmsprop"}, ValueError, "optimizer must be one of 'sgd', 'adamw'"),
         ({"device": "tpu:9"}, ValueError, "device must be 'auto', 'cpu'"),

@@ -34,6 +34,8 @@ from sid4ds.session import (
     mask_to_brush_rle,
     mask_to_coco_rle,
 )
+from sid4ds.session.shards import ShardedImages
+from sid4ds.session.state import StateFile
 from sid4ds.session.storage import atomic_file
 
 from .conftest import (
@@ -119,7 +121,7 @@ def test_round_files_list_ranked_images_scores_and_fake_normals(tmp_path, pool_f
     assert [entry["rank"] for entry in listing["images"]] == [1, 2, 3, 4, 5]
     assert listing["images"][0]["score"] >= listing["images"][-1]["score"]
     csv_rows = (folder / "to_label.csv").read_text().splitlines()
-    assert csv_rows[0] == "rank,name,score,image,preannotation,source"
+    assert csv_rows[0] == "rank,name,score,image,preannotation,source,batch"
     assert [row.split(",")[1] for row in csv_rows[1:]] == record["selected"]
     assert sorted(path.stem for path in (folder / "images").iterdir()) == sorted(
         record["selected"])
@@ -150,7 +152,14 @@ def test_cold_start_repeats_until_a_defect_is_labelled(tmp_path, pool_folder):
     record = session.query(n_label=2)
     normal = {name: np.zeros_like(truth[name]) for name in record["selected"]}
     session.import_masks(write_masks(tmp_path / "answers", record["selected"], normal))
-    assert session.query(n_label=2)["stage"] == "cold_start"
+    record = session.query(n_label=2)
+    assert record["stage"] == "cold_start"  # normal images only: still no S to train
+    first, second = record["selected"]
+    defect = np.zeros_like(truth[first])
+    defect[4:8, 4:8] = 1  # the labeller marks a defect in one image, the other is normal
+    answers = {first: defect, second: np.zeros_like(defect)}
+    session.import_masks(write_masks(tmp_path / "answers_2", [first, second], answers))
+    assert session.query(n_label=2)["stage"] == "iterative"
 
 
 def test_query_refuses_while_masks_are_missing_unless_skipped(tmp_path, pool_folder):
@@ -273,12 +282,16 @@ def test_init_rejects_bad_model_settings(tmp_path, pool_folder):
 
 
 # ---------------------------------------------------------------------- out-of-core pools
-def test_the_pool_is_a_memory_mapped_npy_file_of_the_images(tmp_path, pool_folder):
+def test_the_pool_is_an_npy_shard_of_the_images_read_lazily(tmp_path, pool_folder):
     images, _ = pool_folder
     X, _, names = load_image_folder(images)
     session = new_session(tmp_path, images)
     np.testing.assert_array_equal(np.load(session.path / "pool_images.npy"), X)
-    assert isinstance(session.pool().images, np.memmap)
+    pool = session.pool().images
+    assert isinstance(pool, ShardedImages) and not isinstance(pool, np.ndarray)
+    np.testing.assert_array_equal(pool[[5, 1, 5]], X[[5, 1, 5]])
+    np.testing.assert_array_equal(pool[3], X[3])
+    np.testing.assert_array_equal(np.asarray(pool), X)
     assert session.names == names
     assert session.manifest["format_version"] == FORMAT_VERSION
 
@@ -391,7 +404,8 @@ def test_format_version_1_sessions_are_read_and_give_the_same_rounds(tmp_path, p
     (old / "pool.npz").write_bytes(buffer.getvalue())
     (old / "pool_images.npy").unlink()
     (old / "pool_meta.npz").unlink()
-    manifest = json.loads((old / "manifest.json").read_text())
+    manifest = LabelingSession.open(old).manifest
+    (old / "session.db").unlink()  # format version 1: the manifest is manifest.json
     manifest["format_version"] = 1
     manifest["pool"] = {"file": "pool.npz", "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
                         **{key: manifest["pool"][key] for key in
@@ -556,10 +570,11 @@ def test_session_files_hold_no_pickles(tmp_path, asked):
     payload.marker = tmp_path / "code-ran"
     weights = session.path / session.manifest["models"]["S"]["weights"]
     torch.save({"format": "sid4ds-estimator", "module": payload}, weights)
-    manifest = json.loads((session.path / "manifest.json").read_text())
+    state = StateFile(session.path / "session.db")  # as someone would edit the file
+    manifest = state.read()
     manifest["models"]["S"]["sha256"]["weights"] = hashlib.sha256(
         weights.read_bytes()).hexdigest()
-    (session.path / "manifest.json").write_text(json.dumps(manifest))
+    state.write(manifest)
     answer_round(session, session.manifest["rounds"][-1], truth, tmp_path / "more")
     with pytest.raises(SessionError, match="cannot load model file .*S_r001.pt"):
         session.query(n_label=4)

@@ -222,7 +222,8 @@ def test_a_second_cold_start_round_reuses_the_e_msmr_of_round_0(tmp_path, asked,
     assert second["reason"] == ("none of the 8 labelled images (and fake normals) is "
                                 "defective yet: ranking by E_msmr again")
     assert second["models"] == {"M": 0}
-    assert f"round 1 (cold_start): {second['reason']}; the E_msmr of round 0 was reused" in out
+    assert (f"round 1 (cold_start): {second['reason']}; the E_msmr of the unchanged models "
+            f"was reused for every image") in out
     assert "reusing the E_msmr of the unchanged M for 36 images" in err
     # the very scores of round 0
     first_scores = {row["name"]: float(row["score"]) for row in

@@ -14,7 +14,7 @@ from sid4ds import (
     sdr_scores,
 )
 from sid4ds.score_cache import model_fingerprint
-from sid4ds.scores import rank_below_marked
+from sid4ds.scores import fuse_ranks, rank_below_marked
 from sid4ds.selection import content_keys
 from sid4ds.strategies import learner_engine
 
@@ -244,3 +244,55 @@ def test_rank_below_marked_is_monotone_within_each_group():
     for group in (marked, ~marked):
         np.testing.assert_array_equal(np.argsort(scores[group], kind="stable"),
                                       np.argsort(errors[group], kind="stable"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0, 10), min_size=2, max_size=30), st.integers(0, 2**32 - 1))
+def test_fuse_ranks_follows_either_score_when_the_other_says_nothing(values, seed):
+    esdr = np.array(values)
+    evidence = np.random.default_rng(seed).permutation(len(esdr)).astype(float)
+    flat = np.zeros(len(esdr))
+    for fused, follows in ((fuse_ranks(esdr, flat), esdr), (fuse_ranks(flat, evidence),
+                                                            evidence)):
+        # the same order as the informative score (ties stay ties)
+        assert (np.sign(np.subtract.outer(fused, fused))
+                == np.sign(np.subtract.outer(follows, follows))).all()
+    both = fuse_ranks(esdr, evidence, weight=0.25)
+    assert ((both > 0) & (both <= 1)).all()
+    np.testing.assert_allclose(fuse_ranks(esdr, evidence, weight=0.0),
+                               fuse_ranks(esdr, flat, weight=0.0))
+    with pytest.raises(ValueError, match="weight must be in"):
+        fuse_ranks(esdr, evidence, weight=1.5)
+    with pytest.raises(ValueError, match="1-d arrays of one score per image"):
+        fuse_ranks(esdr, evidence[:-1])
+
+
+def test_fused_e_sdr_ranks_by_both_g_error_and_s_mean_probability(square_defects):
+    """fusion="rank": the rank mean of E_sdr and S's mean probability. Images S sees as
+    widely suspect (a large region below S's threshold, away from where G errs most) move
+    up against E_sdr's order, to the top of the fused ranking."""
+    from scipy.stats import rankdata
+
+    images, masks = square_defects
+    defective = masks.reshape(len(masks), -1).any(axis=1)
+
+    class SuspectSegmenter:  # 0.45 on the defective images' background, 0.1 elsewhere
+        module_ = object()
+        threshold = 0.5
+
+        def predict_proba_chunk(self, chunk):
+            rows = rows_of(images, chunk)
+            probabilities = np.full((len(chunk), 16, 16), 0.1, dtype=np.float32)
+            suspect = defective[rows][:, None, None] & (masks[rows] == 0)
+            probabilities[suspect] = 0.45
+            return probabilities
+
+    G = ReconstructionScorer(**SCORER).fit(images, masks)
+    esdr = sdr_scores(SuspectSegmenter(), G, images)
+    fused = sdr_scores(SuspectSegmenter(), G, images, fusion="rank")
+    mean_probability = np.where(defective, (240 * 0.45 + 16 * 0.1) / 256, 0.1)
+    np.testing.assert_allclose(fused, fuse_ranks(esdr, mean_probability), rtol=1e-6)
+    assert rankdata(fused)[defective].mean() > rankdata(esdr)[defective].mean() + 2
+    assert fused[defective].min() > np.median(fused[~defective])
+    with pytest.raises(ValueError, match="fusion must be one of None, 'rank'"):
+        sdr_scores(SuspectSegmenter(), G, images, fusion="max")

@@ -12,7 +12,6 @@ from sklearn.utils import estimator_checks
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
 from sid4ds._device import auto_batch_size, resolve_device
-from sid4ds._random import make_rng
 
 from .conftest import TINY_NET
 
@@ -116,13 +115,17 @@ def test_pickled_state_holds_no_torch_module(square_defects):
     assert all(value.device.type == "cpu" for value in saved["module"].values())
 
 
-def test_resolve_device_and_make_rng():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    assert make_rng(3).integers(1000) == make_rng(3).integers(1000)
-    with pytest.raises(TypeError, match="random_state must be None"):
-        make_rng("3")
+def test_resolve_device_picks_cuda_only_where_there_is_one(monkeypatch):
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda'.*got 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available on this machine"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
 
 
 def test_auto_batch_size_targets_a_pixel_budget():
@@ -232,3 +235,18 @@ def test_saved_parameters_from_another_version_are_refused_and_lists_become_tupl
     restored = SegmentationLearner.from_params(as_json, verbose=2)
     assert restored.augment == ("flip",) and restored.verbose == 2
     assert clone(restored).get_params() == restored.get_params()
+
+
+# ---------------------------------------------------------------------- time estimates
+def test_the_estimate_of_a_fit_counts_the_short_last_batch_of_an_epoch():
+    # one epoch of 17 images is a batch of 16 and a batch of 1: about 17/16 full batches,
+    # not 2 (M shuffles uniformly); 32 images are 2 full batches
+    scorer = ReconstructionScorer(**TINY_NET, patch_size=4, n_blocks=4, max_epochs=1,
+                                  device="cpu")
+    short = scorer.estimate_seconds(17, (1, 16, 16), train=True)
+    full = scorer.estimate_seconds(32, (1, 16, 16), train=True)
+    assert short < 0.8 * full
+    # S's batches with defect_share > 0 are always full: steps count
+    segmenter = SegmentationLearner(**TINY_NET, max_steps=10, device="cpu")
+    assert segmenter.estimate_seconds(17, (1, 16, 16), train=True) > 0.6 * \
+        segmenter.estimate_seconds(32, (1, 16, 16), train=True)

@@ -6,7 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
-from sid4ds.training import batch_indices, learning_rate, n_training_steps, steps_per_epoch
+from sid4ds.training import (
+    auto_learning_rate,
+    batch_indices,
+    learning_rate,
+    n_training_steps,
+    peak_learning_rate,
+    steps_per_epoch,
+)
 
 from .conftest import TINY_NET
 
@@ -28,6 +35,30 @@ def test_one_cycle_warms_up_peaks_and_decays_to_almost_nothing():
     assert rates[-1] == pytest.approx(3e-7)
     cosine = [learning_rate(step, 10, 1.0, "cosine") for step in (0, 5)]
     assert cosine == pytest.approx([1.0, 0.5])
+
+
+def test_the_auto_rate_falls_with_the_budget_rises_with_the_batch_and_is_capped():
+    steps = [10, 111, 250, 1000, 2000, 4000]
+    rates = [auto_learning_rate(n, 16) for n in steps]
+    assert rates[:2] == pytest.approx([3e-3, 3e-3], rel=1e-3)  # short fits: the cap
+    assert rates[2:] == pytest.approx([2e-3, 1e-3, 1e-3 / np.sqrt(2), 5e-4])
+    assert auto_learning_rate(1000, 64) == pytest.approx(2e-3)  # sqrt of the batch
+    assert auto_learning_rate(50, 64) == pytest.approx(6e-3)
+    assert peak_learning_rate(0.01, 5, 16) == 0.01  # a number is used as given
+
+
+def test_the_loop_trains_at_the_auto_rate_and_only_s_accepts_it(square_defects):
+    images, masks = square_defects
+    learner = SegmentationLearner(**TINY_NET, max_steps=150, batch_size=8, random_state=0)
+    learner.fit(images, masks)
+    peak = max(entry["lr"] for entry in learner.history_)
+    assert peak == pytest.approx(auto_learning_rate(150, 8), rel=0.01)
+    fixed = SegmentationLearner(**TINY_NET, max_steps=30, batch_size=8, lr=1e-3,
+                                random_state=0).fit(images, masks)
+    assert max(entry["lr"] for entry in fixed.history_) == pytest.approx(1e-3, rel=0.03)
+    with pytest.raises(ValueError, match=r"lr must be a positive number; got 'auto'"):
+        ReconstructionScorer(**TINY_NET, patch_size=4, n_blocks=4, max_epochs=1,
+                             lr="auto").fit(images)
 
 
 def test_a_step_budget_does_not_depend_on_the_training_set():

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sid4ds._validation import check_images, check_masks, check_n_instances
+from sid4ds._validation import check_audit_size, check_images, check_masks, check_n_instances
 
 
 def test_uint8_and_3d_images_become_float_nchw():
@@ -108,3 +108,15 @@ def test_non_positive_n_instances_is_an_error(n_instances):
 def test_empty_pool_is_an_error():
     with pytest.raises(ValueError, match="X_pool is empty"):
         check_n_instances(1, 0)
+
+
+def test_an_audit_larger_than_the_unlabelled_images_is_refused_with_the_largest_allowed():
+    assert check_audit_size(0, 0) == 0 and check_audit_size(4, 4) == 4
+    with pytest.raises(ValueError, match=r"--audit asks for 5 images but only 4 are "
+                                         r"unlabelled \(.*ask for at most 4"):
+        check_audit_size(5, 4, name="--audit")
+    with pytest.raises(ValueError, match="only 4 are unlabelled besides this round's 10 "
+                                         "ranked images"):
+        check_audit_size(5, 4, name="--audit", n_batch=10)
+    with pytest.raises(TypeError, match="audit_size must be an int"):
+        check_audit_size(2.0, 4)

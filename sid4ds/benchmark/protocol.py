@@ -58,15 +58,21 @@ __all__ = [
     "split_held_out",
 ]
 
-#: The SID4DS strategies of the benchmark and the rule of their E_sdr regions:
-#: ``sid4ds_threshold`` is the paper's rule, an ablation of the default.
-SID4DS_VARIANTS = {"sid4ds": "adaptive", "sid4ds_threshold": "threshold"}
+#: The SID4DS strategies of the benchmark and how each scores (``run_sid4ds``'s ``region``
+#: and ``fusion``): ``sid4ds_threshold`` takes the paper's regions, ``sid4ds_fused`` fuses
+#: E_sdr with S's probability; both are ablations of the default.
+SID4DS_VARIANTS: dict[str, dict[str, Any]] = {
+    "sid4ds": {"region": "adaptive", "fusion": None},
+    "sid4ds_threshold": {"region": "threshold", "fusion": None},
+    "sid4ds_fused": {"region": "adaptive", "fusion": "rank"},
+}
 
 #: Strategy names, in the order the tables list them.
-STRATEGIES = ("sid4ds", "sid4ds_threshold", "random", "entropy", "margin", "coreset",
-              "pt4al", "sa", "learning_loss", "local_contrast")
-#: The strategies run when none are named (``sid4ds_threshold`` is an ablation: ask for it).
-DEFAULT_STRATEGIES = tuple(name for name in STRATEGIES if name != "sid4ds_threshold")
+STRATEGIES = ("sid4ds", "sid4ds_threshold", "sid4ds_fused", "random", "entropy", "margin",
+              "coreset", "pt4al", "sa", "learning_loss", "local_contrast")
+#: The strategies run when none are named (the SID4DS ablations are run when asked for).
+DEFAULT_STRATEGIES = tuple(name for name in STRATEGIES
+                           if name == "sid4ds" or name not in SID4DS_VARIANTS)
 
 
 #: How each baseline picks its first batch: "random" = the seeded random batch shared by the
@@ -361,6 +367,7 @@ def _run_sid4ds_strategy(
     expected_defect_ratio: float,
     random_state: int,
     region: str = "adaptive",
+    fusion: str | None = None,
 ) -> StrategyRun:
     # S and M both take the run's seed (configure_models would draw one each: the
     # benchmark's published runs were made with this rule)
@@ -368,7 +375,8 @@ def _run_sid4ds_strategy(
     reconstruction = seed_if_unset(clone(scorer), random_state)
     result = run_sid4ds(X_pool, oracle, n_rounds=n_rounds, n_label=n_label,
                         expected_defect_ratio=expected_defect_ratio, segmenter=model,
-                        scorer=reconstruction, random_state=random_state, region=region)
+                        scorer=reconstruction, random_state=random_state, region=region,
+                        fusion=fusion)
     run = StrategyRun(strategy="sid4ds", seed=random_state)
     for record in result.rounds:
         phases = record.seconds
@@ -612,7 +620,7 @@ def run_benchmark(
                         X_pool, oracle, n_rounds=n_rounds, n_label=n_label,
                         segmenter=segmenter, scorer=scorer,
                         expected_defect_ratio=expected_defect_ratio, random_state=seed,
-                        region=SID4DS_VARIANTS[strategy])
+                        **SID4DS_VARIANTS[strategy])
                     run.strategy = strategy
                     bar.update(n_rounds + 1)
                 else:

@@ -31,7 +31,7 @@ from sid4ds.benchmark import (
 from sid4ds.benchmark.protocol import check_protocol
 from sid4ds.benchmark.settings import machine_versions
 from sid4ds.cli.options import add_network_arguments
-from sid4ds.cli.types import count, fraction, positive_int, share
+from sid4ds.cli.types import count, fraction, parameter, positive_int, share
 from sid4ds.metrics import defective_rows
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import labels_per_round
@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                           metavar="NAME",
                           help=f"strategies to compare (default: "
                                f"{' '.join(DEFAULT_STRATEGIES)}; sid4ds_threshold is SID4DS "
-                               f"with the paper's E_sdr regions, an ablation)")
+                               f"with the paper's E_sdr regions, sid4ds_fused with E_sdr "
+                               f"fused with S's probability: ablations)")
     protocol.add_argument("--rounds", type=count, default=2, metavar="T",
                           help="rounds after the cold start (default 2)")
     protocol.add_argument("--label-share", type=share, default=0.1, metavar="F",
@@ -114,6 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="epochs of the self-supervised models: M and PT4AL's rotation "
                              "model (default 12)")
     add_network_arguments(models)
+    models.add_argument("--set-s", dest="set_s", nargs="+", type=parameter, default=[],
+                        metavar="KEY=VALUE",
+                        help="other parameters of S, e.g. lr=0.003 crop_size=64 (after "
+                             "--steps-s, --width, ...)")
     models.add_argument("--device", default="auto",
                         help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
 
@@ -149,6 +154,8 @@ def _models(args: argparse.Namespace) -> tuple[SegmentationLearner, Reconstructi
         segmenter.set_params(max_steps=args.steps_s)
     if args.epochs_s is not None:
         segmenter.set_params(max_epochs=args.epochs_s)
+    segmenter.set_params(**dict(getattr(args, "set_s", [])))
+    segmenter.check_params()  # a bad --set-s fails now, not after the cold start
     if args.epochs_m is not None:
         scorer.set_params(max_epochs=args.epochs_m)
     if args.patch_size is not None:
@@ -196,7 +203,8 @@ def run_from_args(args: argparse.Namespace) -> int:
                    "device": str(resolve_device(args.device))},
         "query_settings": {
             "sid4ds": "run_sid4ds: n_normal='auto', tie_break='msmr', region='adaptive' "
-                      "(sid4ds_threshold: region='threshold'), G trained once",
+                      "(sid4ds_threshold: region='threshold'; sid4ds_fused: fusion='rank'), "
+                      "G trained once",
             "baselines": "the library defaults of sid4ds.baselines (entropy/margin "
                          "reduction='mean', sa n_models=3, learning_loss epochs=100, pt4al "
                          "n_batches=10); no fake normals; S warm-started every round",

@@ -1,10 +1,11 @@
-"""The labelling-session commands: ``init``, ``query``, ``import``, ``status``, ``report``,
-``export``, ``train`` and ``predict``; a thin layer over
+"""The labelling-session commands: ``init``, ``add``, ``query``, ``prune``, ``import``,
+``status``, ``report``, ``export``, ``configure``, ``train`` and ``predict``; a thin layer over
 :class:`sid4ds.session.LabelingSession`."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +14,17 @@ from typing import Any
 import numpy as np
 
 from sid4ds.cli.options import add_device, add_network_arguments, add_quiet
-from sid4ds.cli.types import count, count_or_auto, fraction, positive_int, size
+from sid4ds.cli.types import count, count_or_auto, fraction, parameter, positive_int, size
 
 __all__ = ["SESSION_EXAMPLES", "add_session_commands"]
+
+#: Help of the options that set the final model's settings.
+FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-validation "
+              "folds, default 3), n_checkpoints (training lengths compared, default 5), "
+              "fake_normals (train on the last round's fake normals, default True), start "
+              "(scratch or in_loop, default scratch), and any parameter of "
+              "SegmentationLearner that differs from S's, e.g. max_steps=800 (the default) "
+              "or lr=0.001")
 
 
 def _images_argument(images: str) -> Any:
@@ -51,13 +60,76 @@ def _init(args: argparse.Namespace) -> int:
         args.session, _images_argument(args.images), args.masks, image_size=args.image_size,
         tile=args.tile, mode="RGB" if args.rgb else None, mask_suffix=args.mask_suffix,
         skip_unreadable=args.skip_unreadable, defect_ratio=args.defect_ratio, seed=args.seed,
-        scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g)
+        scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g,
+        final_params=dict(args.final or ()))
     status = session.status()
     channels, height, width = status["image_shape"]
     print(f"created session {session.path}: {status['n_images']} images of {height}x{width} "
           f"({channels} channel{'s' if channels > 1 else ''}), {status['labeled']} labelled "
           f"({status['defective']} defective)")
     print(f"next: sid4ds query {session.path}")
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    summary = session.add_images(_images_argument(args.images), args.masks,
+                                 mask_suffix=args.mask_suffix,
+                                 skip_unreadable=args.skip_unreadable)
+    if summary["batch"] is None:
+        print(f"added nothing from {summary['source']}: no image is new to the pool")
+    else:
+        print(f"added {len(summary['added'])} images as batch {summary['batch']} (from "
+              f"{summary['source']}), {len(summary['labeled'])} of them with a mask; the "
+              f"pool holds {summary['n_images']} images")
+    same, taken = summary["same_content"], summary["name_taken"]
+    if same:
+        print(f"left out {len(same)} images whose content is already in the pool: "
+              + ", ".join(f"{name} (= {twin})" for name, twin in list(same.items())[:10])
+              + (" ..." if len(same) > 10 else ""))
+    if taken:
+        print(f"left out {len(taken)} images whose name the pool already uses: "
+              + ", ".join(taken[:10]) + (" ..." if len(taken) > 10 else "")
+              + "; rename them to add them")
+    status = session.status()
+    print(f"next: {status['next']}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    result = session.prune(args.n, args.share, archive=args.archive, apply=args.apply,
+                           list_file=args.list)
+    names, estimate = result["names"], result["estimate"]
+    print(f"{'moved' if result['applied'] else 'would move'} {len(names)} of the "
+          f"{result['n_candidates']} unlabelled images at the bottom of round "
+          f"{result['round']}'s ranking ({result['score']}) out of the pool"
+          + (f" into {result['archive']}" if result["applied"] else ""))
+    print(f"kept: the {result['kept_round_images']} images round {result['round']} asked "
+          f"for or made fake normals (the next round needs them)"
+          + (f", and {result['not_ranked']} images added since, not ranked yet"
+             if result["not_ranked"] else ""))
+    if names:
+        print("lowest ranked: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+              + f"; the highest of the list is rank {max(result['ranks'])} of "
+              f"{result['n_ranked']} (score {result['scores'][-1]:.4g})")
+        upper = ("" if estimate["upper"] is None else
+                 f", at most {estimate['upper']:g} at 95% confidence")
+        print(f"defective images among them: about {estimate['expected']:g}{upper}. "
+              f"{estimate['assumes']}.")
+    if args.list:
+        print(f"the list: {args.list}")
+    if result["applied"]:
+        print(f"the pool holds {result['n_images']} images; bring archived ones back with "
+              f"`sid4ds add {session.path} --images {result['archive']}`")
+    else:
+        how = f"--n {args.n}" if args.n is not None else f"--share {args.share or 0.5:g}"
+        print(f"dry run: nothing was moved; to move them: `sid4ds prune {session.path} {how} "
+              f"--archive DIR --apply`")
     return 0
 
 
@@ -68,8 +140,12 @@ def _query(args: argparse.Namespace) -> int:
     record = session.query(args.n, args.normals, device=args.device,
                            verbose=0 if args.quiet else 1, skip_missing=args.skip_missing)
     folder = session.path / record["folder"]
+    reused = record.get("n_reused", 0)
     print(f"round {record['round']} ({record['stage']}): {record['reason']}"
-          + ("; the E_msmr of round 0 was reused" if record.get("reused_scores") else ""))
+          + (f"; the {record['score']} of the unchanged models was reused for every image"
+             if record.get("reused_scores") else
+             f"; {reused} scores were reused (unchanged models), only the other images "
+             f"were scored" if reused else ""))
     print(f"label these {len(record['selected'])} images (ranked by {record['score']}):")
     for rank, (name, score) in enumerate(zip(record["selected"], record["scores"],
                                              strict=True), start=1):
@@ -129,6 +205,12 @@ def _status(args: argparse.Namespace) -> int:
             rate = "" if entry["defect_rate"] is None else f"{entry['defect_rate']:.0%}"
             print(f"{entry['round']:5d}  {entry['stage']:<10s}  {entry['asked']:5d}  "
                   f"{entry['labeled']:8d}  {entry['defective']:9d}  {rate:>4s}")
+    if len(status["batches"]) > 1:
+        print(f"batch  {'by':<4s}  {'when (UTC)':<25s}  images  labelled  defective  from")
+        for entry in status["batches"]:
+            print(f"{entry['batch']:5d}  {entry['command']:<4s}  {entry['time']:<25s}  "
+                  f"{entry['in_pool']:6d}  {entry['labeled']:8d}  {entry['defective']:9d}  "
+                  f"{entry['source']}")
     estimate = status["remaining_estimate"]
     at_most = ("" if estimate["at_most"] is None else
                f", at most about {estimate['at_most']:.0f} if the ranking is better than "
@@ -143,8 +225,50 @@ def _status(args: argparse.Namespace) -> int:
         lock = status["lock"]
         print(f"stale lock of sid4ds {lock.get('command')} (pid {lock.get('pid')}, started "
               f"{lock.get('started')}): the next command removes it")
+    final = status.get("final_model")
+    if final is not None:
+        stale = (f"; {final['labels_not_seen']} labels came after it: `sid4ds train` again"
+                 if final["labels_not_seen"] else "")
+        print(f"final model  round {final['round']}, threshold {final['threshold']:g}, "
+              f"{final['n_steps']} steps{stale}")
+        print(f"             {describe_estimate(final)}")
     print(f"next: {status['next']}")
     return 0
+
+
+def _configure(args: argparse.Namespace) -> int:
+    from sid4ds.session import LabelingSession
+
+    session = LabelingSession.open(args.session)
+    settings = session.configure(segmenter=dict(args.segmenter or ()),
+                                 final=dict(args.final or ()))
+    for part, values in settings["changed"].items():
+        for key, value in values.items():
+            print(f"changed {part} {key} = {value!r}")
+    if not settings["changed"]:
+        print("nothing changed" if (args.segmenter or args.final) else "the settings now:")
+    budget = {key: settings["segmenter"][key] for key in ("max_steps", "max_epochs", "lr")}
+    print(f"S of the rounds: {', '.join(f'{key}={value!r}' for key, value in budget.items())}")
+    print("final model: " + ", ".join(f"{key}={value!r}"
+                                      for key, value in settings["final"].items()))
+    return 0
+
+
+def describe_estimate(summary: dict[str, Any]) -> str:
+    """The final model's estimate in words (``sid4ds train`` and ``sid4ds status``)."""
+    estimate = summary["estimate"]
+
+    def share(key: str) -> str:
+        value = estimate[key]
+        if value["mean"] != value["mean"]:  # NaN: no fold had such images
+            return "–"
+        return f"{value['mean']:.0%} ± {value['std']:.0%}"
+
+    ratio = summary["defect_ratio"]
+    mix = "" if ratio is None else f" (images {ratio:g} defective, the session's defect ratio)"
+    return (f"defect IoU {estimate['iou']['mean']:.3f} ± {estimate['iou']['std']:.3f}{mix}, "
+            f"defective images found {share('detected')}, normal images flagged "
+            f"{share('false_alarms')} (mean ± std over {summary['n_folds']} folds)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -152,12 +276,18 @@ def _train(args: argparse.Namespace) -> int:
 
     session = LabelingSession.open(args.session)
     summary = session.train(device=args.device, verbose=0 if args.quiet else 1)
+    fake = summary["n_fake_normals"] or 0
     if summary["trained"]:
-        print(f"trained S on {summary['n_training']} labelled images and fake normals")
+        print(f"trained the final model on {summary['n_training'] - fake} labelled images"
+              + (f" and {fake} fake normals" if fake else ""))
     else:
-        print("S had seen every label already; nothing was trained")
+        print("the final model was already trained on every label with these settings")
+    print(f"chosen by cross-validation: threshold {summary['threshold']:g}, "
+          f"{summary['n_steps']} training steps")
+    print(f"expected on new images: {describe_estimate(summary)}")
     print(f"next: `sid4ds predict {session.path} --images DIR --out DIR`, or "
-          f"`sid4ds export {session.path} --format model`")
+          f"`sid4ds export {session.path} --format model`; `sid4ds report {session.path}` "
+          f"shows the cross-validated curves")
     return 0
 
 
@@ -167,7 +297,15 @@ def _predict(args: argparse.Namespace) -> int:
     out = LabelingSession.open(args.session).predict(
         _images_argument(args.images), args.out, threshold=args.threshold,
         device=args.device, overwrite=args.overwrite, skip_unreadable=args.skip_unreadable)
-    print(f"wrote S's masks to {out / 'masks'} and the scores to {out / 'scores.csv'}")
+    with open(out / "scores.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    flagged = sorted(rows, key=lambda row: -float(row["defect_score"]))
+    flagged = [row for row in flagged if row["defective"] == "1"]
+    print(f"flagged {len(flagged)} of {len(rows)} images as defective"
+          + (": " + ", ".join(row["name"] for row in flagged[:10])
+             + (" ..." if len(flagged) > 10 else "") if flagged else ""))
+    print(f"wrote the masks (each at its image's size) to {out / 'masks'} and the scores to "
+          f"{out / 'scores.csv'}")
     return 0
 
 
@@ -199,6 +337,7 @@ a labelling session, step by step:
   sid4ds import run1 --masks answers/
   sid4ds query run1 --n 50          # round 1: trains S and G, ranks again
   sid4ds status run1
+  sid4ds add run1 --images shift2/  # the next images of the line join the pool
   sid4ds report run1                # run1/report/index.html
   sid4ds export run1 --format coco
 """
@@ -251,6 +390,27 @@ def add_session_commands(commands: Any) -> None:
     add_network_arguments(models)
     models.add_argument("--n-blocks", type=positive_int, metavar="N",
                         help="blocks of M's sequential-mask score E_msmr (default 16)")
+    models.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
+                        help=FINAL_HELP)
+
+    adding = add("add", _add, "add images to the pool of a session",
+                 "Add images to the pool (the next shift's images, say), read as init read "
+                 "the pool: the same resizing, tiling and colour mode. The images already in "
+                 "the pool are never rewritten; new images whose content is already in the "
+                 "pool, or whose name the pool uses, are left out and named. Masks given with "
+                 "them count as labels. A folder written by `sid4ds prune --apply` is read "
+                 "back as its images were. The next query ranks the new images with the "
+                 "rest; without new labels in between only the new images are scored.")
+    adding.add_argument("--images", required=True, metavar="DIR|FILE",
+                        help="folder of images, an .npy array or a .txt list of image paths "
+                             "(as for init), or an archive folder of `sid4ds prune`")
+    adding.add_argument("--masks", metavar="DIR",
+                        help="folder of masks of some of the new images, named like them")
+    adding.add_argument("--mask-suffix", default="", metavar="S",
+                        help="ending of mask names to ignore when matching, e.g. _mask")
+    adding.add_argument("--skip-unreadable", action="store_true",
+                        help="skip unreadable image files with a warning instead of refusing")
+    add_quiet(adding)
 
     query = add("query", _query, "train, rank the unlabelled images and list those to label",
                 "Run one round: train what the round needs (M on the first round; S and G "
@@ -268,6 +428,28 @@ def add_session_commands(commands: Any) -> None:
                             "those images go back to the pool")
     add_device(query)
     add_quiet(query)
+
+    pruner = add("prune", _prune, "list (and move out) the images the ranking puts at "
+                                  "the bottom",
+                 "List the unlabelled images the last round's ranking puts at the bottom, "
+                 "with an estimate of how many defective images the list holds and what it "
+                 "assumes (a dry run: nothing changes). With --apply --archive DIR, move them "
+                 "out of the pool: each is written to DIR/NAME.png (listed in "
+                 "DIR/sid4ds_archive.csv) and removed from the session; sid4ds deletes no "
+                 "file of yours, and `sid4ds add SESSION --images DIR` brings them back. The "
+                 "last round's asked images and fake normals are kept, and so are images "
+                 "added since (not ranked yet).")
+    amount = pruner.add_mutually_exclusive_group()
+    amount.add_argument("--n", type=count, metavar="N", help="how many images to prune")
+    amount.add_argument("--share", type=fraction, metavar="F",
+                        help="share of the ranked unlabelled images to prune (default 0.5)")
+    pruner.add_argument("--archive", metavar="DIR",
+                        help="folder (outside the session) the images are moved to")
+    pruner.add_argument("--apply", action="store_true",
+                        help="move them (without it: a dry run)")
+    pruner.add_argument("--list", metavar="FILE.csv",
+                        help="also write the list (name, rank, score) to this file")
+    add_quiet(pruner)
 
     importer = add("import", _import, "take the labeller's masks back",
                    "Import masks for the images the session asked for (or already knows). "
@@ -303,7 +485,8 @@ def add_session_commands(commands: Any) -> None:
                  "Write SESSION/report/index.html with PNG plots: the last round's score "
                  "histogram with the K and V cut lines, the images it asked for with their "
                  "reconstruction-error maps and predicted masks, a random sample of the fake "
-                 "normals, and the defects found per round.")
+                 "normals, the defects found per round, and the final model's estimate and "
+                 "cross-validated curves; when the scores tie, what the ranking fell back on.")
     report.add_argument("--out", metavar="DIR", help="output folder (default SESSION/report)")
     report.add_argument("--samples", type=count, default=16, metavar="N",
                         help="fake normals to show (default 16)")
@@ -317,9 +500,10 @@ def add_session_commands(commands: Any) -> None:
                  "OUT/annotations.json with compressed RLE masks (pycocotools), one "
                  "annotation per connected defect. label-studio: OUT/tasks.json with brush-RLE "
                  "annotations (labelled images) and pre-annotations (images still to label), "
-                 "plus OUT/label_config.xml. model: the segmentation learner S "
-                 "(OUT/segmenter.pt for SegmentationLearner.load, OUT/unet_state_dict.pt and "
-                 "OUT/segmenter.json); run `sid4ds train` first to include the newest labels.")
+                 "plus OUT/label_config.xml. model: the final model of `sid4ds train` with "
+                 "its cross-validated threshold (OUT/segmenter.pt for SegmentationLearner.load, "
+                 "OUT/unet_state_dict.pt and OUT/segmenter.json with the threshold, the "
+                 "estimate and the preprocessing); run `sid4ds train` first.")
     export.add_argument("--format", required=True,
                         choices=("png", "coco", "label-studio", "model"))
     export.add_argument("--out", metavar="DIR",
@@ -334,25 +518,48 @@ def add_session_commands(commands: Any) -> None:
     add_device(export)
     add_quiet(export)
 
-    train = add("train", _train, "train S on every label: the model to take home",
-                "Train the segmentation learner S on every labelled image (and the last "
-                "round's fake normals), from its previous weights. The next query uses it as "
-                "it is; predict and export --format model use it.")
+    configure = add("configure", _configure, "change the settings of S and of the final "
+                                             "model",
+                    "Change settings of an existing session: the budget and training of the "
+                    "segmentation learner S of the rounds (used by the next query; once S is "
+                    "trained only the settings of how it trains may change: max_steps, "
+                    "max_epochs, batch_size, lr, lr_schedule, warmup, defect_share, loss, "
+                    "bce_weight, dice_weight, augment, best_window, ...) and the settings of "
+                    "the final model of `sid4ds train`. Every value is checked before any is "
+                    "written; the change is recorded in the manifest. Without options: print "
+                    "the settings.")
+    configure.add_argument("--segmenter", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help="parameters of S, e.g. max_steps=500 lr=0.001")
+    configure.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help=FINAL_HELP)
+
+    train = add("train", _train, "train the final model on every label: the model to take "
+                                 "home",
+                "Train the final model: a fresh segmentation learner on every labelled image "
+                "(and, by default, the last round's fake normals), its threshold and training "
+                "length chosen by k-fold cross-validation over the labelled images (grouped "
+                "by source file), and print the estimate of how well it does on new images "
+                "(defect IoU, defective images found, normal images flagged, mean ± std over "
+                "the folds). predict and export --format model use it; the S of the rounds is "
+                "not changed. Its settings: `sid4ds configure SESSION --final KEY=VALUE`.")
     add_device(train)
     add_quiet(train)
 
-    predict = add("predict", _predict, "S's masks and defect scores for new images",
-                  "Run the session's segmentation learner S on new images, read like the "
-                  "pool (the session's resizing, tiling and colour mode): OUT/masks/NAME.png "
-                  "(0 / 255) and OUT/scores.csv (largest defect probability, defect pixels, "
-                  "defective 0/1 per image).")
+    predict = add("predict", _predict, "the final model's masks and defect scores for new "
+                                       "images",
+                  "Run the session's final model (sid4ds train; before it, the segmentation "
+                  "learner S of the rounds) on new images, read like the pool (the session's "
+                  "resizing, tiling and colour mode): OUT/masks/NAME.png (0 / 255), one per "
+                  "image at the image's own size (the resizing or tiling undone), and "
+                  "OUT/scores.csv (largest defect probability, defect pixels, defective 0/1, "
+                  "size per image); prints how many images it flagged.")
     predict.add_argument("--images", required=True, metavar="DIR|FILE",
                          help="folder of images, an .npy array or a .txt list of image paths")
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="output folder, new or empty")
     predict.add_argument("--threshold", type=fraction, metavar="P",
                          help="defect probability at or above which a pixel is a defect "
-                              "(default S's, 0.5)")
+                              "(default the final model's cross-validated threshold)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace the output folder if it is not empty")
     predict.add_argument("--skip-unreadable", action="store_true",

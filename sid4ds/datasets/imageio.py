@@ -18,6 +18,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "NotBinaryMaskError",
     "cut_pieces",
+    "join_pieces",
     "read_image",
     "read_mask",
     "resize_image",
@@ -195,3 +196,59 @@ def cut_pieces(
         for piece_name, piece, piece_mask in pieces
     ]
 
+
+
+def join_pieces(
+    maps: list[np.ndarray],
+    size: tuple[int, int],
+    *,
+    image_size: tuple[int, int] | None,
+    tile_size: tuple[int, int] | None,
+) -> np.ndarray:
+    """Undo :func:`cut_pieces` for per-pixel maps: one (H, W) map at the image's own size.
+
+    Each piece's map (e.g. a defect probability, in [0, 1]) is resized back to its tile
+    (or to the image, without tiles; bilinear), and the tiles are put where they were cut,
+    averaged where the last tile of a row or column overlaps the one before it.
+
+    Parameters
+    ----------
+    maps : list of ndarray of shape (piece_height, piece_width)
+        One map per piece, in the order :func:`cut_pieces` returned the pieces.
+    size : (int, int)
+        (height, width) of the image the pieces were cut from.
+    image_size, tile_size : (int, int) or None
+        As given to :func:`cut_pieces`.
+
+    Returns
+    -------
+    map : ndarray of shape size, float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.datasets.imageio import cut_pieces, join_pieces
+    >>> image = np.linspace(0, 1, 30, dtype=np.float32).reshape(1, 5, 6)
+    >>> pieces = cut_pieces("a", image, np.zeros((5, 6), np.uint8), image_size=None,
+    ...                     tile_size=(3, 4), where="a")
+    >>> joined = join_pieces([piece[0] for _, piece, _ in pieces], (5, 6), image_size=None,
+    ...                      tile_size=(3, 4))
+    >>> bool(np.allclose(joined, image[0]))
+    True
+    """
+    if tile_size is None:
+        positions, piece_size = [(0, 0)], size
+    else:
+        positions, piece_size = tile_positions(size, tile_size), tile_size
+    if len(maps) != len(positions):
+        raise ValueError(f"{len(maps)} maps for an image of {describe_size(size)} cut into "
+                         f"{len(positions)} pieces; pass one map per piece")
+    total = np.zeros(size, dtype=np.float64)
+    count = np.zeros(size, dtype=np.float64)
+    for (row, col), values in zip(positions, maps, strict=True):
+        piece = np.asarray(values, dtype=np.float32)
+        if image_size is not None or piece.shape != tuple(piece_size):
+            piece = resize_image(piece[np.newaxis], tuple(piece_size))[0]
+        total[row : row + piece_size[0], col : col + piece_size[1]] += piece
+        count[row : row + piece_size[0], col : col + piece_size[1]] += 1
+    return (total / count).astype(np.float32)

@@ -6,6 +6,8 @@ and the record of every round. Each step is one method (and one ``sid4ds`` subco
 
 1. :meth:`LabelingSession.create` (``sid4ds init``) reads an image folder, and optionally a
    folder of masks that already exist (those images count as labelled).
+   :meth:`LabelingSession.add_images` (``sid4ds add``) adds more images at any time (the
+   next shift's), read the same way.
 2. :meth:`LabelingSession.query` (``sid4ds query``) trains what the round needs (the
    self-supervised reconstruction learner M on the first round; the segmentation learner S
    and the label-guided reconstruction learner G once labels exist), ranks the unlabelled
@@ -15,22 +17,29 @@ and the record of every round. Each step is one method (and one ``sid4ds`` subco
    :meth:`LabelingSession.import_masks` / :meth:`LabelingSession.import_label_studio`
    (``sid4ds import``) takes them back.
 4. Repeat 2–3. :meth:`LabelingSession.status`, :meth:`LabelingSession.report` and
-   :meth:`LabelingSession.export` (PNG folders, COCO, Label Studio) look at the result.
+   :meth:`LabelingSession.export` (PNG folders, COCO, Label Studio) look at the result;
+   :meth:`LabelingSession.prune` (``sid4ds prune``) moves the images the ranking puts at
+   the bottom out of the pool, into an archive folder.
 
 Rounds follow :func:`sid4ds.run_sid4ds`: with the same images, settings and seed, a session
 whose human answers with the masks of an oracle selects the same images, round by round.
 
-On-disk layout (format version 3)::
+On-disk layout (format version 4)::
 
     SESSION/
-        manifest.json             settings, seed, labels, rounds, model index (versioned JSON)
-        pool_images.npy           images (n, C, H, W) float32, read memory-mapped
-        pool_meta.npz             names, content keys, source files
+        manifest.json             the format (4) and the state file; written once
+        session.db                the manifest (SQLite): settings, seed, pool shards and
+                                  batches, model index as JSON; one row per label and
+                                  per round
+        pool_images.npy           the images of init (n, C, H, W) float32, read lazily
+        pool_meta.npz             their names, content keys, source files
+        pool/NNNNNN.npy           the images of each add, and their .meta.npz
         masks/NAME.png            the human's masks, 0 = normal, 255 = defect
                                   (masks/vK/NAME.png: version K of a replaced mask)
         models/{M,S,G}_rNNN.pt    the estimator's state (get_state(): network, optimiser,
                                   RNG, parameters, fitted attributes) of round NNN
-        scores/E_msmr_*.npy       M's E_msmr per image, reused by later cold-start rounds
+        scores/*.npz              scores per image (content key) of each model key (M's
+                                  E_msmr; S and G's E_sdr), reused while the models stay
         rounds/NNN/               to_label.csv/.json, fake_normals.csv, scores.csv,
                                   images/NAME.png, preannotations/NAME.png
         report/                   written by report()
@@ -39,9 +48,12 @@ On-disk layout (format version 3)::
 
 Safety:
 
-* Every file is written atomically (a temporary file, fsync, rename, fsync of the folder);
-  ``manifest.json`` is the only source of truth and is replaced last, so a command killed at
-  any point (SIGKILL included) leaves the session as it was after its last finished step.
+* Every file is written atomically (a temporary file, fsync, rename, fsync of the folder),
+  or where nothing names it yet, in place and fsynced; the manifest is the only source of
+  truth and is written last, in one SQLite transaction of what the command changed
+  (``manifest.json`` replaced whole in sessions of format 3 and older), so a command killed
+  at any point (SIGKILL included) leaves the session as it was after its last finished
+  step. No command rewrites the whole state: its cost follows what it changes.
   A ``query`` saves each trained model before the manifest names it, so a killed query
   resumes from there and gives the same round as an uninterrupted one.
 * Masks are copied into the session (and fsynced) before the manifest marks their images
@@ -50,12 +62,14 @@ Safety:
 * Two commands on one session at once are refused: each takes ``session.lock``
   (``O_CREAT | O_EXCL``, with its pid inside). A lock whose process is gone is stale and is
   removed by the next command.
-* The pool is read memory-mapped and scored in chunks, so a session's memory does not grow
-  with its pool (``init`` streams the images into ``pool_images.npy`` one at a time).
-  Sessions of format version 1 (one compressed ``pool.npz``) are still read, in memory.
+* The pool is read lazily and scored in chunks, so a session's memory does not grow with
+  its pool (``init`` and ``add`` stream the images into their shard one at a time; ``add``
+  never rewrites the shards already there). Sessions of format version 3 (one
+  ``pool_images.npy``) are read as they are and become format 4 on their first ``add``;
+  format version 1 (one compressed ``pool.npz``) is still read, in memory.
 * Session files hold no pickles: weights are read with ``torch.load(weights_only=True)``,
-  everything else is JSON, PNG or npz read with ``allow_pickle=False``, so opening a
-  session someone sent you cannot run their code.
+  everything else is JSON, SQLite rows of JSON, text and numbers, PNG or npz read with
+  ``allow_pickle=False``, so opening a session someone sent you cannot run their code.
 
 Test hook: when the environment variable ``SID4DS_TEST_KILL_AT`` names one of
 :data:`KILL_POINTS`, the process sends itself SIGKILL at that point. The tests use it to
@@ -64,10 +78,13 @@ check that killed commands leave a session the next command resumes.
 
 The package, one concern per module: :mod:`~sid4ds.session.session` (the facade
 :class:`LabelingSession`), :mod:`~sid4ds.session.store` (the folder: manifest, pool,
-masks, models), :mod:`~sid4ds.session.manifest` (the typed manifest),
-:mod:`~sid4ds.session.storage` (atomic files), :mod:`~sid4ds.session.lock`,
-:mod:`~sid4ds.session.models` (model settings and states), :mod:`~sid4ds.session.ingest`
-(``init``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.labels`
+masks, models, scores), :mod:`~sid4ds.session.shards` (the pool's shards),
+:mod:`~sid4ds.session.manifest` (the typed manifest), :mod:`~sid4ds.session.state` (the
+manifest in SQLite), :mod:`~sid4ds.session.storage`
+(atomic files), :mod:`~sid4ds.session.lock`, :mod:`~sid4ds.session.models` (model settings
+and states), :mod:`~sid4ds.session.ingest` (``init``), :mod:`~sid4ds.session.add`
+(``add``), :mod:`~sid4ds.session.query` (``query``), :mod:`~sid4ds.session.prune`
+(``prune``), :mod:`~sid4ds.session.labels`
 (``import``), :mod:`~sid4ds.session.status`, :mod:`~sid4ds.session.export`,
 :mod:`~sid4ds.session.report` and :mod:`~sid4ds.session.codecs` (COCO and Label Studio
 mask codecs).

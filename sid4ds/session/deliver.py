@@ -1,13 +1,18 @@
-"""The model out of the session: train S on every label, predict new images, export S.
+"""The model out of the session: the final model, its predictions and its export.
 
-- ``sid4ds train``: S trained on everything labelled (and the last round's fake normals),
-  from its previous weights; the next ``query`` uses it as is, so nothing is trained twice.
-- ``sid4ds predict``: S's masks and per-image defect scores for new images, read with the
-  session's preprocessing (resizing, tiling, colour mode).
-- ``sid4ds export --format model``: S as ``segmenter.pt`` (its state, which
+- ``sid4ds train``: the final model F (:mod:`sid4ds.final_model`): a fresh S trained on
+  every label (and, by the session's final settings, the last round's fake normals), its
+  threshold and training length chosen by cross-validation over the labelled images
+  (grouped by source file), with the estimate of how well it does on new images. It is
+  saved as ``models/F_rNNN.pt``; its cross-validation is kept in the manifest. The S of the
+  rounds is not changed.
+- ``sid4ds predict``: the final model's masks and per-image defect scores for new images,
+  read with the session's preprocessing (resizing, tiling, colour mode); the S of the
+  rounds, with a warning, before ``sid4ds train``.
+- ``sid4ds export --format model``: that model as ``segmenter.pt`` (its state, which
   :meth:`sid4ds.SegmentationLearner.load` reads with ``weights_only=True``), the bare
   network's ``unet_state_dict.pt`` (for plain PyTorch, with :class:`sid4ds.nets.UNet`) and
-  ``segmenter.json`` (the settings and the preprocessing).
+  ``segmenter.json`` (the settings, threshold, estimate and the preprocessing).
 """
 
 from __future__ import annotations
@@ -21,24 +26,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from sid4ds._device import resolve_device
 from sid4ds._version import __version__
+from sid4ds.datasets.imageio import join_pieces, tile_positions
+from sid4ds.final_model import (
+    CrossValidation,
+    check_final_settings,
+    final_segmenter,
+    train_final_model,
+)
 from sid4ds.metrics import defective_rows
-from sid4ds.rounds import round_stage
+from sid4ds.pool import ImagePool, is_path_sequence
+from sid4ds.rounds import format_duration
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.ingest import read_images_like
-from sid4ds.session.query import say, session_engine
+from sid4ds.session.models import new_model
+from sid4ds.session.query import say
 from sid4ds.session.storage import csv_text, png_bytes, replace_folder, write_bytes, write_text
 from sid4ds.session.store import SessionStore
 
-__all__ = ["export_model", "new_output_folder", "predict_images", "session_segmenter",
-           "train_segmenter"]
+__all__ = ["cross_validation", "deliverable_model", "export_model", "final_summary",
+           "new_output_folder", "predict_images", "session_segmenter", "train_final"]
 
 
 def session_segmenter(store: SessionStore, device: Any = "auto") -> SegmentationLearner:
-    """The session's newest S (see ``LabelingSession.segmenter``)."""
+    """The session's newest S of the rounds (see ``LabelingSession.segmenter``)."""
     segmenter = store.model("S", device)
     if segmenter is None:
         raise SessionError(
@@ -49,64 +64,160 @@ def session_segmenter(store: SessionStore, device: Any = "auto") -> Segmentation
     return segmenter
 
 
-def train_segmenter(store: SessionStore, *, device: Any, verbose: int) -> dict[str, Any]:
-    """Train S on the labelled set now (see ``LabelingSession.train``)."""
+def deliverable_model(store: SessionStore, device: Any = "auto") -> tuple[SegmentationLearner,
+                                                                        str]:
+    """The model ``predict`` and ``export`` deliver: the final model F when trained, else
+    the S of the rounds (with a warning on stderr); and its kind, ``"F"`` or ``"S"``."""
+    final = store.model("F", device)
+    if final is not None:
+        return final, "F"
+    segmenter = session_segmenter(store, device)
+    print(f"[sid4ds] warning: no final model yet: using the S of the rounds, trained for "
+          f"ranking, at threshold {segmenter.threshold:g}; run `sid4ds train {store.path}` "
+          f"for a model with a cross-validated threshold and an estimate of how good it is",
+          file=sys.stderr, flush=True)
+    return segmenter, "S"
+
+
+def final_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a final model's manifest entry tells the user (None without one).
+
+    Returns
+    -------
+    summary : dict or None
+        ``round``, ``threshold``, ``n_steps``, ``n_folds``, ``defect_ratio``,
+        ``estimate`` (mean and std over folds of ``iou``, ``detected``, ``false_alarms``),
+        ``n_training``, ``n_fake_normals``, ``settings``.
+    """
+    if entry is None or "cross_validation" not in entry:
+        return None
+    cv = entry["cross_validation"]
+    return {"round": entry["round"], "threshold": cv["threshold"], "n_steps": cv["n_steps"],
+            "n_folds": len(cv["n_defective"]), "defect_ratio": cv["defect_ratio"],
+            "estimate": cv["estimate"], "n_training": entry.get("n_training"),
+            "n_fake_normals": entry.get("n_fake_normals"), "settings": entry.get("settings")}
+
+
+def _groups(store: SessionStore, names: list[str]) -> np.ndarray:
+    """The source file of each image (its name when it came from an array): tiles of one
+    file share a group."""
+    pool = store.pool()
+    sources = [str(pool.sources[pool.index[name]]) for name in names]
+    return np.array([source or name for source, name in zip(sources, names, strict=True)])
+
+
+def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, Any]:
+    """Train the final model F (see ``LabelingSession.train``)."""
     resolve_device(device)
     with store.locked("train") as manifest:
+        settings = manifest["settings"]
+        try:
+            final = check_final_settings(settings.get("final"))
+        except (TypeError, ValueError) as error:
+            raise SessionError(f"the session's final-model settings: {error}; change them "
+                               f"with `sid4ds configure {store.path} --final KEY=VALUE`"
+                               ) from None
+        labeled, fake = store.labeled_names(), store.fake_normals()
         X_train, y_train = store.training_set()
-        if round_stage(y_train)[0] != "iterative":  # the round engine's rule for S
-            defective = defective_rows(y_train)
+        train_only = np.r_[np.zeros(len(labeled), bool), np.ones(len(fake), bool)]
+        defective = defective_rows(y_train)
+        normal = (~defective) if final["fake_normals"] else (~defective & ~train_only)
+        if defective.sum() < 2 or not normal.any():
             raise SessionError(
-                f"S needs a defective and a normal image to learn from; the session has "
-                f"{int(np.sum(defective))} defective of {len(y_train)} labelled images and "
-                f"fake normals: label more first"
-            )
+                f"the final model needs at least 2 defective images (to cross-validate) and "
+                f"a normal one; the session has {int(defective.sum())} defective and "
+                f"{int(normal.sum())} normal labelled images"
+                + (" and fake normals" if final["fake_normals"] else "")
+                + ": label more first")
         round_index = len(manifest["rounds"])
-        entry = manifest["models"].get("S")
+        entry = manifest["models"].get("F")
         if (entry is not None and entry["round"] == round_index
-                and not store.labels_not_seen("S")):
-            say(verbose, "S is already trained on every label: nothing to do")
-            return {"round": round_index, "n_training": len(X_train), "trained": False}
-        # the round engine's rule (from S's previous weights), saved as a query saves it
-        engine = session_engine(store, "auto", device, verbose, round_index, command="train")
-        engine.fit_segmenter(X_train, y_train, round_index)
-        return {"round": round_index, "n_training": len(X_train), "trained": True}
+                and entry.get("settings") == final and entry.get("segmenter_settings")
+                == settings["segmenter"] and not store.labels_not_seen("F")):
+            say(verbose, "the final model is already trained on every label with these "
+                         "settings: nothing to do")
+            return {**final_summary(entry), "trained": False}
+        if final["start"] == "in_loop":
+            segmenter = store.model("S", device, verbose)
+            if segmenter is None:
+                raise SessionError(
+                    f"the final settings say start='in_loop', but session {store.path} has "
+                    f"no S of the rounds yet; run a round, or `sid4ds configure "
+                    f"{store.path} --final start=scratch`")
+        else:
+            segmenter = new_model("S", settings, device, verbose)
+        if verbose:
+            config = final_segmenter(segmenter.get_params(deep=False), final)
+            shape = tuple(X_train.shape[1:])
+            seconds = config.estimate_seconds(len(X_train), shape, train=True) * (
+                final["n_folds"] + 1)
+            say(verbose, f"training the final model: {final['n_folds']}-fold "
+                         f"cross-validation and the final fit, {final['max_steps']} steps each "
+                         f"(about {format_duration(seconds)} here, from a short warm-up)")
+        try:
+            model, cv = train_final_model(
+                segmenter, X_train, y_train, train_only=train_only,
+                groups=_groups(store, [*labeled, *fake]), settings=final,
+                defect_ratio=float(settings["defect_ratio"]) or None,
+                random_state=int(settings["seed"]),
+                say=(lambda message: say(verbose, message)) if verbose else None)
+        except ValueError as error:
+            raise SessionError(f"the final model: {error}") from None
+        n_fake = len(fake) if final["fake_normals"] else 0
+        store.keep_model("F", round_index, model, cross_validation=cv.to_dict(),
+                         settings=final, segmenter_settings=settings["segmenter"],
+                         n_training=len(labeled) + n_fake, n_fake_normals=n_fake)
+        say(verbose, f"final model: {cv.summary()}")
+        return {**final_summary(store.manifest["models"]["F"]), "trained": True}
+
+
+def cross_validation(store: SessionStore) -> CrossValidation | None:
+    """The cross-validation of the session's final model, or None."""
+    entry = store.manifest["models"].get("F")
+    if entry is None or "cross_validation" not in entry:
+        return None
+    return CrossValidation.from_dict(entry["cross_validation"])
 
 
 def predict_images(store: SessionStore, images: Any, out: str | os.PathLike[str], *,
                    threshold: float | None, device: Any, overwrite: bool,
                    skip_unreadable: bool) -> Path:
-    """S's masks and scores for new images (see ``LabelingSession.predict``)."""
-    segmenter = session_segmenter(store, device)
+    """The final model's masks and scores for new images (see ``LabelingSession.predict``)."""
+    segmenter, kind = deliverable_model(store, device)
     if threshold is not None:
         segmenter.set_params(threshold=threshold)
         segmenter.check_params()
-    stale = store.labels_not_seen("S")
+    stale = store.labels_not_seen(kind)
     if stale:
-        print(f"[sid4ds] warning: S was trained before {stale} of the labels; run `sid4ds "
-              f"train {store.path}` to use them", file=sys.stderr, flush=True)
+        what = "the final model" if kind == "F" else "S"
+        print(f"[sid4ds] warning: {what} was trained before {stale} of the labels; run "
+              f"`sid4ds train {store.path}` to use them", file=sys.stderr, flush=True)
     keep: tuple[tuple[str, Any], ...] = (("the session", store.path),)
     if isinstance(images, (str, os.PathLike)):
         keep += (("the images", images),)
     target = new_output_folder(out, overwrite, keep=keep)
-    items, described = read_images_like(store.manifest["settings"], images,
-                                        skip_unreadable=skip_unreadable)
+    settings = store.manifest["settings"]
+    items, described = read_images_like(settings, images, skip_unreadable=skip_unreadable)
+    cutting = {"image_size": tuple(settings["image_size"]) if settings.get("image_size")
+               else None, "tile_size": tuple(settings["tile"]) if settings.get("tile")
+               else None}
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     rows = []
     try:
-        batch: list[tuple[str, str, np.ndarray]] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == 64:
-                rows += _predict_batch(segmenter, batch, staging)
+        batch: list[tuple[str, str, tuple[int, int], list[np.ndarray]]] = []
+        for original in _originals(items, images, cutting["tile_size"]):
+            batch.append(original)
+            if sum(len(pieces) for *_, pieces in batch) >= 64:
+                rows += _predict_batch(segmenter, batch, cutting, staging)
                 batch = []
         if batch:
-            rows += _predict_batch(segmenter, batch, staging)
+            rows += _predict_batch(segmenter, batch, cutting, staging)
         if not rows:
             raise SessionError(f"no readable images in {described}")
         write_text(staging / "scores.csv", csv_text(
-            ["name", "defect_score", "defect_pixels", "defective", "mask", "source"], rows))
+            ["name", "defect_score", "defect_pixels", "defective", "mask", "source", "height",
+             "width"], rows))
         replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -114,16 +225,44 @@ def predict_images(store: SessionStore, images: Any, out: str | os.PathLike[str]
     return target
 
 
-def _predict_batch(segmenter: SegmentationLearner, batch: list[tuple[str, str, np.ndarray]],
-                   folder: Path) -> list[list[Any]]:
-    images = np.stack([image for _, _, image in batch])
-    probabilities = segmenter.predict_proba(images)
+def _originals(items: Any, images: Any, tile_size: tuple[int, int] | None
+               ) -> Any:
+    """The pieces ``read_images_like`` yields, gathered by the image they were cut from:
+    ``(name, source, (height, width), pieces)`` per image, at its own size (read from the
+    file's header; an array's images all have the array's size)."""
+    array_size = None
+    if not (isinstance(images, (str, os.PathLike)) or is_path_sequence(images)):
+        array_size = tuple(ImagePool(images, name="images").image_shape[1:])
+    current: list[Any] | None = None
+    for name, source, piece in items:
+        if current is None:
+            if source:
+                with Image.open(source) as opened:
+                    width, height = opened.size
+                size = (height, width)
+            else:
+                size = array_size
+            count = len(tile_positions(size, tile_size)) if tile_size is not None else 1
+            base = name.rsplit("_t", 1)[0] if tile_size is not None else name
+            current = [base, source, size, count, []]
+        current[4].append(piece)
+        if len(current[4]) == current[3]:
+            yield current[0], current[1], current[2], current[4]
+            current = None
+
+
+def _predict_batch(segmenter: SegmentationLearner,
+                   batch: list[tuple[str, str, tuple[int, int], list[np.ndarray]]],
+                   cutting: dict[str, Any], folder: Path) -> list[list[Any]]:
+    probabilities = iter(segmenter.predict_proba(
+        np.stack([piece for *_, pieces in batch for piece in pieces])))
     rows = []
-    for (name, source, _), probability in zip(batch, probabilities, strict=True):
-        mask = (probability >= segmenter.threshold).astype(np.uint8)
+    for name, source, size, pieces in batch:
+        joined = join_pieces([next(probabilities) for _ in pieces], size, **cutting)
+        mask = (joined >= segmenter.threshold).astype(np.uint8)
         write_bytes(folder / "masks" / f"{name}.png", png_bytes(mask * 255))
-        rows.append([name, f"{float(probability.max()):.6g}", int(mask.sum()),
-                     int(mask.any()), f"masks/{name}.png", source])
+        rows.append([name, f"{float(joined.max()):.6g}", int(mask.sum()), int(mask.any()),
+                     f"masks/{name}.png", source, size[0], size[1]])
     return rows
 
 
@@ -146,11 +285,11 @@ def new_output_folder(out: str | os.PathLike[str], overwrite: bool, *,
 
 
 def export_model(store: SessionStore, out: Path) -> None:
-    """Write S into the folder ``out`` (see the module docstring)."""
+    """Write the final model (else S) into the folder ``out`` (see the module docstring)."""
     import torch
 
-    segmenter = session_segmenter(store, "cpu")
-    stale = store.labels_not_seen("S")
+    segmenter, kind = deliverable_model(store, "cpu")
+    stale = store.labels_not_seen(kind)
     buffer = io.BytesIO()
     torch.save(segmenter.get_state(), buffer)
     write_bytes(out / "segmenter.pt", buffer.getvalue())
@@ -164,9 +303,12 @@ def export_model(store: SessionStore, out: Path) -> None:
                 "sid4ds.nets.UNet(**unet).load_state_dict(torch.load('unet_state_dict.pt', "
                 "weights_only=True)) and sigmoid(output) >= threshold",
         "sid4ds": __version__, "session": store.path.name,
-        "trained_for_round": store.manifest["models"]["S"]["round"],
+        "model": ("the final model (sid4ds train)" if kind == "F" else
+                  "the S of the rounds (no final model yet: run sid4ds train)"),
+        "trained_for_round": store.manifest["models"][kind]["round"],
         "labels_not_seen": stale,
         "threshold": segmenter.threshold,
+        "cross_validation": final_summary(store.manifest["models"][kind]),
         "unet": segmenter.network_kwargs(),
         "preprocessing": {
             "image_size": settings["image_size"], "tile": settings["tile"],

@@ -1,15 +1,15 @@
 """``sid4ds init``: a new session folder from images (and masks that already exist).
 
 The images are read one at a time (resized or tiled as asked) and streamed into the
-session's ``pool_images.npy``; names, content keys and source files go to
+session's first pool shard, ``pool_images.npy``; names, content keys and source files go to
 ``pool_meta.npz``; initial masks are checked (readable, binary, with an image) and copied
 into ``masks/``. The folder is written under a temporary name and renamed when complete,
-so a killed init leaves nothing behind.
+so a killed init leaves nothing behind. :func:`session_items` reads more images the way
+``init`` read the pool (``sid4ds add``, ``sid4ds predict``).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import warnings
@@ -26,24 +26,23 @@ from sid4ds.datasets.imageio import cut_pieces, read_mask
 from sid4ds.pool import ImagePool, chunk_size_for, is_path_sequence
 from sid4ds.reconstruction import block_masks
 from sid4ds.scores import REGION_RULES
-from sid4ds.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.lock import pid_alive
-from sid4ds.session.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, Manifest
-from sid4ds.session.models import model_settings
-from sid4ds.session.storage import (
-    NpyWriter,
-    file_sha256,
-    fsync_folder,
-    now,
-    sha256,
-    test_hook,
-    write_bytes,
-    write_json,
+from sid4ds.session.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    Manifest,
+    manifest_marker,
 )
-from sid4ds.session.store import POOL_IMAGES, POOL_META, write_mask
+from sid4ds.session.models import model_settings
+from sid4ds.session.shards import POOL_IMAGES, POOL_META, ShardBuilder
+from sid4ds.session.state import STATE, StateFile
+from sid4ds.session.storage import fsync_folder, now, test_hook, write_json
+from sid4ds.session.store import write_mask
 
-__all__ = ["create_session", "read_binary_mask", "read_images_like"]
+__all__ = ["check_fits_networks", "check_names", "create_session", "read_binary_mask",
+           "read_images_like", "session_items"]
 
 
 def read_binary_mask(path: Path) -> np.ndarray:
@@ -67,17 +66,46 @@ def read_images_like(settings: dict[str, Any], images: Any, *, skip_unreadable: 
     described : str
         Where the images came from, for messages.
     """
+    items, described = session_items(settings, images, skip_unreadable=skip_unreadable,
+                                     names=names)
+    return ((name, source, image) for name, source, image, _ in items), described
+
+
+def session_items(settings: dict[str, Any], images: Any,
+                  masks: str | os.PathLike[str] | None = None, *, mask_suffix: str = "",
+                  skip_unreadable: bool = False, names: Sequence[str] | None = None,
+                  each_alone: bool = False, keep_channels: bool = False,
+                  ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], str]:
+    """Images (and their masks) read as a session's ``init`` read its pool.
+
+    The session's ``settings`` give the resizing, tiling and colour mode. ``each_alone``:
+    image files are not compared with each other (the caller compares each with the
+    session). ``keep_channels``: arrays keep their channels (the caller checks them)
+    instead of being refused when they do not fit the session's mode.
+
+    Returns
+    -------
+    items : iterator of (name, source file, image, mask or None)
+        One float32 image of shape (n_channels, height, width) at a time, with its mask
+        (H, W) uint8 in {0, 1} when one was given for it.
+    described : str
+        Where the images came from, for messages.
+    """
     image_size = tuple(settings["image_size"]) if settings.get("image_size") else None
     tile = tuple(settings["tile"]) if settings.get("tile") else None
+    masks_folder = Path(masks) if masks is not None else None
     if isinstance(images, (str, os.PathLike)):
         if not Path(images).is_dir():
             raise SessionError(f"images folder {images} does not exist or is not a folder")
-        items, described = _folder_items(Path(images), None, "", settings["mode"],
-                                         skip_unreadable, image_size, tile)
-    else:
-        items, described = _pool_items(images, None, "", settings["mode"], names,
-                                       skip_unreadable, image_size, tile)
-    return ((name, source, image) for name, source, image, _ in items), described
+        if names is not None:
+            raise SessionError("names= is for images given as an array, paths or a "
+                               "Dataset; a folder's images are named by their files")
+        return _folder_items(Path(images), masks_folder, mask_suffix, settings["mode"],
+                             skip_unreadable, image_size, tile, each_alone=each_alone)
+    return _pool_items(images, masks_folder, mask_suffix,
+                       None if keep_channels else settings["mode"], names, skip_unreadable,
+                       image_size, tile, each_alone=each_alone,
+                       file_mode=settings["mode"])
 
 
 def create_session(path: str | os.PathLike[str], images: Any,
@@ -105,7 +133,7 @@ def create_session(path: str | os.PathLike[str], images: Any,
                                include_high=False)
     seed = check_int(seed, "seed", minimum=0)
     models = model_settings(options["scorer_params"], options["segmenter_params"],
-                            options["guided_epochs"], seed)
+                            options["guided_epochs"], seed, options.get("final_params"))
     image_size_pair = check_size(image_size, "image_size") if image_size is not None \
         else None
     tile_pair = check_size(tile, "tile") if tile is not None else None
@@ -130,60 +158,52 @@ def create_session(path: str | os.PathLike[str], images: Any,
     staging = root.parent / f".{root.name}.init-{os.getpid()}"
     staging.mkdir(parents=True)
     try:
-        pool_names: list[str] = []
-        sources: list[str] = []
-        keys: list[np.ndarray] = []  # hashed as written: no second read of the pool
         labels: dict[str, Any] = {}
-        writer = NpyWriter(staging / POOL_IMAGES)
+        shard = ShardBuilder(staging, POOL_IMAGES, POOL_META, batch=0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 for name, source, image, mask in items:
-                    if writer.shape is None:
-                        _check_fits_networks(image.shape[1:], models)
-                    writer.append(image)
-                    keys.append(content_keys(image[np.newaxis]))
-                    pool_names.append(name)
-                    sources.append(source)
+                    if shard.shape is None:
+                        check_fits_networks(image.shape[1:], models)
+                    shard.append(name, source, image)  # hashed as written: no second read
                     if mask is not None:
                         labels[name] = write_mask(staging, name, mask, version=1,
-                                                       round_index=None, source=source)
+                                                  round_index=None, source=source)
             except SessionError:
                 raise
             except ValueError as error:  # the readers' messages name the file
                 raise SessionError(str(error)) from None
         for warning in caught:
             warnings.warn(str(warning.message), SessionWarning, stacklevel=2)
-        if not pool_names:
+        if not len(shard):
             raise SessionError(f"no readable images in {described}")
-        shape = writer.finish()
-        meta_buffer = io.BytesIO()
-        np.savez_compressed(meta_buffer, names=np.array(pool_names),
-                            keys=np.concatenate(keys),
-                            sources=np.array(sources))
-        meta_bytes = meta_buffer.getvalue()
-        write_bytes(staging / POOL_META, meta_bytes)
+        shape = shard.shape
+        entry = shard.finish()
+        created = now()
         manifest: Manifest = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-            "created": now(), "updated": now(),
+            "created": created, "updated": created,
             "written_by": _versions(),
             "settings": {
                 "images": described,
                 "masks": str(masks_folder.resolve()) if masks_folder else None,
                 "image_size": list(image_size_pair) if image_size_pair else None,
                 "tile": list(tile_pair) if tile_pair else None,
-                "mode": "L" if shape[1] == 1 else "RGB", "mask_suffix": mask_suffix,
+                "mode": "L" if shape[0] == 1 else "RGB", "mask_suffix": mask_suffix,
                 "defect_ratio": defect_ratio, "seed": seed, "region": region, **models,
             },
-            "pool": {"file": POOL_IMAGES, "sha256": file_sha256(staging / POOL_IMAGES),
-                     "meta": POOL_META, "meta_sha256": sha256(meta_bytes),
-                     "dtype": "float32", "n_images": len(pool_names),
-                     "n_channels": int(shape[1]), "height": int(shape[2]),
-                     "width": int(shape[3])},
+            "pool": {"dtype": "float32", "n_images": entry["n_images"],
+                     "n_channels": int(shape[0]), "height": int(shape[1]),
+                     "width": int(shape[2]), "shards": [entry], "next_shard": 1},
+            "batches": [{"batch": 0, "command": "init", "time": created, "source": described,
+                         "n_added": entry["n_images"], "n_labeled": len(labels),
+                         "n_skipped": {}}],
             "labels": labels, "rounds": [], "models": {}, "model_files": {},
             "msmr_scores": {},
         }
-        write_json(staging / MANIFEST, manifest)
+        StateFile.create(staging / STATE, manifest)
+        write_json(staging / MANIFEST, manifest_marker(manifest))
         test_hook("init:before-rename")
         if root.exists():
             root.rmdir()  # empty, checked above
@@ -199,37 +219,49 @@ def create_session(path: str | os.PathLike[str], images: Any,
 def _file_items(
     pairs: list[tuple[str, Path, Path | None]], mode: str, skip_unreadable: bool,
     image_size: tuple[int, int] | None, tile: tuple[int, int] | None,
+    each_alone: bool = False,
 ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
     """Read (name, image file, mask file or None) one at a time, as the loaders do.
 
-    Yields ``(name, source file, image, mask or None)`` per image or tile.
+    Yields ``(name, source file, image, mask or None)`` per image or tile. ``each_alone``:
+    images are not compared with each other (the caller checks each).
     """
     with_mask = {image_path for _, image_path, mask_path in pairs if mask_path}
-    for name, image_path, image, mask in iter_pairs(
-            pairs, image_size=image_size, tile_size=tile, mode=mode,
-            on_error="warn" if skip_unreadable else "raise"):
-        yield (name, str(image_path.resolve()), image,
-               mask if image_path in with_mask else None)
+    groups = [[pair] for pair in pairs] if each_alone else [pairs]
+    for group in groups:
+        for name, image_path, image, mask in iter_pairs(
+                group, image_size=image_size, tile_size=tile, mode=mode,
+                on_error="warn" if skip_unreadable else "raise"):
+            yield (name, str(image_path.resolve()), image,
+                   mask if image_path in with_mask else None)
 
 def _folder_items(
     folder: Path, masks_folder: Path | None, mask_suffix: str, mode: str,
     skip_unreadable: bool, image_size: tuple[int, int] | None,
-    tile: tuple[int, int] | None,
+    tile: tuple[int, int] | None, *, each_alone: bool = False,
 ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], str]:
     """Stream a folder's images: ``(items, description)``."""
     _check_init_masks(None, folder, masks_folder, mask_suffix)
-    pairs, _ = folder_pairs(folder, masks_folder, mask_suffix=mask_suffix,
-                             recursive=False,
-                             on_error="warn" if skip_unreadable else "raise")
-    return (_file_items(pairs, mode, skip_unreadable, image_size, tile),
+    try:
+        pairs, _ = folder_pairs(folder, masks_folder, mask_suffix=mask_suffix,
+                                recursive=False,
+                                on_error="warn" if skip_unreadable else "raise")
+    except ValueError as error:
+        raise SessionError(str(error)) from None
+    return (_file_items(pairs, mode, skip_unreadable, image_size, tile, each_alone),
             str(folder.resolve()))
 
 def _pool_items(
     images: Any, masks_folder: Path | None, mask_suffix: str, mode: str | None,
     names: Sequence[str] | None, skip_unreadable: bool,
-    image_size: tuple[int, int] | None, tile: tuple[int, int] | None,
+    image_size: tuple[int, int] | None, tile: tuple[int, int] | None, *,
+    each_alone: bool = False, file_mode: str | None = None,
 ) -> tuple[Iterator[tuple[str, str, np.ndarray, np.ndarray | None]], str]:
-    """Stream images given as paths, an array, a memmap or a Dataset (see create)."""
+    """Stream images given as paths, an array, a memmap or a Dataset (see create).
+
+    ``file_mode``: the colour mode image files are read in when ``mode`` is None (arrays
+    then keep their channels).
+    """
     if isinstance(images, (list, tuple)) and not images:
         raise SessionError("images is an empty list; pass a folder, image paths, an array "
                            "or a Dataset holding at least one image")
@@ -237,12 +269,12 @@ def _pool_items(
         paths = [Path(entry) for entry in images]
         argument = "names" if names is not None else "the file names of images"
         names = [entry.stem for entry in paths] if names is None else list(names)
-        _check_names(names, len(paths), argument)
+        check_names(names, len(paths), argument)
         mask_files = _check_init_masks(set(names), None, masks_folder, mask_suffix)
         pairs = [(name, entry, mask_files.get(name))
                  for name, entry in zip(names, paths, strict=True)]
-        return (_file_items(pairs, mode or "L", skip_unreadable, image_size, tile),
-                f"{len(paths)} image paths")
+        return (_file_items(pairs, mode or file_mode or "L", skip_unreadable, image_size, tile,
+                            each_alone), f"{len(paths)} image paths")
     try:
         pool = ImagePool(images, name="images")
     except (TypeError, ValueError) as error:
@@ -255,7 +287,7 @@ def _pool_items(
         )
     names = ([f"image_{row:06d}" for row in range(len(pool))] if names is None
              else list(names))
-    _check_names(names, len(pool), "names")
+    check_names(names, len(pool), "names")
     mask_files = _check_init_masks(set(names), None, masks_folder, mask_suffix)
 
     def items() -> Iterator[tuple[str, str, np.ndarray, np.ndarray | None]]:
@@ -277,7 +309,7 @@ def _pool_items(
 
     return items(), f"{type(images).__name__} of {len(pool)} images"
 
-def _check_names(names: list[Any], n_images: int, argument: str) -> None:
+def check_names(names: list[Any], n_images: int, argument: str) -> None:
     """Image names become file names (masks/NAME.png): one per image, unique, plain."""
     if len(names) != n_images:
         raise SessionError(f"{argument} has {len(names)} entries but images has "
@@ -305,7 +337,9 @@ def _versions() -> dict[str, str]:
     return {"sid4ds": __version__, "torch": torch.__version__,
             "numpy": np.__version__}
 
-def _check_fits_networks(shape: Sequence[int], models: dict[str, Any]) -> None:
+def check_fits_networks(shape: Sequence[int], models: dict[str, Any]) -> None:
+    """Refuse images whose sides the networks of ``models`` (the settings' ``scorer`` and
+    ``segmenter``) cannot take, saying which size would do."""
     height, width = (int(side) for side in shape)
     for key in ("scorer", "segmenter"):
         factor = 2 ** models[key]["depth"]

@@ -26,7 +26,7 @@ from sid4ds.datasets.imageio import IMAGE_EXTENSIONS
 from sid4ds.session.codecs import brush_rle_to_mask
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import read_binary_mask
-from sid4ds.session.storage import test_hook
+from sid4ds.session.storage import FileBatch, test_hook
 from sid4ds.session.store import SessionStore
 
 __all__ = ["import_coco", "import_label_studio", "import_masks"]
@@ -95,7 +95,7 @@ def import_label_studio(
     if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
         raise SessionError(f"{file} is not a Label Studio JSON export (a list of tasks)")
     with store.locked("import"):
-        pool = store.pool()
+        pool = store.pool_index()
         problems: list[str] = []
         candidates: list[tuple[str, np.ndarray, str]] = []
         not_annotated: list[str] = []
@@ -224,7 +224,7 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
             any_image: bool = False) -> dict[str, list[str]]:
     """Check names against the session, then copy masks and commit (lock held)."""
     manifest = store.manifest
-    pool = store.pool()
+    pool = store.pool_index()
     labels = manifest["labels"]
     asked_in = {name: record["round"] for record in manifest["rounds"]
                 for name in record["selected"]}
@@ -265,6 +265,7 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
     summary: dict[str, list[str]] = {"added": [], "replaced": [], "unchanged": [],
                                      "defective_fake_normals": []}
     replaced_files = []
+    batch = FileBatch(store.path)
     for name, mask, where, outcome in accepted:
         summary[outcome].append(name)
         if outcome == "unchanged":
@@ -275,9 +276,11 @@ def _import(store: SessionStore, candidates: list[tuple[str, np.ndarray, str]],
         if name in labels:
             replaced_files.append(store.path / labels[name]["mask"])
         labels[name] = store.write_mask(name, mask, version=version,
-                                        round_index=asked_in.get(name), source=where)
+                                        round_index=asked_in.get(name), source=where,
+                                        batch=batch)
         if len(summary["added"]) + len(summary["replaced"]) == 1:
             test_hook("import:after-first-mask")
+    batch.finish()
     test_hook("import:before-commit")
     if summary["added"] or summary["replaced"]:
         store.commit()

@@ -1,10 +1,14 @@
 """The session manifest: the one source of truth of a session, as typed JSON.
 
-``manifest.json`` holds the settings, the pool's description and checksums, every label,
-every round and the index of the trained models. It is replaced atomically and last by
-every command, so a killed command leaves the session as it was after its last finished
-step. The ``TypedDict`` classes below spell out its fields; :func:`read_manifest` checks a
-file against them and against the format versions this sid4ds reads.
+The manifest holds the settings, the pool's description and checksums, every label, every
+round and the index of the trained models. Up to format 3 it is ``manifest.json``, replaced
+atomically and last by every command; from format 4 ``manifest.json`` is a marker written
+once (the format and the name of the state file) and the manifest lives in ``session.db``
+(:mod:`~sid4ds.session.state`), where each command writes what it changed in one
+transaction. Either way a killed command leaves the session as it was after its last
+finished step. The ``TypedDict`` classes below spell out its fields; :func:`open_manifest`
+reads a session's manifest whatever its format, checking it against them and against the
+format versions this sid4ds reads.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from sid4ds.session.errors import SessionError
+from sid4ds.session.state import STATE, StateFile
 
 __all__ = [
+    "BatchRecord",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST",
@@ -25,14 +31,20 @@ __all__ = [
     "PoolEntry",
     "RoundRecord",
     "Settings",
+    "ShardEntry",
+    "manifest_marker",
+    "open_manifest",
     "read_manifest",
 ]
 
 #: The ``format`` field of every session manifest.
 FORMAT_NAME = "sid4ds-session"
 #: Version of the on-disk format this sid4ds writes and the newest it reads. 3: models are
-#: estimator states (``get_state``) in one ``.pt`` file each; E_msmr scores are kept.
-FORMAT_VERSION = 3
+#: estimator states (``get_state``) in one ``.pt`` file each; E_msmr scores are kept. 4: the
+#: pool is a list of ``.npy`` shards, one per batch of images (``init``, then each ``add``),
+#: with each batch's provenance, and the manifest lives in ``session.db`` (SQLite, written
+#: by the change); format-3 sessions become format 4 on their first ``add``.
+FORMAT_VERSION = 4
 #: The manifest's file name in the session folder.
 MANIFEST = "manifest.json"
 
@@ -42,8 +54,10 @@ class Settings(TypedDict):
     ``image_size``/``tile`` (resizing), ``mode`` ("L" or "RGB"), ``mask_suffix``,
     ``defect_ratio`` (the expected share of defective images), ``seed``, ``region`` (the
     rule of E_sdr's regions; sessions of format 2 and older used ``"threshold"``),
-    ``segmenter`` and ``scorer`` (JSON parameters of S and M) and ``guided_epochs`` (G's
-    epochs)."""
+    ``segmenter`` and ``scorer`` (JSON parameters of S and M), ``guided_epochs`` (G's
+    epochs) and ``final`` (the final model's settings,
+    :func:`sid4ds.final_model.check_final_settings`; sessions made before it have none and
+    use the defaults)."""
 
     images: str
     masks: str | None
@@ -57,11 +71,28 @@ class Settings(TypedDict):
     segmenter: dict[str, Any]
     scorer: dict[str, Any]
     guided_epochs: int
+    final: dict[str, Any]
+
+
+class ShardEntry(TypedDict):
+    """One file of pool images (format 4): ``file`` (float32 ``.npy``, (n, C, H, W)),
+    ``meta`` (an ``.npz`` of their names, content keys and source files), their checksums,
+    ``n_images`` and the ``batch`` the images came with."""
+
+    file: str
+    sha256: str
+    meta: str
+    meta_sha256: str
+    n_images: int
+    batch: int
 
 
 class PoolEntry(TypedDict, total=False):
-    """The pool files: ``file`` (images, float32 ``.npy``), ``meta`` (names, content keys,
-    sources), their ``sha256``/``meta_sha256``, and the shape."""
+    """The pool: its shape (``n_images``, ``n_channels``, ``height``, ``width``, ``dtype``)
+    and its files. Format 4: ``shards`` (:class:`ShardEntry`, in pool order) and
+    ``next_shard`` (the number of the next shard file). Formats 2 and 3: one ``file``
+    (images) and ``meta`` with their ``sha256``/``meta_sha256``; format 1: one ``file``
+    (``pool.npz``) holding everything."""
 
     file: str
     sha256: str
@@ -72,6 +103,24 @@ class PoolEntry(TypedDict, total=False):
     n_channels: int
     height: int
     width: int
+    shards: list[ShardEntry]
+    next_shard: int
+
+
+class BatchRecord(TypedDict, total=False):
+    """Where a batch of pool images came from (format 4): ``batch`` (0 for ``init``, then
+    1, 2, ... for each ``add``), ``command`` (``"init"`` or ``"add"``), ``time`` (UTC),
+    ``source`` (the folder, files or array given), ``n_added`` (images that joined the
+    pool), ``n_labeled`` (those that came with a mask) and ``n_skipped`` (images left out,
+    by reason: ``same_content``, ``name_taken``)."""
+
+    batch: int
+    command: str
+    time: str
+    source: str
+    n_added: int
+    n_labeled: int
+    n_skipped: dict[str, int]
 
 
 class LabelRecord(TypedDict):
@@ -93,8 +142,9 @@ class RoundRecord(TypedDict, total=False):
     """One round: ``round``, ``stage``, ``score``, ``reason``, ``n_label``, ``n_normal``,
     ``defect_ratio``, ``selected`` and ``scores`` (names and scores, best first),
     ``fake_normals`` and ``fake_normal_scores``, ``n_training``, ``models`` (the round of
-    each model used), ``folder``, ``created``, ``device``, ``seconds``, ``reused_scores``,
-    and ``skipped`` (names a later round put back in the pool)."""
+    each model used), ``folder``, ``created``, ``device``, ``seconds``, ``reused_scores``
+    (every score was kept from before), ``n_reused`` (how many were), and ``skipped`` (names
+    a later round put back in the pool)."""
 
     round: int
     stage: str
@@ -114,25 +164,37 @@ class RoundRecord(TypedDict, total=False):
     device: str
     seconds: dict[str, float]
     reused_scores: bool
+    n_reused: int
     skipped: list[str]
 
 
 class ModelEntry(TypedDict, total=False):
     """A saved model: the ``round`` it was trained for, its ``weights`` file, when it was
     ``saved`` and its checksums (``sha256`` by part; format-2 models also have a ``meta``
-    JSON file)."""
+    JSON file). The final model F also keeps its ``cross_validation``
+    (:meth:`sid4ds.final_model.CrossValidation.to_dict`), the final ``settings`` and S's
+    ``segmenter_settings`` it was trained with, ``n_training`` and ``n_fake_normals``."""
 
     round: int
     weights: str
     saved: str
     meta: str
     sha256: dict[str, str]
+    cross_validation: dict[str, Any]
+    settings: dict[str, Any]
+    segmenter_settings: dict[str, Any]
+    n_training: int
+    n_fake_normals: int
 
 
 class Manifest(TypedDict, total=False):
     """The whole manifest. ``models`` holds the newest model of each kind, ``model_files``
-    every model by ``KIND_rNNN``; ``msmr_scores`` names the file of each score per image, by
-    ``"<score>:<fingerprint of the models>"`` (older sessions: by whole-pool keys, unread)."""
+    every model by ``KIND_rNNN``; ``score_files`` names the file of each model's scores per
+    image (``msmr_scores``: those of sessions written before, no longer read);
+    ``batches`` (format 4) the provenance of each batch of pool images; ``prunes`` each
+    ``sid4ds prune --apply`` (when, the archive, how many per batch, the estimate);
+    ``migrations``
+    when the session was brought to a newer format (from, to, time, sid4ds)."""
 
     format: str
     format_version: int
@@ -146,13 +208,18 @@ class Manifest(TypedDict, total=False):
     models: dict[str, ModelEntry]
     model_files: dict[str, ModelEntry]
     msmr_scores: dict[str, str]
+    score_files: dict[str, dict[str, Any]]
+    batches: list[BatchRecord]
+    prunes: list[dict[str, Any]]
+    migrations: list[dict[str, Any]]
 
 
 _REQUIRED = ("settings", "pool", "labels", "rounds", "models", "model_files")
 
 
 def read_manifest(folder: Path) -> Manifest:
-    """Read and check ``folder/manifest.json``.
+    """Read and check ``folder/manifest.json`` (of format 4: the marker only; see
+    :func:`open_manifest`).
 
     Raises
     ------
@@ -188,9 +255,41 @@ def read_manifest(folder: Path) -> Manifest:
             f"this sid4ds reads format versions up to {FORMAT_VERSION}: upgrade sid4ds "
             f"(pip install -U sid4ds)"
         )
+    if "state" in manifest:
+        return manifest  # type: ignore[return-value]  # the marker of a format-4 session
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing:
         raise SessionError(f"{file} lacks {', '.join(missing)}; restore the session folder "
                            f"from a copy")
     manifest.setdefault("msmr_scores", {})
     return manifest  # type: ignore[return-value]
+
+
+def open_manifest(folder: Path) -> tuple[Manifest, StateFile | None]:
+    """A session's manifest, whatever its format, and its state file (None up to format 3,
+    whose manifest is ``manifest.json`` itself).
+
+    Raises
+    ------
+    SessionError
+        As :func:`read_manifest`, or if the state file is missing or damaged.
+    """
+    manifest = read_manifest(folder)
+    if "state" not in manifest:
+        return manifest, None
+    state = StateFile(folder / str(manifest["state"]))
+    full = state.read()
+    missing = [key for key in _REQUIRED if key not in full]
+    if missing:
+        raise SessionError(f"{state.path} lacks {', '.join(missing)}; restore the session "
+                           f"folder from a copy")
+    full.setdefault("msmr_scores", {})
+    return full, state  # type: ignore[return-value]
+
+
+def manifest_marker(manifest: Manifest) -> dict[str, Any]:
+    """What ``manifest.json`` holds in a format-4 session: the format, where the state is,
+    when and by what it was created."""
+    return {"format": manifest["format"], "format_version": manifest["format_version"],
+            "state": STATE, "created": manifest.get("created", ""),
+            "written_by": manifest.get("written_by", {})}

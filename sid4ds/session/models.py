@@ -14,17 +14,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sid4ds.final_model import check_final_settings
 from sid4ds.reconstruction import ReconstructionScorer
 from sid4ds.rounds import configure_models
 from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.storage import file_sha256, now, sha256, write_bytes
 
-__all__ = ["MODEL_KINDS", "estimator_class", "load_model", "model_settings", "new_model",
-           "save_model"]
+__all__ = ["MODEL_KINDS", "estimator_class", "final_settings", "load_model", "model_settings",
+           "new_model", "save_model"]
 
-#: The models of a session: M and G are reconstruction scorers, S the segmentation learner.
-MODEL_KINDS = {"M": "scorer", "G": "scorer", "S": "segmenter"}
+#: The models of a session: M and G are reconstruction scorers, S the segmentation learner
+#: of the rounds, F the final model (a segmentation learner, trained by ``sid4ds train``).
+MODEL_KINDS = {"M": "scorer", "G": "scorer", "S": "segmenter", "F": "segmenter"}
 # Parameters the session sets per command, not per session.
 _PER_COMMAND = ("device", "verbose", "warm_start")
 
@@ -44,13 +46,16 @@ def _json_params(estimator: Any) -> dict[str, Any]:
 
 def model_settings(scorer_params: dict[str, Any] | None,
                    segmenter_params: dict[str, Any] | None,
-                   guided_epochs: int | None, seed: int) -> dict[str, Any]:
-    """Validated settings of S, M (and G's epochs), seeded from ``seed`` as run_sid4ds seeds.
+                   guided_epochs: int | None, seed: int,
+                   final_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validated settings of S, M (and G's epochs), seeded from ``seed`` as run_sid4ds seeds,
+    and of the final model.
 
     Returns
     -------
     settings : dict
-        ``segmenter`` and ``scorer`` (JSON parameters of S and M) and ``guided_epochs``.
+        ``segmenter`` and ``scorer`` (JSON parameters of S and M), ``guided_epochs`` and
+        ``final`` (:func:`sid4ds.final_model.check_final_settings`).
 
     Raises
     ------
@@ -76,7 +81,19 @@ def model_settings(scorer_params: dict[str, Any] | None,
     settings = {"segmenter": _json_params(segmenter), "scorer": _json_params(scorer)}
     settings["guided_epochs"] = (settings["scorer"]["max_epochs"] if guided_epochs is None
                                  else guided_epochs)
+    settings["final"] = final_settings(final_params)
     return settings
+
+
+def final_settings(final_params: dict[str, Any] | None) -> dict[str, Any]:
+    """The final model's settings as JSON values, validated; a SessionError naming the bad
+    one."""
+    try:
+        checked = check_final_settings(final_params)
+    except (TypeError, ValueError) as error:
+        raise SessionError(f"final_params: {error}") from None
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in checked.items()}
 
 
 def new_model(kind: str, settings: dict[str, Any], device: Any, verbose: int) -> Any:

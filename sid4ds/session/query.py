@@ -3,7 +3,8 @@
 The round itself is :meth:`sid4ds.rounds.SID4DSRounds.run_round`, the same one
 :func:`~sid4ds.run_sid4ds` runs. The session gives it the models it saved, saves every model
 right after it is trained (so a killed query resumes from there and gives the same round),
-keeps M's E_msmr on disk (so a second cold-start round reuses it), and writes
+keeps the scores per image on disk (so unchanged models never score an image twice: a
+query after ``add`` with no new label scores only the new images), and writes
 ``rounds/NNN/``: the list of images to label, the images, S's pre-annotations, the fake
 normals and every score.
 """
@@ -11,8 +12,9 @@ normals and every score.
 from __future__ import annotations
 
 import copy
+import csv
+import json
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -22,23 +24,22 @@ from sid4ds._device import resolve_device
 from sid4ds._validation import check_int
 from sid4ds.pool import as_pool
 from sid4ds.rounds import RoundResult, SID4DSRounds, labels_per_round
+from sid4ds.session.configure import training_params
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord
 from sid4ds.session.models import new_model
 from sid4ds.session.storage import (
+    FileBatch,
     csv_text,
     now,
     png_bytes,
     replace_folder,
     test_hook,
     to_uint8,
-    write_bytes,
-    write_json,
-    write_text,
 )
 from sid4ds.session.store import PoolView, SessionStore
 
-__all__ = ["run_query", "say", "session_engine"]
+__all__ = ["round_ranking", "run_query", "say", "session_engine"]
 
 
 def say(verbose: int, message: str) -> None:
@@ -91,12 +92,18 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
     manifest = store.manifest
     settings = manifest["settings"]
     models = {kind: store.model(kind, device, verbose) for kind in ("M", "S", "G")}
+    if models["S"] is not None:  # settings changed since it was saved (sid4ds configure)
+        models["S"].set_params(**training_params(settings["segmenter"]))
     trained_for = {kind: manifest["models"][kind]["round"] for kind in models
                    if models[kind] is not None}
     if trained_for.get("S") == round_index and store.labels_not_seen("S"):
         # S was trained for this round (by `sid4ds train`, or a killed query), but labels
         # were imported since: the round trains it again, from its weights
         del trained_for["S"]
+    elif "S" in trained_for and not store.labels_not_seen("S"):
+        # no label since S was trained (a query after `add`, or with --skip-missing): S has
+        # nothing new to learn, so it stays as it is and its scores are reused
+        trained_for["S"] = round_index
 
     def keep(kind: str, model: Any, trained_round: int) -> None:
         store.keep_model(kind, trained_round, model)
@@ -136,7 +143,7 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
         "n_training": len(X_train), "models": models_used,
         "folder": f"rounds/{round_index:03d}", "created": now(),
         "device": str(resolve_device(device)), "seconds": result.seconds,
-        "reused_scores": result.reused_scores,
+        "reused_scores": result.reused_scores, "n_reused": result.n_reused,
     }
     preannotations = None
     if result.stage == "iterative" and len(result.selected):
@@ -150,49 +157,79 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
     return copy.deepcopy(record)
 
 
+def round_ranking(store: SessionStore, record: RoundRecord) -> list[dict[str, Any]]:
+    """A round's whole ranking, read from its ``scores.csv``: best first.
+
+    Returns
+    -------
+    rows : list of dict
+        ``name``, ``score`` (float), ``rank`` (int, 1 = best), ``role`` (``"label"``,
+        ``"fake_normal"`` or ``"pool"``) and ``batch`` (int; 0 in rounds written before
+        batches existed).
+
+    Raises
+    ------
+    SessionError
+        If the file is missing or unreadable.
+    """
+    file = store.path / record["folder"] / "scores.csv"
+    try:
+        with open(file, newline="", encoding="utf-8") as handle:
+            return [{"name": row["name"], "score": float(row["score"]), "rank": int(row["rank"]),
+                     "role": row["role"], "batch": int(row.get("batch") or 0)}
+                    for row in csv.DictReader(handle)]
+    except (OSError, KeyError, ValueError, TypeError, csv.Error) as error:
+        raise SessionError(f"cannot read the ranking of round {record['round']} ({file}): "
+                           f"{error}; run `sid4ds query {store.path}` for a new one") from None
+
+
 def _write_round_folder(store: SessionStore, record: RoundRecord, pool: PoolView,
                         names: list[str], result: RoundResult,
                         preannotations: np.ndarray | None) -> None:
     """Write ``rounds/NNN``; ``preannotations`` are S's masks of the selected images."""
     target = store.path / record["folder"]
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = FileBatch(target.with_name(f".{target.name}.tmp-{os.getpid()}"), fresh=True)
     scores, top, bottom = result.scores, result.selected, result.fake_normals
+    batch = [int(pool.batches[pool.index[name]]) for name in names]  # where each came from
     rows, entries = [], []
     for rank, index in enumerate(top, start=1):
         name = names[index]
         image_file = f"images/{name}.png"
-        write_bytes(staging / image_file, png_bytes(to_uint8(pool.images[pool.index[name]])))
+        staging.write(image_file, png_bytes(to_uint8(pool.images[pool.index[name]])))
         preannotation = ""
         if preannotations is not None:
             preannotation = f"preannotations/{name}.png"
-            write_bytes(staging / preannotation,
+            staging.write(preannotation,
                         png_bytes(preannotations[rank - 1].astype(np.uint8) * 255))
         source = str(pool.sources[pool.index[name]])
-        rows.append([rank, name, repr(float(scores[index])), image_file, preannotation, source])
+        rows.append([rank, name, repr(float(scores[index])), image_file, preannotation, source,
+                     batch[index]])
         entries.append({"rank": rank, "name": name, "score": float(scores[index]),
                         "image": image_file, "preannotation": preannotation or None,
-                        "source": source})
-    header = ["rank", "name", "score", "image", "preannotation", "source"]
-    write_text(staging / "to_label.csv", csv_text(header, rows))
-    fake_rows = [[rank, names[index], repr(float(scores[index]))]
+                        "source": source, "batch": batch[index]})
+    header = ["rank", "name", "score", "image", "preannotation", "source", "batch"]
+    staging.write("to_label.csv", csv_text(header, rows).encode("utf-8"))
+    fake_rows = [[rank, names[index], repr(float(scores[index])), batch[index]]
                  for rank, index in enumerate(bottom, start=1)]
-    write_text(staging / "fake_normals.csv", csv_text(["rank", "name", "score"], fake_rows))
+    staging.write("fake_normals.csv", csv_text(["rank", "name", "score", "batch"],
+                                               fake_rows).encode("utf-8"))
     order = result.order
     role = {int(index): "label" for index in top}
     role.update({int(index): "fake_normal" for index in bottom})
-    all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool")]
-                for rank, index in enumerate(order, start=1)]
-    write_text(staging / "scores.csv", csv_text(["name", "score", "rank", "role"], all_rows))
-    write_json(staging / "to_label.json", {
+    all_rows = [[names[index], repr(float(scores[index])), rank, role.get(int(index), "pool"),
+                 batch[index]] for rank, index in enumerate(order, start=1)]
+    staging.write("scores.csv", csv_text(["name", "score", "rank", "role", "batch"],
+                                         all_rows).encode("utf-8"))
+    listing = {
         "round": record["round"], "stage": record["stage"], "score": record["score"],
         "reason": record["reason"],
         "instructions": "draw a mask for every image in images/ (0 = normal, 255 = "
                         "defect; an all-black mask for a normal image), name it like "
                         "the image, and run `sid4ds import SESSION --masks DIR`",
         "images": entries,
-        "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index])}
+        "fake_normals": [{"rank": rank, "name": names[index], "score": float(scores[index]),
+                          "batch": batch[index]}
                          for rank, index in enumerate(bottom, start=1)],
-    })
-    replace_folder(staging, target)
+    }
+    staging.write("to_label.json", (json.dumps(listing, indent=1) + "\n").encode("utf-8"))
+    replace_folder(staging.finish(), target)

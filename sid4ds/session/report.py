@@ -5,13 +5,13 @@ plots by relative paths and needs nothing else (no server, no network), so it op
 disk in any browser. The plots are drawn with matplotlib (the Agg canvas, no ``pyplot``
 state): the last round's score distribution with the K and V cuts, the defects found
 against the labels spent, the images the last round asked for with S's probability maps
-(or M's reconstruction error before S exists), S's training curve, and a sample of the
-fake normals to spot-check. Only the images shown are read from the pool.
+(or M's reconstruction error before S exists), S's training curve, a sample of the fake
+normals to spot-check, and where the pool's images came from (one row per batch). Only the
+images shown are read from the pool.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import math
@@ -26,9 +26,12 @@ import numpy as np
 
 from sid4ds._random import make_rng
 from sid4ds._validation import check_int
+from sid4ds.final_model import CrossValidation
 from sid4ds.reconstruction import block_masks
-from sid4ds.session.deliver import new_output_folder
+from sid4ds.score_cache import model_fingerprint
+from sid4ds.session.deliver import cross_validation, new_output_folder
 from sid4ds.session.errors import SessionError
+from sid4ds.session.query import round_ranking
 from sid4ds.session.status import session_status
 from sid4ds.session.storage import replace_folder, write_bytes, write_text
 from sid4ds.session.store import SessionStore
@@ -144,13 +147,11 @@ def _round_scores(store: SessionStore, record: dict[str, Any]) -> tuple[np.ndarr
                                                                          bool]:
     """Scores and names of the round's ranking; False when scores.csv was unreadable and
     only the asked and fake-normal scores of the manifest are given."""
-    file = store.path / record["folder"] / "scores.csv"
     try:
-        with open(file, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        scores = np.array([float(row["score"]) for row in rows], dtype=np.float64)
-        return scores, [row.get("name") or "" for row in rows], True
-    except (OSError, KeyError, ValueError, TypeError):
+        rows = round_ranking(store, record)
+        scores = np.array([row["score"] for row in rows], dtype=np.float64)
+        return scores, [row["name"] for row in rows], True
+    except SessionError:
         names = [*record["selected"], *record["fake_normals"]]
         scores = np.array([*record["scores"], *record["fake_normal_scores"]], dtype=np.float64)
         return scores, names, False
@@ -174,24 +175,105 @@ def _error_maps(store: SessionStore, record: dict[str, Any], images: np.ndarray,
     return maps
 
 
+def _msmr_of(store: SessionStore, record: dict[str, Any], device: Any) -> dict[str, float]:
+    """The cold-start E_msmr, the ranking's first tie-break, of every pool image M scored,
+    by name ({} when M or its scores are gone)."""
+    if record["models"].get("M") is None:
+        return {}
+    scorer = store.model("M", device, round_index=record["models"]["M"])
+    if scorer is None:
+        return {}
+    pool = store.pool()
+    values = store.score_cache().lookup("E_msmr", model_fingerprint(scorer), pool.keys)
+    return {name: float(value) for name, value in zip(pool.names, values, strict=True)
+            if np.isfinite(value)}
+
+
+def _ties(scores: np.ndarray, record: dict[str, Any], region: str) -> dict[str, Any]:
+    """What the ranking could not tell apart by its score.
+
+    ``fallback``: in an E_sdr round with adaptive regions, the images S marks nowhere
+    (scores in [-1, 0), :func:`sid4ds.scores.rank_below_marked`), with ``errors``, the
+    G error inside their fallback region that the band orders them by; ``tied``: images
+    whose score equals another's (ordered by the tie-break); ``dominant``: either holds
+    more than half of the ranked images, so the histogram of the scores alone says little.
+    """
+    finite = scores[np.isfinite(scores)]
+    fallback = np.zeros(len(scores), bool)
+    if record["score"] == "E_sdr" and region == "adaptive":
+        fallback = np.isfinite(scores) & (scores < 0)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    tied = counts[inverse.ravel()] > 1
+    with np.errstate(divide="ignore"):
+        errors = np.where(fallback, -1.0 / np.where(fallback, scores, -1.0) - 1.0, np.nan)
+    n = max(1, len(finite))
+    return {"fallback": fallback, "errors": errors, "tied": tied,
+            "n_fallback": int(fallback.sum()), "n_tied": int(tied.sum()),
+            "dominant": fallback.sum() > n / 2 or tied.sum() > n / 2}
+
+
 # ---------------------------------------------------------------------- plots
-def _plot_scores(scores: np.ndarray, names: Sequence[str], record: dict[str, Any],
-                 complete: bool) -> Any:
-    """(1) The score histogram of the round's ranking with the K and V cuts."""
-    figure = _figure(8.0, 4.0)
-    axes = figure.add_subplot()
-    finite = np.isfinite(scores)
-    scores, names = scores[finite], [name for name, ok in zip(names, finite, strict=True) if ok]
+def _score_groups(values: np.ndarray, names: Sequence[str], record: dict[str, Any]
+                  ) -> list[tuple[str, list[float], str]]:
+    """The values of the asked, fake-normal and other images, for a stacked histogram."""
     selected, fake = set(record["selected"]), set(record["fake_normals"])
     groups = [
-        ("asked for labelling (top K)", [s for s, n in zip(scores, names, strict=True)
+        ("asked for labelling (top K)", [v for v, n in zip(values, names, strict=True)
                                          if n in selected], _K_COLOUR),
-        ("fake normals (bottom V)", [s for s, n in zip(scores, names, strict=True)
+        ("fake normals (bottom V)", [v for v, n in zip(values, names, strict=True)
                                      if n in fake], _V_COLOUR),
-        ("rest of the ranking", [s for s, n in zip(scores, names, strict=True)
+        ("rest of the ranking", [v for v, n in zip(values, names, strict=True)
                                  if n not in selected and n not in fake], "#9a9a9a"),
     ]
-    groups = [group for group in groups if group[1]]
+    return [group for group in groups if group[1]]
+
+
+def _plot_fallback(axes: Any, scores: np.ndarray, names: Sequence[str],
+                   record: dict[str, Any], ties: dict[str, Any],
+                   msmr: dict[str, float]) -> None:
+    """The second panel of a histogram whose scores tie: what the ranking fell back on."""
+    if ties["n_fallback"] > len(scores) / 2:
+        inside = ties["fallback"]
+        values = np.log10(np.maximum(ties["errors"][inside], 1e-12))
+        label = "log10 of G's error inside the fallback region (the order within the band)"
+        title = (f"Inside the fallback band: {int(inside.sum())} images S marks nowhere, "
+                 f"ordered by G's error in their most probable pixels")
+    else:
+        inside = ties["tied"] & np.array([name in msmr for name in names], bool)
+        values = np.array([msmr[name] for name, keep in zip(names, inside, strict=True)
+                           if keep])
+        label = "cold-start E_msmr (the tie-break)"
+        title = f"{ties['n_tied']} images share their score: the order among them is E_msmr"
+    kept = [name for name, keep in zip(names, inside, strict=True) if keep]
+    groups = _score_groups(values, kept, record)
+    if groups and len(values):
+        low, high = float(values.min()), float(values.max())
+        if high <= low:
+            low, high = low - 0.5, high + 0.5
+        axes.hist([group[1] for group in groups], bins=np.linspace(low, high, 31),
+                  stacked=True, color=[group[2] for group in groups],
+                  label=[group[0] for group in groups], alpha=0.75)
+        axes.legend(loc="upper right", fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no tie-break score is stored", ha="center", va="center")
+    axes.set_title(title, fontsize=9)
+    axes.set_xlabel(label)
+    axes.set_ylabel("images")
+
+
+def _plot_scores(scores: np.ndarray, names: Sequence[str], record: dict[str, Any],
+                 complete: bool, ties: dict[str, Any] | None = None,
+                 msmr: dict[str, float] | None = None) -> Any:
+    """(1) The score histogram of the round's ranking with the K and V cuts; when the
+    scores mostly tie, a second panel with what the ranking fell back on."""
+    dominant = ties is not None and ties["dominant"]
+    figure = _figure(8.0, 7.2 if dominant else 4.0)
+    axes = figure.add_subplot(2, 1, 1) if dominant else figure.add_subplot()
+    if dominant:
+        _plot_fallback(figure.add_subplot(2, 1, 2), scores, names, record, ties, msmr or {})
+    finite = np.isfinite(scores)
+    scores, names = scores[finite], [name for name, ok in zip(names, finite, strict=True) if ok]
+    groups = _score_groups(scores, names, record)
     low, high = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
     if high <= low:
         low, high = low - 0.5, high + 0.5
@@ -329,19 +411,147 @@ def _plot_training(history: Sequence[dict[str, Any]], best_epoch: int | None,
 
 
 def _plot_fake_normals(images: np.ndarray, names: Sequence[str], scores: Sequence[float],
-                       round_index: int, total: int) -> Any:
-    """(5) A grid of fake normals, each titled with its name and score."""
+                       round_index: int, total: int,
+                       extra: Sequence[str] | None = None, what: str = "score") -> Any:
+    """(5) A grid of fake normals, each titled with its name, score and ``extra`` line."""
     columns = min(8, len(names))
     rows = -(-len(names) // columns)
-    figure = _figure(1.45 * columns + 0.4, 1.65 * rows + 0.5)
+    figure = _figure(max(1.45 * columns + 0.4, 6.0 if extra is not None else 0.0),
+                     (1.8 if extra is not None else 1.65) * rows
+                     + (0.8 if extra is not None else 0.5))
     for position, (image, name, score) in enumerate(zip(images, names, scores, strict=True)):
         axes = figure.add_subplot(rows, columns, position + 1)
         _show_image(axes, image)
         short = name if len(name) <= 16 else name[:7] + "…" + name[-8:]
-        axes.set_title(f"{short}\n{score:.3g}", fontsize=7)
+        axes.set_title(f"{short}\n{score:.3g}"
+                       + (f"\n{extra[position]}" if extra is not None else ""), fontsize=7)
     figure.suptitle(f"Round {round_index}: {len(names)} of {total} fake normals "
-                    f"(name, score)", fontsize=10)
+                    + ("\n" if extra is not None else "") + f"({what})", fontsize=10)
     return figure
+
+
+def _batches_html(batches: Sequence[dict[str, Any]]) -> str:
+    """The table of the pool's batches: where its images came from, and when."""
+    rows = "".join(
+        f"<tr><td>{entry['batch']}</td><td>{_esc(entry['command'])}</td>"
+        f"<td>{_esc(entry['time'])}</td><td>{_esc(entry['source'])}</td>"
+        f"<td>{entry['n_added']}</td><td>{sum(entry.get('n_skipped', {}).values())}</td>"
+        f"<td>{entry['in_pool']}</td><td>{entry['labeled']}</td>"
+        f"<td>{entry['defective']}</td></tr>" for entry in batches)
+    return ("<h2>Where the images came from</h2>\n<p>One row per batch of images the pool "
+            "received: the images of <code>sid4ds init</code>, then of each "
+            "<code>sid4ds add</code>. Left out: images already in the pool (same content) or "
+            "whose name it used. The last three columns are the batch's images now.</p>\n"
+            "<table><tr><th>batch</th><th>command</th><th>when (UTC)</th><th>from</th>"
+            "<th>added</th><th>left out</th><th>in the pool</th><th>labelled</th>"
+            f"<th>defective</th></tr>\n{rows}</table>")
+def _ties_text(ties: dict[str, Any], msmr: dict[str, float]) -> str:
+    """What the caption of the score histogram says about ties (HTML), or ""."""
+    n = len(ties["tied"])
+    parts = []
+    if ties["n_fallback"]:
+        parts.append(
+            f" S marks no pixel in {ties['n_fallback']} of the {n} images: their E_sdr is "
+            f"in the fallback band [−1, 0), ranked below every image S marks and ordered "
+            f"among themselves by G's error inside their most probable pixels (the score is "
+            f"−1/(1 + that error), so small errors pile up at −1).")
+    if ties["n_tied"]:
+        fell_back = ("their cold-start E_msmr, then their pixels' hash" if msmr else
+                     "a hash of their pixels (no E_msmr is stored for them)")
+        parts.append(f" {ties['n_tied']} images share their score with another: the ranking "
+                     f"orders them by {fell_back}.")
+    if ties["dominant"]:
+        second = ("G's error inside the fallback region of the images in the band"
+                  if ties["n_fallback"] > n / 2 else "the E_msmr of the tied images")
+        parts.append(f" <b>The score alone tells most images apart poorly</b>: the lower "
+                     f"panel shows what the ranking fell back on, {second}. A round like "
+                     f"this ranks little better than its fallback; an S that marks defects "
+                     f"(more labels, or a longer fit: `sid4ds configure`) helps.")
+    return _prose("".join(parts)).replace("&lt;b&gt;", "<b>").replace("&lt;/b&gt;", "</b>")
+
+
+def _plot_final_curves(cv: CrossValidation) -> Any:
+    """(6) The final model's cross-validated scores against the threshold and the steps."""
+    figure = _figure(10.0, 4.0)
+    panels = figure.subplots(1, 2)
+    styles = (("iou", "defect IoU", _K_COLOUR), ("detected", "defective images found",
+                                                  "#2ca02c"),
+              ("false_alarms", "normal images flagged", _V_COLOUR))
+    for axes, along, chosen, label in (
+            (panels[0], "threshold", cv.threshold, "threshold"),
+            (panels[1], "steps", cv.n_steps, "training steps (checkpoint)")):
+        curve = cv.curve(along)
+        for key, name, colour in styles:
+            mean, std = curve[key], curve[f"{key}_std"]
+            axes.plot(curve["x"], mean, marker="." if along == "threshold" else "o",
+                      color=colour, label=f"{name} (mean over folds)")
+            axes.fill_between(curve["x"], mean - std, mean + std, color=colour, alpha=0.15,
+                              linewidth=0)
+        axes.axvline(chosen, color="#555555", linestyle=":",
+                     label=f"chosen: {chosen:g}")
+        axes.set_xlabel(label)
+        axes.set_ylabel("share / IoU")
+        axes.set_ylim(-0.02, 1.02)
+    panels[0].set_title(f"against the threshold, at {cv.n_steps} steps", fontsize=9)
+    panels[1].set_title(f"against the training length, at threshold {cv.threshold:g}",
+                        fontsize=9)
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles[:3], labels[:3], loc="outside lower center", ncol=3, fontsize=8)
+    panels[0].legend(handles[3:], labels[3:], loc="upper right", fontsize=8)
+    panels[1].legend(*[part[3:] for part in panels[1].get_legend_handles_labels()],
+                     loc="upper right", fontsize=8)
+    return figure
+
+
+def _final_section(store: SessionStore, out: Path, session_arg: str) -> str:
+    """(6) The final model: its estimate and cross-validated curves, or how to make it."""
+    entry = store.manifest["models"].get("F")
+    cv = cross_validation(store)
+    if entry is None or cv is None:
+        return ("<h2>The final model</h2>\n<p>No final model yet: "
+                + _prose(f"`sid4ds train {session_arg}` trains the model to take home, with "
+                         f"its threshold and training length chosen by cross-validation "
+                         f"over the labelled images, and estimates how well it does on new "
+                         f"images.") + "</p>")
+    estimate = cv.estimate()
+
+    def cell(key: str, percent: bool) -> str:
+        value = estimate[key]
+        if value["mean"] != value["mean"]:
+            return "–"
+        return (f"{value['mean']:.0%} ± {value['std']:.0%}" if percent
+                else f"{value['mean']:.3f} ± {value['std']:.3f}")
+
+    stale = store.labels_not_seen("F")
+    mix = ("as labelled" if cv.defect_ratio is None else
+           f"as if {cv.defect_ratio:g} of new images were defective (the session's defect "
+           f"ratio): false alarms on normal images weigh as much as they would there")
+    _save_figure(_plot_final_curves(cv), out / "final_model.png")
+    caption = (
+        f"Cross-validated scores of the final model, mean over {cv.n_folds} folds (band: ± "
+        f"one std over the folds). Left: against the threshold, at the chosen training "
+        f"length; right: against the training length (checkpoints of one schedule), at the "
+        f"chosen threshold. Dotted: the choice, the best mean IoU.")
+    rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in (
+        ("defect IoU", cell("iou", False)), ("defective images found", cell("detected", True)),
+        ("normal images flagged", cell("false_alarms", True)),
+        ("threshold", f"{cv.threshold:g}"), ("training steps", str(cv.n_steps)),
+        ("trained on", f"{entry.get('n_training')} images ({entry.get('n_fake_normals')} "
+                       f"fake normals)")))
+    return (
+        "<h2>The final model</h2>\n<p>Trained by "
+        + _code(f"sid4ds train {session_arg}") + f" for round {entry['round']}"
+        + (f"; <b>{stale} labels came after it</b>: train it again to use them" if stale
+           else "")
+        + ". Expected on new images (mean ± std over the folds of a "
+        f"{cv.n_folds}-fold cross-validation over the labelled images; the IoU is pooled "
+        f"over pixels {_esc(mix)}):</p>\n<table>{rows}</table>\n"
+        "<p>Each fold's model was trained on the other folds, so the estimate is of a "
+        "model trained on fewer labels; and the labelled images are those the ranking "
+        "picked, not a random sample of the line. Read the spread, and check the model "
+        "on a few new images with " + _code(f"sid4ds predict {session_arg} --images DIR "
+                                            f"--out DIR") + ".</p>\n"
+        + _figure_html("final_model.png", "Final model: cross-validated scores", caption))
 
 
 # ---------------------------------------------------------------------- the command
@@ -432,10 +642,13 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
         + _figure_html("defects_per_round.png", "Defects found against labels spent",
                        defects_caption)
         + f"\n<h2>Defective images still unlabelled</h2>\n<ul>{expected_text}{at_most_text}</ul>")
+    sections.append(_batches_html(status["batches"]))
 
     # (1) score distribution
     scores, score_names, complete = _round_scores(store, record)
-    _save_figure(_plot_scores(scores, score_names, record, complete),
+    ties = _ties(scores, record, settings.get("region", "threshold"))
+    msmr = _msmr_of(store, record, device) if (ties["dominant"] or ties["n_tied"]) else {}
+    _save_figure(_plot_scores(scores, score_names, record, complete, ties, msmr),
                  out / "score_histogram.png")
     selected, fake = record["selected"], record["fake_normals"]
     source_text = (f"all {len(scores)} images the round ranked ({_code('scores.csv')} of "
@@ -447,7 +660,7 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
         f"{source_text}. Red dashed line: the K cut, the lowest score asked for (the "
         f"{len(selected)} images at or above it are to be labelled). Blue dotted line: the V "
         f"cut, the highest fake-normal score (the {len(fake)} images at or below it are this "
-        f"round's fake normals, trained on as normal next round).")
+        f"round's fake normals, trained on as normal next round)." + _ties_text(ties, msmr))
     sections.append(f"<h2>Round {record['round']}: score distribution</h2>\n"
                     + _figure_html("score_histogram.png",
                                    f"Round {record['round']} score distribution",
@@ -540,19 +753,38 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
            f"{_code(f'sid4ds query {session_arg} --normals V')}.")
     if sample_names:
         fake_images = pool.images[[pool.index[name] for name in sample_names]]
+        extra, what, tie_note = None, "name, score", ""
+        if ties["dominant"]:
+            position = {name: index for index, name in enumerate(score_names)}
+            extra = []
+            for name in sample_names:
+                row = position.get(name)
+                parts = []
+                if row is not None and ties["fallback"][row]:
+                    parts.append(f"G {ties['errors'][row]:.2g}")
+                if name in msmr:
+                    parts.append(f"M {msmr[name]:.2g}")
+                extra.append(", ".join(parts) or "–")
+            what = ("name, score; G: G's error in the fallback region; M: cold-start "
+                    "E_msmr, the tie-break")
+            tie_note = (" Their scores tie or sit in the fallback band (above), so the "
+                        "sample's titles also show what the ranking fell back on: G, G's "
+                        "error inside the fallback region (the order within the band), and "
+                        "M, the cold-start E_msmr (the order among equal scores).")
         _save_figure(_plot_fake_normals(fake_images, sample_names,
                                         [fake_score.get(name, math.nan) for name in sample_names],
-                                        record["round"], len(waiting_fake)),
+                                        record["round"], len(waiting_fake), extra, what),
                      out / "fake_normal_sample.png")
         fake_html = _figure_html(
             "fake_normal_sample.png", f"Round {record['round']} fake normal sample",
             f"A random sample of {len(sample_names)} of the {len(waiting_fake)} unlabelled "
             f"fake normals of round {record['round']} (the images scored lowest, which S is "
-            f"taught are normal): {_esc(', '.join(sample_names))}. {how}")
+            f"taught are normal): {_esc(', '.join(sample_names))}.{_esc(tie_note)} {how}")
     else:
         fake_html = (f"<p>No fake normal to show (round {record['round']} has "
                      f"{len(waiting_fake)} unlabelled, {n_samples} asked for).</p>")
     sections.append(f"<h2>Round {record['round']}: fake normals to spot-check</h2>\n{fake_html}")
+    sections.append(_final_section(store, out, session_arg))
 
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

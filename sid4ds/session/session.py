@@ -13,12 +13,22 @@ from typing import Any
 
 import numpy as np
 
+from sid4ds.final_model import CrossValidation
 from sid4ds.segmentation import SegmentationLearner
-from sid4ds.session.deliver import predict_images, session_segmenter, train_segmenter
+from sid4ds.session.add import add_images
+from sid4ds.session.configure import configure_session
+from sid4ds.session.deliver import (
+    cross_validation,
+    predict_images,
+    session_segmenter,
+    train_final,
+)
+from sid4ds.session.errors import SessionError
 from sid4ds.session.export import export_session
 from sid4ds.session.ingest import create_session
 from sid4ds.session.labels import import_coco, import_label_studio, import_masks
 from sid4ds.session.manifest import Manifest, RoundRecord
+from sid4ds.session.prune import prune_pool
 from sid4ds.session.query import run_query
 from sid4ds.session.report import write_session_report
 from sid4ds.session.status import session_status
@@ -117,6 +127,7 @@ class LabelingSession:
         segmenter_params: dict[str, Any] | None = None,
         guided_epochs: int | None = None,
         region: str = "adaptive",
+        final_params: dict[str, Any] | None = None,
     ) -> LabelingSession:
         """Create a session folder from images (``sid4ds init``).
 
@@ -173,6 +184,11 @@ class LabelingSession:
             Epochs of the label-guided learner G; defaults to M's ``max_epochs``.
         region : {"adaptive", "threshold"}, default="adaptive"
             How S's probabilities become E_sdr's regions, as in :func:`sid4ds.run_sid4ds`.
+        final_params : dict, optional
+            Settings of the final model that :meth:`train` makes
+            (:func:`sid4ds.final_model.check_final_settings`: ``n_folds``,
+            ``n_checkpoints``, ``fake_normals``, ``start`` and parameters of S that differ
+            from the S of the rounds', e.g. ``{"max_steps": 2000}``).
 
         Returns
         -------
@@ -191,7 +207,7 @@ class LabelingSession:
             "skip_unreadable": skip_unreadable, "names": names, "defect_ratio": defect_ratio,
             "seed": seed, "scorer_params": scorer_params,
             "segmenter_params": segmenter_params, "guided_epochs": guided_epochs,
-            "region": region}))
+            "region": region, "final_params": final_params}))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:
@@ -218,7 +234,7 @@ class LabelingSession:
     @property
     def names(self) -> list[str]:
         """Names of all pool images, in pool order."""
-        return list(self._store.pool().names)
+        return list(self._store.pool_index().names)
 
     @property
     def labeled_names(self) -> list[str]:
@@ -273,12 +289,73 @@ class LabelingSession:
             ``fake_normals``), ``remaining_estimate`` (defective images still unlabelled:
             ``expected`` from the defect ratio given at init, ``at_most`` from the last
             answered round's defect rate; see :func:`sid4ds.rounds.remaining_estimate`),
-            ``initially_labeled``, ``lock`` (the command holding the lock, or None),
-            ``running`` (a command runs now) and ``next`` (what to do next).
+            ``initially_labeled``, ``batches`` (where the pool's images came from: per
+            batch, ``init`` then each :meth:`add_images`, its ``command``, ``time``,
+            ``source``, ``n_added`` and ``n_skipped``, and now ``in_pool``, ``labeled``
+            and ``defective``), ``lock`` (the command holding the lock, or None),
+            ``running`` (a command runs now), ``next`` (what to do next) and
+            ``final_model`` (None before :meth:`train`; else what :meth:`train` returned,
+            with ``labels_not_seen``: labels imported since).
         """
         return session_status(self._store)
 
     # ------------------------------------------------------------------ commands
+    def add_images(
+        self,
+        images: Any,
+        masks: str | os.PathLike[str] | None = None,
+        *,
+        mask_suffix: str = "",
+        skip_unreadable: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Add images to the pool (``sid4ds add``): the next shift's images, say.
+
+        The images are read as :meth:`create` read the pool (the session's resizing,
+        tiling and colour mode) and written as one new batch; the images already in the
+        pool are never rewritten. An image whose content is already in the pool, or whose
+        name the pool already uses, is left out and named in the result. Masks given with
+        the images are checked as :meth:`create` checks them, and their images count as
+        labelled. A folder written by :meth:`prune` (``apply=True``) is read back as its
+        images were in the pool. ``add`` is atomic: a killed ``add`` leaves the pool as it
+        was. A session of format 3 or older becomes format 4 (shards) on its first add.
+
+        The next :meth:`query` ranks the new images with the rest; without new labels in
+        between, the models stay as they are and only the new images are scored.
+
+        Parameters
+        ----------
+        images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
+            As :meth:`create` takes them; or a folder written by :meth:`prune`.
+        masks : str or path-like, optional
+            Folder of masks of some of the new images, matched by name as in :meth:`create`.
+        mask_suffix : str, default=""
+            Ending of mask names to remove before matching, e.g. ``"_mask"``.
+        skip_unreadable : bool, default=False
+            Skip unreadable image files with a warning instead of refusing them all.
+        names : sequence of str, optional
+            One name per image when ``images`` is not a folder. Default: the file names
+            for paths, ``b<batch>_000000``, ... for arrays.
+
+        Returns
+        -------
+        summary : dict
+            ``batch`` (its number; None when nothing was added), ``source``, ``added`` and
+            ``labeled`` (names), ``same_content`` (each left-out image's name and the name
+            of the image with its content), ``name_taken`` (names left out because the pool
+            uses them) and ``n_images`` (the pool's size now).
+
+        Raises
+        ------
+        SessionError
+            If an image has another channel count than the session's, or another size
+            when the session resizes nothing; if a file is unreadable (unless
+            ``skip_unreadable``) or a mask has no image or is not binary; the message names
+            the file. :class:`SessionBusyError` while another command (a query) runs.
+        """
+        return add_images(self._store, images, masks, mask_suffix=mask_suffix,
+                          skip_unreadable=skip_unreadable, names=names)
+
     def query(
         self,
         n_label: int | None = None,
@@ -298,11 +375,17 @@ class LabelingSession:
         images plus the previous round's fake normals, and ranks by E_sdr inside S's
         predicted defects, as :func:`sid4ds.run_sid4ds` does.
 
+        Scores are kept per image, for the models that computed them: a query with no new
+        label since the last one (after :meth:`add_images`, say, with ``skip_missing``)
+        keeps S and G as they are and scores only the images added since; after new labels
+        S changes and every image is scored again.
+
         Files written to ``rounds/NNN/``: ``to_label.csv`` and ``to_label.json`` (rank,
-        name, score, the image file, the pre-annotation file, the source file),
-        ``fake_normals.csv``, ``scores.csv`` (every ranked image), ``images/NAME.png``
-        (the images to label, as the session sees them) and ``preannotations/NAME.png``
-        (S's predicted masks, from the second round on).
+        name, score, the image file, the pre-annotation file, the source file, the batch
+        the image came with), ``fake_normals.csv``, ``scores.csv`` (every ranked image:
+        name, score, rank, role, batch), ``images/NAME.png`` (the images to label, as the
+        session sees them) and ``preannotations/NAME.png`` (S's predicted masks, from the
+        second round on).
 
         Parameters
         ----------
@@ -333,6 +416,64 @@ class LabelingSession:
         """
         return run_query(self._store, n_label, n_normal, device=device, verbose=verbose,
                          skip_missing=skip_missing)
+
+    def prune(
+        self,
+        n: int | None = None,
+        share: float | None = None,
+        *,
+        archive: str | os.PathLike[str] | None = None,
+        apply: bool = False,
+        list_file: str | os.PathLike[str] | None = None,
+    ) -> dict[str, Any]:
+        """The images the ranking puts at the bottom, and what keeping none of them risks
+        (``sid4ds prune``); with ``apply``, move them out of the pool into ``archive``.
+
+        The candidates are the images of the last round's ranking (its ``scores.csv``)
+        still unlabelled, except the images that round asked for and its fake normals (the
+        next round trains on them); images added since it are not ranked yet and stay.
+        The bottom ``n`` of them (or ``share`` of them) are listed, lowest first, with an
+        estimate of how many defective images they hold (see
+        :func:`~sid4ds.session.prune.defect_estimate` for its bases and what each
+        assumes). Nothing changes unless ``apply``: then each image is written to
+        ``archive/NAME.png`` as the session sees it (listed, with where it came from and
+        its rank, in ``archive/sid4ds_archive.csv``) and removed from the pool; sid4ds
+        deletes no file of yours, and ``add_images(archive)`` brings them back. Applying is
+        atomic: a killed prune leaves the pool as it was.
+
+        Parameters
+        ----------
+        n : int, optional
+            How many images to prune.
+        share : float, optional
+            Or which share of the candidates, in [0, 1]; default 0.5 when ``n`` is not
+            given either.
+        archive : str or path-like, optional
+            The folder the images go to with ``apply``; outside the session (new, or one
+            an earlier prune wrote).
+        apply : bool, default=False
+            Move the images; without it, a dry run.
+        list_file : str or path-like, optional
+            Also write the list (name, rank, score) to this CSV file.
+
+        Returns
+        -------
+        result : dict
+            ``names`` (lowest ranked first), ``ranks``, ``scores``, ``round`` and ``score``
+            (the ranking used), ``n_ranked``, ``n_candidates``, ``kept_round_images`` (the
+            last round's asked images and fake normals kept), ``not_ranked`` (images added
+            since), ``estimate`` (``expected`` and ``upper`` defective images among
+            ``names``, ``basis``, ``observed``, ``assumes``), ``applied``, ``archive`` and
+            ``n_images`` (the pool's size now).
+
+        Raises
+        ------
+        SessionError
+            Before the first round; with ``apply`` but no ``archive``, or an archive inside
+            the session or holding other files of the same names.
+        """
+        return prune_pool(self._store, n=n, share=share, archive=archive, apply=apply,
+                          list_file=list_file)
 
     def import_masks(
         self,
@@ -470,12 +611,12 @@ class LabelingSession:
         ``OUT/images/NAME.png`` and ``OUT/label_config.xml``. Each task's ``data`` holds
         ``image`` (``image_url_prefix + NAME.png``) and ``sid4ds_name``.
 
-        ``"model"``: the newest segmentation learner S: ``OUT/segmenter.pt`` (its state,
+        ``"model"``: the final model of :meth:`train` (before it, the S of the rounds, with
+        a warning): ``OUT/segmenter.pt`` (its state, with its cross-validated threshold,
         which ``SegmentationLearner.load`` reads with ``weights_only=True``),
         ``OUT/unet_state_dict.pt`` (the bare network's weights, for
-        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold and the
-        preprocessing of the session's images). Run :meth:`train` first to include the
-        newest labels.
+        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold, the
+        cross-validated estimate and the preprocessing of the session's images).
 
         Images are written as the session sees them (after resizing or tiling), so masks
         and images always match.
@@ -502,14 +643,72 @@ class LabelingSession:
         return export_session(self._store, out, format, image_url_prefix=image_url_prefix,
                               device=device, overwrite=overwrite)
 
+    def configure(self, *, segmenter: dict[str, Any] | None = None,
+                  final: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change the settings of S and of the final model (``sid4ds configure``).
+
+        The next :meth:`query` trains S with the new ``segmenter`` settings, the next
+        :meth:`train` the final model with the new ``final`` ones. Once S is trained it
+        goes on from its weights, so only the settings of how it trains may change then
+        (:data:`sid4ds.session.configure.TRAINING_PARAMS`: ``max_steps``, ``lr``, ...).
+        Every change is checked before any is written, stored in the manifest's settings
+        and recorded, with the round it came before, in its ``settings_changes``.
+
+        Parameters
+        ----------
+        segmenter : dict, optional
+            Parameters of :class:`~sid4ds.SegmentationLearner` for the S of the rounds,
+            e.g. ``{"max_steps": 500}``.
+        final : dict, optional
+            Settings of the final model (:func:`sid4ds.final_model.check_final_settings`),
+            e.g. ``{"max_steps": 2000, "n_folds": 5}``.
+
+        Returns
+        -------
+        settings : dict
+            ``changed`` (what changed, by part), ``segmenter`` and ``final`` (the settings
+            now).
+
+        Raises
+        ------
+        SessionError
+            For an unknown key, a bad value, or a setting that cannot change now; the
+            message names it and nothing is changed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from sid4ds.session import LabelingSession
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> session = LabelingSession.create(folder / "s", np.zeros((4, 1, 16, 16), np.float32),
+        ...                                  segmenter_params={"depth": 2},
+        ...                                  scorer_params={"depth": 2, "patch_size": 4,
+        ...                                                 "n_blocks": 4})
+        >>> session.configure(segmenter={"max_steps": 500}, final={"n_folds": 5})["changed"]
+        {'segmenter': {'max_steps': 500}, 'final': {'n_folds': 5}}
+        >>> import shutil
+        >>> shutil.rmtree(folder)
+        """
+        return configure_session(self._store, segmenter, final)
+
     # ------------------------------------------------------------------ the model
     def train(self, *, device: Any = "auto", verbose: int = 0) -> dict[str, Any]:
-        """Train S now on every labelled image and the last round's fake normals.
+        """Train the final model, the one to take home (``sid4ds train``).
 
-        The model to take home (``sid4ds train``): a query trains S only for the round it
-        ranks, so the labels of the last round reach S here. S continues from its previous
-        weights; the next :meth:`query` uses this S as it is (it was trained on the very
-        set the query would train it on), so nothing is trained twice.
+        The S of the rounds is trained for ranking the pool; the final model is its own
+        step (:func:`sid4ds.final_model.train_final_model`): a fresh S (by default; the
+        session's final settings may start from the S of the rounds) trained on every
+        labelled image and, by default, the last round's fake normals, with the budget of
+        the final settings. Its decision threshold and training length are chosen by
+        k-fold cross-validation over the labelled images, grouped by source file (tiles of
+        one image stay in one fold; fake normals are never validated on), and the
+        cross-validation estimates how well it does on new images of which the session's
+        ``defect_ratio`` are defective: defect IoU, share of defective images found, share
+        of normal images flagged (mean and std over the folds). :meth:`predict` and
+        ``export(format="model")`` use it; the report shows its curves. Training takes
+        ``n_folds + 1`` fits.
 
         Parameters
         ----------
@@ -521,18 +720,49 @@ class LabelingSession:
         Returns
         -------
         summary : dict
-            ``round`` (the round S is now trained for), ``n_training`` and ``trained``
-            (False when S had seen every label already).
+            ``round`` (the round the model is trained for), ``threshold``, ``n_steps``,
+            ``n_folds``, ``defect_ratio``, ``estimate`` (``iou``, ``detected``,
+            ``false_alarms``, each ``{"mean", "std"}``), ``n_training``,
+            ``n_fake_normals``, ``settings`` and ``trained`` (False when the final model
+            was already trained on every label with these settings).
 
         Raises
         ------
         SessionError
-            Without a defective and a normal image among the labels and fake normals.
+            With fewer than two defective labelled images or no normal image.
         """
-        return train_segmenter(self._store, device=device, verbose=verbose)
+        return train_final(self._store, device=device, verbose=verbose)
+
+    def final_model(self, device: Any = "auto") -> SegmentationLearner:
+        """The final model of :meth:`train`, fitted, with its cross-validated threshold.
+
+        Parameters
+        ----------
+        device : str, default="auto"
+            Where the network goes.
+
+        Returns
+        -------
+        model : SegmentationLearner
+
+        Raises
+        ------
+        SessionError
+            Before :meth:`train`.
+        """
+        model = self._store.model("F", device)
+        if model is None:
+            raise SessionError(f"session {self.path} has no final model yet: run "
+                               f"`sid4ds train {self.path}`")
+        return model
+
+    def cross_validation(self) -> CrossValidation | None:
+        """The final model's cross-validation (estimate and curves), or None before
+        :meth:`train`."""
+        return cross_validation(self._store)
 
     def segmenter(self, device: Any = "auto") -> SegmentationLearner:
-        """The session's newest segmentation learner S, fitted, as a scikit-learn estimator.
+        """The session's newest segmentation learner S of the rounds, fitted.
 
         Parameters
         ----------
@@ -562,13 +792,17 @@ class LabelingSession:
         overwrite: bool = False,
         skip_unreadable: bool = False,
     ) -> Path:
-        """S's defect masks and scores for new images (``sid4ds predict``).
+        """The final model's defect masks and scores for new images (``sid4ds predict``).
 
-        The images are read as ``init`` read the pool (the session's resizing, tiling and
-        colour mode). Writes ``OUT/masks/NAME.png`` (0 / 255) and ``OUT/scores.csv``:
+        The final model of :meth:`train` at its cross-validated threshold (before
+        :meth:`train`, the S of the rounds, with a warning). The images are read as
+        ``init`` read the pool (the session's resizing, tiling and colour mode), and the
+        model's probabilities are put back at each image's own size (tiles joined, averaged
+        where they overlap; resized bilinearly) before the threshold. Writes one
+        ``OUT/masks/NAME.png`` (0 / 255) per image, at its size, and ``OUT/scores.csv``:
         ``name``, ``defect_score`` (the largest defect probability in the image),
-        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``
-        and ``source``.
+        ``defect_pixels``, ``defective`` (1 when a pixel reaches the threshold), ``mask``,
+        ``source``, ``height`` and ``width``.
 
         Parameters
         ----------
@@ -577,7 +811,8 @@ class LabelingSession:
         out : str or path-like
             Output folder; new or empty unless ``overwrite``.
         threshold : float, optional
-            Probability at or above which a pixel is a defect; default S's ``threshold``.
+            Probability at or above which a pixel is a defect; default the model's
+            (the cross-validated one of the final model).
         device : str, default="auto"
             Where S runs.
         overwrite : bool, default=False
@@ -611,10 +846,18 @@ class LabelingSession:
         asked for (the first 16) with S's defect-probability map and S's predicted region
         and, once labelled, the human mask outlined (in a cold start, before S exists, M's
         block-wise masked-reconstruction error instead), S's training curve (loss and
-        learning rate against the step), and a random sample of the fake normals to
+        learning rate against the step), a random sample of the fake normals to
         spot-check, with the command to label one that shows a defect (``sid4ds import
-        SESSION --masks DIR --any``). Plots are drawn with matplotlib; only the images shown
-        are read from the pool.
+        SESSION --masks DIR --any``), and the final model of :meth:`train`: its estimate
+        (defect IoU, defective images found, normal images flagged, mean ± std over the
+        folds) and its cross-validated scores against the threshold and the training
+        length, and where the pool's images came from (a table of the batches: ``init``,
+        then each :meth:`add_images`, with when, from where, and how many of each are in
+        the pool, labelled and defective). When most of the round's scores tie or sit in
+        E_sdr's fallback band (S marks nothing), the page says so and the histogram and the
+        fake-normal sample show what the ranking fell back on (G's error inside the
+        fallback region, the cold-start E_msmr). Plots are drawn with matplotlib; only the
+        images shown are read from the pool.
 
         Parameters
         ----------

@@ -4,11 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from sid4ds.rounds import remaining_estimate
+from sid4ds.session.deliver import final_summary
+from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import LOCK, SessionLock
+from sid4ds.session.shards import pool_batches
 from sid4ds.session.store import SessionStore
 
-__all__ = ["session_status"]
+__all__ = ["batch_summary", "session_status"]
+
+
+def batch_summary(store: SessionStore) -> list[dict[str, Any]]:
+    """Each batch of pool images (``init``, then each ``add``) and where it stands.
+
+    Returns
+    -------
+    batches : list of dict
+        The batch record (``batch``, ``command``, ``time``, ``source``, ``n_added``,
+        ``n_labeled``, ``n_skipped``) and ``in_pool`` (its images in the pool now),
+        ``labeled`` and ``defective`` (of those, now) and ``pruned`` (moved to an archive
+        by ``sid4ds prune``).
+    """
+    try:
+        index = store.pool_index()
+    except SessionError:  # read without the lock: a prune may just have replaced a shard
+        store.reread()
+        store.forget_pool()
+        index = store.pool_index()
+    manifest = store.manifest
+    records = pool_batches(manifest)
+    size = max(record["batch"] for record in records) + 1
+    in_pool = np.bincount(index.batches, minlength=size)
+    labeled = np.zeros(size, np.int64)
+    defective = np.zeros(size, np.int64)
+    for name, record in manifest["labels"].items():
+        row = index.index.get(name)
+        if row is None:
+            continue
+        labeled[index.batches[row]] += 1
+        defective[index.batches[row]] += bool(record["defective"])
+    pruned = np.zeros(size, np.int64)
+    for prune in manifest.get("prunes", []):
+        for batch, count in prune["per_batch"].items():
+            pruned[int(batch)] += count
+    return [{**record, "in_pool": int(in_pool[record["batch"]]),
+             "labeled": int(labeled[record["batch"]]),
+             "defective": int(defective[record["batch"]]),
+             "pruned": int(pruned[record["batch"]])} for record in records]
 
 
 def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, Any]:
@@ -59,6 +103,9 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
     if last is None:
         estimate["at_most"] = None  # no round answered yet: no rate to extrapolate
     pool = manifest["pool"]
+    final = final_summary(manifest["models"].get("F"))
+    if final is not None:
+        final["labels_not_seen"] = store.labels_not_seen("F")
     return {
         "path": str(store.path), "format_version": manifest["format_version"],
         "n_images": n_images,
@@ -69,5 +116,6 @@ def session_status(store: SessionStore, *, own_lock: bool = False) -> dict[str, 
         "unlabeled": n_images - len(labels) - len(waiting) - len(fake),
         "rounds": rounds, "remaining_estimate": estimate,
         "initially_labeled": sum(record["round"] is None for record in labels.values()),
-        "lock": lock, "running": running, "next": next_step,
+        "batches": batch_summary(store),
+        "lock": lock, "running": running, "next": next_step, "final_model": final,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,45 +21,81 @@ import numpy as np
 
 from sid4ds.datasets.imageio import read_mask
 from sid4ds.rounds import training_set
+from sid4ds.score_cache import ScoreTable
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import SessionLock
-from sid4ds.session.manifest import MANIFEST, LabelRecord, Manifest, read_manifest
+from sid4ds.session.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    LabelRecord,
+    Manifest,
+    manifest_marker,
+    open_manifest,
+)
 from sid4ds.session.models import load_model, save_model
-from sid4ds.session.storage import file_sha256, now, png_bytes, sha256, write_bytes, write_json
+from sid4ds.session.shards import (
+    POOL_IMAGES,
+    POOL_META,
+    SHARD_FOLDER,
+    ShardedImages,
+    pool_shards,
+    read_shard_meta,
+)
+from sid4ds.session.state import STATE, StateFile
+from sid4ds.session.storage import (
+    FileBatch,
+    file_sha256,
+    now,
+    png_bytes,
+    sha256,
+    test_hook,
+    write_bytes,
+    write_json,
+)
 
-__all__ = ["POOL_IMAGES", "POOL_META", "PoolView", "SessionScoreCache", "SessionStore",
-           "write_mask"]
+__all__ = ["POOL_IMAGES", "POOL_META", "PoolIndex", "PoolView", "SessionScoreCache",
+           "SessionStore", "write_mask"]
 
-#: The pool's images, (n, C, H, W) float32, read memory-mapped.
-POOL_IMAGES = "pool_images.npy"
-#: The pool's names, content keys and source files.
-POOL_META = "pool_meta.npz"
 POOL_V1 = "pool.npz"  # format version 1: images and metadata in one compressed file
 
 
 @dataclass
-class PoolView:
-    """The pool of a session.
+class PoolIndex:
+    """What a session knows of each pool image, without reading any image.
 
     Attributes
     ----------
-    images : ndarray of shape (n_images, n_channels, height, width), float32
-        Memory-mapped (in memory for format-1 sessions).
     names : list of str
         One per image, in pool order.
     keys : ndarray of shape (n_images,), uint64
         Content keys (:func:`~sid4ds.selection.content_keys`), the tie-break of rankings.
     sources : ndarray of shape (n_images,), str
         The file each image came from ("" for arrays).
+    batches : ndarray of shape (n_images,), int
+        The batch each image came with (0: ``init``, then one per ``add``).
     index : dict of str to int
         Row of each name.
     """
 
-    images: np.ndarray
     names: list[str]
     keys: np.ndarray
     sources: np.ndarray
+    batches: np.ndarray
     index: dict[str, int]
+
+
+@dataclass
+class PoolView(PoolIndex):
+    """The pool of a session: :class:`PoolIndex` and the images.
+
+    Attributes
+    ----------
+    images : array-like of shape (n_images, n_channels, height, width), float32
+        Read lazily from the session's shards (:class:`~sid4ds.session.shards.ShardedImages`;
+        in memory for format-1 sessions); indexing reads only the rows asked for.
+    """
+
+    images: Any = None
 
 
 class SessionStore:
@@ -72,20 +109,41 @@ class SessionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.manifest: Manifest = read_manifest(path)
+        self.manifest, self._state = open_manifest(path)
         self._pool: PoolView | None = None
+        self._index: PoolIndex | None = None
 
     # ------------------------------------------------------------------ manifest, lock
     def reread(self) -> Manifest:
         """Read the manifest again (another process may have changed it)."""
-        self.manifest = read_manifest(self.path)
+        manifest, self._state = open_manifest(self.path)
+        if manifest["pool"] != self.manifest["pool"]:
+            self.forget_pool()
+        self.manifest = manifest
         return self.manifest
 
     def commit(self, manifest: Manifest | None = None) -> None:
-        """Replace ``manifest.json`` atomically (the last step of every command)."""
+        """Write the manifest atomically (the last step of every command): what changed,
+        in one transaction of ``session.db`` (format 4); ``manifest.json`` replaced whole
+        (format 3 and older). A format-4 manifest of a format-3 session (the first
+        ``add``) moves it to ``session.db``: the new ``manifest.json`` marker, replaced
+        last, is the step that makes it format 4."""
         manifest = self.manifest if manifest is None else manifest
         manifest["updated"] = now()
-        write_json(self.path / MANIFEST, manifest)
+        if self._state is not None:
+            self._state.write(manifest)
+        elif manifest["format_version"] >= FORMAT_VERSION:
+            state = self.path / STATE
+            temporary = state.with_name(f".{STATE}.tmp-{os.getpid()}")
+            temporary.unlink(missing_ok=True)
+            StateFile.create(temporary, manifest)
+            os.replace(temporary, state)
+            test_hook("add:before-marker")
+            write_json(self.path / MANIFEST, manifest_marker(manifest))
+            self._state = StateFile(state)
+            self._state.read()
+        else:
+            write_json(self.path / MANIFEST, manifest)
         self.manifest = manifest
 
     @contextlib.contextmanager
@@ -93,7 +151,9 @@ class SessionStore:
         """Hold the session's lock, clean up after killed commands, re-read the manifest."""
         with SessionLock(self.path, command):
             self._clean_leftovers()
-            yield self.reread()
+            manifest = self.reread()
+            self._clean_unnamed_shards()
+            yield manifest
 
     def _clean_leftovers(self) -> None:
         """Remove temporary files of commands that were killed (the lock is held)."""
@@ -104,35 +164,96 @@ class SessionStore:
                 else:
                     leftover.unlink()
 
+    def _clean_unnamed_shards(self) -> None:
+        """Remove shard files the manifest does not name: written by a killed ``add`` or
+        ``prune``, or replaced by a ``prune`` killed before it removed them."""
+        folder = self.path / SHARD_FOLDER
+        if not folder.is_dir():
+            return
+        named: set[str] = set()
+        if "meta" in self.manifest["pool"] or "shards" in self.manifest["pool"]:
+            named = {name for shard in pool_shards(self.manifest)
+                     for name in (shard["file"], shard["meta"])}
+        for file in folder.iterdir():
+            if f"{SHARD_FOLDER}/{file.name}" not in named and file.is_file():
+                with contextlib.suppress(OSError):
+                    file.unlink()
+
     # ------------------------------------------------------------------ pool
     def pool(self) -> PoolView:
-        """The pool (:class:`PoolView`); checksums are verified on first use."""
+        """The pool (:class:`PoolView`); checksums of every file are verified on first use."""
         if self._pool is not None:
             return self._pool
+        index = self.pool_index()
+        entry = self.manifest["pool"]
+        if "meta" not in entry and "shards" not in entry:  # format 1: read whole, in memory
+            images = self._v1_arrays()["images"]
+        else:
+            shards = pool_shards(self.manifest)
+            files = [self.verified(shard["file"], shard["sha256"]) for shard in shards]
+            images = ShardedImages(files, [shard["n_images"] for shard in shards])
+        expected = (entry["n_images"], entry["n_channels"], entry["height"], entry["width"])
+        if tuple(images.shape) != expected:
+            raise SessionError(f"the pool files of {self.path} hold images of shape "
+                               f"{tuple(images.shape)}, but the manifest says {expected}; "
+                               f"restore the session folder from a copy")
+        self._pool = PoolView(names=index.names, keys=index.keys, sources=index.sources,
+                              batches=index.batches, index=index.index, images=images)
+        return self._pool
+
+    def pool_index(self) -> PoolIndex:
+        """Names, content keys, sources and batches of the pool images (no image is read;
+        the checksums of the meta files are verified)."""
+        if self._pool is not None:
+            return self._pool
+        if self._index is not None:
+            return self._index
+        entry = self.manifest["pool"]
+        if "meta" not in entry and "shards" not in entry:
+            arrays = self._v1_arrays()
+            batches = np.zeros(len(arrays["names"]), dtype=np.int64)
+        else:
+            parts, batch_parts = [], []
+            for shard in pool_shards(self.manifest):
+                meta = self.verified(shard["meta"], shard["meta_sha256"])
+                try:
+                    part = read_shard_meta(meta)
+                except (OSError, ValueError, KeyError) as error:
+                    raise SessionError(f"cannot read {meta}: {error}; restore the session "
+                                       f"folder from a copy") from None
+                if len(part["names"]) != shard["n_images"]:
+                    raise SessionError(f"{meta} lists {len(part['names'])} images but the "
+                                       f"manifest says {shard['n_images']}; restore the "
+                                       f"session folder from a copy")
+                parts.append(part)
+                batch_parts.append(np.full(shard["n_images"], shard["batch"], np.int64))
+            arrays = {key: np.concatenate([part[key] for part in parts])
+                      for key in ("names", "keys", "sources")}
+            batches = np.concatenate(batch_parts)
+        names = [str(name) for name in arrays["names"]]
+        if len(names) != self.manifest["pool"]["n_images"]:
+            raise SessionError(f"the pool of {self.path} lists {len(names)} images but the "
+                               f"manifest says {self.manifest['pool']['n_images']}; restore "
+                               f"the session folder from a copy")
+        self._index = PoolIndex(names=names, keys=arrays["keys"], sources=arrays["sources"],
+                                batches=batches,
+                                index={name: row for row, name in enumerate(names)})
+        return self._index
+
+    def _v1_arrays(self) -> dict[str, np.ndarray]:
         entry = self.manifest["pool"]
         file = self.verified(entry["file"], entry["sha256"])
         try:
-            if "meta" not in entry:  # format version 1: everything in one npz, in memory
-                with np.load(file, allow_pickle=False) as data:
-                    arrays = {key: data[key] for key in ("images", "names", "keys", "sources")}
-            else:
-                meta = self.verified(entry["meta"], entry["meta_sha256"])
-                with np.load(meta, allow_pickle=False) as data:
-                    arrays = {key: data[key] for key in ("names", "keys", "sources")}
-                arrays["images"] = np.load(file, mmap_mode="r", allow_pickle=False)
+            with np.load(file, allow_pickle=False) as data:
+                return {key: data[key] for key in ("images", "names", "keys", "sources")}
         except (OSError, ValueError, KeyError) as error:
             raise SessionError(f"cannot read the pool of {self.path}: {error}; restore the "
                                f"session folder from a copy") from None
-        expected = (entry["n_images"], entry["n_channels"], entry["height"], entry["width"])
-        if arrays["images"].shape != expected or len(arrays["names"]) != expected[0]:
-            raise SessionError(f"{file} holds images of shape {arrays['images'].shape}, but "
-                               f"the manifest says {expected}; restore the session folder "
-                               f"from a copy")
-        names = [str(name) for name in arrays["names"]]
-        self._pool = PoolView(images=arrays["images"], names=names, keys=arrays["keys"],
-                              sources=arrays["sources"],
-                              index={name: row for row, name in enumerate(names)})
-        return self._pool
+
+    def forget_pool(self) -> None:
+        """Drop the pool read so far (after a command changed it)."""
+        self._pool = None
+        self._index = None
 
     def image_shape(self) -> tuple[int, int]:
         """(height, width) of the session's images."""
@@ -150,10 +271,11 @@ class SessionStore:
 
     # ------------------------------------------------------------------ labels
     def write_mask(self, name: str, mask: np.ndarray, *, version: int,
-                   round_index: int | None, source: str) -> LabelRecord:
+                   round_index: int | None, source: str,
+                   batch: FileBatch | None = None) -> LabelRecord:
         """Write a mask into the session (see :func:`write_mask`); its label record."""
         return write_mask(self.path, name, mask, version=version, round_index=round_index,
-                          source=source)
+                          source=source, batch=batch)
 
     def load_mask(self, name: str) -> np.ndarray:
         """The stored mask of a labelled image, (height, width) uint8 in {0, 1}."""
@@ -177,7 +299,7 @@ class SessionStore:
                  enumerate(name for record in self.manifest["rounds"]
                            for name in record["selected"])}
         unasked = [name for name, record in labels.items() if record["round"] is None]
-        pool_index = self.pool().index if unasked else {}
+        pool_index = self.pool_index().index if unasked else {}
         return sorted(labels, key=lambda name: (
             labels[name]["round"] is not None,
             order.get(name, -1) if labels[name]["round"] is not None else pool_index[name]))
@@ -232,9 +354,10 @@ class SessionStore:
         return sum(1 for record in self.manifest["labels"].values()
                    if record["imported"] > entry.get("saved", ""))
 
-    def keep_model(self, kind: str, round_index: int, model: Any) -> None:
-        """Save a model trained for ``round_index`` and commit the manifest that names it."""
-        entry = save_model(self.path, kind, round_index, model)
+    def keep_model(self, kind: str, round_index: int, model: Any, **extra: Any) -> None:
+        """Save a model trained for ``round_index`` and commit the manifest that names it;
+        ``extra`` (JSON values) is kept in its manifest entry."""
+        entry = {**save_model(self.path, kind, round_index, model), **extra}
         self.manifest["models"][kind] = entry
         self.manifest["model_files"][f"{kind}_r{round_index:03d}"] = entry
         self.commit()
@@ -245,70 +368,85 @@ class SessionStore:
 
 
 def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
-               round_index: int | None, source: str) -> LabelRecord:
-    """Write a mask PNG (0 / 255) atomically into the session folder ``root``.
+               round_index: int | None, source: str,
+               batch: FileBatch | None = None) -> LabelRecord:
+    """Write a mask PNG (0 / 255) into the session folder ``root``: atomically, or into
+    ``batch`` (made durable by ``batch.finish()`` before the manifest names it).
 
-    Version 1 is ``masks/NAME.png``, version K ``masks/vK/NAME.png``. Returns the label
-    record that the manifest keeps for it.
+    Version 1 is ``masks/NAME.png``, version K ``masks/vK/NAME.png``: a new version never
+    overwrites a file the manifest names. Returns the label record that the manifest keeps
+    for it.
     """
     # names hold no "/" (images are read from one folder), so versions cannot collide
     relative = f"masks/{name}.png" if version == 1 else f"masks/v{version}/{name}.png"
     data = png_bytes((mask > 0).astype(np.uint8) * 255)
-    write_bytes(root / relative, data)
+    if batch is None:
+        write_bytes(root / relative, data)
+    else:
+        batch.write(relative, data)
     return {"mask": relative, "sha256": sha256(data), "version": version,
             "round": round_index, "defective": bool(mask.any()), "source": source,
             "imported": now("microseconds")}
 
 
 class SessionScoreCache:
-    """The session's scores per image on disk: a :class:`~sid4ds.score_cache.ScoreCache`.
+    """The session's :class:`~sid4ds.score_cache.ScoreCache`: scores per image on disk.
 
-    The round engine's ``score_cache`` for a session: the scores one model (or pair of
-    models, for E_sdr) gave are kept in ``scores/<score>_<digest>.npz`` (the images' content
-    keys and their scores), named in the manifest (committed with the round that computed
-    them), so a later round of unchanged models never scores an image twice, and images
-    added to the pool later are scored alone. Entries written by sessions before this
-    format (whole-pool arrays) are not read: their images are scored once more.
+    Each score of one fingerprint (:mod:`sid4ds.score_cache`) has one file,
+    ``scores/<score>_<digest>_<n>.npz`` (content keys and scores), named in the manifest's
+    ``score_files`` with its checksum. An update writes the grown table under a new name
+    and commits the manifest at once, so a killed query keeps what it scored; the file it
+    replaces is removed after. Only the newest E_sdr (and S's mean probability, kept
+    beside it) is kept (S changes every round that has new labels); every E_msmr is (M
+    rarely changes, and its scores break ties). A file that is missing or was changed
+    counts as empty: its scores are computed again.
     """
 
     def __init__(self, session: SessionStore) -> None:
         self.session = session
+        self._tables: dict[str, ScoreTable] = {}
 
-    def _entries(self) -> dict[str, str]:
-        return self.session.manifest.setdefault("msmr_scores", {})
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        return self.session.manifest.setdefault("score_files", {})
 
-    def _read(self, entry: str) -> tuple[np.ndarray, np.ndarray]:
-        relative = self._entries().get(entry)
-        if relative is None or not relative.endswith(".npz"):
-            return np.zeros(0, np.uint64), np.zeros(0)
-        try:
-            with np.load(self.session.path / relative, allow_pickle=False) as data:
-                return data["keys"], data["values"]
-        except (OSError, ValueError, KeyError):  # a lost file: its images are scored again
-            return np.zeros(0, np.uint64), np.zeros(0)
+    def _table(self, model: str) -> ScoreTable:
+        if model not in self._tables:
+            entry = self._entries().get(model)
+            table = ScoreTable()
+            if entry is not None:
+                file = self.session.path / entry["file"]
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    data = file.read_bytes()
+                    if sha256(data) == entry["sha256"]:
+                        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                            table = ScoreTable(arrays["keys"], arrays["scores"])
+            self._tables[model] = table
+        return self._tables[model]
 
     def lookup(self, score: str, fingerprint: str, keys: np.ndarray) -> np.ndarray:
-        kept_keys, kept_values = self._read(f"{score}:{fingerprint}")
-        values = np.full(len(keys), np.nan)
-        if len(kept_keys):
-            order = np.argsort(kept_keys, kind="stable")
-            sorted_keys = kept_keys[order]
-            where = np.searchsorted(sorted_keys, keys)
-            found = where < len(sorted_keys)
-            found[found] = sorted_keys[where[found]] == np.asarray(keys)[found]
-            values[found] = kept_values[order[where[found]]]
-        return values
+        return self._table(f"{score}:{fingerprint}").lookup(keys)
 
     def store(self, score: str, fingerprint: str, keys: np.ndarray,
               values: np.ndarray) -> None:
-        entry = f"{score}:{fingerprint}"
-        kept_keys, kept_values = self._read(entry)
-        keys = np.concatenate([kept_keys, np.asarray(keys, np.uint64)])
-        values = np.concatenate([kept_values, np.asarray(values, np.float64)])
-        keys, last = np.unique(keys[::-1], return_index=True)  # the newest score of a key
-        values = values[::-1][last]
-        relative = f"scores/{score}_{sha256(entry.encode())[:16]}.npz"
+        model = f"{score}:{fingerprint}"
+        table = self._table(model).merged(keys, values)
+        entries = self._entries()
+        digest = fingerprint
+        version = int(entries.get(model, {}).get("version", 0)) + 1
+        relative = f"scores/{score}_{digest[:16]}_{version}.npz"
         buffer = io.BytesIO()
-        np.savez(buffer, keys=keys, values=values)
+        np.savez(buffer, keys=table.keys, scores=table.scores)
         write_bytes(self.session.path / relative, buffer.getvalue())
-        self._entries()[entry] = relative
+        replaced = [entry["file"] for key, entry in entries.items()
+                    if key == model or (score != "E_msmr" and key.startswith(f"{score}:"))]
+        for key in [key for key in entries
+                    if score != "E_msmr" and key.startswith(f"{score}:")]:
+            del entries[key]
+            self._tables.pop(key, None)
+        entries[model] = {"file": relative, "sha256": sha256(buffer.getvalue()),
+                          "version": version, "n_images": len(table)}
+        self._tables[model] = table
+        self.session.commit()
+        for old in replaced:
+            with contextlib.suppress(OSError):
+                (self.session.path / old).unlink()

@@ -1,0 +1,245 @@
+"""The final model against a true held-out set: is the cross-validated estimate honest?
+
+    python benchmarks/final_model.py --data gen5 --seeds 0 1 2 --out benchmarks/results/final_model
+    python benchmarks/final_model.py --data mag5 --seeds 0 1 2 --out benchmarks/results/final_model
+    python benchmarks/final_model.py --data mag29 --seeds 0 1 2 --out benchmarks/results/final_model
+
+For each data set and seed: the benchmark's pool and held-out split
+(:func:`sid4ds.benchmark.pool_and_test`, 20% held out, plus ``--test-defective`` defective
+images only ever held out), then SID4DS as a labelling session runs it
+(:func:`sid4ds.run_sid4ds`, K = 10% of the pool, cold start + 2 rounds, the default
+models, seeded like the benchmark), which leaves 30% of the pool labelled, the last round's
+fake normals and the S of the rounds. On that, each variant of the final model
+(:func:`sid4ds.final_model.train_final_model`, the code ``sid4ds train`` runs) is trained
+with its cross-validation, and then scored on the held-out images:
+
+- ``default``: the final model's default settings;
+- ``no_fake``: without the fake normals (``fake_normals=False``);
+- ``in_loop``: trained further from the S of the rounds (``start="in_loop"``);
+- ``continue``: what ``sid4ds train`` did before: the S of the rounds trained further on
+  every label with its own budget, threshold 0.5, no cross-validation;
+- ``--variant NAME:key=value[:key=value...]``: the default with those settings changed.
+
+The cross-validation chooses threshold and checkpoint for the IoU at the pool's share of
+defective images (what a user who knows the line's defect rate sets at ``init``). The
+script prints, per variant, the estimate (mean ± std over the folds) and the held-out
+truth, each at the held-out set's mix (the raw pooled IoU on it) and at the pool's mix
+(held-out counts reweighted), with the differences, and the wall and CPU seconds of the
+training; writes ``records.csv`` (one row per data set, seed and variant), ``summary.md``
+and ``settings.json`` to
+``OUT/<data>/``. The SID4DS runs are cached in ``OUT/<data>/cache/`` (not results: git
+ignores it), so further variants reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sid4ds import SegmentationLearner, run_sid4ds
+from sid4ds._random import seed_if_unset
+from sid4ds.benchmark import load_dataset, pool_and_test
+from sid4ds.cli.types import parameter
+from sid4ds.final_model import (
+    check_final_settings,
+    detection_counts,
+    detection_scores,
+    train_final_model,
+)
+from sid4ds.metrics import defective_rows
+from sid4ds.reconstruction import ReconstructionScorer
+from sid4ds.rounds import labels_per_round
+
+DATA_SETS: dict[str, dict[str, Any]] = {
+    "gen5": {"image_size": 64, "test_defective": 100},
+    "mag5": {"npz": "/work/shared/data/magnetic_tile_128.npz", "image_size": 64,
+             "defect_fraction": 0.05, "test_defective": 100},
+    "mag29": {"npz": "/work/shared/data/magnetic_tile_128.npz", "image_size": 64,
+              "test_defective": 0},
+}
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "default": {}, "no_fake": {"fake_normals": False}, "in_loop": {"start": "in_loop"},
+    "continue": None,
+}
+SCORES = ("iou", "detected", "false_alarms")
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``"name:key=value:key=value"`` as ``(name, settings)``."""
+    name, *settings = text.split(":")
+    values = dict(parameter(setting) for setting in settings)
+    check_final_settings(values)
+    return name, values
+
+
+def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str, Any]:
+    """Labelled pool indices, the last round's fake normals and S of the rounds (cached)."""
+    file = cache / f"seed{seed}.npz"
+    state_file = cache / f"seed{seed}_S.pt"
+    if file.is_file() and state_file.is_file():
+        with np.load(file) as saved:
+            result = {key: saved[key] for key in saved.files}
+        result["segmenter"] = SegmentationLearner.load(state_file, device="cpu")
+        return result
+    started = time.perf_counter()
+    n_label = labels_per_round(0.1, len(pool))
+    run = run_sid4ds(data.X[pool], lambda indices: data.masks[pool[indices]], n_rounds=2,
+                     n_label=n_label, expected_defect_ratio=0.05,
+                     segmenter=seed_if_unset(SegmentationLearner(), seed),
+                     scorer=seed_if_unset(ReconstructionScorer(), seed), random_state=seed)
+    result = {"labeled": pool[run.labeled_indices],
+              "fake_normals": pool[np.asarray(run.rounds[-1]["fake_normals"], np.int64)],
+              "seconds": np.array(time.perf_counter() - started)}
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / ".gitignore").write_text("*\n")
+    np.savez(file, **result)
+    run.segmenter.save(state_file)
+    result["segmenter"] = run.segmenter
+    return result
+
+
+def held_out_truth(model: SegmentationLearner, X: np.ndarray, masks: np.ndarray,
+                   ratios: dict[str, float | None]) -> dict[str, float]:
+    """The model's scores on the held-out images at its threshold, at each mix."""
+    counts = detection_counts(model.predict_proba(X), masks, [model.threshold])
+    row = {}
+    for mix, ratio in ratios.items():
+        for key, values in detection_scores(counts, ratio).items():
+            row[f"truth_{key}_{mix}"] = float(values[0])
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=sorted(DATA_SETS), required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="*", default=["default"],
+                        choices=sorted(VARIANTS), help="named variants (default: default)")
+    parser.add_argument("--variant", nargs="*", default=[], type=parse_variant,
+                        help="NAME:key=value[:key=value...]: the default final settings "
+                             "changed so")
+    parser.add_argument("--out", default="benchmarks/results/final_model")
+    parser.add_argument("--cache", help="folder of the cached SID4DS runs (default "
+                                        "OUT/<data>/cache)")
+    args = parser.parse_args()
+    spec = DATA_SETS[args.data]
+    data = load_dataset(npz=spec.get("npz"), image_size=spec["image_size"],
+                        defect_fraction=spec.get("defect_fraction"),
+                        test_defective=spec["test_defective"])
+    out = Path(args.out) / args.data
+    out.mkdir(parents=True, exist_ok=True)
+    is_defective = defective_rows(data.masks)
+    extra = data.test_only if data.test_only.size else np.zeros(len(data.X), dtype=bool)
+    variants = [(name, VARIANTS[name]) for name in args.variants] + list(args.variant)
+    settings = {"arguments": {**vars(args), "variant": [list(v) for v in args.variant]},
+                "data": data.description, "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "machine": platform.processor()
+                or platform.machine(), "final_defaults": check_final_settings(None)}
+    print(json.dumps(settings, default=str), flush=True)
+    records_file = out / "records.csv"
+    records = []
+    if records_file.is_file():
+        with open(records_file, newline="") as handle:
+            records = [row for row in csv.DictReader(handle)
+                       if not (int(row["seed"]) in args.seeds
+                               and row["variant"] in dict(variants))]
+    for seed in args.seeds:
+        pool, test = pool_and_test(is_defective, 0.2, random_state=seed, groups=data.groups,
+                                   test_only=extra)
+        run = sid4ds_run(data, pool, seed,
+                         Path(args.cache) if args.cache else out / "cache")
+        labeled, fake = run["labeled"], run["fake_normals"]
+        rows = np.concatenate([labeled, fake])
+        train_only = np.r_[np.zeros(len(labeled), bool), np.ones(len(fake), bool)]
+        y_train = data.masks[rows].copy()
+        y_train[train_only] = 0
+        pool_ratio = float(is_defective[pool].mean())
+        test_ratio = float(is_defective[test].mean())
+        ratios = {"test": test_ratio, "pool": pool_ratio}
+        print(f"seed {seed}: pool {len(pool)} ({pool_ratio:.1%} defective), labelled "
+              f"{len(labeled)} ({int(is_defective[labeled].sum())} defective), "
+              f"{len(fake)} fake normals ({int(is_defective[fake].sum())} defective), test "
+              f"{len(test)} ({test_ratio:.1%} defective); SID4DS run "
+              f"{float(run['seconds']):.0f} s", flush=True)
+        for name, final in variants:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            record: dict[str, Any] = {"data": args.data, "seed": seed, "variant": name,
+                                      "n_labeled": len(labeled), "n_fake": len(fake)}
+            if final is None:  # the S of the rounds trained further, threshold 0.5
+                model = SegmentationLearner.from_state(run["segmenter"].get_state(),
+                                                       warm_start=True)
+                model.fit(data.X[rows], y_train)
+            else:
+                model, cv = train_final_model(
+                    run["segmenter"], data.X[rows], y_train, train_only=train_only,
+                    groups=None if data.groups is None else data.groups[rows],
+                    settings=final, defect_ratio=pool_ratio, random_state=seed)
+                record.update(threshold=cv.threshold, steps=cv.n_steps, folds=cv.n_folds)
+                for mix, ratio in ratios.items():
+                    estimate = cv.estimate(ratio)
+                    for key in SCORES:
+                        record[f"cv_{key}_{mix}"] = estimate[key]["mean"]
+                        record[f"cv_{key}_{mix}_std"] = estimate[key]["std"]
+            record["seconds"] = time.perf_counter() - started
+            record["cpu_seconds"] = time.process_time() - cpu_started
+            record.update(held_out_truth(model, data.X[test], data.masks[test], ratios))
+            records.append(record)
+            shown = {key: (f"{value:.3f}" if isinstance(value, float) else value)
+                     for key, value in record.items()}
+            print(f"  {shown}", flush=True)
+        write_outputs(out, records, settings)
+
+
+def write_outputs(out: Path, records: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    """``records.csv``, ``settings.json`` and ``summary.md`` (mean ± std over seeds)."""
+    columns = sorted({key for record in records for key in record},
+                     key=lambda key: (key not in ("data", "seed", "variant"), key))
+    with open(out / "records.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(records)
+    (out / "settings.json").write_text(json.dumps(settings, indent=1, default=str) + "\n")
+
+    def value(record: dict[str, Any], key: str) -> float:
+        text = record.get(key, "")
+        return float(text) if text not in ("", None) else float("nan")
+
+    def cell(rows: list[dict[str, Any]], key: str, digits: int = 3) -> str:
+        values = np.array([value(row, key) for row in rows])
+        if np.isnan(values).all():
+            return "–"
+        return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
+
+    lines = ["| variant | seeds | mix | IoU: estimate | IoU: held out | IoU: estimate − "
+             "held out | found: estimate | found: held out | normals flagged: estimate | "
+             "normals flagged: held out | threshold | steps | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for variant in dict.fromkeys(record["variant"] for record in records):
+        rows = [record for record in records if record["variant"] == variant]
+        for mix in ("test", "pool"):
+            difference = [value(row, f"cv_iou_{mix}") - value(row, f"truth_iou_{mix}")
+                          for row in rows]
+            gap = ("–" if np.isnan(difference).all() else
+                   f"{np.nanmean(difference):+.3f} ± {np.nanstd(difference):.3f}")
+            lines.append(
+                f"| {variant} | {len(rows)} | {mix} | {cell(rows, f'cv_iou_{mix}')} | "
+                f"{cell(rows, f'truth_iou_{mix}')} | {gap} | "
+                f"{cell(rows, f'cv_detected_{mix}', 2)} | "
+                f"{cell(rows, f'truth_detected_{mix}', 2)} | "
+                f"{cell(rows, f'cv_false_alarms_{mix}', 2)} | "
+                f"{cell(rows, f'truth_false_alarms_{mix}', 2)} | {cell(rows, 'threshold', 2)} | "
+                f"{cell(rows, 'steps', 0)} | {cell(rows, 'seconds', 0)} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()

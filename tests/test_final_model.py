@@ -1,0 +1,234 @@
+"""The final model: folds, counts, the choice of threshold and checkpoint, the final fit."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from sid4ds import SegmentationLearner
+from sid4ds.final_model import (
+    CrossValidation,
+    check_final_settings,
+    cross_validate,
+    detection_counts,
+    detection_scores,
+    final_segmenter,
+    fit_final_model,
+    fold_assignment,
+    train_final_model,
+)
+from sid4ds.metrics import defect_iou, image_detection
+
+TINY = {"base_channels": 4, "depth": 2, "augment": False, "lr": 0.03,
+        "lr_schedule": "constant"}
+
+
+def squares(n_samples, seed, size=16):
+    """Noise with a bright 4x4 square in every other image: quick to learn."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.3, 0.05, (n_samples, 1, size, size)).clip(0, 1).astype(np.float32)
+    masks = np.zeros((n_samples, size, size), np.uint8)
+    for index in range(0, n_samples, 2):
+        row, col = rng.integers(0, size - 4, 2)
+        X[index, 0, row:row + 4, col:col + 4] = 0.9
+        masks[index, row:row + 4, col:col + 4] = 1
+    return X, masks
+
+
+class Underconfident(SegmentationLearner):
+    """A learner whose probabilities are 0.4 of what it learned: 0.5 marks nothing."""
+
+    def predict_proba(self, X):
+        return super().predict_proba(X) * np.float32(0.4)
+
+
+# ---------------------------------------------------------------------- counting
+def test_counts_agree_with_the_metrics_at_every_threshold():
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((12, 8, 8))
+    masks = (rng.random((12, 8, 8)) < 0.1).astype(np.uint8)
+    masks[:5] = 0  # five normal images
+    counts = detection_counts(probabilities, masks, [0.3, 0.7, 0.95])
+    scores = detection_scores(counts)
+    for position, threshold in enumerate((0.3, 0.7, 0.95)):
+        predicted = probabilities >= threshold
+        assert scores["iou"][position] == pytest.approx(defect_iou(masks, predicted))
+        rates = image_detection(masks, predicted)
+        assert scores["detected"][position] == pytest.approx(rates["detected"])
+        assert scores["false_alarms"][position] == pytest.approx(rates["false_alarms"])
+
+
+def test_defect_ratio_weighs_normal_images_as_if_they_were_that_common():
+    rng = np.random.default_rng(1)
+    probabilities = rng.random((4, 6, 6))
+    masks = np.zeros((4, 6, 6), np.uint8)
+    masks[:2, 1:4, 1:4] = 1  # two defective, two normal
+    # a third defective: as if the two normal images were each there twice
+    doubled = np.concatenate([probabilities, probabilities[2:]])
+    doubled_masks = np.concatenate([masks, masks[2:]])
+    weighted = detection_scores(detection_counts(probabilities, masks, [0.5]),
+                                defect_ratio=1 / 3)
+    plain = detection_scores(detection_counts(doubled, doubled_masks, [0.5]))
+    assert weighted["iou"][0] == pytest.approx(plain["iou"][0])
+    assert weighted["iou"][0] < detection_scores(
+        detection_counts(probabilities, masks, [0.5]))["iou"][0]
+
+
+def test_scores_are_nan_where_there_is_nothing_to_measure():
+    masks = np.zeros((3, 4, 4), np.uint8)
+    scores = detection_scores(detection_counts(np.full((3, 4, 4), 0.9), masks, [0.5]),
+                              defect_ratio=0.1)
+    assert np.isnan(scores["iou"][0]) and np.isnan(scores["detected"][0])
+    assert scores["false_alarms"][0] == 1.0
+
+
+def test_choose_takes_the_best_mean_iou_and_the_estimate_its_spread():
+    # two folds, two checkpoints, three thresholds: the middle threshold of the second
+    # checkpoint is best on average
+    intersection = np.array([[[1, 5, 2], [2, 8, 1]], [[1, 3, 2], [2, 6, 1]]])
+    counts = {"intersection": intersection, "union": np.full((2, 2, 3), 10),
+              "false_pixels": np.zeros((2, 2, 3), int), "found": np.ones((2, 2, 3), int),
+              "flagged": np.zeros((2, 2, 3), int)}
+    cv = CrossValidation(thresholds=np.array([0.2, 0.5, 0.8]), steps=np.array([10, 20]),
+                         counts=counts, n_defective=np.array([1, 1]),
+                         n_normal=np.array([1, 1]), n_training=np.array([4, 4]),
+                         defect_ratio=None).choose()
+    assert (cv.threshold, cv.n_steps) == (0.5, 20)
+    assert cv.estimate()["iou"] == pytest.approx({"mean": 0.7, "std": 0.1})
+    assert cv.curve("steps")["iou"].tolist() == pytest.approx([0.4, 0.7])
+    restored = CrossValidation.from_dict(cv.to_dict())
+    assert (restored.threshold, restored.n_steps) == (0.5, 20)
+    assert restored.estimate() == cv.estimate()
+
+
+# ---------------------------------------------------------------------- folds
+def test_folds_keep_groups_whole_and_spread_the_defective_images():
+    defective = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)
+    groups = np.array(["a", "a", "b", "c", "d", "e", "a", "f", "g", "h", "i", "j", "k", "l"])
+    folds = fold_assignment(defective, 3, groups=groups, random_state=0)
+    assert len(set(folds[groups == "a"])) == 1
+    assert all(defective[folds == fold].any() for fold in range(3))
+
+
+def test_train_only_images_are_never_validated_and_few_defects_mean_fewer_folds():
+    defective = np.array([1, 1, 0, 0, 0, 0, 1], bool)
+    train_only = np.array([0, 0, 0, 0, 1, 1, 1], bool)
+    folds = fold_assignment(defective, 5, train_only=train_only, random_state=0)
+    assert set(folds[~train_only]) == {0, 1}  # two defective images to validate: 2 folds
+    assert (folds[train_only] == -1).all()
+    with pytest.raises(ValueError, match="at least 2 source images"):
+        fold_assignment(defective, 3, groups=["a", "a", "b", "c", "d", "e", "f"],
+                        train_only=train_only)
+
+
+def test_fold_assignment_is_seeded():
+    defective = np.arange(20) < 6
+    first = fold_assignment(defective, 3, random_state=3)
+    assert (first == fold_assignment(defective, 3, random_state=3)).all()
+    assert not all((first == fold_assignment(defective, 3, random_state=seed)).all()
+                   for seed in range(4, 8))
+
+
+# ---------------------------------------------------------------------- settings
+def test_final_settings_are_checked_by_name():
+    assert check_final_settings({"lr": 1e-3})["n_folds"] == 3
+    with pytest.raises(ValueError, match="unknown setting 'nfolds'"):
+        check_final_settings({"nfolds": 3})
+    with pytest.raises(ValueError, match="n_folds must be >= 2"):
+        check_final_settings({"n_folds": 1})
+    with pytest.raises(ValueError, match="does not take 'max_epochs'"):
+        check_final_settings({"max_epochs": 30})
+    with pytest.raises(ValueError, match="start must be one of"):
+        check_final_settings({"start": "warm"})
+    with pytest.raises(ValueError, match="lr must be in"):
+        check_final_settings({"lr": -1.0})
+
+
+def test_final_segmenter_keeps_the_recipe_and_counts_in_steps():
+    final = final_segmenter(SegmentationLearner(lr=1e-3, max_epochs=30, best_window=20,
+                                                warm_start=True).get_params(),
+                            {"max_steps": 700})
+    assert (final.lr, final.max_steps, final.max_epochs, final.best_window,
+            final.warm_start) == (1e-3, 700, None, 0, False)
+
+
+# ---------------------------------------------------------------------- training
+def test_on_step_stops_the_fit_where_an_unstopped_fit_passed():
+    X, masks = squares(8, 0)
+    seen = {}
+
+    def watch(done):
+        if done == 3:
+            seen["weights"] = copy.deepcopy(full.module_.state_dict())
+
+    full = SegmentationLearner(**TINY, max_steps=6, random_state=0)
+    full.fit(X, masks, on_step=watch)
+    stopped = SegmentationLearner(**TINY, max_steps=6, random_state=0)
+    stopped.fit(X, masks, on_step=lambda done: done >= 3)
+    assert sum(entry["steps"] for entry in stopped.history_) == 3
+    for key, value in stopped.module_.state_dict().items():
+        assert torch.equal(value, seen["weights"][key]), key
+
+
+def test_predicting_at_checkpoints_does_not_change_the_training():
+    X, masks = squares(8, 0)
+    plain = SegmentationLearner(**TINY, max_steps=5, random_state=0).fit(X, masks)
+    watched = SegmentationLearner(**TINY, max_steps=5, random_state=0)
+    watched.fit(X, masks, on_step=lambda done: watched.predict_proba(X[:2]) is None)
+    assert np.array_equal(plain.predict_proba(X), watched.predict_proba(X))
+
+
+def test_the_cross_validated_threshold_beats_half_where_half_is_wrong():
+    X, masks = squares(24, 0)
+    X_test, masks_test = squares(24, 1)
+    learner = Underconfident(**TINY, max_steps=20, random_state=0)
+    model, cv = fit_final_model(learner, X, masks, n_folds=2, n_checkpoints=2,
+                                random_state=0)
+    assert cv.threshold < 0.5 and model.threshold == cv.threshold
+    probabilities = model.predict_proba(X_test)
+    at_half = defect_iou(masks_test, probabilities >= 0.5)
+    chosen = defect_iou(masks_test, probabilities >= cv.threshold)
+    assert at_half == 0.0 and chosen > 0.3
+    assert cv.estimate()["iou"]["mean"] > 0.3
+
+
+def test_fake_normals_are_trained_on_but_never_validated():
+    X, masks = squares(20, 2)
+    train_only = np.arange(20) >= 16  # four normal images given as fake normals
+    cv = cross_validate(SegmentationLearner(**TINY, max_steps=4, random_state=0), X, masks,
+                        train_only=train_only, n_folds=2, n_checkpoints=1, random_state=0)
+    assert cv.n_defective.sum() + cv.n_normal.sum() == 16
+    assert (cv.n_training == 20 - np.array([cv.n_defective + cv.n_normal]).ravel()).all()
+
+
+def test_the_final_fit_trains_the_chosen_length_and_is_seeded():
+    X, masks = squares(16, 3)
+    learner = SegmentationLearner(**TINY, max_steps=8)
+    first, cv = fit_final_model(learner, X, masks, n_folds=2, n_checkpoints=4,
+                                random_state=5)
+    assert sum(entry["steps"] for entry in first.history_) == cv.n_steps
+    assert cv.n_steps in (2, 4, 6, 8)
+    again, cv_again = fit_final_model(learner, X, masks, n_folds=2, n_checkpoints=4,
+                                      random_state=5)
+    assert cv_again.to_dict()["counts"] == cv.to_dict()["counts"]
+    assert np.array_equal(first.predict_proba(X), again.predict_proba(X))
+    assert learner.random_state is None  # the configuration is not changed
+
+
+def test_train_final_model_applies_the_settings():
+    X, masks = squares(16, 4)
+    train_only = np.arange(16) >= 14
+    in_loop = SegmentationLearner(**TINY, max_steps=3, random_state=0).fit(X, masks)
+    model, cv = train_final_model(in_loop, X, masks, train_only=train_only,
+                                  settings={"max_steps": 4, "n_folds": 2, "n_checkpoints": 1,
+                                            "fake_normals": False},
+                                  random_state=0)
+    assert cv.n_training.sum() == 14  # without the fake normals
+    warm, _ = train_final_model(in_loop, X, masks,
+                                settings={"max_steps": 4, "n_folds": 2, "n_checkpoints": 1,
+                                          "start": "in_loop"}, random_state=0)
+    assert sum(entry["steps"] for entry in warm.history_) == 3 + 4  # trained further
+    with pytest.raises(ValueError, match="not fitted"):
+        train_final_model(SegmentationLearner(**TINY), X, masks,
+                          settings={"start": "in_loop"})
