@@ -132,6 +132,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> list[dict]:
                 record.update(seed=seed, seconds=round(time.perf_counter() - started, 1))
                 records.append(record)
                 print(json.dumps(record), flush=True)
+                if args.out is not None:  # kept as it goes: a stopped run keeps its rounds
+                    write_rounds(records, args.out / f"rounds_seed{seed}.csv")
     return records
 
 
@@ -245,6 +247,14 @@ def plot(records: list[dict], args: argparse.Namespace, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def write_rounds(records: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+
+
 def read_rounds(path: Path) -> list[dict]:
     """Records of a ``rounds.csv``, numbers as numbers."""
     with open(path, newline="") as handle:
@@ -291,11 +301,7 @@ def main() -> None:
     report = summarise(records, args)
     print(report)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / "rounds.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
+        write_rounds(records, args.out / "rounds.csv")
         command = "python benchmarks/drift_stream.py " + " ".join(
             f"--{key.replace('_', '-')} " + (" ".join(map(str, value))
                                              if isinstance(value, list) else str(value))

@@ -55,6 +55,7 @@ __all__ = [
     "RoundResult",
     "SID4DSRounds",
     "configure_models",
+    "drift_plan",
     "format_duration",
     "labels_per_round",
     "remaining_estimate",
@@ -69,6 +70,44 @@ STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
 STAGES = tuple(STAGE_SCORES)
 #: What the round after a drifted batch does (:class:`SID4DSRounds`, ``drift_rule``).
 DRIFT_RULES = ("fake_normals", "refresh", "none")
+
+
+def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
+               reserve_share: float = 0.5) -> str:
+    """What a round does with a drifted batch under ``rule``, in plain words.
+
+    Parameters
+    ----------
+    rule : {"fake_normals", "refresh", "none"}
+        :class:`SID4DSRounds`'s ``drift_rule``.
+    iterative : bool
+        Whether the round is in the iterative stage (S trained) or the cold start.
+    drift_normal_share, reserve_share : float
+        The rule's settings (:class:`SID4DSRounds`).
+
+    Returns
+    -------
+    plan : str
+
+    Examples
+    --------
+    >>> from sid4ds.rounds import drift_plan
+    >>> drift_plan("none", iterative=True)
+    'nothing (drift_rule="none"): it is ranked with the rest'
+    """
+    rule = check_choice(rule, "rule", DRIFT_RULES)
+    if rule == "none":
+        return 'nothing (drift_rule="none"): it is ranked with the rest'
+    if rule == "refresh":
+        return (f"M is trained again on the grown pool (and G made again from it), and "
+                f"{reserve_share:.0%} of the round's labels go to the batch's top by the new "
+                f"M's E_msmr; none of the batch becomes a fake normal")
+    if iterative:
+        return (f"the {drift_normal_share:.0%} of the batch M reconstructs best train S as "
+                f"normal images first, so that S learns the new surface before it ranks; none "
+                f"of the batch becomes a fake normal")
+    return ("none of the batch becomes a fake normal (the cold start trains no S; the "
+            "iterative stage would first teach S the new surface)")
 
 
 def labels_per_round(label_share: float, n_pool: int) -> int:
@@ -566,6 +605,8 @@ class SID4DSRounds:
                                                     seconds)
                 X_train, y_train = training_set(X_train, y_train,
                                                 pool[unlabeled[drift_normals]])
+                if len(drift_normals):  # S learns them now, even with no new label
+                    self.trained_for.pop("S", None)
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
         scores, n_scored = self._scores(STAGE_SCORES[stage], pool, unlabeled, unlabeled_keys,
                                         seconds)
@@ -646,16 +687,9 @@ class SID4DSRounds:
         return np.isin(unlabeled, np.asarray(drifted, dtype=np.int64))
 
     def _drift_plan(self, n_flagged: int, iterative: bool) -> str:
-        what = f"{n_flagged} unlabelled images of a batch that does not look like the pool"
-        if self.drift_rule == "refresh":
-            return (f"{what}: retraining M on the grown pool (and G from it), and "
-                    f"{self.reserve_share:.0%} of this round's labels go to the batch's "
-                    f"top by the new M's E_msmr; none of it becomes a fake normal")
-        if iterative:
-            return (f"{what}: the {self.drift_normal_share:.0%} of it M reconstructs best "
-                    f"train S as normal images first, so that S learns the new surface "
-                    f"before it ranks; none of it becomes a fake normal")
-        return f"{what}: none of it becomes a fake normal"
+        return (f"{n_flagged} unlabelled images of a batch that does not look like the pool: "
+                + drift_plan(self.drift_rule, iterative, self.drift_normal_share,
+                             self.reserve_share))
 
     def _refresh(self, pool: ImagePool, round_index: int, seconds: dict[str, float],
                  trained: list[str]) -> None:
