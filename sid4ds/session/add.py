@@ -111,7 +111,7 @@ def _drift_check(store: SessionStore, entry: ShardEntry, batch: int) -> dict[str
     """
     if store.manifest["models"].get("M") is None:
         return None
-    scorer = store.model("M", "cpu")
+    scorer = store.model("M", "auto")
     new = ShardedImages([store.path / entry["file"]], [int(entry["n_images"])])
     report = check_drift(scorer, as_pool(store.pool().images, name="pool"),
                          as_pool(new, name="new images")).as_dict()
