@@ -145,6 +145,8 @@ def play_round(args, campaign: Campaign, name: str, X, masks, defective, batch_o
     chosen = campaign.select(X, masks, n_pool, keys, round_index, args.n_label,
                              new if flagged else None)
     campaign.labelled.extend(int(row) for row in chosen)
+    from_drifted = int((batch_of[np.asarray(chosen, dtype=np.int64)]
+                        >= args.drifted_batch).sum())
     labelled = np.array(campaign.labelled)
     arrived = defective[:n_pool]
     drifted_batch = batch_of == args.drifted_batch
@@ -154,6 +156,7 @@ def play_round(args, campaign: Campaign, name: str, X, masks, defective, batch_o
         "defects_found": int(defective[labelled].sum()),
         "share_found": float(defective[labelled].sum() / max(arrived.sum(), 1)),
         "drifted_batch_found": "", "share_drifted_found": "",
+        "selected_drifted": from_drifted,
         "drift_flagged": "" if check is None else bool(check.drifted),
         "drift_share_above": "" if check is None else round(check.share_above, 4),
         "drift_p_value": "" if check is None else float(f"{check.p_value:.3g}"),
@@ -261,7 +264,7 @@ def read_rounds(path: Path) -> list[dict]:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key in ("seed", "round", "n_pool", "n_labelled", "defects_arrived",
-                    "defects_found"):
+                    "defects_found", "selected_drifted"):
             row[key] = int(row[key])
         row["drift_flagged"] = {"True": True, "False": False}.get(row["drift_flagged"], "")
     return rows

@@ -69,7 +69,7 @@ STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
 #: The stages, in the order a campaign goes through them.
 STAGES = tuple(STAGE_SCORES)
 #: What the round after a drifted batch does (:class:`SID4DSRounds`, ``drift_rule``).
-DRIFT_RULES = ("fake_normals", "refresh", "none")
+DRIFT_RULES = ("fake_normals", "fake_normals_reserve", "refresh", "none")
 
 
 def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
@@ -102,10 +102,12 @@ def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
         return (f"M is trained again on the grown pool (and G made again from it), and "
                 f"{reserve_share:.0%} of the round's labels go to the batch's top by the new "
                 f"M's E_msmr; none of the batch becomes a fake normal")
+    reserve = (f", and {reserve_share:.0%} of the round's labels go to the batch's top by "
+               f"the round's score" if rule == "fake_normals_reserve" else "")
     if iterative:
         return (f"the {drift_normal_share:.0%} of the batch M reconstructs best train S as "
-                f"normal images first, so that S learns the new surface before it ranks; none "
-                f"of the batch becomes a fake normal")
+                f"normal images first, so that S learns the new surface before it ranks"
+                f"{reserve}; none of the batch becomes a fake normal")
     return ("none of the batch becomes a fake normal (the cold start trains no S; the "
             "iterative stage would first teach S the new surface)")
 
@@ -600,7 +602,7 @@ class SID4DSRounds:
         unlabeled_keys = self._keys(pool, keys)[unlabeled]
         drift_normals = np.zeros(0, np.int64)
         if iterative:
-            if flagged.any() and self.drift_rule == "fake_normals":
+            if flagged.any() and self.drift_rule.startswith("fake_normals"):
                 drift_normals = self._drift_normals(pool, unlabeled, flagged, unlabeled_keys,
                                                     seconds)
                 X_train, y_train = training_set(X_train, y_train,
@@ -628,6 +630,11 @@ class SID4DSRounds:
             if self.drift_rule == "refresh":
                 reserved = self._reserved(pool, unlabeled, flagged, unlabeled_keys, len(top),
                                           seconds)
+                order = reserve_order(order, reserved, len(top))
+            elif self.drift_rule == "fake_normals_reserve":  # the batch's top by this score
+                in_batch = order[flagged[order]]
+                reserved = in_batch[: min(len(in_batch),
+                                          int(round(self.reserve_share * len(top))))]
                 order = reserve_order(order, reserved, len(top))
             top = order[: len(top)]
             rest = order[len(top):][::-1]  # lowest first, as rank_pool's bottom
