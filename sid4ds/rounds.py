@@ -78,7 +78,7 @@ def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
 
     Parameters
     ----------
-    rule : {"fake_normals", "refresh", "none"}
+    rule : {"fake_normals", "fake_normals_reserve", "refresh", "none"}
         :class:`SID4DSRounds`'s ``drift_rule``.
     iterative : bool
         Whether the round is in the iterative stage (S trained) or the cold start.
@@ -335,10 +335,11 @@ class RoundResult:
         ``score_sdr``.
     drift_normals : ndarray of int
         Positions of the drifted batch's images that trained S as normal images in this
-        round (``drift_rule="fake_normals"``); empty otherwise.
+        round (``drift_rule="fake_normals"`` or ``"fake_normals_reserve"``); empty
+        otherwise.
     reserved : ndarray of int
-        Positions put among the top K for the drifted batch (``drift_rule="refresh"``);
-        empty otherwise.
+        Positions put among the top K for the drifted batch (``drift_rule="refresh"`` or
+        ``"fake_normals_reserve"``); empty otherwise.
     """
 
     round: int
@@ -410,24 +411,29 @@ class SID4DSRounds:
         the session's store on disk for a session.
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; None: the models' own ``n_jobs``.
-    drift_rule : {"fake_normals", "refresh", "none"}, default="fake_normals"
-        What the round after a drifted batch does with it (only when
-        :meth:`run_round` is given ``drifted``; ``docs/method.md`` has the measurements):
+    drift_rule : str, default="fake_normals"
+        One of :data:`DRIFT_RULES`: what the round after a drifted batch does with it
+        (only when :meth:`run_round` is given ``drifted``; ``docs/method.md`` has the
+        measurements):
 
         - ``"fake_normals"``: the ``drift_normal_share`` of the batch that M reconstructs
           best (lowest E_msmr) trains S as normal images in that round, so that S learns
           the new surface before it ranks (in the iterative stage; the cold start trains
           no S);
+        - ``"fake_normals_reserve"``: the same, and ``reserve_share`` of K go to the
+          batch's top by the round's own score;
         - ``"refresh"``: M is trained again on the grown pool and G made again from it,
           and ``reserve_share`` of K go to the batch's top by the new M's E_msmr;
         - ``"none"``: the round runs as if the batch had not drifted.
 
-        With either rule the batch gives no fake normals in that round (the ranking is
+        With any rule but ``"none"`` the batch gives no fake normals in that round (the ranking is
         not trusted on images unlike the pool).
     drift_normal_share : float, default=0.25
-        For ``"fake_normals"``: the share of the drifted batch that trains S as normal.
+        For ``"fake_normals"`` and ``"fake_normals_reserve"``: the share of the drifted
+        batch that trains S as normal.
     reserve_share : float, default=0.5
-        For ``"refresh"``: the share of K reserved for the drifted batch.
+        For ``"fake_normals_reserve"`` and ``"refresh"``: the share of K reserved for the
+        drifted batch.
     on_trained : callable, optional
         ``on_trained(kind, model, round_index)`` right after a model is trained (the
         session saves it there, so a killed round resumes).

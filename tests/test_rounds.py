@@ -334,3 +334,17 @@ def test_refresh_rule_retrains_m_and_reserves_labels_for_the_batch(images):
     assert np.isin(result.reserved, flagged).all()
     assert not np.isin(result.fake_normals, flagged).any()
     assert any("does not look like the pool" in message for message in messages)
+
+
+def test_fake_normals_reserve_rule_gives_a_share_of_k_to_the_batchs_top(images):
+    _, result = _drift_round(images, "iterative", BATCH, drift_rule="fake_normals_reserve",
+                             reserve_share=0.5)
+    flagged = np.isin(np.arange(8, 32), BATCH)
+    batch_order = result.order[flagged[result.order]]
+    assert len(result.drift_normals) == 2
+    np.testing.assert_array_equal(np.sort(result.reserved), np.sort(batch_order[:2]))
+    assert np.isin(result.reserved, result.selected).all() and len(result.selected) == 4
+    assert flagged[result.selected].sum() >= 2
+    with pytest.raises(ValueError, match="drift_rule"):
+        engine(drift_rule="refit").run_round(as_pool(images[0]), np.arange(8, 32),
+                                             *normal_labels(0), 0, 4, drifted=BATCH)
