@@ -265,7 +265,8 @@ def read_rounds(path: Path) -> list[dict]:
     for row in rows:
         for key in ("seed", "round", "n_pool", "n_labelled", "defects_arrived",
                     "defects_found", "selected_drifted"):
-            row[key] = int(row[key])
+            if key in row:  # selected_drifted: runs from this commit on
+                row[key] = int(row[key])
         row["drift_flagged"] = {"True": True, "False": False}.get(row["drift_flagged"], "")
     return rows
 
@@ -317,7 +318,8 @@ def main() -> None:
                                   for key, value in vars(args).items()},
                     "versions": machine_versions(),
                     "seconds": round(time.time() - started, 1)}
-        (args.out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+        (args.out / "settings.json").write_text(
+            json.dumps(settings, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
