@@ -19,7 +19,7 @@ The sid4ds pipelines are one run until the drift check first flags a batch (they
 same rounds by construction: without a flagged batch no rule acts); there the run forks
 into one copy per rule. Printed and written to ``--out``: ``rounds.csv`` (per seed,
 pipeline and round: defects labelled, of all arrived and of the drifted batch; the drift
-check's statistic), ``report.md`` (mean ± std over the seeds), ``stream.png`` and
+check's statistic), ``summary.md`` (mean ± std over the seeds), ``stream.png`` and
 ``settings.json``. The networks are smaller than the defaults (``--m-channels``,
 ``--s-steps``...) so that a seed takes minutes on one core; the defaults are printed.
 """
@@ -310,7 +310,7 @@ def main() -> None:
             f"--{key.replace('_', '-')} " + (" ".join(map(str, value))
                                              if isinstance(value, list) else str(value))
             for key, value in vars(args).items() if value is not None and key != "join")
-        (args.out / "report.md").write_text(
+        (args.out / "summary.md").write_text(
             f"# Drift stream\n\n```bash\n{command}\n```\n\n{report}\n\n"
             f"![The stream](stream.png)\n")
         plot(records, args, args.out / "stream.png")
