@@ -58,8 +58,8 @@ API_MODULES = [
     # query strategies and the round engine
     "sid4ds.scores", "sid4ds.strategies", "sid4ds.selection", "sid4ds.score_cache",
     "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
-    # when to stop labelling
-    "sid4ds.stopping",
+    # drift, and when to stop labelling
+    "sid4ds.drift", "sid4ds.stopping",
     # data
     "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
     "sid4ds.datasets.folders", "sid4ds.datasets.loaders",

@@ -19,6 +19,10 @@ Every door of sid4ds runs its rounds here: :func:`~sid4ds.run_sid4ds`, a
    the bottom V become this round's fake normals (:func:`resolve_n_normal`), ties broken by
    the cold-start E_msmr when it is known, then by image content.
 
+5. **drift** (only when the caller passes ``drifted``, the rows of a new batch that
+   :func:`sid4ds.drift.check_drift` flagged): the round applies ``drift_rule`` to them
+   (:data:`DRIFT_RULES`); without ``drifted`` nothing of it runs.
+
 So a session whose labeller answers like an oracle, a modAL learner taught the oracle's
 masks and ``run_sid4ds`` pick the same images, round by round, by construction.
 """
@@ -36,6 +40,7 @@ from sklearn.base import clone
 from sid4ds._random import draw_seed, make_rng
 from sid4ds._torch import is_fitted
 from sid4ds._validation import check_choice, check_float, check_int
+from sid4ds.drift import reserve_order
 from sid4ds.metrics import defective_rows
 from sid4ds.pool import ImagePool
 from sid4ds.reconstruction import ReconstructionScorer
@@ -45,10 +50,12 @@ from sid4ds.segmentation import SegmentationLearner
 from sid4ds.selection import content_keys, rank_pool, tie_keys
 
 __all__ = [
+    "DRIFT_RULES",
     "STAGES",
     "RoundResult",
     "SID4DSRounds",
     "configure_models",
+    "drift_plan",
     "format_duration",
     "labels_per_round",
     "resolve_n_normal",
@@ -60,6 +67,48 @@ __all__ = [
 STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
 #: The stages, in the order a campaign goes through them.
 STAGES = tuple(STAGE_SCORES)
+#: What the round after a drifted batch does (:class:`SID4DSRounds`, ``drift_rule``).
+DRIFT_RULES = ("fake_normals", "fake_normals_reserve", "refresh", "none")
+
+
+def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
+               reserve_share: float = 0.5) -> str:
+    """What a round does with a drifted batch under ``rule``, in plain words.
+
+    Parameters
+    ----------
+    rule : {"fake_normals", "fake_normals_reserve", "refresh", "none"}
+        :class:`SID4DSRounds`'s ``drift_rule``.
+    iterative : bool
+        Whether the round is in the iterative stage (S trained) or the cold start.
+    drift_normal_share, reserve_share : float
+        The rule's settings (:class:`SID4DSRounds`).
+
+    Returns
+    -------
+    plan : str
+
+    Examples
+    --------
+    >>> from sid4ds.rounds import drift_plan
+    >>> drift_plan("none", iterative=True)
+    'nothing (drift_rule="none"): it is ranked with the rest'
+    """
+    rule = check_choice(rule, "rule", DRIFT_RULES)
+    if rule == "none":
+        return 'nothing (drift_rule="none"): it is ranked with the rest'
+    if rule == "refresh":
+        return (f"M is trained again on the grown pool (and G made again from it), and "
+                f"{reserve_share:.0%} of the round's labels go to the batch's top by the new "
+                f"M's E_msmr; none of the batch becomes a fake normal")
+    reserve = (f", and {reserve_share:.0%} of the round's labels go to the batch's top by "
+               f"the round's score" if rule == "fake_normals_reserve" else "")
+    if iterative:
+        return (f"the {drift_normal_share:.0%} of the batch M reconstructs best train S as "
+                f"normal images first, so that S learns the new surface before it ranks"
+                f"{reserve}; none of the batch becomes a fake normal")
+    return ("none of the batch becomes a fake normal (the cold start trains no S; the "
+            "iterative stage would first teach S the new surface)")
 
 
 def labels_per_round(label_share: float, n_pool: int) -> int:
@@ -283,6 +332,13 @@ class RoundResult:
     seconds : dict of str to float
         Wall time of each phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` or
         ``score_sdr``.
+    drift_normals : ndarray of int
+        Positions of the drifted batch's images that trained S as normal images in this
+        round (``drift_rule="fake_normals"`` or ``"fake_normals_reserve"``); empty
+        otherwise.
+    reserved : ndarray of int
+        Positions put among the top K for the drifted batch (``drift_rule="refresh"`` or
+        ``"fake_normals_reserve"``); empty otherwise.
     """
 
     round: int
@@ -297,6 +353,8 @@ class RoundResult:
     trained: list[str] = field(default_factory=list)
     n_scored: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    drift_normals: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    reserved: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def reused_scores(self) -> bool:
@@ -352,6 +410,29 @@ class SID4DSRounds:
         the session's store on disk for a session.
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; None: the models' own ``n_jobs``.
+    drift_rule : str, default="fake_normals"
+        One of :data:`DRIFT_RULES`: what the round after a drifted batch does with it
+        (only when :meth:`run_round` is given ``drifted``; ``docs/method.md`` has the
+        measurements):
+
+        - ``"fake_normals"``: the ``drift_normal_share`` of the batch that M reconstructs
+          best (lowest E_msmr) trains S as normal images in that round, so that S learns
+          the new surface before it ranks (in the iterative stage; the cold start trains
+          no S);
+        - ``"fake_normals_reserve"``: the same, and ``reserve_share`` of K go to the
+          batch's top by the round's own score;
+        - ``"refresh"``: M is trained again on the grown pool and G made again from it,
+          and ``reserve_share`` of K go to the batch's top by the new M's E_msmr;
+        - ``"none"``: the round runs as if the batch had not drifted.
+
+        With any rule but ``"none"`` the batch gives no fake normals in that round (the ranking is
+        not trusted on images unlike the pool).
+    drift_normal_share : float, default=0.25
+        For ``"fake_normals"`` and ``"fake_normals_reserve"``: the share of the drifted
+        batch that trains S as normal.
+    reserve_share : float, default=0.5
+        For ``"fake_normals_reserve"`` and ``"refresh"``: the share of K reserved for the
+        drifted batch.
     on_trained : callable, optional
         ``on_trained(kind, model, round_index)`` right after a model is trained (the
         session saves it there, so a killed round resumes).
@@ -405,6 +486,9 @@ class SID4DSRounds:
         trained_for: dict[str, int] | None = None,
         score_cache: ScoreCache | None = None,
         n_jobs: int | None = None,
+        drift_rule: str = "fake_normals",
+        drift_normal_share: float = 0.25,
+        reserve_share: float = 0.5,
         on_trained: Callable[[str, Any, int], None] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
@@ -422,6 +506,9 @@ class SID4DSRounds:
         self.trained_for = dict(trained_for or {})
         self.score_cache: ScoreCache = MemoryScoreCache() if score_cache is None else score_cache
         self.n_jobs = n_jobs
+        self.drift_rule = drift_rule
+        self.drift_normal_share = drift_normal_share
+        self.reserve_share = reserve_share
         self.on_trained = on_trained
         self.say = say or (lambda message: None)
         self._estimate = say is not None  # time estimates only for someone who reads them
@@ -439,6 +526,9 @@ class SID4DSRounds:
         if self.n_normal != "auto":
             check_int(self.n_normal, "n_normal", minimum=0)
         check_float(self.expected_defect_ratio, "expected_defect_ratio", low=0.0, high=1.0)
+        check_choice(self.drift_rule, "drift_rule", DRIFT_RULES)
+        check_float(self.drift_normal_share, "drift_normal_share", low=0.0, high=1.0)
+        check_float(self.reserve_share, "reserve_share", low=0.0, high=1.0)
         if not isinstance(self.score_cache, ScoreCache):
             raise TypeError(f"score_cache must have lookup() and store() (a "
                             f"sid4ds.score_cache.ScoreCache); got "
@@ -456,6 +546,7 @@ class SID4DSRounds:
         *,
         keys: np.ndarray | None = None,
         stage: str | None = None,
+        drifted: np.ndarray | None = None,
     ) -> RoundResult:
         """Train what the labelled set allows, score the unlabelled images, select.
 
@@ -480,6 +571,11 @@ class SID4DSRounds:
         stage : {"cold_start", "iterative"}, optional
             Run this stage whatever the labelled set (the explicit modAL strategies);
             default: the stage :func:`round_stage` gives.
+        drifted : ndarray of int, optional
+            Rows of ``pool`` of a new batch that :func:`sid4ds.drift.check_drift` flagged:
+            this round applies ``drift_rule`` to those still unlabelled. Pass them to the
+            first round after the batch arrived, once. None (the default) or empty: the
+            round is the round without drift, image for image.
 
         Returns
         -------
@@ -497,6 +593,11 @@ class SID4DSRounds:
             reason = f"the {stage.replace('_', ' ')} stage was asked for ({reason})"
         self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
         iterative = stage == "iterative"
+        flagged = self._flagged(drifted, unlabeled)
+        if flagged.any():
+            self.say(self._drift_plan(int(flagged.sum()), iterative))
+            if self.drift_rule == "refresh":
+                self._refresh(pool, round_index, seconds, trained)
         if (not iterative or self.sdr_scorer is None) and not is_fitted(self.msmr_scorer):
             # the cold start ranks by M; G starts from M's weights (the paper's §3.3)
             self.say(f"training the self-supervised reconstruction learner M on {len(pool)} "
@@ -504,7 +605,15 @@ class SID4DSRounds:
             self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
             self._trained("M", self.msmr_scorer, round_index, trained)
         unlabeled_keys = self._keys(pool, keys)[unlabeled]
+        drift_normals = np.zeros(0, np.int64)
         if iterative:
+            if flagged.any() and self.drift_rule.startswith("fake_normals"):
+                drift_normals = self._drift_normals(pool, unlabeled, flagged, unlabeled_keys,
+                                                    seconds)
+                X_train, y_train = training_set(X_train, y_train,
+                                                pool[unlabeled[drift_normals]])
+                if len(drift_normals):  # S learns them now, even with no new label
+                    self.trained_for.pop("S", None)
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
         scores, n_scored = self._scores(STAGE_SCORES[stage], pool, unlabeled, unlabeled_keys,
                                         seconds)
@@ -521,10 +630,24 @@ class SID4DSRounds:
                                   self.expected_defect_ratio)
         top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys_of_unlabeled)
         order, _ = rank_pool(scores, len(scores), tie_keys=keys_of_unlabeled)
+        reserved = np.zeros(0, np.int64)
+        if flagged.any():
+            if self.drift_rule == "refresh":
+                reserved = self._reserved(pool, unlabeled, flagged, unlabeled_keys, len(top),
+                                          seconds)
+                order = reserve_order(order, reserved, len(top))
+            elif self.drift_rule == "fake_normals_reserve":  # the batch's top by this score
+                in_batch = order[flagged[order]]
+                reserved = in_batch[: min(len(in_batch),
+                                          int(round(self.reserve_share * len(top))))]
+                order = reserve_order(order, reserved, len(top))
+            top = order[: len(top)]
+            rest = order[len(top):][::-1]  # lowest first, as rank_pool's bottom
+            bottom = rest[~flagged[rest]][:n_fake]
         return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
                            order=order, tie_scores=msmr, trained=trained, n_scored=n_scored,
-                           seconds=seconds)
+                           seconds=seconds, drift_normals=drift_normals, reserved=reserved)
 
     def msmr_of(self, pool: ImagePool, keys: np.ndarray | None = None) -> np.ndarray | None:
         """The E_msmr M gave the images of ``pool`` in earlier rounds, or None.
@@ -567,6 +690,53 @@ class SID4DSRounds:
         """
         self._fit_segmenter(X_train, y_train, round_index, {}, [])
         return self.segmenter
+
+    # ------------------------------------------------------------------ drift
+    def _flagged(self, drifted: np.ndarray | None, unlabeled: np.ndarray) -> np.ndarray:
+        """Which unlabelled positions belong to the drifted batch the rule acts on."""
+        if drifted is None or self.drift_rule == "none":
+            return np.zeros(len(unlabeled), dtype=bool)
+        return np.isin(unlabeled, np.asarray(drifted, dtype=np.int64))
+
+    def _drift_plan(self, n_flagged: int, iterative: bool) -> str:
+        return (f"{n_flagged} unlabelled images of a batch that does not look like the pool: "
+                + drift_plan(self.drift_rule, iterative, self.drift_normal_share,
+                             self.reserve_share))
+
+    def _refresh(self, pool: ImagePool, round_index: int, seconds: dict[str, float],
+                 trained: list[str]) -> None:
+        """``drift_rule="refresh"``: M trained again on the grown pool, G to be made from it."""
+        self.msmr_scorer = clone(self.msmr_scorer)
+        self.say(f"training M again on all {len(pool)} images"
+                 + self._about(self.msmr_scorer, len(pool), pool, train=True))
+        self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
+        self._trained("M", self.msmr_scorer, round_index, trained)
+        self.sdr_scorer = None  # made again from the new M when the iterative stage needs it
+
+    def _batch_msmr(self, pool: ImagePool, unlabeled: np.ndarray, rows: np.ndarray,
+                    keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
+        """Positions ``rows`` ordered by M's E_msmr, highest first (ties by content)."""
+        msmr, _ = self._scores("E_msmr", pool, unlabeled[rows], keys[rows], seconds)
+        by_msmr, _ = rank_pool(msmr, len(msmr), tie_keys=tie_keys(keys[rows]))
+        return rows[by_msmr]
+
+    def _drift_normals(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
+                       keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
+        """``"fake_normals"``: the drifted batch's share with the lowest E_msmr."""
+        rows = np.flatnonzero(flagged)
+        n_normal = int(round(self.drift_normal_share * len(rows)))
+        if n_normal == 0 or not is_fitted(self.msmr_scorer):
+            return np.zeros(0, np.int64)
+        return self._batch_msmr(pool, unlabeled, rows, keys, seconds)[::-1][:n_normal]
+
+    def _reserved(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
+                  keys: np.ndarray, n_label: int, seconds: dict[str, float]) -> np.ndarray:
+        """``"refresh"``: the drifted batch's top by the new M's E_msmr, its share of K."""
+        rows = np.flatnonzero(flagged)
+        n_reserved = min(len(rows), int(round(self.reserve_share * n_label)))
+        if n_reserved == 0:
+            return np.zeros(0, np.int64)
+        return self._batch_msmr(pool, unlabeled, rows, keys, seconds)[:n_reserved]
 
     # ------------------------------------------------------------------ parts
     def _scores(self, name: str, pool: ImagePool, unlabeled: np.ndarray, keys: np.ndarray,

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from sid4ds.datasets import make_defect_images
+from sid4ds.datasets import DRIFT_KINDS, make_defect_images
 
 
 def _residuals(X: np.ndarray) -> np.ndarray:
@@ -223,3 +223,76 @@ def test_normal_images_vary_in_appearance() -> None:
     patterns = X[:, 0].reshape(100, -1) - X[:, 0].reshape(100, -1).mean(axis=1, keepdims=True)
     correlation = np.corrcoef(patterns)
     assert np.abs(correlation[np.triu_indices(100, k=1)]).max() < 0.95
+
+
+# ---------------------------------------------------------------------- drift
+def test_without_drift_the_images_are_those_of_earlier_releases() -> None:
+    # figures of make_defect_images(40, 32, 0.25, random_state=3) before the drift option
+    X, masks = make_defect_images(40, 32, 0.25, random_state=3)
+    weights = np.arange(X.size).reshape(X.shape) % 7
+    assert float(X.astype(np.float64).sum()) == pytest.approx(18385.32260839641, rel=1e-6)
+    assert float((X * weights).astype(np.float64).sum()) == pytest.approx(55156.64422042668,
+                                                                          rel=1e-6)
+    areas = masks.sum(axis=(1, 2))
+    assert areas[areas > 0].tolist() == [13, 5, 37, 16, 7, 22, 18, 38, 16, 8]
+
+
+@pytest.mark.parametrize("kind", DRIFT_KINDS)
+def test_drift_changes_only_the_images_after_its_start(kind: str) -> None:
+    X, masks = make_defect_images(60, 32, 0.2, random_state=4)
+    X_drift, masks_drift = make_defect_images(60, 32, 0.2, random_state=4, drift=kind,
+                                              drift_from=40)
+    np.testing.assert_array_equal(X_drift[:40], X[:40])
+    np.testing.assert_array_equal(masks_drift, masks)  # same defects, same places
+    assert (np.abs(X_drift[40:] - X[40:]).mean(axis=(1, 2, 3)) > 0.005).all()
+    assert X_drift.min() >= 0.0 and X_drift.max() <= 1.0
+    again, _ = make_defect_images(60, 32, 0.2, random_state=4, drift=kind, drift_from=40)
+    np.testing.assert_array_equal(again, X_drift)
+
+
+def _stripe_direction(X: np.ndarray) -> np.ndarray:
+    """Mean |difference| down the rows over across the columns: > 1 for horizontal marks."""
+    images = X[:, 0].astype(np.float64)
+    down = np.abs(np.diff(images, axis=1)).mean(axis=(1, 2))
+    across = np.abs(np.diff(images, axis=2)).mean(axis=(1, 2))
+    return down / across
+
+
+def test_each_drift_changes_the_statistic_it_names() -> None:
+    X, _ = make_defect_images(80, 64, 0.0, random_state=6)
+    texture, _ = make_defect_images(80, 64, 0.0, random_state=6, drift="texture")
+    lighting, _ = make_defect_images(80, 64, 0.0, random_state=6, drift="lighting")
+    noise, _ = make_defect_images(80, 64, 0.0, random_state=6, drift="noise")
+    # turned marks run along the rows; milled ones across them
+    assert np.median(_stripe_direction(X)) > 1.0 > np.median(_stripe_direction(texture))
+    # a new lamp: a stronger spread of brightness over the image
+    assert np.median(lighting.std(axis=(1, 2, 3))) > 1.5 * np.median(X.std(axis=(1, 2, 3)))
+    # another camera: the pixel noise (what a small blur removes) 2.5 times as strong
+    noise_level = _residuals(noise).mean() / _residuals(X).mean()
+    assert noise_level > 1.8
+
+
+def test_drifted_images_keep_their_defects_visible() -> None:
+    for kind in DRIFT_KINDS:
+        X, masks = make_defect_images(30, 32, 1.0, random_state=21, drift=kind)
+        images = X[:, 0].astype(np.float64)
+        deviation = np.abs(images - ndimage.median_filter(images, size=(1, 7, 7)))
+        inside = np.array([deviation[i][masks[i] == 1].mean() for i in range(30)])
+        outside = np.array([deviation[i][masks[i] == 0].mean() for i in range(30)])
+        assert (inside > outside).mean() >= 0.8, kind
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"drift": "rust"}, ValueError, r"drift must be one of 'texture', 'lighting', 'noise'"),
+        ({"drift": "noise", "drift_from": 11}, ValueError,
+         r"drift_from must be in \[0, n_samples=10\]; got 11"),
+        ({"drift": "noise", "drift_from": -1}, ValueError, r"drift_from must be >= 0"),
+        ({"drift": "noise", "drift_from": 2.0}, TypeError, r"drift_from must be an int"),
+        ({"drift_from": 3}, ValueError, r"drift_from=3 was given without drift"),
+    ],
+)
+def test_bad_drift_arguments_raise_naming_them(kwargs: dict, error: type, pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        make_defect_images(10, 16, 0.1, random_state=0, **kwargs)

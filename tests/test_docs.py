@@ -28,8 +28,8 @@ import sid4ds
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = ["index", "getting_started", "workflow", "user_guide", "method", "benchmarks",
-         "architecture", "api", "changelog"]
+PAGES = ["index", "getting_started", "workflow", "user_guide", "production_line", "method",
+         "benchmarks", "architecture", "api", "changelog"]
 DOCUMENTED_MODULES = ["datasets", "session", "baselines", "nets"]
 # Every module without a leading underscore in its path (``__main__`` modules aside).
 PUBLIC_MODULES = sorted(

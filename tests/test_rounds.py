@@ -293,3 +293,86 @@ def test_modal_run_sid4ds_and_a_session_pick_the_same_images(tmp_path, pool_fold
         assert ([names.index(name) for name in record["fake_normals"]] == fake.tolist()
                 == expected.fake_normals.tolist())
         answer_round(session, record, truth, tmp_path / f"answers{record['round']}")
+
+
+# ---------------------------------------------------------------------- drift
+def _drift_round(images, stage, drifted=None, **options):
+    """A round on 32 images, the first 8 labelled, the last 8 a (so-called) new batch."""
+    X, masks = images
+    rounds = engine(**options)
+    pool = as_pool(X)
+    unlabeled = np.arange(8, 32)
+    kwargs = {} if drifted is None else {"drifted": drifted}
+    result = rounds.run_round(pool, unlabeled, X[:8], masks[:8], 0, 4, stage=stage, **kwargs)
+    return rounds, result
+
+
+def _same_round(first, second) -> None:
+    for name in ("selected", "fake_normals", "order", "scores"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+
+
+BATCH = np.arange(24, 32)
+
+
+@pytest.mark.parametrize("stage", ["cold_start", "iterative"])
+def test_without_a_drifted_batch_a_round_is_the_round_without_drift(images, stage):
+    _, plain = _drift_round(images, stage)
+    for drifted, rule in ((np.zeros(0, np.int64), "fake_normals"), (BATCH, "none")):
+        _, other = _drift_round(images, stage, drifted, drift_rule=rule)
+        _same_round(plain, other)
+        assert len(other.drift_normals) == 0 and len(other.reserved) == 0
+
+
+def test_fake_normals_rule_trains_s_on_the_batch_images_m_reconstructs_best(images,
+                                                                            monkeypatch):
+    sizes = []
+    original = SegmentationLearner.fit
+
+    def fit(self, X, y=None, **kwargs):
+        sizes.append(len(X))
+        return original(self, X, y, **kwargs)
+
+    monkeypatch.setattr(SegmentationLearner, "fit", fit)
+    rounds, result = _drift_round(images, "iterative", BATCH, drift_rule="fake_normals",
+                                  drift_normal_share=0.25)
+    flagged = np.flatnonzero(np.isin(np.arange(8, 32), BATCH))  # positions among unlabelled
+    assert len(result.drift_normals) == 2 and np.isin(result.drift_normals, flagged).all()
+    msmr = rounds.msmr_of(as_pool(images[0]))[8:][flagged]
+    assert set(result.drift_normals) == set(flagged[np.argsort(msmr)[:2]])  # lowest E_msmr
+    assert sizes == [8 + 2]  # S saw the labelled set and the two
+    assert not np.isin(result.fake_normals, flagged).any()  # the batch gives no fake normal
+    _, plain = _drift_round(images, "iterative")
+    assert len(result.fake_normals) == len(plain.fake_normals)
+
+
+def test_refresh_rule_retrains_m_and_reserves_labels_for_the_batch(images):
+    first = engine()
+    first.run_round(as_pool(images[0]), np.arange(8, 32), images[0][:8], images[1][:8], 0, 4,
+                    stage="cold_start")
+    old_m = first.msmr_scorer
+    messages: list[str] = []
+    result = SID4DSRounds(first.segmenter, old_m, drift_rule="refresh", reserve_share=0.5,
+                          say=messages.append).run_round(
+        as_pool(images[0]), np.arange(8, 32), images[0][:8], images[1][:8], 1, 4,
+        stage="cold_start", drifted=BATCH)
+    flagged = np.flatnonzero(np.isin(np.arange(8, 32), BATCH))
+    assert "M" in result.trained  # trained again on the grown pool
+    assert len(result.reserved) == 2 and np.isin(result.reserved, result.selected).all()
+    assert np.isin(result.reserved, flagged).all()
+    assert not np.isin(result.fake_normals, flagged).any()
+    assert any("does not look like the pool" in message for message in messages)
+
+
+def test_fake_normals_reserve_rule_gives_a_share_of_k_to_the_batchs_top(images):
+    _, result = _drift_round(images, "iterative", BATCH, drift_rule="fake_normals_reserve",
+                             reserve_share=0.5)
+    flagged = np.isin(np.arange(8, 32), BATCH)
+    batch_order = result.order[flagged[result.order]]
+    assert len(result.drift_normals) == 2
+    np.testing.assert_array_equal(np.sort(result.reserved), np.sort(batch_order[:2]))
+    assert np.isin(result.reserved, result.selected).all() and len(result.selected) == 4
+    assert flagged[result.selected].sum() >= 2
+    with pytest.raises(ValueError, match="drift_rule"):
+        engine(drift_rule="refit").run_round(as_pool(images[0]), np.arange(8, 32),
+                                             *normal_labels(0), 0, 4, drifted=BATCH)

@@ -30,7 +30,7 @@ from sid4ds.session import (
 from sid4ds.session.shards import POOL_IMAGES, POOL_META
 from sid4ds.session.storage import KILL_ENV
 
-from .conftest import count_scored, new_session, write_masks
+from .conftest import TINY_SCORER, TINY_SEGMENTER, count_scored, new_session, write_masks
 from .test_cli import TINY, run_main
 
 
@@ -326,3 +326,57 @@ def test_status_scores_and_report_say_which_batch_each_image_came_from(tmp_path,
     assert "<h2>Where the images came from</h2>" in page
     assert (f"<td>1</td><td>add</td><td>{batches[1]['time']}</td>"
             f"<td>{(root / 'shift2').resolve()}</td><td>20</td><td>0</td><td>20</td>") in page
+
+
+# ---------------------------------------------------------------------- drift
+def test_a_drifted_batch_is_flagged_kept_and_acted_on_by_the_next_query_once(tmp_path):
+    """Three tiny rounds and three adds (about 10 s)."""
+    X, masks = make_defect_images(n_samples=32, image_size=16, defect_ratio=0.25,
+                                  random_state=0)
+    names = [f"p{index:02d}" for index in range(32)]
+    truth = dict(zip(names, masks, strict=True))
+    session = LabelingSession.create(tmp_path / "session", X, names=names, seed=0,
+                                     scorer_params={**TINY_SCORER, "max_epochs": 20},
+                                     segmenter_params=TINY_SEGMENTER)
+    early, early_masks = make_defect_images(n_samples=8, image_size=16, random_state=9)
+    assert session.add_images(early)["drift"] is None  # no M yet: nothing to compare with
+    truth |= {f"b1_{row:06d}": mask for row, mask in enumerate(early_masks)}
+    session.query(n_label=8)
+    like, like_masks = make_defect_images(n_samples=16, image_size=16, random_state=10)
+    calm = session.add_images(like)["drift"]
+    truth |= {f"b2_{row:06d}": mask for row, mask in enumerate(like_masks)}
+    assert not calm["drifted"] and "look like the pool" in calm["message"]
+    new, new_masks = make_defect_images(n_samples=16, image_size=16, defect_ratio=0.25,
+                                        random_state=11, drift="noise")
+    summary = session.add_images(new)
+    drift = summary["drift"]
+    truth |= {f"b3_{row:06d}": mask for row, mask in enumerate(new_masks)}
+    assert drift["drifted"] and drift["share_above"] > calm["share_above"] + 0.3
+    assert "do not look like the pool" in drift["message"]
+    assert f"next `sid4ds query` acts on batch {summary['batch']}" in drift["message"]
+    stored = session.manifest["batches"][-1]["drift"]
+    assert stored["drifted"] and stored["applied_round"] is None
+    # label round 0, then the next round applies the rule to the drifted batch once
+    session.import_masks(write_masks(tmp_path / "m0", session.manifest["rounds"][0]["selected"],
+                                     truth))
+    acted = session.query(n_label=8)
+    batch_names = set(summary["added"])
+    assert acted["stage"] == "iterative" and acted["drifted_batches"] == [summary["batch"]]
+    assert len(acted["drift_normals"]) == 4 and set(acted["drift_normals"]) <= batch_names
+    assert not set(acted["fake_normals"]) & batch_names  # the batch gives no fake normal
+    assert session.manifest["batches"][-1]["drift"]["applied_round"] == acted["round"]
+    later = session.query(n_label=8, skip_missing=True)
+    assert "drifted_batches" not in later
+
+
+def test_add_prints_the_drift_check(tmp_path, line, capsys):
+    root = line[0]
+    session = LabelingSession.create(tmp_path / "session", root / "shift1", seed=0,
+                                     scorer_params={**TINY_SCORER, "max_epochs": 20},
+                                     segmenter_params=TINY_SEGMENTER)
+    session.query(n_label=4)
+    noisy, _ = make_defect_images(n_samples=20, image_size=16, random_state=12, drift="noise")
+    save_images(tmp_path / "noisy", noisy, [f"n{index:02d}" for index in range(20)])
+    code, out, _ = run_main(capsys, "add", session.path, "--images", tmp_path / "noisy")
+    assert code == 0
+    assert "DRIFT: the new images do not look like the pool" in out

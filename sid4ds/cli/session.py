@@ -100,6 +100,9 @@ def _add(args: argparse.Namespace) -> int:
         print(f"added {len(summary['added'])} images as batch {summary['batch']} (from "
               f"{summary['source']}), {len(summary['labeled'])} of them with a mask; the "
               f"pool holds {summary['n_images']} images")
+        drift = summary.get("drift")
+        if drift is not None:
+            print(("DRIFT: " if drift["drifted"] else "drift check: ") + drift["message"])
     same, taken = summary["same_content"], summary["name_taken"]
     if same:
         print(f"left out {len(same)} images whose content is already in the pool: "

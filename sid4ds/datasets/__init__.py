@@ -9,10 +9,11 @@
 """
 
 from sid4ds.datasets.loaders import load_image_folder, load_kolektorsdd, load_npz, resize, tile
-from sid4ds.datasets.synthetic import DEFECT_KINDS, make_defect_images
+from sid4ds.datasets.synthetic import DEFECT_KINDS, DRIFT_KINDS, make_defect_images
 
 __all__ = [
     "DEFECT_KINDS",
+    "DRIFT_KINDS",
     "load_image_folder",
     "load_kolektorsdd",
     "load_npz",

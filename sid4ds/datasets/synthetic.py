@@ -13,9 +13,9 @@ import numpy as np
 from scipy import ndimage
 
 from sid4ds._random import make_rng
-from sid4ds._validation import check_float, check_int
+from sid4ds._validation import check_choice, check_float, check_int
 
-__all__ = ["DEFECT_KINDS", "make_defect_images"]
+__all__ = ["DEFECT_KINDS", "DRIFT_KINDS", "make_defect_images"]
 
 #: The kinds of defect that :func:`make_defect_images` draws.
 DEFECT_KINDS = ("scratch", "crack", "pit", "inclusion")
@@ -43,6 +43,9 @@ _MIN_AREA_FRACTION = 0.002
 _MAX_AREA_FRACTION = 0.05
 _MIN_AREA_PIXELS = 2
 _MAX_DRAWS = 20
+
+#: The changes of the line that ``make_defect_images(drift=...)`` can draw.
+DRIFT_KINDS = ("texture", "lighting", "noise")
 
 # Pixels rendered at once: bounds the float32 temporaries to a few MB each.
 _CHUNK_PIXELS = 2**19
@@ -103,6 +106,31 @@ def _draw_surface_parameters(rng: np.random.Generator, n_samples: int, size: int
         "noise": np.full(n_samples, _NOISE_LEVEL),
         "shot_noise": np.full(n_samples, _SHOT_NOISE_LEVEL),
     }
+
+
+def _apply_drift(params: dict, kind: str, rows: slice) -> None:
+    """Change the surface parameters of ``rows`` in place as the drift ``kind`` says.
+
+    Every change is a fixed function of the parameters already drawn, so a drift draws no
+    random numbers: the images before the drift, and every defect and noise draw, stay those
+    of the same call without it.
+    """
+    if kind == "texture":
+        # a milled surface instead of a turned one: coarser, stronger marks across the
+        # other direction, a stronger mid-scale waviness
+        params["angle"][rows] += np.pi / 2
+        params["fine_period"][rows] *= 1.6
+        params["fine_amplitude"][rows] *= 2.5
+        params["mid_amplitude"][rows] *= 2.0
+    elif kind == "lighting":
+        # a new lamp: brighter, with a steeper gradient and deeper vignetting
+        params["brightness"][rows] += 0.1
+        params["gradient"][rows] *= 2.5
+        params["vignetting"][rows] *= 2.5
+    else:
+        # another camera: 2.5 times the sensor noise
+        params["noise"][rows] *= 2.5
+        params["shot_noise"][rows] *= 2.5
 
 
 def _render_surfaces(params: dict, chunk: slice, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -347,6 +375,9 @@ def make_defect_images(
     image_size: int = 64,
     defect_ratio: float = 0.05,
     random_state: int | np.random.Generator | np.random.RandomState | None = None,
+    *,
+    drift: str | None = None,
+    drift_from: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate grey-scale images of machined surfaces, some with a labelled defect.
 
@@ -372,6 +403,21 @@ def make_defect_images(
     32x32 pixels 0.2% is less than that, so at 16x16 a defect covers 2 to 12 pixels.
     Below 12x12 pixels a scratch or crack that cannot fit becomes a pit.
 
+    ``drift`` changes the line from image ``drift_from`` on, as tools wear or parts of the
+    set-up are replaced (a stream of batches whose later ones look different):
+
+    - ``"texture"``: a milled surface instead of a turned one: the marks run across the
+      other direction, 1.6 times coarser and 2.5 times stronger;
+    - ``"lighting"``: a new lamp: 0.1 brighter, 2.5 times the lighting gradient and the
+      vignetting;
+    - ``"noise"``: another camera: 2.5 times the sensor noise.
+
+    The drifted images carry their own defects, drawn as above against their own clutter
+    level (so a stronger texture or noise gets stronger defects, as visible as before).
+    A drift draws no random numbers: the images before ``drift_from`` are those of the same
+    call without ``drift``, bit for bit, and the masks of every image are the same (the
+    same images are defective, with the same defects); only the drifted surfaces differ.
+
     Defects are not trivially found: ranking the default data set (1000 images of 64x64,
     5% defective) by ``max |image - scipy.ndimage.gaussian_filter(image, sigma=2)|`` puts
     50% of the defective images in the top 10% for ``random_state=0``, and 52% ± 2%
@@ -393,6 +439,12 @@ def make_defect_images(
         Seed or generator; the same int gives identical arrays. A Generator or RandomState
         passed in is drawn from once (it is advanced) to seed the generator of the images.
         The global numpy random state is never used or changed.
+    drift : {"texture", "lighting", "noise"} or None, default=None
+        How the images from ``drift_from`` on differ from the earlier ones (see above);
+        None: no drift.
+    drift_from : int, default=0
+        The first drifted image (0: all of them), in [0, n_samples]; used only with
+        ``drift``.
 
     Returns
     -------
@@ -406,7 +458,9 @@ def make_defect_images(
     TypeError
         If an argument has the wrong type.
     ValueError
-        If ``n_samples < 1``, ``image_size < 8`` or ``defect_ratio`` is outside [0, 1].
+        If ``n_samples < 1``, ``image_size < 8``, ``defect_ratio`` is outside [0, 1],
+        ``drift`` is not a kind of :data:`DRIFT_KINDS`, ``drift_from`` is outside
+        [0, n_samples], or ``drift_from`` is given without ``drift``.
 
     Examples
     --------
@@ -419,16 +473,38 @@ def make_defect_images(
     10
     >>> bool(X.min() >= 0.0 and X.max() <= 1.0)
     True
+
+    A line whose lighting changes after the first 150 images:
+
+    >>> X_drift, masks_drift = make_defect_images(n_samples=200, image_size=32,
+    ...                                           random_state=0, drift="lighting",
+    ...                                           drift_from=150)
+    >>> bool((X_drift[:150] == X[:150]).all() and (masks_drift == masks).all())
+    True
+    >>> bool(X_drift[150:].mean() > X[150:].mean())
+    True
     """
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     image_size = check_int(image_size, "image_size", minimum=8)
     defect_ratio = check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0)
+    if drift is not None:
+        check_choice(drift, "drift", DRIFT_KINDS)
+        drift_from = check_int(drift_from, "drift_from", minimum=0)
+        if drift_from > n_samples:
+            raise ValueError(f"drift_from must be in [0, n_samples={n_samples}]; got "
+                             f"{drift_from}: pass the index of the first drifted image")
+    elif drift_from != 0:
+        raise ValueError(f"drift_from={drift_from!r} was given without drift; pass drift="
+                         f"one of {', '.join(map(repr, DRIFT_KINDS))} as well, or leave "
+                         f"drift_from out")
     rng = make_rng(random_state)
 
     n_defective = int(round(n_samples * defect_ratio))
     is_defective = np.zeros(n_samples, dtype=bool)
     is_defective[rng.choice(n_samples, size=n_defective, replace=False)] = True
     params = _draw_surface_parameters(rng, n_samples, image_size)
+    if drift is not None:
+        _apply_drift(params, drift, slice(drift_from, None))
     # The clutter level that defect contrast is measured against.
     clutter = np.sqrt(
         params["noise"] ** 2 + 0.5 * (params["contrast"] * params["fine_amplitude"]) ** 2

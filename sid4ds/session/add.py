@@ -25,7 +25,9 @@ import numpy as np
 from sid4ds._validation import describe_size
 from sid4ds._version import __version__
 from sid4ds.datasets.imageio import read_image
-from sid4ds.pool import ImagePool, is_path_sequence
+from sid4ds.drift import check_drift
+from sid4ds.pool import ImagePool, as_pool, is_path_sequence
+from sid4ds.rounds import drift_plan
 from sid4ds.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import session_items
@@ -36,11 +38,18 @@ from sid4ds.session.manifest import (
     Manifest,
     ShardEntry,
 )
-from sid4ds.session.shards import ShardBuilder, pool_batches, pool_shards, shard_files
+from sid4ds.session.shards import (
+    ShardBuilder,
+    ShardedImages,
+    pool_batches,
+    pool_shards,
+    shard_files,
+)
 from sid4ds.session.storage import FileBatch, now, test_hook
 from sid4ds.session.store import PoolIndex, SessionStore
 
-__all__ = ["ARCHIVE_LIST", "add_images", "archive_items", "current_shards", "to_current_format"]
+__all__ = ["ARCHIVE_LIST", "add_images", "archive_items", "current_shards", "drifted_rows",
+           "to_current_format"]
 
 #: The list of images in an archive folder written by ``sid4ds prune --apply``: ``add``
 #: reads such a folder back as the images were in the pool (names kept, nothing resized).
@@ -70,7 +79,7 @@ def add_images(store: SessionStore, images: Any, masks: str | os.PathLike[str] |
         except BaseException:
             shard.abort()
             raise
-        summary.update(batch=None, source=described)
+        summary.update(batch=None, source=described, drift=None)
         if not len(shard):
             shard.abort()
             summary["n_images"] = len(pool.names)
@@ -82,12 +91,59 @@ def add_images(store: SessionStore, images: Any, masks: str | os.PathLike[str] |
             "n_added": len(summary["added"]), "n_labeled": len(summary["labeled"]),
             "n_skipped": {"same_content": len(summary["same_content"]),
                           "name_taken": len(summary["name_taken"])}}
+        summary["drift"] = _drift_check(store, entry, batch)
+        if summary["drift"] is not None:
+            record["drift"] = summary["drift"]
         _grow_manifest(manifest, [*shards, entry], number + 1, [*batches, record], labels)
         test_hook("add:before-commit")
         store.commit()
         store.forget_pool()
         summary.update(batch=batch, n_images=manifest["pool"]["n_images"])
         return summary
+
+
+def _drift_check(store: SessionStore, entry: ShardEntry, batch: int) -> dict[str, Any] | None:
+    """Does the new shard look like the pool to M? None while no M is trained.
+
+    Returns the :class:`~sid4ds.drift.DriftReport` as a dict, its ``message`` followed by
+    what the next query will do about a drifted batch, and ``applied_round`` None (the
+    query that acts on it sets it).
+    """
+    if store.manifest["models"].get("M") is None:
+        return None
+    scorer = store.model("M", "auto")
+    new = ShardedImages([store.path / entry["file"]], [int(entry["n_images"])])
+    report = check_drift(scorer, as_pool(store.pool().images, name="pool"),
+                         as_pool(new, name="new images")).as_dict()
+    if report["drifted"]:
+        iterative = any(record["stage"] == "iterative" for record in store.manifest["rounds"])
+        report["message"] += (f" The next `sid4ds query` acts on batch {batch}: "
+                              + drift_plan("fake_normals", iterative or bool(
+                                  store.manifest["labels"])) + ".")
+    report.update(applied_round=None)
+    return report
+
+
+def drifted_rows(manifest: Manifest, batches: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Pool rows of the batches ``add`` found drifted that no round has acted on yet.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    batches : ndarray of shape (n_images,), int
+        The batch of each pool row (:attr:`~sid4ds.session.store.PoolIndex.batches`).
+
+    Returns
+    -------
+    rows : ndarray of int64
+        For :meth:`~sid4ds.SID4DSRounds.run_round`'s ``drifted``.
+    numbers : list of int
+        The batches; the query that passes ``rows`` sets their ``applied_round``.
+    """
+    numbers = [int(record["batch"]) for record in manifest.get("batches", [])
+               if record.get("drift", {}).get("drifted")
+               and record["drift"].get("applied_round") is None]
+    return np.flatnonzero(np.isin(batches, numbers)).astype(np.int64), numbers
 
 
 def _items(settings: dict[str, Any], images: Any, masks: Any, mask_suffix: str,

@@ -111,8 +111,11 @@ class BatchRecord(TypedDict, total=False):
     """Where a batch of pool images came from (format 4): ``batch`` (0 for ``init``, then
     1, 2, ... for each ``add``), ``command`` (``"init"`` or ``"add"``), ``time`` (UTC),
     ``source`` (the folder, files or array given), ``n_added`` (images that joined the
-    pool), ``n_labeled`` (those that came with a mask) and ``n_skipped`` (images left out,
-    by reason: ``same_content``, ``name_taken``)."""
+    pool), ``n_labeled`` (those that came with a mask), ``n_skipped`` (images left out,
+    by reason: ``same_content``, ``name_taken``) and, for an ``add`` after M was trained,
+    ``drift`` (the drift check, :meth:`sid4ds.drift.DriftReport.as_dict`, and
+    ``applied_round``: the round that applied the drift rule to a drifted batch, None
+    until then)."""
 
     batch: int
     command: str
@@ -121,6 +124,7 @@ class BatchRecord(TypedDict, total=False):
     n_added: int
     n_labeled: int
     n_skipped: dict[str, int]
+    drift: dict[str, Any]
 
 
 class LabelRecord(TypedDict):
@@ -143,8 +147,10 @@ class RoundRecord(TypedDict, total=False):
     ``defect_ratio``, ``selected`` and ``scores`` (names and scores, best first),
     ``fake_normals`` and ``fake_normal_scores``, ``n_training``, ``models`` (the round of
     each model used), ``folder``, ``created``, ``device``, ``seconds``, ``reused_scores``
-    (every score was kept from before), ``n_reused`` (how many were), and ``skipped`` (names
-    a later round put back in the pool). A round with a random audit
+    (every score was kept from before), ``n_reused`` (how many were), ``skipped`` (names
+    a later round put back in the pool), and in the first round after ``add`` found a batch
+    drifted, ``drifted_batches`` (their numbers) and ``drift_normals`` (the names that
+    trained S as normal images under the drift rule). A round with a random audit
     (``sid4ds query --audit N``, :mod:`sid4ds.session.audit`) also has ``audit`` (the audit's
     names, in the order drawn), ``audit_population`` (the images it was drawn from: those
     without a human label then, less ``selected``), ``audit_labelled`` (the images with a
@@ -178,6 +184,8 @@ class RoundRecord(TypedDict, total=False):
     audit_last_batch: int
     target_recall: float
     audit_needed: int
+    drifted_batches: list[int]
+    drift_normals: list[str]
 
 
 class ModelEntry(TypedDict, total=False):

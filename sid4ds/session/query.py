@@ -24,6 +24,7 @@ from sid4ds._device import resolve_device
 from sid4ds._validation import check_int, check_target_recall
 from sid4ds.pool import as_pool
 from sid4ds.rounds import RoundResult, SID4DSRounds, labels_per_round
+from sid4ds.session.add import drifted_rows
 from sid4ds.session.audit import CONFIDENCE, audit_fields, check_audit
 from sid4ds.session.configure import training_params
 from sid4ds.session.errors import SessionError
@@ -134,8 +135,9 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
     engine = session_engine(store, n_normal, device, verbose, round_index)
     X_train, y_train = store.training_set()
     images = as_pool(pool.images, name="pool")
+    drifted, drifted_batches = drifted_rows(manifest, pool.batches)
     result = engine.run_round(images, unlabeled, X_train, y_train, round_index, n_label,
-                              keys=pool.keys)
+                              keys=pool.keys, drifted=drifted)
     names = [pool.names[row] for row in unlabeled]
     models_used = {kind: manifest["models"][kind]["round"]
                    for kind in (("M", "S", "G") if result.stage == "iterative" else ("M",))}
@@ -160,6 +162,12 @@ def _run_round(store: SessionStore, pool: PoolView, unlabeled: np.ndarray, n_lab
     record["audit_needed"] = audit_size_needed(
         n_found, len(names) - len(record["selected"]), target_recall=target_recall,
         confidence=CONFIDENCE)
+    if drifted_batches:  # the rule acted once on each: the next rounds rank them as usual
+        record["drifted_batches"] = drifted_batches
+        record["drift_normals"] = [names[index] for index in result.drift_normals]
+        for batch in manifest["batches"]:
+            if batch["batch"] in drifted_batches:
+                batch["drift"]["applied_round"] = round_index
     preannotations = None
     if result.stage == "iterative" and len(result.selected):
         preannotations = engine.segmenter.predict(images.subset(unlabeled[result.selected]))

@@ -334,6 +334,14 @@ class LabelingSession:
         The next :meth:`query` ranks the new images with the rest; without new labels in
         between, the models stay as they are and only the new images are scored.
 
+        Once M is trained (after the first query), the new batch is checked for drift
+        (:func:`sid4ds.drift.check_drift`: M's mean reconstruction error of the batch
+        against the pool's). A batch that does not look like the pool is said so in
+        ``summary["drift"]["message"]`` and kept in the batch's record; the next
+        :meth:`query` applies the round engine's drift rule to it once (the quarter of it
+        M reconstructs best trains S as normal images, and none of it becomes a fake
+        normal: ``docs/production_line.md``).
+
         Parameters
         ----------
         images : str or path-like, or array-like, np.memmap, sequence of paths or Dataset
@@ -354,7 +362,9 @@ class LabelingSession:
             ``batch`` (its number; None when nothing was added), ``source``, ``added`` and
             ``labeled`` (names), ``same_content`` (each left-out image's name and the name
             of the image with its content), ``name_taken`` (names left out because the pool
-            uses them) and ``n_images`` (the pool's size now).
+            uses them), ``n_images`` (the pool's size now) and ``drift`` (None before M
+            is trained or when nothing was added; else the drift check's numbers,
+            :meth:`sid4ds.drift.DriftReport.as_dict`, with ``drifted`` and ``message``).
 
         Raises
         ------
