@@ -12,7 +12,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from sid4ds._device import resolve_device
 from sid4ds._random import restore_rng
 from sid4ds._state import STATE_FORMAT, STATE_VERSION, cpu_tree, is_plain, plain_value
 from sid4ds._version import __version__
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
 
 __all__ = ["EstimatorState"]
 

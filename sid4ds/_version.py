@@ -1,3 +1,3 @@
 """The version of sid4ds (read by ``pyproject.toml`` and ``sid4ds.__version__``)."""
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0"
