@@ -10,7 +10,7 @@ answering with the true masks. Compared, on the same images:
 
 - ``random``: K unlabelled images drawn uniformly;
 - ``sid4ds, no drift rule``: the round engine as it is (``drift_rule="none"``);
-- ``sid4ds, <rule>``: the same, with the drift check (:func:`sid4ds.drift.check_drift`,
+- ``sid4ds, <rule>``: the same, with the drift check (:func:`sid4ds.ranking.drift.check_drift`,
   M's mean reconstruction error of the batch against the pool's) run when a batch arrives
   and the batch's rows passed to the next round when it is flagged, which applies the
   engine's ``drift_rule`` (``--rules``).
@@ -37,14 +37,14 @@ import numpy as np
 import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, SID4DSRounds
-from sid4ds._random import make_rng
-from sid4ds.benchmark.settings import machine_versions
+from sid4ds._core.random import make_rng
 from sid4ds.datasets import DRIFT_KINDS, make_defect_images
-from sid4ds.drift import check_drift
+from sid4ds.datasets.pool import as_pool
+from sid4ds.engine.rounds import DRIFT_RULES, training_set
+from sid4ds.evaluation.settings import machine_versions
 from sid4ds.metrics import defective_rows
-from sid4ds.pool import as_pool
-from sid4ds.rounds import DRIFT_RULES, training_set
-from sid4ds.selection import content_keys
+from sid4ds.ranking.drift import check_drift
+from sid4ds.ranking.selection import content_keys
 
 NO_RULE = "sid4ds, no drift rule"
 RANDOM = "random"

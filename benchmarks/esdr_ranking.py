@@ -5,7 +5,7 @@
     python benchmarks/esdr_ranking.py --npz ../shared/data/magnetic_tile_128.npz \\
         --image-size 64 --defect-fraction 0.05 --round 2
 
-Builds the benchmark's pool for the seed (``python -m sid4ds.benchmark``'s data, held-out
+Builds the benchmark's pool for the seed (``python -m sid4ds.evaluation``'s data, held-out
 split and K = 10% of the pool), runs SID4DS up to round ``--round`` with the default
 models (``run_sid4ds``), then scores the images still unlabelled before that round with
 the round's S and G in several ways and prints, for each, the ROC AUC (defective against
@@ -24,7 +24,7 @@ normal) and the defective images among its top K (what the round would label):
   carries the ranking.
 
 - (issue 31) S's evidence fused with E_sdr: the mean of the two rank shares
-  (:func:`sid4ds.scores.fuse_ranks`), and E_sdr over S's probability-weighted region
+  (:func:`sid4ds.ranking.scores.fuse_ranks`), and E_sdr over S's probability-weighted region
   (G's squared error weighted by S's probability, over the image).
 
 It prints its settings; timing depends on the machine (3–10 minutes on 2 cores).
@@ -48,12 +48,12 @@ from sklearn.metrics import roc_auc_score
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds, sdr_scores
 from sid4ds.baselines import entropy_scores
-from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.cli.types import parameter
 from sid4ds.datasets import load_npz
+from sid4ds.engine.rounds import labels_per_round, resolve_n_normal
+from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
-from sid4ds.rounds import labels_per_round, resolve_n_normal
-from sid4ds.scores import pseudo_label_regions
+from sid4ds.ranking.scores import pseudo_label_regions
 
 
 def below_marked(marked: np.ndarray, esdr: np.ndarray, evidence: np.ndarray) -> np.ndarray:

@@ -5,12 +5,12 @@
     python benchmarks/final_model.py --data mag29 --seeds 0 1 2 --out benchmarks/results/final_model
 
 For each data set and seed: the benchmark's pool and held-out split
-(:func:`sid4ds.benchmark.pool_and_test`, 20% held out, plus ``--test-defective`` defective
+(:func:`sid4ds.evaluation.pool_and_test`, 20% held out, plus ``--test-defective`` defective
 images only ever held out), then SID4DS as a labelling session runs it
 (:func:`sid4ds.run_sid4ds`, K = 10% of the pool, cold start + 2 rounds, the default
 models, seeded like the benchmark), which leaves 30% of the pool labelled, the last round's
 fake normals and the S of the rounds. On that, each variant of the final model
-(:func:`sid4ds.final_model.train_final_model`, the code ``sid4ds train`` runs) is trained
+(:func:`sid4ds.estimators.final_model.train_final_model`, the code ``sid4ds train`` runs) is trained
 with its cross-validation, and then scored on the held-out images:
 
 - ``default``: the final model's default settings;
@@ -45,18 +45,18 @@ import numpy as np
 import torch
 
 from sid4ds import SegmentationLearner, run_sid4ds
-from sid4ds._random import seed_if_unset
-from sid4ds.benchmark import load_dataset, pool_and_test
+from sid4ds._core.random import seed_if_unset
 from sid4ds.cli.types import parameter
-from sid4ds.final_model import (
+from sid4ds.engine.rounds import labels_per_round
+from sid4ds.estimators.final_model import (
     check_final_settings,
     detection_counts,
     detection_scores,
     train_final_model,
 )
+from sid4ds.estimators.reconstruction import ReconstructionScorer
+from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
-from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import labels_per_round
 
 DATA_SETS: dict[str, dict[str, Any]] = {
     "gen5": {"image_size": 64, "test_defective": 100},

@@ -3,7 +3,7 @@
     python benchmarks/labelled_composition.py docs/results/run11_mag29 --share 0.3
 
 Reads a finished run's ``settings.json`` and ``labeled.csv``, loads its images as the run did
-(:func:`sid4ds.benchmark.load_run_data`) and prints, seed by seed, for the first ``--share``
+(:func:`sid4ds.evaluation.load_run_data`) and prints, seed by seed, for the first ``--share``
 of the pool each strategy labelled, beside the whole pool and the held-out images: how many
 defective images of each class (the npz's ``class_id``; generated data has none), the
 distribution of their defect size (defect pixels at the run's image size) and contrast
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from sid4ds.benchmark import labels_at, load_run_data, pool_and_test
+from sid4ds.engine.rounds import labels_per_round
+from sid4ds.evaluation import labels_at, load_run_data, pool_and_test
 from sid4ds.metrics import defective_rows
-from sid4ds.rounds import labels_per_round
 
 
 def defect_features(images: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:

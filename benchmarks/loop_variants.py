@@ -5,7 +5,7 @@
     python benchmarks/loop_variants.py --npz ../shared/data/magnetic_tile_128.npz \\
         --image-size 64 --defect-fraction 0.05 --seeds 0 1 2 --variant default fused:fusion=rank
 
-The benchmark's pool and K (``python -m sid4ds.benchmark``'s data, held-out split, K = 10% of
+The benchmark's pool and K (``python -m sid4ds.evaluation``'s data, held-out split, K = 10% of
 the pool, V = K·0.95 fake normals), and for each seed one self-supervised M (seeded as the
 benchmark seeds it), trained once and shared by every variant: each variant runs
 ``run_sid4ds`` for ``--rounds`` iterative rounds from a copy of that M, so the variants
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
-from sid4ds.benchmark import load_dataset, pool_and_test
 from sid4ds.cli.types import parameter
+from sid4ds.engine.rounds import labels_per_round
+from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
-from sid4ds.rounds import labels_per_round
 
 #: The keys of a variant that are run_sid4ds's; every other key is S's.
 LOOP_KEYS = ("fusion", "region", "tie_break")

@@ -3,12 +3,12 @@
     python benchmarks/merge_results.py results/gen5_s0 results/gen5_s1 results/gen5_s2 \\
         --out results/gen5 --label-share 0.1
 
-Reads each folder's CSVs (``python -m sid4ds.benchmark --out DIR`` or
+Reads each folder's CSVs (``python -m sid4ds.evaluation --out DIR`` or
 ``benchmarks/retrain_segmenter.py`` wrote them), prints the markdown tables over all the
 seeds (mean ± std), and writes the joined CSVs, ``report.md``, ``settings.json`` and the
 plots into ``--out``. Runs of different settings are refused, and
 runs from different machines too unless ``--allow-machines`` is given
-(:func:`sid4ds.benchmark.settings.merged_settings`). A run of fewer rounds joins a longer
+(:func:`sid4ds.evaluation.settings.merged_settings`). A run of fewer rounds joins a longer
 run of the same seed when the rounds both ran agree, e.g. to add IoU at 10% and 20% to a
 run that measured 30%.
 """
@@ -20,8 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from sid4ds.benchmark import format_tables, plot_results, read_csvs, write_csvs
-from sid4ds.benchmark.settings import merged_settings
+from sid4ds.evaluation import format_tables, plot_results, read_csvs, write_csvs
+from sid4ds.evaluation.settings import merged_settings
 
 
 def main() -> None:

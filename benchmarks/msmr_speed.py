@@ -29,7 +29,7 @@ from throughput import timed as best_time  # benchmarks/throughput.py: best of N
 
 from sid4ds import ReconstructionScorer
 from sid4ds.datasets import make_defect_images
-from sid4ds.reconstruction import block_masks
+from sid4ds.estimators.reconstruction import block_masks
 
 
 def batch_size_one(scorer: ReconstructionScorer, images: np.ndarray) -> np.ndarray:

@@ -3,12 +3,12 @@
     python benchmarks/retrain_segmenter.py benchmarks/results/run11_mag29 \\
         --out results/lr1e-3 --set lr=0.001 --iou-shares 0.3
 
-Reads the run's ``settings.json`` and ``labeled.csv`` (``python -m sid4ds.benchmark`` writes
+Reads the run's ``settings.json`` and ``labeled.csv`` (``python -m sid4ds.evaluation`` writes
 both), loads the same images, draws the same splits, trains a fresh S with the run's
 settings changed by each ``--set key=value`` on the first share of the pool each strategy
 labelled and on the whole pool, and prints and writes part (c) as the benchmark does:
 ``iou.csv``, the run's ``selection.csv`` and ``labeled.csv``, ``settings.json`` (with a
-``"retrained"`` entry) and ``report.md`` (:func:`sid4ds.benchmark.retrain_folder`). Without
+``"retrained"`` entry) and ``report.md`` (:func:`sid4ds.evaluation.retrain_folder`). Without
 ``--set``, on the machine that made the run, it prints the run's own IoU again. Folders of
 one seed each (``--seeds``) with the same ``--set`` join with ``merge_results.py``.
 """
@@ -20,8 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from sid4ds.benchmark import format_tables, plot_results, retrain_folder, write_csvs
 from sid4ds.cli.types import count, parameter, share
+from sid4ds.evaluation import format_tables, plot_results, retrain_folder, write_csvs
 
 
 def main() -> None:

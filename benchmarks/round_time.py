@@ -22,7 +22,7 @@ import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, random_sampling, sdr_sampling
 from sid4ds.datasets import make_defect_images
-from sid4ds.rounds import labels_per_round
+from sid4ds.engine.rounds import labels_per_round
 
 
 class Learner:

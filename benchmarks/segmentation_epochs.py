@@ -18,7 +18,7 @@ import torch
 
 from sid4ds import SegmentationLearner
 from sid4ds.datasets import make_defect_images
-from sid4ds.segmentation import defect_iou
+from sid4ds.estimators.segmentation import defect_iou
 
 
 def main() -> None:

@@ -54,16 +54,16 @@ import numpy as np
 import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
-from sid4ds.benchmark import (
+from sid4ds.cli.types import parameter
+from sid4ds.engine.rounds import labels_per_round
+from sid4ds.evaluation import (
     histories_from_labeled,
     labels_at,
     load_dataset,
     load_run_data,
     pool_and_test,
 )
-from sid4ds.cli.types import parameter
 from sid4ds.metrics import defect_iou, defective_rows, image_detection
-from sid4ds.rounds import labels_per_round
 
 #: The recipe of S before issue 13 (release 0.x), one ``set_params`` away.
 OLD_RECIPE: dict[str, Any] = {

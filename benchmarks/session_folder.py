@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sid4ds._random import make_rng
+from sid4ds._core.random import make_rng
 from sid4ds.cli.types import parameter
 from sid4ds.datasets import load_npz
 from sid4ds.session import LabelingSession

@@ -132,7 +132,7 @@ def write_pngs(folder: Path, images: np.ndarray, masks: np.ndarray | None,
 READ_STORE = PEAK + """
 import json, sys, time
 import numpy as np
-from sid4ds.pool import ImagePool, chunk_size_for
+from sid4ds.datasets.pool import ImagePool, chunk_size_for
 kind, path, n, n_batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if kind == "npy":
     source = np.load(path, mmap_mode="r")

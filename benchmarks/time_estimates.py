@@ -3,8 +3,8 @@
     python benchmarks/time_estimates.py --sizes 64 128 --out benchmarks/results/time_estimates
 
 For each phase a round times (S's fit, M's fit, E_msmr scoring, G's fit, E_sdr scoring)
-and each image size, the estimate (:meth:`sid4ds._torch.TorchEstimator.estimate_seconds`,
-the call :class:`sid4ds.rounds.SID4DSRounds` makes before each phase, in a fresh process
+and each image size, the estimate (:meth:`sid4ds.estimators.base.TorchEstimator.estimate_seconds`,
+the call :class:`sid4ds.engine.rounds.SID4DSRounds` makes before each phase, in a fresh process
 state for the first) is taken right before the phase runs, on generated images, and both
 are printed with their ratio (estimate / truth: above 1 is too high). The work is sized
 to take tens of seconds per phase (``--scale`` multiplies it); the estimates scale
@@ -27,7 +27,7 @@ import torch
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
 from sid4ds.datasets import make_defect_images
-from sid4ds.scores import msmr_scores, sdr_scores
+from sid4ds.ranking.scores import msmr_scores, sdr_scores
 
 
 def timed(work: Any) -> float:

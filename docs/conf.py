@@ -52,17 +52,20 @@ numpydoc_xref_param_type = False
 
 #: Every module with a page of its own, in the order of docs/api.rst.
 API_MODULES = [
-    # estimators
-    "sid4ds.segmentation", "sid4ds.reconstruction", "sid4ds.nets", "sid4ds.training",
-    "sid4ds.losses", "sid4ds.augment", "sid4ds.metrics", "sid4ds.final_model",
+    # estimators, and the networks beneath them
+    "sid4ds.estimators", "sid4ds.estimators.segmentation", "sid4ds.estimators.reconstruction",
+    "sid4ds.estimators.base", "sid4ds.nn", "sid4ds.nn.unet", "sid4ds.nn.training",
+    "sid4ds.nn.losses", "sid4ds.nn.augment", "sid4ds.metrics",
+    "sid4ds.estimators.final_model",
     # query strategies and the round engine
-    "sid4ds.scores", "sid4ds.strategies", "sid4ds.selection", "sid4ds.score_cache",
-    "sid4ds.rounds", "sid4ds.loop", "sid4ds.active",
+    "sid4ds.modal", "sid4ds.modal.strategies", "sid4ds.modal.learner",
+    "sid4ds.ranking", "sid4ds.ranking.scores", "sid4ds.ranking.selection",
+    "sid4ds.ranking.score_cache", "sid4ds.engine", "sid4ds.engine.rounds", "sid4ds.engine.loop",
     # drift, and when to stop labelling
-    "sid4ds.drift", "sid4ds.stopping",
+    "sid4ds.ranking.drift", "sid4ds.stopping",
     # data
-    "sid4ds.pool", "sid4ds.datasets", "sid4ds.datasets.synthetic", "sid4ds.datasets.imageio",
-    "sid4ds.datasets.folders", "sid4ds.datasets.loaders",
+    "sid4ds.datasets", "sid4ds.datasets.pool", "sid4ds.datasets.synthetic",
+    "sid4ds.datasets.imageio", "sid4ds.datasets.folders", "sid4ds.datasets.loaders",
     # the labelling session
     "sid4ds.session", "sid4ds.session.session", "sid4ds.session.store",
     "sid4ds.session.shards", "sid4ds.session.manifest", "sid4ds.session.state",
@@ -77,10 +80,10 @@ API_MODULES = [
     "sid4ds.baselines", "sid4ds.baselines.common", "sid4ds.baselines.passive",
     "sid4ds.baselines.uncertainty", "sid4ds.baselines.coreset", "sid4ds.baselines.pt4al",
     "sid4ds.baselines.suggestive", "sid4ds.baselines.learning_loss",
-    "sid4ds.baselines.contrast", "sid4ds.benchmark", "sid4ds.benchmark.protocol",
-    "sid4ds.benchmark.records", "sid4ds.benchmark.iou", "sid4ds.benchmark.retrain",
-    "sid4ds.benchmark.output", "sid4ds.benchmark.data",
-    "sid4ds.benchmark.settings",
+    "sid4ds.baselines.contrast", "sid4ds.evaluation", "sid4ds.evaluation.protocol",
+    "sid4ds.evaluation.records", "sid4ds.evaluation.iou", "sid4ds.evaluation.retrain",
+    "sid4ds.evaluation.output", "sid4ds.evaluation.data",
+    "sid4ds.evaluation.settings",
     # command line
     "sid4ds.cli", "sid4ds.cli.app", "sid4ds.cli.types", "sid4ds.cli.options",
     "sid4ds.cli.demo", "sid4ds.cli.session", "sid4ds.cli.benchmark",
@@ -174,10 +177,10 @@ def _api_pages() -> tuple[dict[str, dict[str, str]], dict[str, list[str]], dict[
 
 
 def _torch_estimators() -> list[str]:
-    """Names of the classes built on ``sid4ds._torch.TorchEstimator``: their pages also show
+    """Names of the classes built on ``sid4ds.estimators.base.TorchEstimator``: their pages also show
     the members they inherit from it (the state API, the chunk interface), not those of
     scikit-learn's ``BaseEstimator`` (see ``_skip_member``)."""
-    from sid4ds._torch import TorchEstimator
+    from sid4ds.estimators.base import TorchEstimator
 
     return sorted({name for module_name in API_MODULES
                    for name in getattr(_module(module_name), "__all__", [])

@@ -29,7 +29,7 @@ from sid4ds import (
     sdr_scores,
 )
 from sid4ds.datasets import make_defect_images
-from sid4ds.reconstruction import block_masks
+from sid4ds.estimators.reconstruction import block_masks
 
 # %%
 X, masks = make_defect_images(n_samples=200, image_size=32, defect_ratio=0.1, random_state=0)

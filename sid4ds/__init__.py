@@ -5,7 +5,6 @@ estimators backed by PyTorch UNets, with modAL query strategies.
 """
 
 from sid4ds._version import __version__
-from sid4ds.active import DefectActiveLearner
 from sid4ds.baselines import (
     LossPredictionHead,
     RotationPretextScorer,
@@ -18,15 +17,16 @@ from sid4ds.baselines import (
     random_sampling,
     suggestive_annotation_sampling,
 )
-from sid4ds.loop import RoundSummary, SID4DSRun, run_sid4ds
-from sid4ds.pool import ImagePool
-from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import SID4DSRounds, labels_per_round, resolve_n_normal
-from sid4ds.scores import msmr_scores, sdr_scores
-from sid4ds.segmentation import SegmentationLearner
-from sid4ds.selection import rank_pool
+from sid4ds.datasets.pool import ImagePool
+from sid4ds.engine.loop import RoundSummary, SID4DSRun, run_sid4ds
+from sid4ds.engine.rounds import SID4DSRounds, labels_per_round, resolve_n_normal
+from sid4ds.estimators.reconstruction import ReconstructionScorer
+from sid4ds.estimators.segmentation import SegmentationLearner
+from sid4ds.modal.learner import DefectActiveLearner
+from sid4ds.modal.strategies import msmr_sampling, sdr_sampling, sid4ds_sampling
+from sid4ds.ranking.scores import msmr_scores, sdr_scores
+from sid4ds.ranking.selection import rank_pool
 from sid4ds.session import LabelingSession, SessionBusyError, SessionError
-from sid4ds.strategies import msmr_sampling, sdr_sampling, sid4ds_sampling
 
 __all__ = [
     "DefectActiveLearner",

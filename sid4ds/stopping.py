@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta, hypergeom
 
-from sid4ds._random import make_rng
-from sid4ds._validation import check_audit_size, check_float, check_int
+from sid4ds._core.random import make_rng
+from sid4ds._core.validation import check_audit_size, check_float, check_int
 
 __all__ = ["RecallBound", "audit_recall_bound", "audit_size_needed",
            "defects_left_upper_bound", "draw_audit", "rate_upper_bound", "recall_bound"]

@@ -41,8 +41,8 @@ from sid4ds import (
     sdr_sampling,
     sid4ds_sampling,
 )
-from sid4ds.active import default_sampling
-from sid4ds.pool import ImagePool
+from sid4ds.datasets.pool import ImagePool
+from sid4ds.modal.learner import default_sampling
 
 KINDS = ["dense", "csr", "csc", "lil", "list"]
 

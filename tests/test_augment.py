@@ -1,9 +1,9 @@
-"""Tests for sid4ds.augment: augmentations that keep images and masks aligned."""
+"""Tests for sid4ds.nn.augment: augmentations that keep images and masks aligned."""
 
 import pytest
 import torch
 
-from sid4ds.augment import AUGMENTATIONS, augment_batch, check_augment
+from sid4ds.nn.augment import AUGMENTATIONS, augment_batch, check_augment
 
 
 def corner_batch(n=16, height=8, width=8):

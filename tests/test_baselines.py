@@ -40,7 +40,7 @@ from sid4ds.baselines import (
     segmentation_confidence,
     suggestive_annotation_sampling,
 )
-from sid4ds.selection import content_keys, query_state
+from sid4ds.ranking.selection import content_keys, query_state
 
 from .conftest import TINY_NET
 

@@ -1,4 +1,4 @@
-"""Tests for sid4ds.benchmark: the pure record functions, and tiny end-to-end runs."""
+"""Tests for sid4ds.evaluation: the pure record functions, and tiny end-to-end runs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sid4ds import SegmentationLearner
-from sid4ds.benchmark import (
+from sid4ds.cli.benchmark import main
+from sid4ds.datasets import make_defect_images
+from sid4ds.evaluation import (
     COLD_START_COLUMNS,
     IOU_COLUMNS,
     LABELED_COLUMNS,
@@ -40,8 +42,6 @@ from sid4ds.benchmark import (
     split_held_out,
     write_csvs,
 )
-from sid4ds.cli.benchmark import main
-from sid4ds.datasets import make_defect_images
 
 TINY = ["--n-samples", "40", "--image-size", "16", "--defect-ratio", "0.1", "--width", "4",
         "--depth", "2", "--epochs-m", "1", "--epochs-s", "1", "--patch-size", "4",
@@ -421,7 +421,7 @@ def test_test_only_images_are_held_out_and_never_labelled():
 
 
 def test_labels_at_whole_rounds():
-    from sid4ds.benchmark import labels_at
+    from sid4ds.evaluation import labels_at
 
     assert labels_at(0.3, 805, 80, 0.1) == 240  # three rounds, not round(0.3 * 805) = 242
     assert labels_at(0.25, 100, 10, 0.1) == 25
@@ -429,7 +429,7 @@ def test_labels_at_whole_rounds():
 
 def test_each_table_counts_the_seeds_of_its_own_records():
     """Selection over three seeds, IoU for seed 0 only: the IoU tables must say 1 seed."""
-    from sid4ds.benchmark.output import format_tables
+    from sid4ds.evaluation.output import format_tables
 
     selection = [{"seed": seed, "strategy": "random", "round": 0, "stage": "cold_start",
                   "n_selected": 8, "n_labeled": 8, "labeled_share": 0.1,
@@ -490,7 +490,7 @@ def test_read_csvs_refuses_two_different_rows_for_one_seed(tmp_path):
 # ---------------------------------------------------------------------- joining runs
 def test_merged_settings_joins_runs_of_one_protocol_and_refuses_others(tmp_path):
     """Two real runs (seeds 0 and 1) join; a changed model setting or machine is refused."""
-    from sid4ds.benchmark.settings import merged_settings
+    from sid4ds.evaluation.settings import merged_settings
 
     for seed in (0, 1):
         assert main([*TINY[:-3], "--seeds", str(seed), "--quiet", "--strategies", "random",
@@ -537,7 +537,7 @@ def test_a_shorter_run_of_one_seed_joins_a_longer_one(tmp_path):
     """Seed 0 run for one round with IoU at 10%, then for two with IoU at 30%: the rounds
     and S on the whole pool that both ran agree, so they join into one table of every share;
     a round timed twice counts once."""
-    from sid4ds.benchmark.settings import merged_settings
+    from sid4ds.evaluation.settings import merged_settings
 
     base = [*TINY[:-5], "--seeds", "0", "--quiet", "--strategies", "random", "--iou",
             "--test-defective", "4"]

@@ -1,4 +1,4 @@
-"""sid4ds.benchmark.retrain: S trained again on what a finished run labelled."""
+"""sid4ds.evaluation.retrain: S trained again on what a finished run labelled."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sid4ds.benchmark import load_run_data, read_csvs, retrain_folder, retrain_iou, write_csvs
-from sid4ds.benchmark.settings import merged_settings, read_settings
 from sid4ds.cli.benchmark import main
 from sid4ds.cli.types import parameter
-from sid4ds.segmentation import SegmentationLearner
+from sid4ds.estimators.segmentation import SegmentationLearner
+from sid4ds.evaluation import load_run_data, read_csvs, retrain_folder, retrain_iou, write_csvs
+from sid4ds.evaluation.settings import merged_settings, read_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,7 @@ DOCS = ROOT / "docs"
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ["index", "getting_started", "workflow", "user_guide", "production_line", "method",
          "benchmarks", "architecture", "api", "changelog"]
-DOCUMENTED_MODULES = ["datasets", "session", "baselines", "nets"]
+DOCUMENTED_MODULES = ["datasets", "session", "baselines", "nn"]
 # Every module without a leading underscore in its path (``__main__`` modules aside).
 PUBLIC_MODULES = sorted(
     info.name for info in pkgutil.walk_packages(sid4ds.__path__, "sid4ds.")
@@ -165,9 +165,10 @@ def test_api_pages_show_numpydoc_sections(built_site):
 
 # --------------------------------------------------------------------------- architecture
 def sid4ds_imports() -> dict[str, set[str]]:
-    """What each module (``sid4ds/rounds.py``) or folder (``sid4ds/session/``) of the package
-    imports from sid4ds, at its top or inside a function, as the names of modules and
-    folders (``"rounds"``, ``"session"``; ``"sid4ds"`` for ``sid4ds/__init__.py``). A
+    """What each top-level module (``sid4ds/metrics.py``) or folder (``sid4ds/engine/``) of
+    the package imports from sid4ds, at its top or inside a function, as the names of
+    modules and folders (``"metrics"``, ``"engine"``; ``"sid4ds"`` for
+    ``sid4ds/__init__.py``). A
     folder's imports among its own modules are left out, and so are the ``__main__`` entry
     points, which nothing imports."""
     package = ROOT / "sid4ds"
@@ -206,7 +207,8 @@ def test_the_import_rules_of_the_architecture_page_hold():
     imports = sid4ds_imports()
     assert not [unit for unit, names in imports.items() if "sid4ds" in names], (
         "a module imports sid4ds/__init__; import from the defining module instead")
-    for module in ("_validation", "_random", "training", "metrics", "selection"):
+    for module in ("_core/validation", "_core/random", "nn/training", "metrics",
+                   "ranking/selection"):
         tree = ast.parse((ROOT / "sid4ds" / f"{module}.py").read_text(encoding="utf-8"))
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}

@@ -9,7 +9,7 @@ import pytest
 
 from sid4ds import ReconstructionScorer
 from sid4ds.datasets import make_defect_images
-from sid4ds.drift import (
+from sid4ds.ranking.drift import (
     DRIFT_SCORE,
     assess_drift,
     check_drift,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sid4ds import SegmentationLearner
-from sid4ds.final_model import (
+from sid4ds.estimators.final_model import (
     CrossValidation,
     check_final_settings,
     cross_validate,

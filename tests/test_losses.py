@@ -1,10 +1,10 @@
-"""Tests for sid4ds.losses: the losses of the segmentation learner S."""
+"""Tests for sid4ds.nn.losses: the losses of the segmentation learner S."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sid4ds.losses import (
+from sid4ds.nn.losses import (
     LOSSES,
     focal_loss,
     image_dice_loss,

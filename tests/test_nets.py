@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sid4ds.nets import UNet, check_divisible
+from sid4ds.nn.unet import UNet, check_divisible
 
 
 @pytest.mark.parametrize("skip_connections", [True, False])

@@ -12,8 +12,8 @@ from PIL import Image
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, msmr_sampling
 from sid4ds.baselines import RotationPretextScorer, entropy_sampling
-from sid4ds.pool import ImagePool, as_pool, channel_statistics, map_chunks
-from sid4ds.scores import msmr_scores, sdr_scores
+from sid4ds.datasets.pool import ImagePool, as_pool, channel_statistics, map_chunks
+from sid4ds.ranking.scores import msmr_scores, sdr_scores
 
 from .conftest import TINY_NET, ImagesDataset
 
@@ -189,7 +189,7 @@ def test_modal_query_on_an_imagepool_returns_the_selected_images(tmp_path, pool_
 def test_scoring_memory_does_not_grow_with_the_pool(tmp_path, fitted, monkeypatch):
     """Peak numpy memory while scoring 1600 images is that of scoring 200 (chunks of 64)."""
     scorer, _, _ = fitted
-    monkeypatch.setattr("sid4ds.pool.CHUNK_VALUES", 64 * 16 * 16)
+    monkeypatch.setattr("sid4ds.datasets.pool.CHUNK_VALUES", 64 * 16 * 16)
     rng = np.random.default_rng(1)
     big = (rng.random((1600, 1, 16, 16)) * 255).astype(np.uint8)
     big_pool = _memmap(tmp_path, big)
@@ -265,7 +265,7 @@ def test_scoring_on_a_dask_cluster_matches_the_serial_run(tmp_path, pool_images,
         on_cluster = scorer.score_samples(pool)
         selected, _ = msmr_sampling(ActiveLearner(SegmentationLearner(**TINY_NET)), pool,
                                     n_instances=5, scorer=scorer)
-        monkeypatch.setattr("sid4ds.pool.CHUNK_VALUES", 4 * 16 * 16)  # 10 chunks of 4
+        monkeypatch.setattr("sid4ds.datasets.pool.CHUNK_VALUES", 4 * 16 * 16)  # 10 chunks of 4
         means = map_chunks(_LogsItsArrivals(str(log)), as_pool(pool), batch_size=4)
     np.testing.assert_array_equal(on_cluster, serial)
     np.testing.assert_array_equal(selected, np.argsort(-serial, kind="stable")[:5])

@@ -1,9 +1,9 @@
-"""Tests for sid4ds._random: the one random-number policy (make_rng's rules)."""
+"""Tests for sid4ds._core.random: the one random-number policy (make_rng's rules)."""
 
 import numpy as np
 import pytest
 
-from sid4ds._random import make_rng
+from sid4ds._core.random import make_rng
 
 
 def stream(rng: np.random.Generator) -> list[int]:

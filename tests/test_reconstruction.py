@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from sid4ds import ReconstructionScorer
 from sid4ds.datasets import make_defect_images
-from sid4ds.reconstruction import block_masks, random_patch_masks
+from sid4ds.estimators.reconstruction import block_masks, random_patch_masks
 
 from .conftest import TINY_NET
 

@@ -1,4 +1,4 @@
-"""The round engine (sid4ds.rounds): what a round says, reuses, orders and trains."""
+"""The round engine (sid4ds.engine.rounds): what a round says, reuses, orders and trains."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from sid4ds import (
     sid4ds_sampling,
 )
 from sid4ds.datasets import load_image_folder, make_defect_images
-from sid4ds.pool import as_pool
-from sid4ds.rounds import SID4DSRounds, configure_models, labels_per_round
-from sid4ds.score_cache import MemoryScoreCache, model_fingerprint
-from sid4ds.selection import content_keys, rank_pool, tie_keys
+from sid4ds.datasets.pool import as_pool
+from sid4ds.engine.rounds import SID4DSRounds, configure_models, labels_per_round
+from sid4ds.ranking.score_cache import MemoryScoreCache, model_fingerprint
+from sid4ds.ranking.selection import content_keys, rank_pool, tie_keys
 from sid4ds.stopping import audit_recall_bound
 
 from .conftest import TINY_NET, TINY_SCORER, TINY_SEGMENTER, answer_round, new_session

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from sid4ds import SegmentationLearner
-from sid4ds.augment import random_crops
 from sid4ds.datasets import make_defect_images
-from sid4ds.training import auto_learning_rate
+from sid4ds.nn.augment import random_crops
+from sid4ds.nn.training import auto_learning_rate
 
 from .conftest import TINY_NET
 

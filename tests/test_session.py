@@ -419,7 +419,7 @@ def test_format_version_1_sessions_are_read_and_give_the_same_rounds(tmp_path, p
 
 def test_a_session_holds_no_pool_sized_array(tmp_path, monkeypatch):
     """Peak Python memory of init + a cold-start query: 1600 memmapped images as for 200."""
-    monkeypatch.setattr("sid4ds.pool.CHUNK_VALUES", 64 * 32 * 32)
+    monkeypatch.setattr("sid4ds.datasets.pool.CHUNK_VALUES", 64 * 32 * 32)
     images = np.random.default_rng(1).random((1600, 1, 32, 32), dtype=np.float32)
     np.save(tmp_path / "X.npy", images)
     pool_bytes = images.nbytes

@@ -18,7 +18,7 @@ from sid4ds import SegmentationLearner
 from sid4ds.cli import main
 from sid4ds.datasets import load_image_folder, tile
 from sid4ds.datasets.imageio import cut_pieces, join_pieces
-from sid4ds.nets import UNet
+from sid4ds.nn.unet import UNet
 from sid4ds.session import LabelingSession, SessionError, storage
 from sid4ds.session.manifest import open_manifest
 

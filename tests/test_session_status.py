@@ -17,7 +17,7 @@ import pytest
 
 from sid4ds import ReconstructionScorer
 from sid4ds.cli import main
-from sid4ds.rounds import format_duration
+from sid4ds.engine.rounds import format_duration
 from sid4ds.session import LOCK, LabelingSession, SessionError
 
 from .conftest import TINY_SCORER, answer_round, new_session, write_masks

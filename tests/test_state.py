@@ -1,4 +1,4 @@
-"""Tests for sid4ds._state: the plain values of a saved estimator state."""
+"""Tests for sid4ds._core.state: the plain values of a saved estimator state."""
 
 import io
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sid4ds._state import STATE_FORMAT, STATE_VERSION, cpu_tree, is_plain, plain_value
+from sid4ds._core.state import STATE_FORMAT, STATE_VERSION, cpu_tree, is_plain, plain_value
 
 
 @pytest.mark.parametrize("value", [

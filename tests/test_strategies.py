@@ -13,10 +13,10 @@ from sid4ds import (
     sdr_sampling,
     sdr_scores,
 )
-from sid4ds.score_cache import model_fingerprint
-from sid4ds.scores import fuse_ranks, rank_below_marked
-from sid4ds.selection import content_keys
-from sid4ds.strategies import learner_engine
+from sid4ds.modal.strategies import learner_engine
+from sid4ds.ranking.score_cache import model_fingerprint
+from sid4ds.ranking.scores import fuse_ranks, rank_below_marked
+from sid4ds.ranking.selection import content_keys
 
 from .conftest import TINY_NET
 

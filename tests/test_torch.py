@@ -1,4 +1,4 @@
-"""The scikit-learn contract of both estimators (shared base class in sid4ds._torch)."""
+"""The scikit-learn contract of both estimators (shared base class in sid4ds.estimators.base)."""
 
 import pickle
 
@@ -11,7 +11,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
-from sid4ds._device import auto_batch_size, resolve_device
+from sid4ds._core.device import auto_batch_size, resolve_device
 
 from .conftest import TINY_NET
 

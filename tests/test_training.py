@@ -1,4 +1,4 @@
-"""The training recipe (sid4ds.training) and the one training loop that follows it."""
+"""The training recipe (sid4ds.nn.training) and the one training loop that follows it."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sid4ds import ReconstructionScorer, SegmentationLearner
-from sid4ds.training import (
+from sid4ds.nn.training import (
     auto_learning_rate,
     batch_indices,
     learning_rate,

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sid4ds._validation import check_audit_size, check_images, check_masks, check_n_instances
+from sid4ds._core.validation import check_audit_size, check_images, check_masks, check_n_instances
 
 
 def test_uint8_and_3d_images_become_float_nchw():

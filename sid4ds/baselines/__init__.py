@@ -1,7 +1,7 @@
 """Baseline query strategies to compare SID4DS against, adapted to defect segmentation.
 
 Every strategy is ``f(learner, X_pool, n_instances=1, **kwargs) -> (indices, scores)`` like
-modAL's and like :mod:`sid4ds.strategies`: ``indices`` of the chosen pool images, best
+modAL's and like :mod:`sid4ds.modal.strategies`: ``indices`` of the chosen pool images, best
 first, and their scores, as numpy arrays. ``learner`` is a modAL ``ActiveLearner`` (or a
 :class:`~sid4ds.DefectActiveLearner`) whose ``estimator`` is a
 :class:`~sid4ds.SegmentationLearner`; a bare ``SegmentationLearner`` works too.
@@ -26,7 +26,7 @@ One module per strategy family:
   scores: local contrast.
 
 Strategies that score the whole pool with one "higher is more informative" vector leave it
-in the learner's state (``learner.sid4ds_state.pool_scores``, see :mod:`sid4ds.selection`),
+in the learner's state (``learner.sid4ds_state.pool_scores``, see :mod:`sid4ds.ranking.selection`),
 so :class:`~sid4ds.DefectActiveLearner` can take the lowest-scored images as fake normals;
 the others remove stale ones, so ``n_normal="auto"`` then picks no fake normals. Top-K
 rankings go through :func:`~sid4ds.rank_pool` with the content hash as the tie-break, so
@@ -34,7 +34,7 @@ permuting the pool permutes the selection; every model a strategy keeps lives in
 state too.
 
 Seeds: ``random_state=None`` borrows the learner's estimator's int ``random_state``
-(:func:`sid4ds._random.borrow_seed`, the rule of every sid4ds strategy), else fresh
+(:func:`sid4ds._core.random.borrow_seed`, the rule of every sid4ds strategy), else fresh
 entropy; global random state (numpy's or torch's) is never touched.
 
 Each strategy has pure functions beneath it (``pixel_entropy``, ``greedy_k_center``,

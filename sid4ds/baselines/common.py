@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._torch import is_fitted
-from sid4ds._validation import check_images, check_masks
-from sid4ds.selection import estimator_of
+from sid4ds._core.validation import check_images, check_masks
+from sid4ds.estimators.base import is_fitted
+from sid4ds.ranking.selection import estimator_of
 
 __all__ = ["fitted_segmenter", "labeled_set"]
 

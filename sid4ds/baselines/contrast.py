@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from sid4ds._validation import check_float, check_n_instances
-from sid4ds.pool import as_pool
-from sid4ds.selection import content_keys, select_top, tie_keys
+from sid4ds._core.validation import check_float, check_n_instances
+from sid4ds.datasets.pool import as_pool
+from sid4ds.ranking.selection import content_keys, select_top, tie_keys
 
 __all__ = ["local_contrast_sampling", "local_contrast_scores"]
 
@@ -64,7 +64,7 @@ def local_contrast_sampling(
     """modAL query strategy: the pool images with the largest :func:`local_contrast_scores`.
 
     Needs no model, so it also works as a cold start. Leaves the scores of the whole pool in
-    ``learner.sid4ds_state`` (see :mod:`sid4ds.selection`), like the sid4ds strategies.
+    ``learner.sid4ds_state`` (see :mod:`sid4ds.ranking.selection`), like the sid4ds strategies.
 
     Parameters
     ----------

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import check_features, check_images, check_int, check_n_instances
+from sid4ds._core.validation import check_features, check_images, check_int, check_n_instances
 from sid4ds.baselines.common import fitted_segmenter
-from sid4ds.pool import as_pool
-from sid4ds.selection import content_keys, forget_pool_scores
+from sid4ds.datasets.pool import as_pool
+from sid4ds.ranking.selection import content_keys, forget_pool_scores
 
 __all__ = ["coreset_sampling", "greedy_k_center"]
 

@@ -9,9 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sid4ds._random import borrow_seed, make_rng
-from sid4ds._torch import is_fitted
-from sid4ds._validation import (
+from sid4ds._core.random import borrow_seed, make_rng
+from sid4ds._core.validation import (
     check_features,
     check_float,
     check_images,
@@ -19,8 +18,9 @@ from sid4ds._validation import (
     check_n_instances,
 )
 from sid4ds.baselines.common import fitted_segmenter, labeled_set
-from sid4ds.pool import as_pool
-from sid4ds.selection import content_keys, query_state, select_top, tie_keys
+from sid4ds.datasets.pool import as_pool
+from sid4ds.estimators.base import is_fitted
+from sid4ds.ranking.selection import content_keys, query_state, select_top, tie_keys
 
 __all__ = [
     "LossPredictionHead",

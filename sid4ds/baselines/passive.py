@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._random import borrow_seed, make_rng
-from sid4ds._validation import check_n_instances
-from sid4ds.pool import as_pool
-from sid4ds.selection import forget_pool_scores
+from sid4ds._core.random import borrow_seed, make_rng
+from sid4ds._core.validation import check_n_instances
+from sid4ds.datasets.pool import as_pool
+from sid4ds.ranking.selection import forget_pool_scores
 
 __all__ = ["random_sampling"]
 

@@ -13,12 +13,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sid4ds._random import borrow_seed
-from sid4ds._torch import TorchEstimator, is_fitted
-from sid4ds._validation import check_divisible, check_int, check_n_instances, check_probabilities
+from sid4ds._core.random import borrow_seed
+from sid4ds._core.validation import (
+    check_divisible,
+    check_int,
+    check_n_instances,
+    check_probabilities,
+)
 from sid4ds.baselines.uncertainty import pixel_margin, reduce_per_image
-from sid4ds.pool import as_pool
-from sid4ds.selection import (
+from sid4ds.datasets.pool import as_pool
+from sid4ds.estimators.base import TorchEstimator, is_fitted
+from sid4ds.ranking.selection import (
     content_keys,
     estimator_of,
     query_state,
@@ -98,7 +103,7 @@ class RotationPretextScorer(TorchEstimator):
 
     Attributes
     ----------
-    module_ : sid4ds.nets.UNet
+    module_ : sid4ds.nn.unet.UNet
         The trained network (4 output channels).
     history_ : list of dict
         One entry per epoch: ``epoch``, ``loss``, ``lr``, ``duration``.
@@ -338,7 +343,7 @@ def pt4al_split(
     n_batches : int, default=10
         Number of batches.
     tie_keys : array-like of shape (n_pool,), optional
-        Order of equal losses, e.g. :func:`~sid4ds.selection.content_keys`.
+        Order of equal losses, e.g. :func:`~sid4ds.ranking.selection.content_keys`.
 
     Returns
     -------
@@ -428,7 +433,7 @@ def pt4al_sampling(
        ``learner.sid4ds_state.pt4al_model = None`` to train a fresh one).
     2. That first pool, sorted by pretext loss (highest first), is split once into
        ``n_batches`` batches of equal size (:func:`pt4al_split`). The batch of every image
-       is remembered by its content (:func:`~sid4ds.selection.content_keys`), so later,
+       is remembered by its content (:func:`~sid4ds.ranking.selection.content_keys`), so later,
        smaller pools keep their images' batches; images not in that first pool are placed
        by their loss (:func:`pt4al_assign_batches`).
     3. Each query takes the next batch (``learner.sid4ds_state.pt4al_batch``, from 0,

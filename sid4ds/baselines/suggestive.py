@@ -7,12 +7,23 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from sid4ds._random import borrow_seed, draw_seed, make_rng
-from sid4ds._validation import check_features, check_int, check_n_instances, check_probabilities
+from sid4ds._core.random import borrow_seed, draw_seed, make_rng
+from sid4ds._core.validation import (
+    check_features,
+    check_int,
+    check_n_instances,
+    check_probabilities,
+)
 from sid4ds.baselines.common import labeled_set
-from sid4ds.pool import as_pool
-from sid4ds.segmentation import SegmentationLearner
-from sid4ds.selection import content_keys, estimator_of, rank_pool, record_pool_scores, tie_keys
+from sid4ds.datasets.pool import as_pool
+from sid4ds.estimators.segmentation import SegmentationLearner
+from sid4ds.ranking.selection import (
+    content_keys,
+    estimator_of,
+    rank_pool,
+    record_pool_scores,
+    tie_keys,
+)
 
 __all__ = ["ensemble_uncertainty", "max_cover_selection", "suggestive_annotation_sampling"]
 

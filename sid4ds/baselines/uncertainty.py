@@ -9,10 +9,15 @@ from typing import Any
 import numpy as np
 from scipy.special import xlogy
 
-from sid4ds._validation import check_choice, check_float, check_n_instances, check_probabilities
+from sid4ds._core.validation import (
+    check_choice,
+    check_float,
+    check_n_instances,
+    check_probabilities,
+)
 from sid4ds.baselines.common import fitted_segmenter
-from sid4ds.pool import as_pool
-from sid4ds.selection import content_keys, select_top, tie_keys
+from sid4ds.datasets.pool import as_pool
+from sid4ds.ranking.selection import content_keys, select_top, tie_keys
 
 __all__ = [
     "REDUCTIONS",

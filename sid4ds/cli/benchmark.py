@@ -1,7 +1,7 @@
-"""``python -m sid4ds.benchmark`` and ``sid4ds benchmark``: the benchmark's command line.
+"""``python -m sid4ds.evaluation`` and ``sid4ds benchmark``: the benchmark's command line.
 
-Parses the options, loads the data (:func:`sid4ds.benchmark.load_run_data`), runs
-:func:`sid4ds.benchmark.run_benchmark`, prints the settings and the tables, and writes the
+Parses the options, loads the data (:func:`sid4ds.evaluation.load_run_data`), runs
+:func:`sid4ds.evaluation.run_benchmark`, prints the settings and the tables, and writes the
 CSVs, ``settings.json``, ``report.md`` and the plots.
 """
 
@@ -15,9 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sid4ds._device import resolve_device
+from sid4ds._core.device import resolve_device
 from sid4ds.baselines import RotationPretextScorer
-from sid4ds.benchmark import (
+from sid4ds.cli.options import add_network_arguments
+from sid4ds.cli.types import count, fraction, parameter, positive_int, share
+from sid4ds.engine.rounds import labels_per_round
+from sid4ds.estimators.reconstruction import ReconstructionScorer
+from sid4ds.estimators.segmentation import SegmentationLearner
+from sid4ds.evaluation import (
     COLD_START_BATCH,
     DEFAULT_STRATEGIES,
     STRATEGIES,
@@ -28,22 +33,17 @@ from sid4ds.benchmark import (
     run_benchmark,
     write_csvs,
 )
-from sid4ds.benchmark.protocol import check_protocol
-from sid4ds.benchmark.settings import machine_versions
-from sid4ds.cli.options import add_network_arguments
-from sid4ds.cli.types import count, fraction, parameter, positive_int, share
+from sid4ds.evaluation.protocol import check_protocol
+from sid4ds.evaluation.settings import machine_versions
 from sid4ds.metrics import defective_rows
-from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import labels_per_round
-from sid4ds.segmentation import SegmentationLearner
 
 __all__ = ["add_arguments", "add_benchmark_command", "build_parser", "main", "run_from_args"]
 
 
 _EXAMPLES = """\
 examples:
-  python -m sid4ds.benchmark --out results/synthetic --seeds 0 1 2 --iou
-  python -m sid4ds.benchmark --npz magnetic_tile_128.npz --image-size 64 \\
+  python -m sid4ds.evaluation --out results/synthetic --seeds 0 1 2 --iou
+  python -m sid4ds.evaluation --npz magnetic_tile_128.npz --image-size 64 \\
       --defect-fraction 0.05 --out results/magnetic --strategies sid4ds random local_contrast
   sid4ds benchmark --images photos/ --masks truth/ --image-size 128 --out results/line3
 """
@@ -131,9 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m sid4ds.benchmark``."""
+    """The argument parser of ``python -m sid4ds.evaluation``."""
     parser = argparse.ArgumentParser(
-        prog="python -m sid4ds.benchmark",
+        prog="python -m sid4ds.evaluation",
         description="Compare SID4DS with baseline active-learning strategies with the paper's "
                     "protocol: cold-start batches, defects found per round, segmentation IoU "
                     "(--iou) and time per round.",
@@ -253,7 +253,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m sid4ds.benchmark`` with ``argv``; returns the exit code.
+    """Run ``python -m sid4ds.evaluation`` with ``argv``; returns the exit code.
 
     Prints the settings, then the markdown tables of every part; writes ``settings.json``,
     ``report.md``, ``cold_start.csv``, ``selection.csv``, ``labeled.csv``, ``timing.csv``
@@ -293,10 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_benchmark_command(commands: Any) -> None:
-    """Add ``sid4ds benchmark`` (the same options as ``python -m sid4ds.benchmark``)."""
+    """Add ``sid4ds benchmark`` (the same options as ``python -m sid4ds.evaluation``)."""
     benchmark = commands.add_parser(
         "benchmark", help="compare SID4DS with baseline strategies (the paper's protocol)",
         description="Compare SID4DS with baseline active-learning strategies: cold-start "
                     "batches, defects found per round, segmentation IoU (--iou) and time per "
-                    "round; the same as python -m sid4ds.benchmark.")
+                    "round; the same as python -m sid4ds.evaluation.")
     add_arguments(benchmark).set_defaults(handler=run_from_args)

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from sid4ds._random import make_rng
+from sid4ds._core.random import make_rng
 from sid4ds.cli.types import count, fraction, positive_int, share
 from sid4ds.metrics import defective_rows
 
@@ -46,10 +46,10 @@ def add_demo_command(commands: Any) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from sid4ds.datasets import make_defect_images
-    from sid4ds.loop import run_sid4ds
-    from sid4ds.reconstruction import ReconstructionScorer
-    from sid4ds.rounds import labels_per_round
-    from sid4ds.segmentation import SegmentationLearner
+    from sid4ds.engine.loop import run_sid4ds
+    from sid4ds.engine.rounds import labels_per_round
+    from sid4ds.estimators.reconstruction import ReconstructionScorer
+    from sid4ds.estimators.segmentation import SegmentationLearner
 
     X, masks = make_defect_images(n_samples=args.n_samples, image_size=args.image_size,
                                   defect_ratio=args.defect_ratio, random_state=args.seed)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import PathLike, check_folder, describe_size
+from sid4ds._core.validation import PathLike, check_folder, describe_size
 from sid4ds.datasets.imageio import (
     IMAGE_EXTENSIONS,
     NotBinaryMaskError,

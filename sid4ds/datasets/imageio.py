@@ -1,6 +1,6 @@
 """Reading, resizing and tiling one image or mask: the building blocks of the loaders.
 
-The loaders of :mod:`sid4ds.datasets`, the image-path pools of :mod:`sid4ds.pool` and the
+The loaders of :mod:`sid4ds.datasets`, the image-path pools of :mod:`sid4ds.datasets.pool` and the
 labelling session all read pixels through these functions, so an image or mask file gives
 the same array wherever it is read.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sid4ds._validation import describe_size
+from sid4ds._core.validation import describe_size
 
 __all__ = [
     "IMAGE_EXTENSIONS",

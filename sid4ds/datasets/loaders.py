@@ -20,8 +20,8 @@ from typing import Literal, cast
 
 import numpy as np
 
-from sid4ds._random import make_rng
-from sid4ds._validation import (
+from sid4ds._core.random import make_rng
+from sid4ds._core.validation import (
     PathLike,
     SizeLike,
     check_folder,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from sid4ds._random import make_rng
-from sid4ds._validation import check_choice, check_float, check_int
+from sid4ds._core.random import make_rng
+from sid4ds._core.validation import check_choice, check_float, check_int
 
 __all__ = ["DEFECT_KINDS", "DRIFT_KINDS", "make_defect_images"]
 

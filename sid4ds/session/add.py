@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import describe_size
+from sid4ds._core.validation import describe_size
 from sid4ds._version import __version__
 from sid4ds.datasets.imageio import read_image
-from sid4ds.drift import check_drift
-from sid4ds.pool import ImagePool, as_pool, is_path_sequence
-from sid4ds.rounds import drift_plan
-from sid4ds.selection import content_keys
+from sid4ds.datasets.pool import ImagePool, as_pool, is_path_sequence
+from sid4ds.engine.rounds import drift_plan
+from sid4ds.ranking.drift import check_drift
+from sid4ds.ranking.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.ingest import session_items
 from sid4ds.session.manifest import (
@@ -105,7 +105,7 @@ def add_images(store: SessionStore, images: Any, masks: str | os.PathLike[str] |
 def _drift_check(store: SessionStore, entry: ShardEntry, batch: int) -> dict[str, Any] | None:
     """Does the new shard look like the pool to M? None while no M is trained.
 
-    Returns the :class:`~sid4ds.drift.DriftReport` as a dict, its ``message`` followed by
+    Returns the :class:`~sid4ds.ranking.drift.DriftReport` as a dict, its ``message`` followed by
     what the next query will do about a drifted batch, and ``applied_round`` None (the
     query that acts on it sets it).
     """

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sid4ds._validation import check_audit_size, check_target_recall
+from sid4ds._core.validation import check_audit_size, check_target_recall
 from sid4ds.session.manifest import Manifest, RoundRecord
 from sid4ds.session.store import PoolIndex
 from sid4ds.stopping import audit_recall_bound, audit_size_needed, draw_audit

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sid4ds.segmentation import SegmentationLearner
+from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.models import final_settings
 from sid4ds.session.storage import now

@@ -1,6 +1,6 @@
 """The model out of the session: the final model, its predictions and its export.
 
-- ``sid4ds train``: the final model F (:mod:`sid4ds.final_model`): a fresh S trained on
+- ``sid4ds train``: the final model F (:mod:`sid4ds.estimators.final_model`): a fresh S trained on
   every label (and, by the session's final settings, the last round's fake normals), its
   threshold and training length chosen by cross-validation over the labelled images
   (grouped by source file), with the estimate of how well it does on new images. It is
@@ -11,7 +11,7 @@
   rounds, with a warning, before ``sid4ds train``.
 - ``sid4ds export --format model``: that model as ``segmenter.pt`` (its state, which
   :meth:`sid4ds.SegmentationLearner.load` reads with ``weights_only=True``), the bare
-  network's ``unet_state_dict.pt`` (for plain PyTorch, with :class:`sid4ds.nets.UNet`) and
+  network's ``unet_state_dict.pt`` (for plain PyTorch, with :class:`sid4ds.nn.unet.UNet`) and
   ``segmenter.json`` (the settings, threshold, estimate and the preprocessing).
 """
 
@@ -28,19 +28,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sid4ds._device import resolve_device
+from sid4ds._core.device import resolve_device
 from sid4ds._version import __version__
 from sid4ds.datasets.imageio import join_pieces, tile_positions
-from sid4ds.final_model import (
+from sid4ds.datasets.pool import ImagePool, is_path_sequence
+from sid4ds.engine.rounds import format_duration
+from sid4ds.estimators.final_model import (
     CrossValidation,
     check_final_settings,
     final_segmenter,
     train_final_model,
 )
+from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
-from sid4ds.pool import ImagePool, is_path_sequence
-from sid4ds.rounds import format_duration
-from sid4ds.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.ingest import read_images_like
 from sid4ds.session.models import new_model
@@ -300,7 +300,7 @@ def export_model(store: SessionStore, out: Path) -> None:
     settings = store.manifest["settings"]
     write_text(out / "segmenter.json", json.dumps({
         "load": "sid4ds.SegmentationLearner.load('segmenter.pt') (weights_only); or "
-                "sid4ds.nets.UNet(**unet).load_state_dict(torch.load('unet_state_dict.pt', "
+                "sid4ds.nn.unet.UNet(**unet).load_state_dict(torch.load('unet_state_dict.pt', "
                 "weights_only=True)) and sigmoid(output) >= threshold",
         "sid4ds": __version__, "session": store.path.name,
         "model": ("the final model (sid4ds train)" if kind == "F" else

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import check_choice, check_float, check_int, check_size, describe_size
+from sid4ds._core.validation import check_choice, check_float, check_int, check_size, describe_size
 from sid4ds._version import __version__
 from sid4ds.datasets.folders import folder_pairs, iter_pairs, list_image_files, suffix_hint
 from sid4ds.datasets.imageio import cut_pieces, read_mask
-from sid4ds.pool import ImagePool, chunk_size_for, is_path_sequence
-from sid4ds.reconstruction import block_masks
-from sid4ds.scores import REGION_RULES
+from sid4ds.datasets.pool import ImagePool, chunk_size_for, is_path_sequence
+from sid4ds.estimators.reconstruction import block_masks
+from sid4ds.ranking.scores import REGION_RULES
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.lock import pid_alive
 from sid4ds.session.manifest import (

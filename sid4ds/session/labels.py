@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import describe_size
+from sid4ds._core.validation import describe_size
 from sid4ds.datasets.folders import list_image_files, suffix_hint
 from sid4ds.datasets.imageio import IMAGE_EXTENSIONS
 from sid4ds.session.codecs import brush_rle_to_mask

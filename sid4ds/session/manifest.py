@@ -56,7 +56,8 @@ class Settings(TypedDict):
     rule of E_sdr's regions; sessions of format 2 and older used ``"threshold"``),
     ``segmenter`` and ``scorer`` (JSON parameters of S and M), ``guided_epochs`` (G's
     epochs) and ``final`` (the final model's settings,
-    :func:`sid4ds.final_model.check_final_settings`; sessions made before it have none and
+    :func:`sid4ds.estimators.final_model.check_final_settings`; sessions made before it have
+    none and
     use the defaults)."""
 
     images: str
@@ -113,7 +114,7 @@ class BatchRecord(TypedDict, total=False):
     ``source`` (the folder, files or array given), ``n_added`` (images that joined the
     pool), ``n_labeled`` (those that came with a mask), ``n_skipped`` (images left out,
     by reason: ``same_content``, ``name_taken``) and, for an ``add`` after M was trained,
-    ``drift`` (the drift check, :meth:`sid4ds.drift.DriftReport.as_dict`, and
+    ``drift`` (the drift check, :meth:`sid4ds.ranking.drift.DriftReport.as_dict`, and
     ``applied_round``: the round that applied the drift rule to a drifted batch, None
     until then)."""
 
@@ -192,7 +193,7 @@ class ModelEntry(TypedDict, total=False):
     """A saved model: the ``round`` it was trained for, its ``weights`` file, when it was
     ``saved`` and its checksums (``sha256`` by part; format-2 models also have a ``meta``
     JSON file). The final model F also keeps its ``cross_validation``
-    (:meth:`sid4ds.final_model.CrossValidation.to_dict`), the final ``settings`` and S's
+    (:meth:`sid4ds.estimators.final_model.CrossValidation.to_dict`), the final ``settings`` and S's
     ``segmenter_settings`` it was trained with, ``n_training`` and ``n_fake_normals``."""
 
     round: int

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sid4ds.final_model import check_final_settings
-from sid4ds.reconstruction import ReconstructionScorer
-from sid4ds.rounds import configure_models
-from sid4ds.segmentation import SegmentationLearner
+from sid4ds.engine.rounds import configure_models
+from sid4ds.estimators.final_model import check_final_settings
+from sid4ds.estimators.reconstruction import ReconstructionScorer
+from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.session.errors import SessionError
 from sid4ds.session.storage import file_sha256, now, sha256, write_bytes
 
@@ -55,7 +55,7 @@ def model_settings(scorer_params: dict[str, Any] | None,
     -------
     settings : dict
         ``segmenter`` and ``scorer`` (JSON parameters of S and M), ``guided_epochs`` and
-        ``final`` (:func:`sid4ds.final_model.check_final_settings`).
+        ``final`` (:func:`sid4ds.estimators.final_model.check_final_settings`).
 
     Raises
     ------

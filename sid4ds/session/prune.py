@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._validation import check_float, check_int
+from sid4ds._core.validation import check_float, check_int
 from sid4ds.session.add import ARCHIVE_LIST, current_shards, to_current_format
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord, ShardEntry

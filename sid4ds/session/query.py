@@ -1,6 +1,6 @@
 """``sid4ds query``: one SID4DS round of a session, and the round folder it writes.
 
-The round itself is :meth:`sid4ds.rounds.SID4DSRounds.run_round`, the same one
+The round itself is :meth:`sid4ds.engine.rounds.SID4DSRounds.run_round`, the same one
 :func:`~sid4ds.run_sid4ds` runs. The session gives it the models it saved, saves every model
 right after it is trained (so a killed query resumes from there and gives the same round),
 keeps the scores per image on disk (so unchanged models never score an image twice: a
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._device import resolve_device
-from sid4ds._validation import check_int, check_target_recall
-from sid4ds.pool import as_pool
-from sid4ds.rounds import RoundResult, SID4DSRounds, labels_per_round
+from sid4ds._core.device import resolve_device
+from sid4ds._core.validation import check_int, check_target_recall
+from sid4ds.datasets.pool import as_pool
+from sid4ds.engine.rounds import RoundResult, SID4DSRounds, labels_per_round
 from sid4ds.session.add import drifted_rows
 from sid4ds.session.audit import CONFIDENCE, audit_fields, check_audit
 from sid4ds.session.configure import training_params

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._random import make_rng
-from sid4ds._validation import check_int
-from sid4ds.final_model import CrossValidation
-from sid4ds.reconstruction import block_masks
-from sid4ds.score_cache import model_fingerprint
+from sid4ds._core.random import make_rng
+from sid4ds._core.validation import check_int
+from sid4ds.estimators.final_model import CrossValidation
+from sid4ds.estimators.reconstruction import block_masks
+from sid4ds.ranking.score_cache import model_fingerprint
 from sid4ds.session.deliver import cross_validation, new_output_folder
 from sid4ds.session.errors import SessionError
 from sid4ds.session.query import round_ranking
@@ -193,7 +193,7 @@ def _ties(scores: np.ndarray, record: dict[str, Any], region: str) -> dict[str, 
     """What the ranking could not tell apart by its score.
 
     ``fallback``: in an E_sdr round with adaptive regions, the images S marks nowhere
-    (scores in [-1, 0), :func:`sid4ds.scores.rank_below_marked`), with ``errors``, the
+    (scores in [-1, 0), :func:`sid4ds.ranking.scores.rank_below_marked`), with ``errors``, the
     G error inside their fallback region that the band orders them by; ``tied``: images
     whose score equals another's (ordered by the tie-break); ``dominant``: either holds
     more than half of the ranked images, so the histogram of the scores alone says little.

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds.final_model import CrossValidation
-from sid4ds.segmentation import SegmentationLearner
+from sid4ds.estimators.final_model import CrossValidation
+from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.session.add import add_images
 from sid4ds.session.configure import configure_session
 from sid4ds.session.deliver import (
@@ -186,7 +186,7 @@ class LabelingSession:
             How S's probabilities become E_sdr's regions, as in :func:`sid4ds.run_sid4ds`.
         final_params : dict, optional
             Settings of the final model that :meth:`train` makes
-            (:func:`sid4ds.final_model.check_final_settings`: ``n_folds``,
+            (:func:`sid4ds.estimators.final_model.check_final_settings`: ``n_folds``,
             ``n_checkpoints``, ``fake_normals``, ``start`` and parameters of S that differ
             from the S of the rounds', e.g. ``{"max_steps": 2000}``).
 
@@ -335,7 +335,7 @@ class LabelingSession:
         between, the models stay as they are and only the new images are scored.
 
         Once M is trained (after the first query), the new batch is checked for drift
-        (:func:`sid4ds.drift.check_drift`: M's mean reconstruction error of the batch
+        (:func:`sid4ds.ranking.drift.check_drift`: M's mean reconstruction error of the batch
         against the pool's). A batch that does not look like the pool is said so in
         ``summary["drift"]["message"]`` and kept in the batch's record; the next
         :meth:`query` applies the round engine's drift rule to it once (the quarter of it
@@ -364,7 +364,7 @@ class LabelingSession:
             of the image with its content), ``name_taken`` (names left out because the pool
             uses them), ``n_images`` (the pool's size now) and ``drift`` (None before M
             is trained or when nothing was added; else the drift check's numbers,
-            :meth:`sid4ds.drift.DriftReport.as_dict`, with ``drifted`` and ``message``).
+            :meth:`sid4ds.ranking.drift.DriftReport.as_dict`, with ``drifted`` and ``message``).
 
         Raises
         ------
@@ -656,7 +656,7 @@ class LabelingSession:
         a warning): ``OUT/segmenter.pt`` (its state, with its cross-validated threshold,
         which ``SegmentationLearner.load`` reads with ``weights_only=True``),
         ``OUT/unet_state_dict.pt`` (the bare network's weights, for
-        :class:`sid4ds.nets.UNet`) and ``OUT/segmenter.json`` (settings, threshold, the
+        :class:`sid4ds.nn.unet.UNet`) and ``OUT/segmenter.json`` (settings, threshold, the
         cross-validated estimate and the preprocessing of the session's images).
 
         Images are written as the session sees them (after resizing or tiling), so masks
@@ -701,7 +701,8 @@ class LabelingSession:
             Parameters of :class:`~sid4ds.SegmentationLearner` for the S of the rounds,
             e.g. ``{"max_steps": 500}``.
         final : dict, optional
-            Settings of the final model (:func:`sid4ds.final_model.check_final_settings`),
+            Settings of the final model
+            (:func:`sid4ds.estimators.final_model.check_final_settings`),
             e.g. ``{"max_steps": 2000, "n_folds": 5}``.
 
         Returns
@@ -739,7 +740,7 @@ class LabelingSession:
         """Train the final model, the one to take home (``sid4ds train``).
 
         The S of the rounds is trained for ranking the pool; the final model is its own
-        step (:func:`sid4ds.final_model.train_final_model`): a fresh S (by default; the
+        step (:func:`sid4ds.estimators.final_model.train_final_model`): a fresh S (by default; the
         session's final settings may start from the S of the rounds) trained on every
         labelled image and, by default, the last round's fake normals, with the budget of
         the final settings. Its decision threshold and training length are chosen by

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds.selection import content_keys
+from sid4ds.ranking.selection import content_keys
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import BatchRecord, Manifest, ShardEntry
 from sid4ds.session.storage import NpyWriter, file_sha256, fsync_folder, sha256, write_bytes

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from sid4ds.datasets.imageio import read_mask
-from sid4ds.rounds import training_set
-from sid4ds.score_cache import ScoreTable
+from sid4ds.engine.rounds import training_set
+from sid4ds.ranking.score_cache import ScoreTable
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import SessionLock
 from sid4ds.session.manifest import (
@@ -69,7 +69,7 @@ class PoolIndex:
     names : list of str
         One per image, in pool order.
     keys : ndarray of shape (n_images,), uint64
-        Content keys (:func:`~sid4ds.selection.content_keys`), the tie-break of rankings.
+        Content keys (:func:`~sid4ds.ranking.selection.content_keys`), the tie-break of rankings.
     sources : ndarray of shape (n_images,), str
         The file each image came from ("" for arrays).
     batches : ndarray of shape (n_images,), int
@@ -403,9 +403,9 @@ def write_mask(root: Path, name: str, mask: np.ndarray, *, version: int,
 
 
 class SessionScoreCache:
-    """The session's :class:`~sid4ds.score_cache.ScoreCache`: scores per image on disk.
+    """The session's :class:`~sid4ds.ranking.score_cache.ScoreCache`: scores per image on disk.
 
-    Each score of one fingerprint (:mod:`sid4ds.score_cache`) has one file,
+    Each score of one fingerprint (:mod:`sid4ds.ranking.score_cache`) has one file,
     ``scores/<score>_<digest>_<n>.npz`` (content keys and scores), named in the manifest's
     ``score_files`` with its checksum. An update writes the grown table under a new name
     and commits the manifest at once, so a killed query keeps what it scored; the file it
