@@ -6,6 +6,11 @@ defective, plus the fake normals. Its default training recipe is made for that (
 size of the training set (:mod:`sid4ds.nn.training`), batches of which half are defective
 images, a one-cycle learning rate, flips with brightness/contrast changes, and a BCE +
 Tversky loss; the paper's recipe is one parameter set away (:data:`PAPER_RECIPE`).
+
+The estimator's parameters, fitting and predictions are here; its recipe checks, the
+encoder it may start from and the loss of a training batch are in the private
+``sid4ds.estimators._segmentation_recipe``, its chunk interface, pooled features and
+per-image losses in ``sid4ds.estimators._segmentation_outputs`` (a mixin).
 """
 
 from __future__ import annotations
@@ -17,12 +22,18 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from sid4ds._core.validation import check_choice, check_float, check_images, check_int, check_masks
-from sid4ds.estimators.base import TorchEstimator, is_fitted
+from sid4ds._core.validation import check_images, check_int, check_masks
+from sid4ds.estimators._segmentation_outputs import SegmentationOutputs
+from sid4ds.estimators._segmentation_recipe import (
+    check_recipe,
+    check_rot90,
+    load_encoder,
+    segmentation_batch_loss,
+)
+from sid4ds.estimators.base import TorchEstimator
 from sid4ds.metrics import defect_iou, defective_rows
-from sid4ds.nn.augment import augment_batch, check_augment, random_crops
-from sid4ds.nn.losses import LOSSES, per_image_loss, segmentation_loss, soft_dice_loss
-from sid4ds.nn.training import LR_SCHEDULES
+from sid4ds.nn.augment import augment_batch, check_augment
+from sid4ds.nn.losses import soft_dice_loss
 
 __all__ = ["PAPER_RECIPE", "SegmentationLearner", "augment_batch", "defect_iou",
            "soft_dice_loss"]
@@ -36,7 +47,7 @@ PAPER_RECIPE: dict[str, Any] = {
 }
 
 
-class SegmentationLearner(TorchEstimator):
+class SegmentationLearner(SegmentationOutputs, TorchEstimator):
     """Pixel-wise defect segmentation with a dilated-VGG UNet, as a scikit-learn estimator.
 
     The segmentation learner S of SID4DS (paper §3.2). The default recipe trains for a
@@ -249,31 +260,7 @@ class SegmentationLearner(TorchEstimator):
 
     def _check_params(self) -> None:
         self._check_common_params()
-        check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
-        check_float(self.warmup, "warmup", low=0.0, high=1.0, include_high=False)
-        check_float(self.defect_share, "defect_share", low=0.0, high=1.0, include_high=False)
-        check_choice(self.loss, "loss", LOSSES)
-        check_float(self.bce_weight, "bce_weight", low=0.0)
-        check_float(self.dice_weight, "dice_weight", low=0.0)
-        if self.bce_weight == 0 and self.dice_weight == 0:
-            raise ValueError("bce_weight and dice_weight are both 0: the loss would be zero")
-        check_augment(self.augment)
-        if self.crop_size is not None:
-            check_int(self.crop_size, "crop_size", minimum=1)
-            if self.crop_size % 2**self.depth:
-                raise ValueError(
-                    f"crop_size must be a multiple of 2**depth={2**self.depth} (the UNet "
-                    f"halves it {self.depth} times); got {self.crop_size}: set crop_size="
-                    f"{max(1, round(self.crop_size / 2**self.depth)) * 2**self.depth}")
-        check_float(self.threshold, "threshold", low=0.0, high=1.0)
-        check_int(self.best_window, "best_window", minimum=0)
-        if self.encoder_init is not None and not is_fitted(
-                getattr(self.encoder_init, "estimator", self.encoder_init)):
-            raise ValueError(
-                f"encoder_init must be a fitted sid4ds estimator (e.g. the self-supervised "
-                f"ReconstructionScorer M) or None; got an unfitted "
-                f"{type(self.encoder_init).__name__}: fit it first"
-            )
+        check_recipe(self)
 
     def _validate_training_data(
         self, X: Any, y: Any, *, continuing: bool
@@ -289,24 +276,7 @@ class SegmentationLearner(TorchEstimator):
     def _initialize(self, n_channels: int) -> None:
         super()._initialize(n_channels)
         if self.encoder_init is not None:
-            self._load_encoder(getattr(self.encoder_init, "estimator", self.encoder_init))
-
-    def _load_encoder(self, source: Any) -> None:
-        """Copy the encoder and bottleneck weights of a fitted estimator into the network."""
-        for name in ("base_channels", "depth", "dilation", "n_channels_in_"):
-            if getattr(source, name, None) != getattr(self, name):
-                raise ValueError(
-                    f"encoder_init has {name}={getattr(source, name, None)!r} but this "
-                    f"SegmentationLearner has {getattr(self, name)!r}; the encoder weights fit "
-                    f"only a network of the same size: set {name} alike"
-                )
-        own = self.module_.state_dict()
-        shared = {key: value for key, value in source.module_.state_dict().items()
-                  if key.startswith(("encoder.", "bottleneck.")) and key in own
-                  and own[key].shape == value.shape}
-        own.update({key: value.detach().to(own[key].device).clone()
-                    for key, value in shared.items()})
-        self.module_.load_state_dict(own)
+            load_encoder(self, getattr(self.encoder_init, "estimator", self.encoder_init))
 
     def fit(self, X: Any, y: Any, *,
             on_step: Callable[[int], bool | None] | None = None) -> SegmentationLearner:
@@ -373,33 +343,14 @@ class SegmentationLearner(TorchEstimator):
                    on_step: Callable[[int], bool | None] | None = None) -> SegmentationLearner:
         self.image_shape_ = tuple(images.shape[2:])
         augmentations = check_augment(self.augment)
-        if "rot90" in augmentations and images.shape[2] != images.shape[3]:
-            raise ValueError(
-                f"augment holds 'rot90', which needs square images; X has images of "
-                f"{images.shape[2]}x{images.shape[3]}: leave 'rot90' out of augment"
-            )
-        images_t = torch.from_numpy(images)
-        masks_t = torch.from_numpy(masks.astype(np.float32))[:, None]
-        weights = (float(self.bce_weight), float(self.dice_weight))
+        check_rot90(augmentations, images)
         channels_last = self._trains_channels_last(self.device_)
         if channels_last:
             self.module_.to(memory_format=torch.channels_last)
-
-        def batch_loss(indices: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-            index = torch.from_numpy(indices)
-            batch_images = images_t[index].to(self.device_)
-            batch_masks = masks_t[index].to(self.device_)
-            if self.crop_size is not None:
-                batch_images, batch_masks = random_crops(
-                    batch_images, batch_masks, (self.crop_size, self.crop_size), generator)
-            if augmentations:
-                batch_images, batch_masks = augment_batch(batch_images, batch_masks, generator,
-                                                          augmentations)
-            if channels_last:
-                batch_images = batch_images.contiguous(memory_format=torch.channels_last)
-            logits = self.module_(batch_images).float()
-            return segmentation_loss(self.loss, logits, batch_masks, *weights)
-
+        batch_loss = segmentation_batch_loss(
+            self.module_, images, masks, device=self.device_, loss=self.loss,
+            weights=(float(self.bce_weight), float(self.dice_weight)),
+            crop_size=self.crop_size, augmentations=augmentations, channels_last=channels_last)
         defective = defective_rows(masks)
         self._train(len(images), batch_loss, "SegmentationLearner", n_steps=n_steps,
                     schedule=self.lr_schedule, warmup=float(self.warmup),
@@ -426,40 +377,6 @@ class SegmentationLearner(TorchEstimator):
         """
         self._check_fitted()
         return self.map_pool(self.predict_proba_chunk, self.check_pool(X))
-
-    def predict_proba_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Probability maps of one chunk (see :mod:`sid4ds.estimators.base`, the chunk interface).
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-
-        Returns
-        -------
-        probabilities : ndarray of shape (n, height, width), float32
-        """
-        probabilities = np.empty((len(images), *images.shape[2:]), dtype=np.float32)
-        batch_size = self.images_per_batch(*images.shape[2:])
-        self._prepare_module()
-        with torch.inference_mode():
-            for rows, batch in self._iter_batches(images, batch_size):
-                probabilities[rows] = torch.sigmoid(self._forward(batch)[:, 0]).cpu().numpy()
-        return probabilities
-
-    def predict_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Binary masks of one chunk: probability ≥ ``threshold`` (the chunk interface).
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-
-        Returns
-        -------
-        masks : ndarray of shape (n, height, width), uint8 in {0, 1}
-        """
-        return (self.predict_proba_chunk(images) >= self.threshold).astype(np.uint8)
 
     def predict(self, X: Any) -> np.ndarray:
         """Binary defect masks: probability ≥ ``threshold``.
@@ -514,83 +431,3 @@ class SegmentationLearner(TorchEstimator):
         """
         self._check_fitted()
         return self.map_pool(self.transform_chunk, self.check_pool(X))
-
-    def transform_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Pooled bottleneck features of one chunk (the chunk interface).
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-
-        Returns
-        -------
-        features : ndarray of shape (n, base_channels·2**depth), float32
-        """
-        features = np.empty((len(images), self.base_channels * 2**self.depth), dtype=np.float32)
-        self._prepare_module()
-        with torch.inference_mode(), self._autocast():
-            for rows, batch in self._iter_batches(images, self.images_per_batch(*images.shape[2:])):
-                features[rows] = self.module_.encode(batch).mean(dim=(2, 3)).float().cpu().numpy()
-        return features
-
-    def level_features_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Average-pooled features of every encoder level and the bottleneck, one chunk.
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-
-        Returns
-        -------
-        features : ndarray of shape (n, base_channels·(2**(depth + 1) − 1)), float32
-            Levels concatenated from the first encoder level (``base_channels`` columns) to
-            the bottleneck (``base_channels·2**depth``), as :func:`level_widths` lists them.
-        """
-        widths = self.level_widths()
-        features = np.empty((len(images), sum(widths)), dtype=np.float32)
-        self._prepare_module()
-        with torch.inference_mode(), self._autocast():
-            for rows, batch in self._iter_batches(images, self.images_per_batch(*images.shape[2:])):
-                bottleneck, skips = self.module_.encode_levels(batch)
-                pooled = [level.mean(dim=(2, 3)) for level in (*skips, bottleneck)]
-                features[rows] = torch.cat(pooled, dim=1).float().cpu().numpy()
-        return features
-
-    def level_widths(self) -> list[int]:
-        """Channels of each encoder level and the bottleneck: ``base_channels·2**level``."""
-        return [self.base_channels * 2**level for level in range(self.depth + 1)]
-
-    def image_losses(self, X: Any, y: Any) -> np.ndarray:
-        """The training loss (``loss``) of each image on its own, with the current weights.
-
-        E.g. ``bce_weight·BCE + dice_weight·Dice`` (eq. 4) of each image, the soft Dice
-        pooled over that image's pixels only; no augmentation.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images.
-        y : array-like of shape (n_samples, height, width) or (n_samples, height * width)
-            Their binary masks.
-
-        Returns
-        -------
-        losses : ndarray of shape (n_samples,), float64
-        """
-        self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
-        masks = check_masks(y, n_samples=len(images), height=images.shape[2],
-                            width=images.shape[3])
-        losses = np.empty(len(images), dtype=np.float64)
-        masks_t = torch.from_numpy(masks.astype(np.float32))[:, None]
-        weights = (float(self.bce_weight), float(self.dice_weight))
-        self._prepare_module()
-        with torch.inference_mode():
-            for rows, batch in self._iter_batches(images, self.images_per_batch(*images.shape[2:])):
-                logits = self._forward(batch).cpu()
-                losses[rows] = per_image_loss(self.loss, logits, masks_t[rows],
-                                              *weights).double().numpy()
-        return losses
-
