@@ -12,6 +12,11 @@ One estimator, two ways to fit:
 To start G from M's weights, as the paper does, fit a copy of M with ``warm_start=True``::
 
     G = copy.deepcopy(M).set_params(warm_start=True).fit(X_labeled, masks_labeled)
+
+The masking schemes (:func:`random_patch_masks`, :func:`block_masks`, the block errors and
+G's input and target) are pure functions of the private ``sid4ds.estimators._masking``;
+the chunk scores and reconstructions are in ``sid4ds.estimators._reconstruction_outputs``
+(a mixin).
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ from sid4ds._core.validation import (
     check_masks,
 )
 from sid4ds.datasets.pool import as_pool, channel_statistics
+from sid4ds.estimators._masking import (
+    ERROR_REGIONS,
+    block_masks,
+    guided_pair,
+    random_patch_masks,
+)
+from sid4ds.estimators._reconstruction_outputs import ReconstructionOutputs
 from sid4ds.estimators.base import TorchEstimator
 from sid4ds.metrics import defective_rows
 from sid4ds.nn.augment import random_flips
@@ -41,80 +53,7 @@ from sid4ds.nn.training import LR_SCHEDULES
 __all__ = ["ReconstructionScorer", "block_masks", "random_patch_masks"]
 
 
-def block_masks(height: int, width: int, n_blocks: int) -> np.ndarray:
-    """The ``n_blocks`` sequential masks of E_msmr: a near-square grid of equal blocks.
-
-    The grid has ``rows × cols = n_blocks`` with ``rows`` the largest divisor of
-    ``n_blocks`` not above its square root; block edges are spread as evenly as the image
-    size allows.
-
-    Parameters
-    ----------
-    height, width : int
-        Image size.
-    n_blocks : int
-        Number of blocks Z.
-
-    Returns
-    -------
-    masks : ndarray of shape (n_blocks, height, width), bool
-        ``masks[z]`` is True on block z. Every pixel belongs to exactly one block.
-
-    Examples
-    --------
-    >>> from sid4ds.estimators.reconstruction import block_masks
-    >>> masks = block_masks(8, 8, 4)
-    >>> masks.shape, int(masks.sum(axis=0).min()), int(masks[0].sum())
-    ((4, 8, 8), 1, 16)
-    """
-    rows = max(divisor for divisor in range(1, int(np.sqrt(n_blocks)) + 1)
-               if n_blocks % divisor == 0)
-    cols = n_blocks // rows
-    if rows > height or cols > width:
-        raise ValueError(
-            f"n_blocks={n_blocks} needs a {rows}x{cols} grid of blocks, larger than the "
-            f"{height}x{width} image; use fewer blocks"
-        )
-    row_edges = np.linspace(0, height, rows + 1).round().astype(int)
-    col_edges = np.linspace(0, width, cols + 1).round().astype(int)
-    masks = np.zeros((n_blocks, height, width), dtype=bool)
-    for row in range(rows):
-        for col in range(cols):
-            masks[row * cols + col, row_edges[row] : row_edges[row + 1],
-                  col_edges[col] : col_edges[col + 1]] = True
-    return masks
-
-
-def random_patch_masks(
-    n_images: int,
-    height: int,
-    width: int,
-    patch_size: int,
-    mask_ratio: float,
-    generator: torch.Generator,
-    device: torch.device,
-) -> torch.Tensor:
-    """Random patch masks for masked-reconstruction training (paper Fig. 4).
-
-    Each image is cut into non-overlapping ``patch_size`` squares (edge patches are cropped)
-    and ``round(mask_ratio · n_patches)`` of them, chosen at random, are masked.
-
-    Returns
-    -------
-    masks : Tensor of shape (n_images, 1, height, width), float32
-        1 on masked pixels.
-    """
-    grid_rows, grid_cols = -(-height // patch_size), -(-width // patch_size)
-    n_patches = grid_rows * grid_cols
-    n_masked = int(round(mask_ratio * n_patches))
-    noise = torch.rand((n_images, n_patches), generator=generator, device=device)
-    ranks = noise.argsort(dim=1).argsort(dim=1)
-    patch_mask = (ranks < n_masked).float().view(n_images, 1, grid_rows, grid_cols)
-    pixel_mask = patch_mask.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)
-    return pixel_mask[:, :, :height, :width]
-
-
-class ReconstructionScorer(TorchEstimator):
+class ReconstructionScorer(ReconstructionOutputs, TorchEstimator):
     """Masked-reconstruction anomaly scorer: SID4DS learners M (self-supervised) and G.
 
     Parameters
@@ -291,7 +230,7 @@ class ReconstructionScorer(TorchEstimator):
         check_float(self.mask_ratio, "mask_ratio", low=0.0, high=1.0, include_low=False,
                     include_high=False)
         check_int(self.n_blocks, "n_blocks", minimum=1)
-        check_choice(self.error_region, "error_region", ("block", "block_max", "image"))
+        check_choice(self.error_region, "error_region", ERROR_REGIONS)
         check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
         check_int(self.n_normal_mean, "n_normal_mean", minimum=1)
         alphas = self.alphas
@@ -424,7 +363,7 @@ class ReconstructionScorer(TorchEstimator):
         is_normal = masks.flatten(1).amax(dim=1) == 0
         normals = standardized[is_normal].to(self.device_)
         n_mean = min(int(self.n_normal_mean), len(normals))
-        alpha0, alpha1 = (float(alpha) for alpha in self.alphas)
+        alphas = (float(self.alphas[0]), float(self.alphas[1]))
         defect_masks = masks[:, None]
 
         def batch_loss(indices: np.ndarray, generator: torch.Generator) -> torch.Tensor:
@@ -433,15 +372,8 @@ class ReconstructionScorer(TorchEstimator):
                 [standardized[index].to(self.device_), defect_masks[index].to(self.device_)],
                 generator,
             )
-            n = len(indices)
-            picks = torch.randint(len(normals), (n, n_mean), generator=generator,
-                                  device=self.device_)
-            normal_image = normals[picks].mean(dim=1)  # I0, eq. 5
-            draw = torch.randint(6, (n, 1, 1, 1), generator=generator, device=self.device_)
-            weight = torch.where(draw % 3 == 0, alpha0,
-                                 torch.where(draw % 2 == 0, alpha1, 1.0))  # eq. 6
-            mixed_input = weight * images + (1.0 - weight) * normal_image
-            target = mixed_input * (1.0 - defect_region) + normal_image * defect_region  # eq. 7
+            mixed_input, target = guided_pair(images, defect_region, normals, n_mean, alphas,
+                                              generator, self.device_)
             return F.mse_loss(self.module_(mixed_input), target)
 
         self._train(len(standardized), batch_loss, "ReconstructionScorer (G)",
@@ -479,10 +411,6 @@ class ReconstructionScorer(TorchEstimator):
             return self.map_pool(self.region_errors_chunk, pool, extras=(region_masks,))
         return self.map_pool(self.msmr_chunk, pool, copies=self.n_blocks)
 
-    def _pixel_scale(self) -> torch.Tensor:
-        """Per-channel factor that turns standardised differences back into [0, 1] units."""
-        return torch.from_numpy(self.pixel_std_).to(self.device_).view(1, -1, 1, 1)
-
     def block_errors(self, X: Any) -> np.ndarray:
         """Reconstruction error of each image with each of the ``n_blocks`` blocks masked.
 
@@ -501,126 +429,3 @@ class ReconstructionScorer(TorchEstimator):
         """
         self._check_fitted()
         return self.map_pool(self.block_errors_chunk, self.check_pool(X), copies=self.n_blocks)
-
-    def msmr_chunk(self, images: np.ndarray) -> np.ndarray:
-        """E_msmr of one chunk: each image's largest block error (the chunk interface).
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-
-        Returns
-        -------
-        scores : ndarray of shape (n,), float64
-        """
-        return self.block_errors_chunk(images).max(axis=1)
-
-    def block_errors_chunk(self, images: np.ndarray) -> np.ndarray:
-        """Block errors of one chunk, Z = ``n_blocks`` per image (the chunk interface).
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-
-        Returns
-        -------
-        errors : ndarray of shape (n, n_blocks), float64
-        """
-        standardized = self._standardize(images)
-        n, channels, height, width = standardized.shape
-        n_blocks = self.n_blocks
-        blocks = torch.from_numpy(block_masks(height, width, n_blocks)).to(self.device_)
-        hidden = blocks[:, None].float()  # (Z, 1, H, W), built once per chunk
-        visible = 1.0 - hidden
-        block_pixels = blocks.flatten(1).sum(dim=1).float() * channels  # (Z,)
-        scale = self._pixel_scale()
-        per_forward = self._inputs_per_forward(height, width)
-        image_batch = max(1, per_forward // n_blocks)
-        errors = np.empty((n, n_blocks), dtype=np.float64)
-        self._prepare_module()
-        with torch.inference_mode():
-            for rows, batch in self._iter_batches(standardized, image_batch):
-                # (b·Z, C, H, W): copy z of image i has block z hidden (set to the mean, 0)
-                masked_copies = (batch[:, None] * visible[None]).flatten(0, 1)
-                reconstructions = torch.cat([
-                    self._forward(masked_copies[start : start + per_forward])
-                    for start in range(0, len(masked_copies), per_forward)
-                ]).view(len(batch), n_blocks, channels, height, width)
-                squared = ((reconstructions - batch[:, None]) * scale[:, None]) ** 2
-                if self.error_region == "block":
-                    batch_errors = (squared * hidden[None]).flatten(2).sum(dim=2) / block_pixels
-                elif self.error_region == "block_max":
-                    batch_errors = (squared * hidden[None]).flatten(2).amax(dim=2)
-                else:
-                    batch_errors = squared.flatten(2).mean(dim=2)
-                errors[rows] = batch_errors.double().cpu().numpy()
-        return errors
-
-    def region_errors_chunk(self, images: np.ndarray, region_masks: np.ndarray) -> np.ndarray:
-        """E_sdr of one chunk: the reconstruction error inside each image's region.
-
-        Parameters
-        ----------
-        images : ndarray of shape (n, n_channels, height, width), float32
-            Checked by :meth:`check_pool`.
-        region_masks : ndarray of shape (n, height, width)
-            1 inside the suspected defect, 0 elsewhere.
-
-        Returns
-        -------
-        scores : ndarray of shape (n,), float64
-        """
-        standardized = self._standardize(images)
-        n, channels, height, width = standardized.shape
-        regions_t = torch.from_numpy(region_masks.astype(np.float32))[:, None]
-        scale = self._pixel_scale()
-        scores = np.empty(n, dtype=np.float64)
-        self._prepare_module()
-        with torch.inference_mode():
-            for rows, batch in self._iter_batches(standardized,
-                                                  self.images_per_batch(height, width)):
-                region = regions_t[rows].to(self.device_)
-                squared = (region * (self._forward(batch) - batch) * scale) ** 2  # eq. 8
-                scores[rows] = (squared.sum(dim=(1, 2, 3)) / (channels * height * width)
-                                ).double().cpu().numpy()
-        return scores
-
-    def reconstruct(self, X: Any, mask: Any = None) -> np.ndarray:
-        """Reconstruct images, optionally with pixels hidden, for looking at.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, height, width) or (n_samples, n_channels, height, width)
-            Images.
-        mask : None or array-like of shape (height, width) or (n_samples, height, width)
-            Binary; pixels marked 1 are hidden (set to the training mean) before
-            reconstruction. ``None`` hides nothing.
-
-        Returns
-        -------
-        reconstructions : ndarray of shape (n_samples, n_channels, height, width), float32
-            In [0, 1] pixel units, clipped to [0, 1].
-        """
-        self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, depth=self.depth)
-        standardized = self._standardize(images)
-        n, _, height, width = images.shape
-        if mask is None:
-            hidden = np.zeros((n, height, width), dtype=np.uint8)
-        else:
-            mask_array = np.asarray(mask)
-            if mask_array.ndim == 2:
-                mask_array = np.broadcast_to(mask_array, (n, height, width))
-            hidden = check_masks(mask_array, name="mask", n_samples=n, height=height,
-                                 width=width)
-        masked = standardized * (1.0 - hidden[:, None].astype(np.float32))
-        mean = self.pixel_mean_[None, :, None, None]
-        std = self.pixel_std_[None, :, None, None]
-        output = np.empty_like(images)
-        self._prepare_module()
-        with torch.inference_mode():
-            for rows, batch in self._iter_batches(masked, self.images_per_batch(height, width)):
-                output[rows] = self._forward(batch).cpu().numpy()
-        return np.clip(output * std + mean, 0.0, 1.0).astype(np.float32)
