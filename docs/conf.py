@@ -56,7 +56,7 @@ API_MODULES = [
     "sid4ds.estimators", "sid4ds.estimators.segmentation", "sid4ds.estimators.reconstruction",
     "sid4ds.estimators.base", "sid4ds.nn", "sid4ds.nn.unet", "sid4ds.nn.training",
     "sid4ds.nn.losses", "sid4ds.nn.augment", "sid4ds.metrics",
-    "sid4ds.estimators.final_model",
+    "sid4ds.estimators.final_model", "sid4ds.estimators.detection",
     # query strategies and the round engine
     "sid4ds.modal", "sid4ds.modal.strategies", "sid4ds.modal.learner",
     "sid4ds.ranking", "sid4ds.ranking.scores", "sid4ds.ranking.selection",

@@ -1,0 +1,479 @@
+"""The cross-validation of the final model: folds grouped by source image and stratified
+by class, one model per fold scored at every checkpoint and threshold, and the result
+(:class:`CrossValidation`) with the choice of threshold and training length.
+
+A part of :mod:`sid4ds.estimators.final_model`, which re-exports :func:`fold_assignment`,
+:func:`cross_validate` and :class:`CrossValidation` and documents the procedure; the
+counting rules are :mod:`sid4ds.estimators.detection`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from sid4ds._core.random import draw_seed, make_rng
+from sid4ds._core.validation import (
+    check_choice,
+    check_float,
+    check_images,
+    check_int,
+    check_masks,
+    check_probabilities,
+)
+from sid4ds.estimators.detection import COUNT_KEYS, THRESHOLDS, detection_counts, detection_scores
+from sid4ds.estimators.segmentation import SegmentationLearner
+from sid4ds.metrics import defective_rows
+
+__all__ = ["CrossValidation", "check_training_set", "checkpoints", "cross_validate",
+           "fold_assignment", "fresh_model"]
+
+
+# ---------------------------------------------------------------------- folds
+def fold_assignment(
+    is_defective: Any,
+    n_folds: int,
+    *,
+    groups: Any = None,
+    train_only: Any = None,
+    random_state: Any = None,
+) -> np.ndarray:
+    """The cross-validation fold of each image, by source group, stratified by class.
+
+    The groups with a defective image (that may be validated on) are dealt to the folds
+    in a random order, then the other groups, so that each fold holds about as many of
+    each. With fewer defective groups than ``n_folds``, there are as many folds as
+    defective groups.
+
+    Parameters
+    ----------
+    is_defective : array-like of shape (n_samples,), bool
+        Which images show a defect.
+    n_folds : int
+        The number of folds wanted, at least 2.
+    groups : array-like of shape (n_samples,), optional
+        The source of each image (e.g. the file its tile was cut from); images of one
+        group share a fold. Default: every image is its own group.
+    train_only : array-like of shape (n_samples,), bool, optional
+        Images never validated on (e.g. fake normals); their group's fold when it has
+        one (they are then left out of that fold's training), else -1.
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the order.
+
+    Returns
+    -------
+    folds : ndarray of shape (n_samples,), int64
+        Fold of each image in ``0 .. n_used - 1``, or -1 for train-only images of groups
+        without a validated image.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two groups holding a defective image that may be validated on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.estimators.final_model import fold_assignment
+    >>> defective = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    >>> folds = fold_assignment(defective, 3, random_state=0)
+    >>> sorted(np.bincount(folds[defective]).tolist()), sorted(np.bincount(folds).tolist())
+    ([1, 1, 1], [3, 3, 4])
+    """
+    defective = np.asarray(is_defective, dtype=bool)
+    n_folds = check_int(n_folds, "n_folds", minimum=2)
+    n_samples = len(defective)
+    only = (np.zeros(n_samples, bool) if train_only is None
+            else np.asarray(train_only, dtype=bool))
+    if only.shape != defective.shape:
+        raise ValueError(f"train_only has shape {only.shape}; expected one flag per image, "
+                         f"({n_samples},)")
+    if groups is None:
+        group_of = np.arange(n_samples)
+    else:
+        group_of = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1].ravel()
+        if group_of.shape != defective.shape:
+            raise ValueError(f"groups has {len(group_of)} entries for {n_samples} images; "
+                             f"pass one group per image")
+    n_groups = int(group_of.max()) + 1 if n_samples else 0
+    validated = np.zeros(n_groups, bool)
+    np.logical_or.at(validated, group_of[~only], True)
+    group_defective = np.zeros(n_groups, bool)
+    np.logical_or.at(group_defective, group_of[~only], defective[~only])
+    defect_groups = np.flatnonzero(validated & group_defective)
+    normal_groups = np.flatnonzero(validated & ~group_defective)
+    if len(defect_groups) < 2:
+        raise ValueError(
+            f"cross-validation needs defective images from at least 2 source images to "
+            f"validate on; got {len(defect_groups)}: label more defective images"
+        )
+    n_used = min(n_folds, len(defect_groups))
+    rng = make_rng(random_state)
+    fold_of_group = np.full(n_groups, -1, dtype=np.int64)
+    start = 0
+    for members in (defect_groups, normal_groups):
+        order = rng.permutation(members)
+        fold_of_group[order] = (start + np.arange(len(order))) % n_used
+        start = (start + len(order)) % n_used
+    return fold_of_group[group_of]
+
+
+# ---------------------------------------------------------------------- the result
+@dataclass
+class CrossValidation:
+    """What the cross-validation of the final model measured, and what it chose.
+
+    Attributes
+    ----------
+    thresholds : ndarray of shape (n_thresholds,)
+        The threshold grid.
+    steps : ndarray of shape (n_checkpoints,), int
+        Optimiser steps at each checkpoint.
+    counts : dict of str to ndarray of shape (n_folds, n_checkpoints, n_thresholds)
+        :func:`~sid4ds.estimators.detection.detection_counts` of each fold's held-out
+        images at each checkpoint.
+    n_defective, n_normal : ndarray of shape (n_folds,), int
+        Held-out defective and normal images per fold.
+    n_training : ndarray of shape (n_folds,), int
+        Images each fold's model was trained on.
+    defect_ratio : float or None
+        The share of defective images the IoU is for (None: as in the held-out folds).
+    threshold : float
+        The chosen threshold.
+    n_steps : int
+        The chosen checkpoint (optimiser steps of the final fit).
+    seconds : float
+        Wall time of the cross-validation.
+    seed : int or None
+        The ``random_state`` given to the models whose own was None (the final fit uses
+        it too).
+    """
+
+    thresholds: np.ndarray
+    steps: np.ndarray
+    counts: dict[str, np.ndarray]
+    n_defective: np.ndarray
+    n_normal: np.ndarray
+    n_training: np.ndarray
+    defect_ratio: float | None
+    threshold: float = 0.5
+    n_steps: int = 0
+    seconds: float = 0.0
+    seed: int | None = None
+    _scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_folds(self) -> int:
+        """The number of folds."""
+        return len(self.n_defective)
+
+    def scores(self, defect_ratio: Any = "same") -> dict[str, np.ndarray]:
+        """Per fold, checkpoint and threshold: ``iou``, ``detected``, ``false_alarms``.
+
+        Parameters
+        ----------
+        defect_ratio : float, None or "same", default="same"
+            The mix the IoU is for (see
+            :func:`~sid4ds.estimators.detection.detection_scores`); ``"same"``: the
+            cross-validation's own.
+
+        Returns
+        -------
+        scores : dict of str to ndarray of shape (n_folds, n_checkpoints, n_thresholds)
+        """
+        if isinstance(defect_ratio, str) and defect_ratio == "same":
+            if not self._scores:
+                self._scores = self._compute(self.defect_ratio)
+            return self._scores
+        return self._compute(defect_ratio)
+
+    def _compute(self, defect_ratio: float | None) -> dict[str, np.ndarray]:
+        shape = (-1, 1, 1)
+        return detection_scores({**self.counts,
+                                 "n_defective": self.n_defective.reshape(shape),
+                                 "n_normal": self.n_normal.reshape(shape)}, defect_ratio)
+
+    def choose(self) -> CrossValidation:
+        """Set ``threshold`` and ``n_steps`` to the best mean IoU over the folds.
+
+        Ties go to the earlier checkpoint, then the lower threshold.
+        """
+        mean = np.nanmean(self.scores()["iou"], axis=0)
+        checkpoint, threshold = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
+        self.n_steps = int(self.steps[checkpoint])
+        self.threshold = float(self.thresholds[threshold])
+        return self
+
+    def _index(self) -> tuple[int, int]:
+        checkpoint = int(np.flatnonzero(self.steps == self.n_steps)[0])
+        threshold = int(np.argmin(np.abs(self.thresholds - self.threshold)))
+        return checkpoint, threshold
+
+    def estimate(self, defect_ratio: Any = "same") -> dict[str, dict[str, float]]:
+        """Mean and std over the folds at the chosen checkpoint and threshold.
+
+        Parameters
+        ----------
+        defect_ratio : float, None or "same", default="same"
+            As in :meth:`scores`.
+
+        Returns
+        -------
+        estimate : dict
+            ``iou``, ``detected``, ``false_alarms``: each ``{"mean": ..., "std": ...}``
+            (NaN where no fold has such images).
+        """
+        checkpoint, threshold = self._index()
+        result = {}
+        for key, values in self.scores(defect_ratio).items():
+            column = values[:, checkpoint, threshold]
+            column = column[np.isfinite(column)]
+            result[key] = {"mean": float(column.mean()) if len(column) else float("nan"),
+                           "std": float(column.std()) if len(column) else float("nan")}
+        return result
+
+    def curve(self, along: str) -> dict[str, np.ndarray]:
+        """Mean and std over the folds along the thresholds (at the chosen checkpoint) or
+        along the checkpoints (at the chosen threshold).
+
+        Parameters
+        ----------
+        along : {"threshold", "steps"}
+
+        Returns
+        -------
+        curve : dict
+            ``x`` (thresholds or steps) and, for each score, ``KEY`` (mean) and
+            ``KEY_std``, each of shape (n_points,).
+        """
+        check_choice(along, "along", ("threshold", "steps"))
+        checkpoint, threshold = self._index()
+        curve: dict[str, np.ndarray] = {
+            "x": self.thresholds if along == "threshold" else self.steps}
+        for key, values in self.scores().items():
+            part = values[:, checkpoint, :] if along == "threshold" else values[:, :, threshold]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a score no fold measures
+                curve[key] = np.nanmean(part, axis=0)
+                curve[f"{key}_std"] = np.nanstd(part, axis=0)
+        return curve
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (lists and numbers); :meth:`from_dict` reads them back."""
+        return {
+            "thresholds": [float(value) for value in self.thresholds],
+            "steps": [int(value) for value in self.steps],
+            "counts": {key: value.astype(int).tolist() for key, value in self.counts.items()},
+            "n_defective": self.n_defective.astype(int).tolist(),
+            "n_normal": self.n_normal.astype(int).tolist(),
+            "n_training": self.n_training.astype(int).tolist(),
+            "defect_ratio": self.defect_ratio, "threshold": self.threshold,
+            "n_steps": self.n_steps, "seconds": self.seconds, "seed": self.seed,
+            "estimate": self.estimate(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> CrossValidation:
+        """The :class:`CrossValidation` of :meth:`to_dict` (``estimate`` is recomputed)."""
+        return cls(
+            thresholds=np.asarray(values["thresholds"], dtype=np.float64),
+            steps=np.asarray(values["steps"], dtype=np.int64),
+            counts={key: np.asarray(value, dtype=np.int64)
+                    for key, value in values["counts"].items()},
+            n_defective=np.asarray(values["n_defective"], dtype=np.int64),
+            n_normal=np.asarray(values["n_normal"], dtype=np.int64),
+            n_training=np.asarray(values["n_training"], dtype=np.int64),
+            defect_ratio=values["defect_ratio"], threshold=float(values["threshold"]),
+            n_steps=int(values["n_steps"]), seconds=float(values.get("seconds", 0.0)),
+            seed=values.get("seed"))
+
+    def summary(self) -> str:
+        """One line for messages: the chosen threshold and length, and the estimate."""
+        estimate = self.estimate()
+        mix = ("" if self.defect_ratio is None else
+               f" (on images {self.defect_ratio:.0%} defective)")
+
+        def part(key: str) -> str:
+            value = estimate[key]
+            return f"{value['mean']:.0%} ± {value['std']:.0%}"
+
+        return (f"threshold {self.threshold:g}, {self.n_steps} steps; estimated over "
+                f"{self.n_folds} folds: defect IoU {estimate['iou']['mean']:.3f} ± "
+                f"{estimate['iou']['std']:.3f}{mix}, defective images found "
+                f"{part('detected')}, normal images flagged {part('false_alarms')}")
+
+
+# ---------------------------------------------------------------------- training
+def checkpoints(n_steps: int, n_checkpoints: int) -> np.ndarray:
+    """``n_checkpoints`` evenly spaced steps ending at ``n_steps`` (fewer when short)."""
+    steps = np.round(np.arange(1, n_checkpoints + 1) * n_steps / n_checkpoints).astype(np.int64)
+    return np.unique(steps[steps >= 1])
+
+
+def fresh_model(segmenter: SegmentationLearner, init: SegmentationLearner | None,
+           seed: Any) -> SegmentationLearner:
+    """A model to train: a clone of ``segmenter`` (seeded), or ``init`` to train further."""
+    if init is None:
+        model = clone(segmenter)
+        if model.random_state is None:
+            model.set_params(random_state=seed)
+        return model
+    params = segmenter.get_params(deep=False)
+    for name in ("base_channels", "depth", "dilation"):
+        if params[name] != getattr(init, name):
+            raise ValueError(
+                f"init has {name}={getattr(init, name)!r} but segmenter has "
+                f"{params[name]!r}; training init further keeps its network: set {name} "
+                f"alike, or start from scratch (init=None)"
+            )
+    params.pop("encoder_init", None)
+    return copy.deepcopy(init).set_params(**{**params, "warm_start": True})
+
+
+def check_training_set(X: Any, y: Any, groups: Any, train_only: Any,
+                        depth: int) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray]:
+    images = check_images(X, depth=depth)
+    masks = check_masks(y, n_samples=len(images), height=images.shape[2],
+                        width=images.shape[3])
+    only = (np.zeros(len(images), bool) if train_only is None
+            else np.asarray(train_only, dtype=bool))
+    if only.shape != (len(images),):
+        raise ValueError(f"train_only has shape {only.shape}; expected one flag per image, "
+                         f"({len(images)},)")
+    if groups is not None and len(np.asarray(groups)) != len(images):
+        raise ValueError(f"groups has {len(np.asarray(groups))} entries for {len(images)} "
+                         f"images; pass one group per image")
+    return images, masks, groups, only
+
+
+def cross_validate(
+    segmenter: SegmentationLearner,
+    X: Any,
+    y: Any,
+    *,
+    groups: Any = None,
+    train_only: Any = None,
+    n_folds: int = 3,
+    n_checkpoints: int = 5,
+    thresholds: Sequence[float] = THRESHOLDS,
+    defect_ratio: float | None = None,
+    init: SegmentationLearner | None = None,
+    random_state: Any = None,
+    say: Callable[[str], None] | None = None,
+) -> CrossValidation:
+    """Choose the threshold and training length of ``segmenter`` by k-fold cross-validation.
+
+    See the module docstring. Each fold's model is a clone of ``segmenter`` (or ``init``
+    trained further) trained for its ``max_steps`` on the other folds' images (and the
+    train-only images), and scored on its fold at each checkpoint and threshold.
+
+    Parameters
+    ----------
+    segmenter : SegmentationLearner
+        The configuration (unfitted; its ``max_steps`` is the budget; ``max_epochs`` must
+        be None). Seeded from ``random_state`` when its ``random_state`` is None.
+    X : array-like of shape (n_samples, n_channels, height, width) or (n_samples, height, width)
+        The labelled images (and fake normals).
+    y : array-like of shape (n_samples, height, width)
+        Their binary masks.
+    groups : array-like of shape (n_samples,), optional
+        Source of each image (tiles of one image share one); see :func:`fold_assignment`.
+    train_only : array-like of shape (n_samples,), bool, optional
+        Images trained on but never validated on (fake normals).
+    n_folds : int, default=3
+        Folds wanted (fewer when fewer source images hold a defect).
+    n_checkpoints : int, default=5
+        Training lengths compared: ``max_steps · j / n_checkpoints``, j = 1 .. n.
+    thresholds : sequence of float, default=THRESHOLDS
+        The threshold grid.
+    defect_ratio : float in (0, 1), optional
+        Share of defective images the IoU is estimated for (see
+        :func:`~sid4ds.estimators.detection.detection_scores`); default: as in the labelled images.
+    init : SegmentationLearner, optional
+        A fitted S to start every fold from instead of a fresh network (the S of the
+        rounds): the estimate is then optimistic when ``init`` has seen the held-out images.
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the folds (and ``segmenter`` when it has no ``random_state``).
+    say : callable, optional
+        ``say(message)`` for progress messages.
+
+    Returns
+    -------
+    cv : CrossValidation
+        With the chosen ``threshold`` and ``n_steps``.
+
+    Examples
+    --------
+    >>> from sid4ds import SegmentationLearner
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.estimators.final_model import cross_validate
+    >>> X, masks = make_defect_images(n_samples=12, image_size=16, defect_ratio=0.5,
+    ...                               random_state=0)
+    >>> tiny = SegmentationLearner(base_channels=4, depth=2, max_steps=4, random_state=0)
+    >>> cv = cross_validate(tiny, X, masks, n_folds=2, n_checkpoints=2, random_state=0)
+    >>> cv.n_folds, cv.steps.tolist(), sorted(cv.estimate())
+    (2, [2, 4], ['detected', 'false_alarms', 'iou'])
+    """
+    if not isinstance(segmenter, SegmentationLearner):
+        raise TypeError(f"segmenter must be a SegmentationLearner; got "
+                        f"{type(segmenter).__name__}")
+    segmenter.check_params()
+    if segmenter.max_epochs is not None:
+        raise ValueError(
+            f"segmenter has max_epochs={segmenter.max_epochs}; the cross-validation counts "
+            f"checkpoints in optimiser steps: set max_epochs=None and max_steps"
+        )
+    images, masks, groups, only = check_training_set(X, y, groups, train_only,
+                                                      segmenter.depth)
+    n_checkpoints = check_int(n_checkpoints, "n_checkpoints", minimum=1)
+    cuts = np.unique(check_probabilities(thresholds, "thresholds"))
+    if defect_ratio is not None:
+        check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0, include_low=False,
+                    include_high=False)
+    speak = say or (lambda message: None)
+    rng = make_rng(random_state)
+    seed = draw_seed(rng)
+    folds = fold_assignment(defective_rows(masks), n_folds, groups=groups, train_only=only,
+                            random_state=rng)
+    steps = checkpoints(int(segmenter.max_steps), n_checkpoints)
+    n_used = int(folds.max()) + 1
+    counts = {key: np.zeros((n_used, len(steps), len(cuts)), np.int64) for key in COUNT_KEYS}
+    n_defective = np.zeros(n_used, np.int64)
+    n_normal = np.zeros(n_used, np.int64)
+    n_training = np.zeros(n_used, np.int64)
+    position = {int(step): index for index, step in enumerate(steps)}
+    started = time.perf_counter()
+    for fold in range(n_used):
+        held_out = np.flatnonzero((folds == fold) & ~only)
+        train = np.flatnonzero(folds != fold)
+        model = fresh_model(segmenter, init, seed)
+
+        def score(done: int, model: SegmentationLearner = model,
+                  held_out: np.ndarray = held_out, fold: int = fold) -> bool:
+            if done in position:
+                found = detection_counts(model.predict_proba(images[held_out]),
+                                         masks[held_out], cuts)
+                for key in COUNT_KEYS:
+                    counts[key][fold, position[done]] = found[key]
+            return False
+
+        speak(f"cross-validation, fold {fold + 1} of {n_used}: training S on {len(train)} "
+              f"images, checking {len(steps)} checkpoints on {len(held_out)} held-out ones")
+        model.fit(images[train], masks[train], on_step=score)
+        defective = defective_rows(masks[held_out])
+        n_defective[fold], n_normal[fold] = int(defective.sum()), int((~defective).sum())
+        n_training[fold] = len(train)
+    cv = CrossValidation(thresholds=cuts, steps=steps, counts=counts,
+                         n_defective=n_defective, n_normal=n_normal, n_training=n_training,
+                         defect_ratio=None if defect_ratio is None else float(defect_ratio),
+                         seed=seed)
+    cv.choose()
+    cv.seconds = time.perf_counter() - started
+    return cv
