@@ -81,6 +81,7 @@ API_MODULES = [
     "sid4ds.baselines.uncertainty", "sid4ds.baselines.coreset", "sid4ds.baselines.pt4al",
     "sid4ds.baselines.suggestive", "sid4ds.baselines.learning_loss",
     "sid4ds.baselines.contrast", "sid4ds.evaluation", "sid4ds.evaluation.protocol",
+    "sid4ds.evaluation.runs", "sid4ds.evaluation.split",
     "sid4ds.evaluation.records", "sid4ds.evaluation.iou", "sid4ds.evaluation.retrain",
     "sid4ds.evaluation.output", "sid4ds.evaluation.data",
     "sid4ds.evaluation.settings",

@@ -20,8 +20,13 @@ every setting used, and PNG plots.
 
 The package, one concern per module:
 
-- :mod:`sid4ds.evaluation.protocol`: :func:`run_benchmark`, :func:`run_baseline` (the loop
-  every baseline runs; SID4DS runs through :func:`~sid4ds.run_sid4ds`), the held-out split;
+- :mod:`sid4ds.evaluation.protocol`: :func:`run_benchmark`, every strategy on the same
+  pool, and its :class:`BenchmarkResult`;
+- :mod:`sid4ds.evaluation.runs`: what one strategy does with one seed, a
+  :class:`StrategyRun`: :func:`run_baseline` (the loop every baseline runs) and SID4DS
+  through :func:`~sid4ds.run_sid4ds`;
+- :mod:`sid4ds.evaluation.split`: the held-out split (:func:`split_held_out`,
+  :func:`pool_and_test`);
 - :mod:`sid4ds.evaluation.records`: the pure functions that turn rankings and selection
   histories into records (:func:`batch_defect_counts`, :func:`cold_start_records`,
   :func:`cumulative_defect_share`, :func:`selection_records`, :func:`labeled_records`,
