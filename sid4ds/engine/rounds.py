@@ -23,42 +23,39 @@ Every door of sid4ds runs its rounds here: :func:`~sid4ds.run_sid4ds`, a
    :func:`sid4ds.ranking.drift.check_drift` flagged): the round applies ``drift_rule`` to them
    (:data:`DRIFT_RULES`); without ``drifted`` nothing of it runs.
 
+The order of these steps is written in one place, :meth:`SID4DSRounds.run_round`; their
+parts are private modules of this folder, one concern each, that the class is built of:
+training the models (``_training``, with :func:`configure_models`), scoring with the score
+cache (``_scoring``), selection with its tie-breaks, fake normals and the drifted batch's
+reserve (``_selecting``), the drifted batch's normal images (``_drift``), and the time of
+each phase (``_timing``, with :func:`format_duration`). :class:`RoundResult` is in
+``_result``. Every public name is imported from here.
+
 So a session whose labeller answers like an oracle, a modAL learner taught the oracle's
 masks and ``run_sid4ds`` pick the same images, round by round, by construction.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
-from sid4ds._core.random import draw_seed, make_rng
 from sid4ds._core.validation import check_choice, check_float, check_int
 from sid4ds.datasets.pool import ImagePool
+from sid4ds.engine._drift import RoundDrift
+from sid4ds.engine._result import RoundResult
+from sid4ds.engine._scoring import RoundScoring
+from sid4ds.engine._selecting import RoundSelection
+from sid4ds.engine._timing import format_duration
+from sid4ds.engine._training import RoundTraining, configure_models
 from sid4ds.estimators.base import is_fitted
 from sid4ds.estimators.reconstruction import ReconstructionScorer
 from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
-from sid4ds.ranking.drift import reserve_order
-from sid4ds.ranking.score_cache import (
-    MemoryScoreCache,
-    ScoreCache,
-    model_fingerprint,
-    models_fingerprint,
-)
-from sid4ds.ranking.scores import (
-    FUSION_RULES,
-    REGION_RULES,
-    fuse_evidence,
-    msmr_scores,
-    sdr_evidence,
-)
-from sid4ds.ranking.selection import content_keys, rank_pool, tie_keys
+from sid4ds.ranking.score_cache import MemoryScoreCache, ScoreCache, model_fingerprint
+from sid4ds.ranking.scores import FUSION_RULES, REGION_RULES
 
 __all__ = [
     "DRIFT_RULES",
@@ -275,110 +272,7 @@ def round_stage(y_train: Any) -> tuple[str, str]:
                          f"reconstructed by G")
 
 
-def configure_models(
-    segmenter: SegmentationLearner | None,
-    scorer: ReconstructionScorer | None,
-    random_state: Any,
-    **params: Any,
-) -> tuple[SegmentationLearner, ReconstructionScorer]:
-    """Unfitted clones of S and M, seeded from ``random_state`` where they have no seed.
-
-    The one seeding rule of a SID4DS run: one Generator from ``random_state``
-    (:func:`~sid4ds._core.random.make_rng`) draws S's seed, then M's (G is a copy of M). The
-    labelling session seeds its models with the same rule from its ``seed``.
-
-    Parameters
-    ----------
-    segmenter, scorer : estimator or None
-        Configurations of S and M (cloned); None: the defaults.
-    random_state : int, Generator, RandomState or None
-        Seeds the models whose own ``random_state`` is None.
-    **params
-        Set on both (e.g. ``verbose=1``).
-
-    Returns
-    -------
-    segmenter, scorer : SegmentationLearner, ReconstructionScorer
-    """
-    rng = make_rng(random_state)
-    configured = []
-    for estimator, default in ((segmenter, SegmentationLearner), (scorer, ReconstructionScorer)):
-        model = clone(estimator) if estimator is not None else default()
-        if model.get_params()["random_state"] is None:
-            model.set_params(random_state=draw_seed(rng))
-        configured.append(model.set_params(**params))
-    return configured[0], configured[1]
-
-
-@dataclass
-class RoundResult:
-    """What one round chose, and why.
-
-    Attributes
-    ----------
-    round : int
-        Its index (0 is the first round).
-    stage : {"cold_start", "iterative"}
-    score : {"E_msmr", "E_sdr"}
-        What the unlabelled images were ranked by.
-    reason : str
-        Why the round is in its stage, in words for the user.
-    scores : ndarray of shape (n_unlabelled,)
-        The score of every unlabelled image, in the order they were given.
-    selected : ndarray of int
-        Positions (into the unlabelled images given) of the top K, best first.
-    fake_normals : ndarray of int
-        Positions of the bottom V, lowest first; disjoint from ``selected``.
-    order : ndarray of int
-        Every position, best first, by the same rule (ties included) as ``selected``: its
-        first K are ``selected``.
-    tie_scores : ndarray of shape (n_unlabelled,) or None
-        The cold-start E_msmr that broke ties among equal scores (NaN where M never scored
-        the image); None when ties were broken by image content alone.
-    trained : list of str
-        The models trained in this round (``"M"``, ``"S"``, ``"G"``).
-    n_scored : int
-        Images scored in this round; the others' scores were kept from an earlier round
-        whose models were the same.
-    seconds : dict of str to float
-        Wall time of each phase: ``train_M``, ``train_S``, ``train_G``, ``score_msmr`` or
-        ``score_sdr``.
-    drift_normals : ndarray of int
-        Positions of the drifted batch's images that trained S as normal images in this
-        round (``drift_rule="fake_normals"`` or ``"fake_normals_reserve"``); empty
-        otherwise.
-    reserved : ndarray of int
-        Positions put among the top K for the drifted batch (``drift_rule="refresh"`` or
-        ``"fake_normals_reserve"``); empty otherwise.
-    """
-
-    round: int
-    stage: str
-    score: str
-    reason: str
-    scores: np.ndarray
-    selected: np.ndarray
-    fake_normals: np.ndarray
-    order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    tie_scores: np.ndarray | None = None
-    trained: list[str] = field(default_factory=list)
-    n_scored: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    drift_normals: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    reserved: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    @property
-    def reused_scores(self) -> bool:
-        """True when every score came from an earlier round (unchanged models)."""
-        return self.n_scored == 0 and len(self.scores) > 0
-
-    @property
-    def n_reused(self) -> int:
-        """Images whose score was kept from an earlier round (unchanged models)."""
-        return len(self.scores) - self.n_scored
-
-
-class SID4DSRounds:
+class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
     """The three learners of SID4DS and the rule of a round (see the module docstring).
 
     Not an estimator: a plain object that holds the models of a campaign and its settings
@@ -597,6 +491,7 @@ class SID4DSRounds:
         unlabeled = np.asarray(unlabeled, dtype=np.int64)
         seconds: dict[str, float] = {}
         trained: list[str] = []
+        # 1. the stage
         ruled, reason = round_stage(y_train)
         if stage is None:
             stage = ruled
@@ -604,17 +499,17 @@ class SID4DSRounds:
             reason = f"the {stage.replace('_', ' ')} stage was asked for ({reason})"
         self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
         iterative = stage == "iterative"
-        flagged = self._flagged(drifted, unlabeled)
+        flagged = self._flagged(drifted, unlabeled)  # 5. drift: rows of the batch, if any
         if flagged.any():
-            self.say(self._drift_plan(int(flagged.sum()), iterative))
+            self.say(f"{int(flagged.sum())} unlabelled images of a batch that does not look "
+                     f"like the pool: " + drift_plan(self.drift_rule, iterative,
+                                                     self.drift_normal_share,
+                                                     self.reserve_share))
             if self.drift_rule == "refresh":
                 self._refresh(pool, round_index, seconds, trained)
+        # 2. bring the models up to date: M when the cold start or G needs it, S and G
         if (not iterative or self.sdr_scorer is None) and not is_fitted(self.msmr_scorer):
-            # the cold start ranks by M; G starts from M's weights (the paper's §3.3)
-            self.say(f"training the self-supervised reconstruction learner M on {len(pool)} "
-                     f"images{self._about(self.msmr_scorer, len(pool), pool, train=True)}")
-            self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
-            self._trained("M", self.msmr_scorer, round_index, trained)
+            self._train_msmr(pool, round_index, seconds, trained)
         unlabeled_keys = self._keys(pool, keys)[unlabeled]
         drift_normals = np.zeros(0, np.int64)
         if iterative:
@@ -626,35 +521,15 @@ class SID4DSRounds:
                 if len(drift_normals):  # S learns them now, even with no new label
                     self.trained_for.pop("S", None)
             self._update_supervised(X_train, y_train, round_index, seconds, trained)
+        # 3. score the unlabelled images (kept scores reused), and the tie scores
         scores, n_scored = self._scores(STAGE_SCORES[stage], pool, unlabeled, unlabeled_keys,
                                         seconds)
-        msmr = None
-        if self.tie_break == "msmr" and is_fitted(self.msmr_scorer):
-            msmr = self.score_cache.lookup("E_msmr", model_fingerprint(self.msmr_scorer),
-                                           unlabeled_keys)
-            if iterative and np.isnan(msmr).any() and not np.isnan(msmr).all():
-                # images that joined the pool after M scored it get their E_msmr too, so
-                # that ties among them are broken as among the others
-                msmr, _ = self._scores("E_msmr", pool, unlabeled, unlabeled_keys, seconds)
-        keys_of_unlabeled = tie_keys(unlabeled_keys, msmr)
+        msmr = self._tie_scores(pool, unlabeled, unlabeled_keys, iterative, seconds)
+        # 4. select: the top K to label, the bottom V fake normals (the batch's reserve)
         n_fake = resolve_n_normal(self.n_normal, n_label, len(unlabeled),
                                   self.expected_defect_ratio)
-        top, bottom = rank_pool(scores, n_label, n_fake, tie_keys=keys_of_unlabeled)
-        order, _ = rank_pool(scores, len(scores), tie_keys=keys_of_unlabeled)
-        reserved = np.zeros(0, np.int64)
-        if flagged.any():
-            if self.drift_rule == "refresh":
-                reserved = self._reserved(pool, unlabeled, flagged, unlabeled_keys, len(top),
-                                          seconds)
-                order = reserve_order(order, reserved, len(top))
-            elif self.drift_rule == "fake_normals_reserve":  # the batch's top by this score
-                in_batch = order[flagged[order]]
-                reserved = in_batch[: min(len(in_batch),
-                                          int(round(self.reserve_share * len(top))))]
-                order = reserve_order(order, reserved, len(top))
-            top = order[: len(top)]
-            rest = order[len(top):][::-1]  # lowest first, as rank_pool's bottom
-            bottom = rest[~flagged[rest]][:n_fake]
+        top, bottom, order, reserved = self._select(pool, unlabeled, unlabeled_keys, scores,
+                                                    msmr, n_label, n_fake, flagged, seconds)
         return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
                            order=order, tie_scores=msmr, trained=trained, n_scored=n_scored,
@@ -701,191 +576,3 @@ class SID4DSRounds:
         """
         self._fit_segmenter(X_train, y_train, round_index, {}, [])
         return self.segmenter
-
-    # ------------------------------------------------------------------ drift
-    def _flagged(self, drifted: np.ndarray | None, unlabeled: np.ndarray) -> np.ndarray:
-        """Which unlabelled positions belong to the drifted batch the rule acts on."""
-        if drifted is None or self.drift_rule == "none":
-            return np.zeros(len(unlabeled), dtype=bool)
-        return np.isin(unlabeled, np.asarray(drifted, dtype=np.int64))
-
-    def _drift_plan(self, n_flagged: int, iterative: bool) -> str:
-        return (f"{n_flagged} unlabelled images of a batch that does not look like the pool: "
-                + drift_plan(self.drift_rule, iterative, self.drift_normal_share,
-                             self.reserve_share))
-
-    def _refresh(self, pool: ImagePool, round_index: int, seconds: dict[str, float],
-                 trained: list[str]) -> None:
-        """``drift_rule="refresh"``: M trained again on the grown pool, G to be made from it."""
-        self.msmr_scorer = clone(self.msmr_scorer)
-        self.say(f"training M again on all {len(pool)} images"
-                 + self._about(self.msmr_scorer, len(pool), pool, train=True))
-        self._timed(seconds, "train_M", lambda: self.msmr_scorer.fit(pool))
-        self._trained("M", self.msmr_scorer, round_index, trained)
-        self.sdr_scorer = None  # made again from the new M when the iterative stage needs it
-
-    def _batch_msmr(self, pool: ImagePool, unlabeled: np.ndarray, rows: np.ndarray,
-                    keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
-        """Positions ``rows`` ordered by M's E_msmr, highest first (ties by content)."""
-        msmr, _ = self._scores("E_msmr", pool, unlabeled[rows], keys[rows], seconds)
-        by_msmr, _ = rank_pool(msmr, len(msmr), tie_keys=tie_keys(keys[rows]))
-        return rows[by_msmr]
-
-    def _drift_normals(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
-                       keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
-        """``"fake_normals"``: the drifted batch's share with the lowest E_msmr."""
-        rows = np.flatnonzero(flagged)
-        n_normal = int(round(self.drift_normal_share * len(rows)))
-        if n_normal == 0 or not is_fitted(self.msmr_scorer):
-            return np.zeros(0, np.int64)
-        return self._batch_msmr(pool, unlabeled, rows, keys, seconds)[::-1][:n_normal]
-
-    def _reserved(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
-                  keys: np.ndarray, n_label: int, seconds: dict[str, float]) -> np.ndarray:
-        """``"refresh"``: the drifted batch's top by the new M's E_msmr, its share of K."""
-        rows = np.flatnonzero(flagged)
-        n_reserved = min(len(rows), int(round(self.reserve_share * n_label)))
-        if n_reserved == 0:
-            return np.zeros(0, np.int64)
-        return self._batch_msmr(pool, unlabeled, rows, keys, seconds)[:n_reserved]
-
-    # ------------------------------------------------------------------ parts
-    def _scores(self, name: str, pool: ImagePool, unlabeled: np.ndarray, keys: np.ndarray,
-                seconds: dict[str, float]) -> tuple[np.ndarray, int]:
-        """The ``name`` score of the unlabelled images: kept ones reused, the rest computed.
-
-        E_sdr is kept per image with S's mean probability (``"S_probability"``), both by
-        the fingerprint of S, G and the region rule, so that ``fusion`` can rank by both.
-        """
-        if name == "E_msmr":
-            fingerprint: str | None = model_fingerprint(self.msmr_scorer)
-            columns = ("E_msmr",)
-            what = f"E_msmr, {self.msmr_scorer.n_blocks} masked copies each"
-            phase = "score_msmr"
-
-            def compute(rows: np.ndarray) -> np.ndarray:
-                return msmr_scores(self.msmr_scorer, pool.subset(rows),
-                                   n_jobs=self.n_jobs)[:, None]
-
-            def about(n_images: int) -> str:
-                return self._about(self.msmr_scorer, n_images, pool, train=False,
-                                   copies=self.msmr_scorer.n_blocks)
-        else:
-            fingerprint = models_fingerprint(self.segmenter, self.sdr_scorer,
-                                             settings=(name, self.region, self.region_share))
-            columns = ("E_sdr", "S_probability")
-            what = "E_sdr: S's regions, reconstructed by G"
-            phase = "score_sdr"
-
-            def compute(rows: np.ndarray) -> np.ndarray:
-                return sdr_evidence(self.segmenter, self.sdr_scorer, pool.subset(rows),
-                                    region=self.region, region_share=self.region_share,
-                                    n_jobs=self.n_jobs)
-
-            def about(n_images: int) -> str:
-                return self._about((self.segmenter, self.sdr_scorer), n_images, pool,
-                                   train=False)
-        values = np.full((len(unlabeled), len(columns)), np.nan)
-        if fingerprint is not None:
-            for column, score in enumerate(columns):
-                values[:, column] = self.score_cache.lookup(score, fingerprint, keys)
-        missing = np.isnan(values).any(axis=1)
-        n_missing = int(missing.sum())
-        if n_missing == 0:
-            models = "M" if name == "E_msmr" else "S and G"
-            self.say(f"reusing the {name} of the unchanged {models} for {len(values)} images")
-        else:
-            kept = (f"; the other {len(values) - n_missing} kept from before"
-                    if n_missing < len(values) else "")
-            self.say(f"scoring {n_missing} unlabelled images ({what}{kept})"
-                     + about(n_missing))
-            values[missing] = self._timed(seconds, phase, lambda: compute(unlabeled[missing]))
-            if fingerprint is not None:
-                for column, score in enumerate(columns):
-                    self.score_cache.store(score, fingerprint, keys[missing],
-                                           values[missing, column])
-        if name == "E_msmr":
-            return values[:, 0], n_missing
-        return fuse_evidence(values, self.fusion), n_missing
-
-    def _update_supervised(self, X_train: np.ndarray, y_train: np.ndarray, round_index: int,
-                           seconds: dict[str, float], trained: list[str]) -> None:
-        if not is_fitted(self.segmenter) or self.trained_for.get("S", -1) < round_index:
-            self._fit_segmenter(X_train, y_train, round_index, seconds, trained)
-        made = self.sdr_scorer is None
-        if made:
-            self.sdr_scorer = self.msmr_scorer.guided_copy(self.guided_epochs)
-        guided = is_fitted(self.sdr_scorer) and getattr(
-            self.sdr_scorer, "fit_mode_", None) == "label_guided"
-        if made or not guided or (self.retrain_scorer
-                                  and self.trained_for.get("G", -1) < round_index):
-            self.say("training the label-guided reconstruction learner G"
-                     + (" from M" if made else "")
-                     + self._about(self.sdr_scorer, len(X_train), X_train, train=True))
-            self._timed(seconds, "train_G", lambda: self.sdr_scorer.fit(X_train, y_train))
-            self._trained("G", self.sdr_scorer, round_index, trained)
-
-    def _fit_segmenter(self, X_train: np.ndarray, y_train: np.ndarray, round_index: int,
-                       seconds: dict[str, float], trained: list[str]) -> None:
-        n_defective = int(defective_rows(y_train).sum())
-        self.say(f"training the segmentation learner S on {len(X_train)} images "
-                 f"({n_defective} defective)"
-                 + self._about(self.segmenter, len(X_train), X_train, train=True))
-        # after the first fit S continues from its weights (the paper's iterative stage);
-        # the user's own warm_start setting is left as it is
-        continue_training = is_fitted(self.segmenter) and hasattr(self.segmenter, "partial_fit")
-        train = self.segmenter.partial_fit if continue_training else self.segmenter.fit
-        self._timed(seconds, "train_S", lambda: train(X_train, y_train))
-        self._trained("S", self.segmenter, round_index, trained)
-
-    def _about(self, models: Any, n_images: int, images: Any, *, train: bool,
-               copies: int = 1) -> str:
-        """``", about 3.2 min"`` from a measured warm-up, when someone reads the messages.
-
-        ``models`` is one model or a tuple of models that each pass over the images.
-        """
-        models = models if isinstance(models, tuple) else (models,)
-        if not self._estimate or not all(hasattr(model, "estimate_seconds")
-                                         for model in models):
-            return ""
-        shape = (images.image_shape if isinstance(images, ImagePool)
-                 else tuple(np.asarray(images).shape[1:]))
-        seconds = sum(model.estimate_seconds(n_images, shape, train=train, copies=copies)
-                      for model in models)
-        return f" (about {format_duration(seconds)} here, from a short warm-up)"
-
-    def _trained(self, kind: str, model: Any, round_index: int, trained: list[str]) -> None:
-        self.trained_for[kind] = round_index
-        trained.append(kind)
-        if self.on_trained is not None:
-            self.on_trained(kind, model, round_index)
-
-    def _keys(self, pool: ImagePool, keys: np.ndarray | None) -> np.ndarray:
-        if keys is not None:
-            return np.asarray(keys)
-        if self._content_keys is None or self._content_keys[0] is not pool:
-            self._content_keys = (pool, content_keys(pool))
-        return self._content_keys[1]
-
-    @staticmethod
-    def _timed(seconds: dict[str, float], phase: str, work: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        result = work()
-        seconds[phase] = time.perf_counter() - started
-        return result
-
-
-def format_duration(seconds: float) -> str:
-    """``"40 s"``, ``"3.2 min"`` or ``"1.5 h"``.
-
-    Examples
-    --------
-    >>> from sid4ds.engine.rounds import format_duration
-    >>> format_duration(40.2), format_duration(190), format_duration(5400)
-    ('40 s', '3.2 min', '1.5 h')
-    """
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400 - 1:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"

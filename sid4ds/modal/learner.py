@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 from modAL.models import ActiveLearner
 from modAL.models.base import BaseLearner
 from modAL.uncertainty import uncertainty_sampling
-from modAL.utils.data import data_vstack, retrieve_rows
-from sklearn.utils import check_X_y
-from torch.utils.data import Dataset
 
 from sid4ds._core.random import make_rng
-from sid4ds._core.validation import (
-    check_images,
-    check_masks,
-)
 from sid4ds.datasets.pool import ImagePool, as_pool
-from sid4ds.engine.rounds import resolve_n_normal, training_set
+from sid4ds.engine.rounds import training_set
+from sid4ds.modal._data import (
+    check_kind,
+    check_labeled,
+    check_modal,
+    describe,
+    fit_modal,
+    is_images,
+    stack_training,
+)
+from sid4ds.modal._fake_normals import fake_normal_indices
 from sid4ds.modal.strategies import (
     default_msmr_scorer,
     learner_engine,
@@ -30,7 +30,7 @@ from sid4ds.modal.strategies import (
     sdr_sampling,
     sid4ds_sampling,
 )
-from sid4ds.ranking.selection import forget_pool_scores, query_state, rank_pool
+from sid4ds.ranking.selection import forget_pool_scores, query_state
 
 __all__ = ["DefectActiveLearner", "default_sampling"]
 
@@ -76,23 +76,8 @@ def default_sampling(learner: Any, X_pool: Any, *args: Any, **kwargs: Any) -> tu
     >>> len(indices)
     2
     """
-    strategy = (sid4ds_sampling if DefectActiveLearner._is_images(X_pool)
-                else uncertainty_sampling)
+    strategy = sid4ds_sampling if is_images(X_pool) else uncertainty_sampling
     return strategy(learner, X_pool, *args, **kwargs)
-
-
-def _stack_rows(old: Any, new: Any) -> Any:
-    """modAL's ``data_vstack`` of two blocks, with pandas objects joined by ``pd.concat``.
-
-    modAL-python 0.4.2.1 stacks data frames with ``DataFrame.append``, which pandas 2
-    removed; ``pd.concat`` gives what it gave: the rows of both, indices kept, and a Series
-    added to a data frame as one row (labelled by its name).
-    """
-    if isinstance(old, pd.DataFrame) and isinstance(new, pd.Series):
-        new = new.to_frame().T
-    if isinstance(old, (pd.DataFrame, pd.Series)):
-        return pd.concat([old, new])
-    return data_vstack((old, new))
 
 
 class DefectActiveLearner(ActiveLearner):
@@ -213,8 +198,6 @@ class DefectActiveLearner(ActiveLearner):
     ((8, 3), (8,))
     """
 
-    _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
     def __init__(
         self,
         estimator: Any,
@@ -239,7 +222,7 @@ class DefectActiveLearner(ActiveLearner):
         self.X_fake_normal: np.ndarray | None = None
         self.fake_normal_indices_ = np.empty(0, dtype=np.int64)
         self._trained = False
-        if self._is_images(X_training):
+        if is_images(X_training):
             X_training, y_training = self._check_labeled(X_training, y_training)
         super().__init__(estimator, query_strategy, X_training, y_training,
                          bootstrap_init=bootstrap_init, on_transformed=on_transformed,
@@ -275,115 +258,21 @@ class DefectActiveLearner(ActiveLearner):
         """The last query's scores of the whole pool (``sid4ds_state.pool_scores``)."""
         return query_state(self).pool_scores
 
-    # ------------------------------------------------------------------ images or not
-    @classmethod
-    def _is_images(cls, X: Any) -> bool:
-        """Whether ``X`` takes the image path (see the class docstring) or modAL's."""
-        if X is None or sp.issparse(X) or isinstance(X, (str, bytes, os.PathLike)):
-            return False
-        if isinstance(X, ImagePool):
-            return True
-        if isinstance(X, Dataset):
-            return True
-        if isinstance(X, Sequence) and len(X) and all(
-            isinstance(item, os.PathLike)
-            or (isinstance(item, str) and item.lower().endswith(cls._IMAGE_SUFFIXES))
-            for item in X
-        ):
-            return True
-        if isinstance(X, (list, tuple)):
-            try:
-                X = np.asarray(X)
-            except (ValueError, TypeError):  # ragged or not array-like: not images
-                return False
-        shape = getattr(X, "shape", None)
-        if shape is None or len(shape) not in (3, 4):
-            return False
-        if hasattr(X, "detach") and hasattr(X, "is_complex"):  # a torch tensor
-            return not X.is_complex()
-        try:
-            dtype = np.dtype(X.dtype)
-        except TypeError:
-            return False
-        return bool(np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_))
-
+    # ------------------------------------------------------------------ data
     def _holds_images(self) -> bool:
-        return self._is_images(getattr(self, "X_training", None))
+        return is_images(getattr(self, "X_training", None))
 
-    def _check_kind(self, X: Any, images: bool) -> None:
-        """One learner keeps either images or other data: say so before mixing them."""
-        X_training = getattr(self, "X_training", None)
-        if X_training is None or self._holds_images() == images:
-            return
-        held = "images" if not images else "non-image data"
-        raise ValueError(
-            f"X ({self._describe(X)}) is {'images' if images else 'not image-shaped'} but the "
-            f"learner's training data are {held} ({self._describe(X_training)}); a "
-            f"DefectActiveLearner keeps images and other data apart: use a second learner, "
-            f"or fit() to replace the training data"
-        )
-
-    @staticmethod
-    def _describe(X: Any) -> str:
-        shape = getattr(X, "shape", None)
-        if shape is None and isinstance(X, (list, tuple)):
-            return f"{type(X).__name__} of length {len(X)}"
-        return f"{type(X).__name__} of shape {tuple(shape) if shape is not None else '?'}"
-
-    # ------------------------------------------------------------------ modAL data
-    def _check_modal(self, X: Any, y: Any) -> None:
-        """modAL's ``check_X_y`` call, with scikit-learn's current finiteness keyword."""
-        check_X_y(X, y, accept_sparse=True, ensure_2d=False, allow_nd=True, multi_output=True,
-                  dtype=None, ensure_all_finite=self.force_all_finite)
-
-    def _fit_modal(self, X: Any, y: Any, bootstrap: bool, **fit_kwargs: Any) -> None:
-        """Fit the estimator as modAL does (always ``fit``), bootstrapping from the rng."""
-        if bootstrap:
-            n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
-            rows = self._rng.integers(0, n_rows, size=n_rows)
-            X, y = retrieve_rows(X, rows), retrieve_rows(y, rows)
-        self.estimator.fit(X, y, **fit_kwargs)
+    def _check_labeled(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        return check_labeled(X, y, getattr(self, "X_training", None))
 
     def _add_modal_data(self, X: Any, y: Any) -> None:
-        self._check_kind(X, images=False)
-        self._check_modal(X, y)
-        if self.X_training is None:
-            self.X_training, self.y_training = X, y
-            return
-        try:
-            X_training = _stack_rows(self.X_training, X)
-            y_training = _stack_rows(self.y_training, y)
-        except ValueError as error:
-            raise ValueError("the dimensions of the new training data and label must agree "
-                             "with the training data and labels provided so far") from error
-        self.X_training, self.y_training = X_training, y_training
-
-    # ------------------------------------------------------------------ data
-    def _check_labeled(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        self._check_kind(X, images=True)
-        channels = None if getattr(self, "X_training", None) is None else self.X_training.shape[1]
-        shape = None if channels is None else self.X_training.shape[2:]
-        images = check_images(X, n_channels=channels, image_shape=shape)
-        y_ndim = getattr(y, "ndim", None)
-        if y_ndim is None and isinstance(y, (list, tuple)):
-            try:
-                y_ndim = np.asarray(y).ndim
-            except (ValueError, TypeError):  # ragged: check_masks says what is wrong
-                y_ndim = None
-        if y_ndim in (0, 1):
-            raise ValueError(
-                f"X holds images ({self._describe(images)}), so y must be their pixel masks "
-                f"of shape ({len(images)}, {images.shape[2]}, {images.shape[3]}); got "
-                f"{self._describe(y)}. DefectActiveLearner treats 3-D and 4-D numeric X "
-                f"as images: for one label per image use modAL's ActiveLearner, or pass X "
-                f"flattened to 2-D (X.reshape(len(X), -1))"
-            )
-        masks = check_masks(y, n_samples=len(images), height=images.shape[2],
-                            width=images.shape[3])
-        return images, masks
+        check_kind(X, False, self.X_training)
+        check_modal(X, y, self.force_all_finite)
+        self.X_training, self.y_training = stack_training(self.X_training, self.y_training,
+                                                          X, y)
 
     def _add_training_data(self, X: Any, y: Any) -> None:
-        if not self._is_images(X):
+        if not is_images(X):
             self._add_modal_data(X, y)
             return
         images, masks = self._check_labeled(X, y)
@@ -419,7 +308,8 @@ class DefectActiveLearner(ActiveLearner):
 
     def _fit_to_known(self, bootstrap: bool = False, **fit_kwargs: Any) -> DefectActiveLearner:
         if self.X_training is not None and not self._holds_images():
-            self._fit_modal(self.X_training, self.y_training, bootstrap, **fit_kwargs)
+            fit_modal(self.estimator, self.X_training, self.y_training, bootstrap, self._rng,
+                      **fit_kwargs)
             return self
         X, y = self.training_data()
         self._fit_estimator(X, y, bootstrap, **fit_kwargs)
@@ -427,8 +317,8 @@ class DefectActiveLearner(ActiveLearner):
 
     def _fit_on_new(self, X: Any, y: Any, bootstrap: bool = False,
                     **fit_kwargs: Any) -> DefectActiveLearner:
-        if not self._is_images(X):
-            self._fit_modal(X, y, bootstrap, **fit_kwargs)
+        if not is_images(X):
+            fit_modal(self.estimator, X, y, bootstrap, self._rng, **fit_kwargs)
             return self
         images, masks = training_set(*self._check_labeled(X, y), self.X_fake_normal)
         self._fit_estimator(images, masks, bootstrap, **fit_kwargs)
@@ -453,8 +343,8 @@ class DefectActiveLearner(ActiveLearner):
         -------
         self : DefectActiveLearner
         """
-        if not self._is_images(X):
-            self._check_modal(X, y)
+        if not is_images(X):
+            check_modal(X, y, self.force_all_finite)
             self.X_training, self.y_training = X, y
             return self._fit_to_known(bootstrap=bootstrap, **fit_kwargs)
         self.X_training, self.y_training = None, None
@@ -482,10 +372,10 @@ class DefectActiveLearner(ActiveLearner):
         **fit_kwargs
             Passed to the estimator's ``fit`` (or ``partial_fit``).
         """
-        if not self._is_images(X):
+        if not is_images(X):
             if only_new:
-                self._check_kind(X, images=False)
-                self._check_modal(X, y)
+                check_kind(X, False, self.X_training)
+                check_modal(X, y, self.force_all_finite)
                 self._fit_on_new(X, y, bootstrap=bootstrap, **fit_kwargs)
             else:
                 self._add_training_data(X, y)
@@ -531,11 +421,11 @@ class DefectActiveLearner(ActiveLearner):
             that is not images).
         """
         forget_pool_scores(self)
-        if not self._is_images(X_pool):
+        if not is_images(X_pool):
             if self.query_strategy in (msmr_sampling, sdr_sampling, sid4ds_sampling):
                 raise ValueError(
                     f"query_strategy {self.query_strategy.__name__} ranks images, but X_pool "
-                    f"({self._describe(X_pool)}) is not image-shaped; for tabular data pass a "
+                    f"({describe(X_pool)}) is not image-shaped; for tabular data pass a "
                     f"modAL strategy, e.g. query_strategy=modAL.uncertainty.uncertainty_sampling,"
                     f" or sid4ds.modal.learner.default_sampling (the default), which ranks "
                     f"images by "
@@ -552,37 +442,13 @@ class DefectActiveLearner(ActiveLearner):
         result = super().query(images, *query_args, return_metrics=return_metrics,
                                **query_kwargs)
         indices = np.asarray(result[0])
-        self._pick_fake_normals(images, indices, n_instances=len(indices))
+        self._pick_fake_normals(images, indices)
         if return_fake_normals:
             return (*result, self.fake_normal_indices_)
         return result
 
-    def _pick_fake_normals(self, images: ImagePool, indices: np.ndarray,
-                           n_instances: int) -> None:
-        state = query_state(self)
-        if state.last_round is not None:  # a SID4DS strategy: the engine's bottom V
-            self.fake_normal_indices_ = state.last_round.fake_normals
-            self.X_fake_normal = images[self.fake_normal_indices_]
-            return
-        n_normal = resolve_n_normal(self.n_normal, n_instances, len(images),
-                                    self.expected_defect_ratio)
-        scores = state.pool_scores
-        if n_normal == 0 or scores is None:
-            if n_normal > 0 and self.n_normal != "auto":
-                raise ValueError(
-                    f"n_normal={self.n_normal} needs a query strategy that scores the whole "
-                    f"pool (the SID4DS strategies, most baselines); set n_normal=0 with other "
-                    f"strategies"
-                )
-            self.X_fake_normal = None
-            self.fake_normal_indices_ = np.empty(0, dtype=np.int64)
-            return
-        # the selected images go to the top whatever the strategy's own order, so the
-        # fake normals are the lowest-ranked of the rest
-        finite = np.minimum(np.asarray(scores, dtype=np.float64), np.finfo(np.float64).max)
-        ranked = np.where(np.isin(np.arange(len(images)), indices), np.inf, finite)
-        _, bottom = rank_pool(ranked, n_instances, n_normal,
-                              tie_keys=state.pool_tie_keys)
-        self.fake_normal_indices_ = bottom
-        self.X_fake_normal = images[bottom]
-
+    def _pick_fake_normals(self, images: ImagePool, indices: np.ndarray) -> None:
+        bottom = fake_normal_indices(query_state(self), indices, len(images), self.n_normal,
+                                     self.expected_defect_ratio)
+        self.fake_normal_indices_ = np.empty(0, dtype=np.int64) if bottom is None else bottom
+        self.X_fake_normal = None if bottom is None else images[bottom]
