@@ -271,7 +271,7 @@ def test_a_query_after_add_without_new_labels_scores_only_the_new_images(tmp_pat
     session.query(n_label=4)
     msmr = count_scored(monkeypatch, ReconstructionScorer, "block_errors_chunk")  # all M does
     session.add_images(root / "shift2")
-    assert msmr == [60]  # the drift check: the pool's 40 and the 20 new images
+    assert msmr == [20]  # the drift check: the pool's kept from the query; the 20 new ones
     sdr = count_scored(monkeypatch, ReconstructionScorer, "region_errors_chunk")
     fits = count_scored(monkeypatch, ReconstructionScorer, "fit")
     msmr[0] = 0

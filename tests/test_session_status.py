@@ -222,7 +222,7 @@ def test_a_second_cold_start_round_reuses_the_e_msmr_of_round_0(tmp_path, asked,
     zeros = np.zeros((16, 16), np.uint8)
     session.import_masks(write_masks(tmp_path / "normal", record["selected"],
                                      dict.fromkeys(record["selected"], zeros)))
-    calls = {"fit": 0, "msmr_chunk": 0}
+    calls = {"fit": 0, "block_errors_chunk": 0}  # all M's scoring goes through it
     for method in calls:
         original = getattr(ReconstructionScorer, method)
 
@@ -233,7 +233,7 @@ def test_a_second_cold_start_round_reuses_the_e_msmr_of_round_0(tmp_path, asked,
         monkeypatch.setattr(ReconstructionScorer, method, counted)
     code, out, err = run_main(capsys, "query", session.path, "--n", 4, "--device", "cpu")
     assert code == 0, err
-    assert calls == {"fit": 0, "msmr_chunk": 0}  # M neither retrained nor scoring
+    assert calls == {"fit": 0, "block_errors_chunk": 0}  # M neither retrained nor scoring
     second = LabelingSession.open(session.path).manifest["rounds"][1]
     assert second["stage"] == "cold_start" and second["score"] == "E_msmr"
     assert second["reused_scores"] is True

@@ -44,7 +44,7 @@ from sid4ds.estimators.base import is_fitted
 from sid4ds.estimators.reconstruction import ReconstructionScorer
 from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
-from sid4ds.ranking.drift import reserve_order
+from sid4ds.ranking.drift import DRIFT_CACHE_SCORE, reserve_order
 from sid4ds.ranking.score_cache import (
     MemoryScoreCache,
     ScoreCache,
@@ -55,7 +55,7 @@ from sid4ds.ranking.scores import (
     FUSION_RULES,
     REGION_RULES,
     fuse_evidence,
-    msmr_scores,
+    msmr_evidence,
     sdr_evidence,
 )
 from sid4ds.ranking.selection import content_keys, rank_pool, tie_keys
@@ -759,13 +759,12 @@ class SID4DSRounds:
         """
         if name == "E_msmr":
             fingerprint: str | None = model_fingerprint(self.msmr_scorer)
-            columns = ("E_msmr",)
+            columns = ("E_msmr", DRIFT_CACHE_SCORE)  # one pass: E_msmr and the drift score
             what = f"E_msmr, {self.msmr_scorer.n_blocks} masked copies each"
             phase = "score_msmr"
 
             def compute(rows: np.ndarray) -> np.ndarray:
-                return msmr_scores(self.msmr_scorer, pool.subset(rows),
-                                   n_jobs=self.n_jobs)[:, None]
+                return msmr_evidence(self.msmr_scorer, pool.subset(rows), n_jobs=self.n_jobs)
 
             def about(n_images: int) -> str:
                 return self._about(self.msmr_scorer, n_images, pool, train=False,

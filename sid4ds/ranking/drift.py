@@ -43,6 +43,7 @@ from sid4ds._core.random import make_rng
 from sid4ds._core.validation import check_float, check_int
 from sid4ds.datasets.pool import ImagePool, as_pool
 from sid4ds.ranking.score_cache import model_fingerprint
+from sid4ds.ranking.scores import msmr_evidence
 
 __all__ = [
     "DRIFT_CACHE_SCORE",
@@ -451,7 +452,8 @@ def pool_sample(n_pool: int, max_pool: int, random_state: Any = 0,
 
 
 #: The names under which :func:`check_drift` keeps scores in a score cache: the drift
-#: score (the mean block error), and E_msmr (the maximum), which the round engine reuses.
+#: score (the mean block error), and E_msmr (the maximum); the round engine keeps both too
+#: (:func:`~sid4ds.ranking.scores.msmr_evidence`), so each is computed once per image and M.
 DRIFT_CACHE_SCORE = "drift_error"
 MSMR_CACHE_SCORE = "E_msmr"
 
@@ -475,11 +477,11 @@ def _cached_drift_scores(scorer: Any, parts: list[tuple[ImagePool, np.ndarray]],
         values = cache.lookup(DRIFT_CACHE_SCORE, fingerprint, keys)
         missing = np.flatnonzero(np.isnan(values))
         if len(missing):
-            errors = np.asarray(scorer.block_errors(images.subset(missing)), np.float64)
-            values[missing] = errors.mean(axis=1)
+            evidence = msmr_evidence(scorer, images.subset(missing))
+            values[missing] = evidence[:, 1]
             new_keys.append(keys[missing])
             drift.append(values[missing])
-            msmr.append(errors.max(axis=1))
+            msmr.append(evidence[:, 0])
         scores.append(values)
     if new_keys:
         keys = np.concatenate(new_keys)
