@@ -3,6 +3,7 @@
     python benchmarks/session_scaling.py store --sizes 10000 100000
     python benchmarks/session_scaling.py state --state-sizes 1000 10000 100000
     python benchmarks/session_scaling.py ratio
+    python benchmarks/session_scaling.py drift --state-sizes 1000 10000
 
 ``store``: how fast, and in how much memory, the pool's images are read from each store a
 growing session could use, at each size (64×64 grey float32 by default):
@@ -34,8 +35,15 @@ with the size of the manifest.
 1,000 images of 64×64: ``init``, the cold-start ``query``, ``add`` of 100 images and
 ``query --skip-missing``.
 
+``drift``: what the drift check costs ``add``, at each pool size of ``--state-sizes`` (32×32
+grey, tiny networks, as ``state``): ``init``; ``add`` of 1,000 images before M is trained
+(no drift check: the cost of ``add`` alone); a cold-start ``query`` (M trained); then
+``add`` of 1,000 images twice, both checked for drift (M unchanged in between). Printed per
+``add``: its wall time and peak RSS, and from the batch's drift record the check's own
+seconds and the images M scored for it (``n_scored``; absent before the scores were kept).
+
 Results go to ``benchmarks/results/session_scaling/`` (``store.csv``, ``state.csv``,
-``ratio.csv`` and ``settings.json``, the machine and the arguments; ``--tag`` adds a
+``ratio.csv``, ``drift.csv`` and ``settings.json``, the machine and the arguments; ``--tag`` adds a
 suffix); the scratch folder is removed.
 """
 
@@ -337,6 +345,55 @@ def ratio_part(args: argparse.Namespace, work: Path) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------- drift
+DRIFT_RECORD = """
+import json, sys
+from sid4ds.session import LabelingSession
+batch = LabelingSession.open(sys.argv[1]).manifest["batches"][-1]
+print(json.dumps(batch.get("drift")))
+"""
+
+
+def drift_part(args: argparse.Namespace, work: Path) -> list[dict]:
+    """What the drift check adds to ``add``: an add before M exists (no check), then two
+    checked adds with M unchanged."""
+    rows = []
+    for n in args.state_sizes:
+        folder = work / f"drift{n}"
+        folder.mkdir()
+        size = args.state_image_size
+        rng = np.random.default_rng(n + 2)
+        X, _ = images_of(rng, n, size)
+        np.save(folder / "pool.npy", X)
+        del X
+        for number in range(3):
+            write_pngs(folder / f"batch{number}", images_of(rng, 1000, size)[0], None,
+                       [f"b{number}_{index:05d}" for index in range(1000)])
+        session = folder / "session"
+        steps = [("init", ["init", session, "--images", folder / "pool.npy", *TINY]),
+                 ("add 1,000 images, no M (no drift check)",
+                  ["add", session, "--images", folder / "batch0"]),
+                 ("query (cold start)", ["query", session, "--quiet"]),
+                 ("add 1,000 images, drift check (first)",
+                  ["add", session, "--images", folder / "batch1"]),
+                 ("add 1,000 images, drift check (again)",
+                  ["add", session, "--images", folder / "batch2"])]
+        for step, argv in steps:
+            result = sid4ds(*argv)
+            row = {"n_images": n, "step": step, "seconds": round(result["seconds"], 3),
+                   "peak_rss_mib": round(result["peak_mib"], 1)}
+            if argv[0] == "add":
+                drift = run(DRIFT_RECORD, str(session))
+                row["drifted"] = None if drift is None else drift["drifted"]
+                row["check_seconds"] = (None if drift is None or "seconds" not in drift
+                                        else round(drift["seconds"], 3))
+                row["n_scored"] = None if drift is None else drift.get("n_scored")
+            rows.append(row)
+            print(f"[drift] {json.dumps(row)}", flush=True)
+        shutil.rmtree(folder)
+    return rows
+
+
 # ---------------------------------------------------------------------- main
 def write_csv(file: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -348,7 +405,7 @@ def write_csv(file: Path, rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=("store", "state", "ratio", "all"))
+    parser.add_argument("part", choices=("store", "state", "ratio", "drift", "all"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000],
                         help="pool sizes of the store part")
     parser.add_argument("--image-size", type=int, default=64)
@@ -378,6 +435,8 @@ def main() -> None:
             write_csv(args.out / f"state{args.tag}.csv", state_part(args, work))
         if args.part in ("ratio", "all"):
             write_csv(args.out / f"ratio{args.tag}.csv", ratio_part(args, work))
+        if args.part in ("drift", "all"):
+            write_csv(args.out / f"drift{args.tag}.csv", drift_part(args, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     settings["load_average_end"] = os.getloadavg()

@@ -10,13 +10,17 @@ import pytest
 from sid4ds import ReconstructionScorer
 from sid4ds.datasets import make_defect_images
 from sid4ds.ranking.drift import (
+    DRIFT_CACHE_SCORE,
     DRIFT_SCORE,
     assess_drift,
     check_drift,
     drift_scores,
     exceedance_p_value,
+    pool_sample,
     reserve_order,
 )
+from sid4ds.ranking.score_cache import MemoryScoreCache, model_fingerprint
+from sid4ds.ranking.selection import content_keys
 
 SMALL_M = {"base_channels": 4, "depth": 2, "patch_size": 4, "n_blocks": 4, "max_epochs": 20}
 
@@ -129,6 +133,50 @@ def test_a_large_pool_is_compared_through_a_seeded_sample(small_m) -> None:
     assert sampled.n_pool == 16
     assert check_drift(M, X, new, max_pool=16, random_state=3).threshold == sampled.threshold
     assert check_drift(M, X, new).n_pool == 32
+
+
+def test_a_second_check_with_m_unchanged_scores_only_the_new_images(small_m) -> None:
+    M, X = small_m
+    first, _ = make_defect_images(n_samples=8, image_size=16, random_state=11)
+    second, _ = make_defect_images(n_samples=6, image_size=16, random_state=12)
+    cache = MemoryScoreCache()
+    cached = check_drift(M, X, first, pool_keys=content_keys(X), new_keys=content_keys(first),
+                         score_cache=cache)
+    plain = check_drift(M, X, first)
+    assert cached.n_scored == 40 and plain.n_scored == 40
+    assert (cached.n_above, cached.threshold) == (plain.n_above, plain.threshold)
+    grown = np.concatenate([X, first])
+    again = check_drift(M, grown, second, pool_keys=content_keys(grown),
+                        new_keys=content_keys(second), score_cache=cache)
+    assert again.n_scored == 6  # the pool's 40 were kept from the first check
+    assert again.as_dict() == {**check_drift(M, grown, second).as_dict(), "n_scored": 6}
+    # the same block errors gave E_msmr, kept for the round engine's next ranking
+    kept = cache.lookup("E_msmr", model_fingerprint(M), content_keys(second))
+    np.testing.assert_allclose(kept, M.score_samples(second), rtol=1e-6)
+    assert not np.isnan(cache.lookup(DRIFT_CACHE_SCORE, model_fingerprint(M),
+                                     content_keys(grown))).any()
+
+
+def test_the_sample_by_content_key_is_stable_as_the_pool_grows() -> None:
+    keys = content_keys(np.random.default_rng(0).random((2000, 4)))
+    before = pool_sample(1800, 200, keys=keys[:1800])
+    after = pool_sample(2000, 200, keys=keys)
+    assert len(before) == len(after) == 200
+    assert len(np.intersect1d(before, after)) >= 160  # ~10% of the sample leaves at most
+    assert abs(np.mean(after) - 1000) < 150  # spread over the pool, not its first rows
+    assert not np.array_equal(pool_sample(2000, 200, 1, keys=keys), after)  # the seed counts
+    assert pool_sample(50, 200, keys=keys[:50]).tolist() == list(range(50))
+
+
+def test_keys_must_come_together_and_match_the_images(small_m) -> None:
+    M, X = small_m
+    with pytest.raises(ValueError, match="pool_keys and new_keys together"):
+        check_drift(M, X, X[:4], pool_keys=content_keys(X))
+    with pytest.raises(ValueError, match="pool_keys and new_keys together"):
+        check_drift(M, X, X[:4], score_cache=MemoryScoreCache())
+    with pytest.raises(ValueError, match=r"new_keys must hold one content key per image of "
+                                         r"new_images \(4\); got shape \(3,\)"):
+        check_drift(M, X, X[:4], pool_keys=content_keys(X), new_keys=content_keys(X[:3]))
 
 
 # ---------------------------------------------------------------------- the reserve rule

@@ -61,8 +61,8 @@ def test_a_score_is_computed_once_per_image_and_model(images, monkeypatch):
     first = rounds.run_round(pool, everything, *normal_labels(0), 0, 4)
     assert first.n_scored == 24 and "score_msmr" in first.seconds
     scored = []
-    original = ReconstructionScorer.msmr_chunk
-    monkeypatch.setattr(ReconstructionScorer, "msmr_chunk",
+    original = ReconstructionScorer.block_errors_chunk  # all M's scoring goes through it
+    monkeypatch.setattr(ReconstructionScorer, "block_errors_chunk",
                         lambda self, chunk: scored.append(len(chunk)) or original(self, chunk))
     again = rounds.run_round(pool, everything[4:], *normal_labels(4), 1, 4)
     assert again.reused_scores and again.n_scored == 0 and scored == []

@@ -269,13 +269,16 @@ def test_a_query_after_add_without_new_labels_scores_only_the_new_images(tmp_pat
     truth = dict(zip(names, masks, strict=True))
     session = new_session(tmp_path, root / "shift1")
     session.query(n_label=4)
+    msmr = count_scored(monkeypatch, ReconstructionScorer, "block_errors_chunk")  # all M does
     session.add_images(root / "shift2")
-    msmr = count_scored(monkeypatch, ReconstructionScorer, "msmr_chunk")
+    assert msmr == [20]  # the drift check: the pool's kept from the query; the 20 new ones
     sdr = count_scored(monkeypatch, ReconstructionScorer, "region_errors_chunk")
     fits = count_scored(monkeypatch, ReconstructionScorer, "fit")
+    msmr[0] = 0
     cold = session.query(n_label=4, skip_missing=True)
     assert cold["stage"] == "cold_start" and fits == [0]
-    assert msmr == [20] and cold["n_reused"] == 40  # the 4 skipped went back to the pool
+    # the new images' E_msmr came with the drift check; the 4 skipped went back to the pool
+    assert msmr == [0] and cold["n_reused"] == 60
     # labels: S and G are trained, every image is scored afresh
     defective = [name for name in names[:40] if truth[name].any()][:2]
     normal = [name for name in names[:40] if not truth[name].any()][:2]
@@ -285,12 +288,14 @@ def test_a_query_after_add_without_new_labels_scores_only_the_new_images(tmp_pat
     assert first["stage"] == "iterative" and first["n_reused"] == 0 and sdr == [56]
     # more images and no label: S and G stay, only the new images are scored
     save_images(tmp_path / "shift3", X[:6] * 0.8, [f"late{index}" for index in range(6)])
+    msmr[0] = 0
     session.add_images(tmp_path / "shift3")
+    assert msmr == [6]  # M unchanged: the drift check scores only the new images
     msmr[0], sdr[0] = 0, 0
     again = session.query(n_label=4, skip_missing=True)
     assert again["stage"] == "iterative" and "train_S" not in again["seconds"]
     assert sdr == [6] and again["n_reused"] == 56 and again["models"]["S"] == first["round"]
-    assert msmr == [6]  # their E_msmr for the tie rule, as the others had it
+    assert msmr == [0]  # their E_msmr for the tie rule came with the drift check
 
 
 @pytest.fixture(scope="module")
@@ -322,8 +327,11 @@ def test_status_scores_and_report_say_which_batch_each_image_came_from(tmp_path,
     assert code == 0
     assert re.search(r"^ +1  add   \S+ +20 +0 +0  " + re.escape(str((root / "shift2").resolve())),
                      out, re.MULTILINE)
+    assert re.search(r"^drift +batch 1 looks like the pool: \d+ of its 20 images", out,
+                     re.MULTILINE)
     page = session.report(device="cpu").read_text()
     assert "<h2>Where the images came from</h2>" in page
+    assert "<p>Drift check: batch 1 looks like the pool: " in page
     assert (f"<td>1</td><td>add</td><td>{batches[1]['time']}</td>"
             f"<td>{(root / 'shift2').resolve()}</td><td>20</td><td>0</td><td>20</td>") in page
 
@@ -356,6 +364,16 @@ def test_a_drifted_batch_is_flagged_kept_and_acted_on_by_the_next_query_once(tmp
     assert f"next `sid4ds query` acts on batch {summary['batch']}" in drift["message"]
     stored = session.manifest["batches"][-1]["drift"]
     assert stored["drifted"] and stored["applied_round"] is None
+    # status says it in words: which batch, its share against the threshold, what comes
+    status = session.status()
+    words = [entry["drift_words"] for entry in status["batches"]]
+    assert words[0] is None and words[1].startswith("batch 1 was not checked for drift")
+    assert words[2].startswith("batch 2 looks like the pool: ")
+    assert words[3].startswith(f"batch 3 DRIFTED: {drift['n_above']} of its 16 images "
+                               f"({drift['share_above']:.0%}) score above the pool's 95th "
+                               f"percentile")
+    assert "drift is 25% or more" in words[3] and status["drift"] == [words[3]]
+    assert words[3].endswith("The next `sid4ds query` applies the drift rule to it.")
     # label round 0, then the next round applies the rule to the drifted batch once
     session.import_masks(write_masks(tmp_path / "m0", session.manifest["rounds"][0]["selected"],
                                      truth))
@@ -365,6 +383,9 @@ def test_a_drifted_batch_is_flagged_kept_and_acted_on_by_the_next_query_once(tmp
     assert len(acted["drift_normals"]) == 4 and set(acted["drift_normals"]) <= batch_names
     assert not set(acted["fake_normals"]) & batch_names  # the batch gives no fake normal
     assert session.manifest["batches"][-1]["drift"]["applied_round"] == acted["round"]
+    assert session.status()["drift"][0].endswith(
+        f"Round {acted['round']} applied the drift rule to it (once; later rounds rank it "
+        f"like the rest).")
     later = session.query(n_label=8, skip_missing=True)
     assert "drifted_batches" not in later
 
@@ -380,3 +401,8 @@ def test_add_prints_the_drift_check(tmp_path, line, capsys):
     code, out, _ = run_main(capsys, "add", session.path, "--images", tmp_path / "noisy")
     assert code == 0
     assert "DRIFT: the new images do not look like the pool" in out
+    code, out, _ = run_main(capsys, "status", session.path)
+    assert re.search(r"^drift +batch 1 DRIFTED: \d+ of its 20 images .* The next `sid4ds "
+                     r"query` applies the drift rule to it\.$", out, re.MULTILINE)
+    assert re.search(r"^next: label the 4 images .* \(the next query applies the drift rule "
+                     r"to batch 1\)$", out, re.MULTILINE)

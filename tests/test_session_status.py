@@ -19,6 +19,7 @@ from sid4ds import ReconstructionScorer
 from sid4ds.cli import main
 from sid4ds.engine.rounds import format_duration
 from sid4ds.session import LOCK, LabelingSession, SessionError
+from sid4ds.session.status import drift_words
 
 from .conftest import TINY_SCORER, answer_round, new_session, write_masks
 
@@ -98,6 +99,23 @@ def hold_lock(session: Path) -> subprocess.Popen:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
+
+
+def test_drift_words_give_the_statistic_against_the_threshold_and_the_rule():
+    check = {"drifted": False, "n_above": 3, "n_batch": 10, "share_above": 0.3,
+             "quantile": 0.95, "score": "M's mean reconstruction error", "threshold": 0.5,
+             "min_share": 0.25, "max_p_value": 0.001, "p_value": 0.0123,
+             "applied_round": None}
+    # a small batch above the share but without the evidence: not drift, and says why
+    calm = drift_words({"batch": 4, "command": "add", "drift": check})
+    assert calm == ("batch 4 looks like the pool: 3 of its 10 images (30%) score above the "
+                    "pool's 95th percentile of M's mean reconstruction error (0.5); drift is "
+                    "25% or more with a chance below 0.001 of that many by luck (here 0.012)")
+    drifted = {**check, "drifted": True, "p_value": 1e-9, "applied_round": 7}
+    words = drift_words({"batch": 4, "command": "add", "drift": drifted})
+    assert words.startswith("batch 4 DRIFTED: 3 of its 10 images (30%)")
+    assert "(here 1e-09). Round 7 applied the drift rule to it" in words
+    assert drift_words({"batch": 0, "command": "init"}) is None
 
 
 def test_status_reports_a_command_another_process_runs(tmp_path, asked, capsys):
@@ -204,7 +222,7 @@ def test_a_second_cold_start_round_reuses_the_e_msmr_of_round_0(tmp_path, asked,
     zeros = np.zeros((16, 16), np.uint8)
     session.import_masks(write_masks(tmp_path / "normal", record["selected"],
                                      dict.fromkeys(record["selected"], zeros)))
-    calls = {"fit": 0, "msmr_chunk": 0}
+    calls = {"fit": 0, "block_errors_chunk": 0}  # all M's scoring goes through it
     for method in calls:
         original = getattr(ReconstructionScorer, method)
 
@@ -215,7 +233,7 @@ def test_a_second_cold_start_round_reuses_the_e_msmr_of_round_0(tmp_path, asked,
         monkeypatch.setattr(ReconstructionScorer, method, counted)
     code, out, err = run_main(capsys, "query", session.path, "--n", 4, "--device", "cpu")
     assert code == 0, err
-    assert calls == {"fit": 0, "msmr_chunk": 0}  # M neither retrained nor scoring
+    assert calls == {"fit": 0, "block_errors_chunk": 0}  # M neither retrained nor scoring
     second = LabelingSession.open(session.path).manifest["rounds"][1]
     assert second["stage"] == "cold_start" and second["score"] == "E_msmr"
     assert second["reused_scores"] is True

@@ -243,6 +243,9 @@ def _status(args: argparse.Namespace) -> int:
             print(f"{entry['batch']:5d}  {entry['command']:<4s}  {entry['time']:<25s}  "
                   f"{entry['in_pool']:6d}  {entry['labeled']:8d}  {entry['defective']:9d}  "
                   f"{entry['source']}")
+    for entry in status["batches"]:
+        if entry.get("drift_words"):
+            print(f"drift        {entry['drift_words']}")
     recall = status["recall"]
     bound = recall["bound"]
     if bound is None:

@@ -16,8 +16,9 @@ import numpy as np
 from sid4ds.datasets.pool import ImagePool
 from sid4ds.engine._timing import timed
 from sid4ds.estimators.base import is_fitted
+from sid4ds.ranking.drift import DRIFT_CACHE_SCORE
 from sid4ds.ranking.score_cache import model_fingerprint, models_fingerprint
-from sid4ds.ranking.scores import fuse_evidence, msmr_scores, sdr_evidence
+from sid4ds.ranking.scores import fuse_evidence, msmr_evidence, sdr_evidence
 from sid4ds.ranking.selection import content_keys, rank_pool, tie_keys
 
 __all__ = ["RoundScoring"]
@@ -35,13 +36,12 @@ class RoundScoring:
         """
         if name == "E_msmr":
             fingerprint: str | None = model_fingerprint(self.msmr_scorer)
-            columns = ("E_msmr",)
+            columns = ("E_msmr", DRIFT_CACHE_SCORE)  # one pass: E_msmr and the drift score
             what = f"E_msmr, {self.msmr_scorer.n_blocks} masked copies each"
             phase = "score_msmr"
 
             def compute(rows: np.ndarray) -> np.ndarray:
-                return msmr_scores(self.msmr_scorer, pool.subset(rows),
-                                   n_jobs=self.n_jobs)[:, None]
+                return msmr_evidence(self.msmr_scorer, pool.subset(rows), n_jobs=self.n_jobs)
 
             def about(n_images: int) -> str:
                 return self._about(self.msmr_scorer, n_images, pool, train=False,

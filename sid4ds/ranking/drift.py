@@ -34,16 +34,19 @@ selection part.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from sid4ds._core.random import make_rng
 from sid4ds._core.validation import check_float, check_int
-from sid4ds.datasets.pool import as_pool
+from sid4ds.datasets.pool import ImagePool, as_pool
+from sid4ds.ranking.score_cache import model_fingerprint
+from sid4ds.ranking.scores import msmr_evidence
 
 __all__ = [
+    "DRIFT_CACHE_SCORE",
     "DRIFT_MAX_P_VALUE",
     "DRIFT_MIN_SHARE",
     "DRIFT_QUANTILE",
@@ -52,6 +55,7 @@ __all__ = [
     "check_drift",
     "drift_scores",
     "exceedance_p_value",
+    "pool_sample",
     "reserve_order",
 ]
 
@@ -93,6 +97,9 @@ class DriftReport:
         What was compared (:data:`DRIFT_SCORE` for :func:`check_drift`).
     batch_scores : ndarray of shape (n_batch_given,)
         The batch's scores as given (NaN where an image had none), to keep.
+    n_scored : int or None
+        Images M scored for the check (:func:`check_drift`; the others' scores were
+        kept from before); None for :func:`assess_drift`.
     """
 
     drifted: bool
@@ -109,6 +116,7 @@ class DriftReport:
     max_p_value: float
     score: str
     batch_scores: np.ndarray
+    n_scored: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON types (``batch_scores`` left out), e.g. for a manifest.
@@ -129,6 +137,7 @@ class DriftReport:
             "threshold": float(self.threshold), "quantile": float(self.quantile),
             "min_share": float(self.min_share), "max_p_value": float(self.max_p_value),
             "score": self.score,
+            "n_scored": None if self.n_scored is None else int(self.n_scored),
         }
 
 
@@ -317,6 +326,9 @@ def check_drift(
     min_share: float = DRIFT_MIN_SHARE,
     max_p_value: float = DRIFT_MAX_P_VALUE,
     random_state: Any = 0,
+    pool_keys: Any = None,
+    new_keys: Any = None,
+    score_cache: Any = None,
 ) -> DriftReport:
     """Do new images look like the pool to M? The drift check to run when a batch arrives.
 
@@ -324,7 +336,8 @@ def check_drift(
     them with :func:`assess_drift`. A pool larger than ``max_pool`` is compared through a
     uniform random sample of ``max_pool`` of its images (seeded by ``random_state``): the
     test needs the pool's 95th percentile, not every image, and a sample keeps the check's
-    cost flat as the line grows.
+    cost flat as the line grows. Given the images' content keys and a score cache, scores
+    M computed before are reused (see ``score_cache``).
 
     Parameters
     ----------
@@ -339,7 +352,15 @@ def check_drift(
     quantile, min_share, max_p_value : float
         The test's settings (:func:`assess_drift`).
     random_state : int, Generator, RandomState or None, default=0
-        Draws the pool sample.
+        Draws the pool sample (:func:`pool_sample`).
+    pool_keys, new_keys : array-like of uint64, optional
+        The images' content keys (:func:`~sid4ds.ranking.selection.content_keys`): the
+        pool sample is then the stable one of :func:`pool_sample`.
+    score_cache : ScoreCache, optional
+        Where scores are kept by M's fingerprint and content key
+        (:mod:`sid4ds.ranking.score_cache`; needs the keys): kept drift scores are reused,
+        and those computed are kept, with the E_msmr of the same block errors (the round
+        engine's score). A second check with M unchanged scores only the new images.
 
     Returns
     -------
@@ -365,12 +386,108 @@ def check_drift(
     max_pool = check_int(max_pool, "max_pool", minimum=1)
     pool = as_pool(pool_images, name="pool_images")
     new = as_pool(new_images, name="new_images")
-    if len(pool) > max_pool:
-        rows = np.sort(make_rng(random_state).choice(len(pool), max_pool, replace=False))
+    if (pool_keys is None) != (new_keys is None) or (score_cache is not None
+                                                      and pool_keys is None):
+        raise ValueError("pass pool_keys and new_keys together (and both with "
+                         "score_cache): the content keys of pool_images and new_images")
+    if pool_keys is not None:
+        pool_keys = _keys_of(pool_keys, len(pool), "pool_keys", "pool_images")
+        new_keys = _keys_of(new_keys, len(new), "new_keys", "new_images")
+    rows = pool_sample(len(pool), max_pool, random_state, keys=pool_keys)
+    if len(rows) < len(pool):
         pool = pool.subset(rows)
-    return assess_drift(drift_scores(scorer, pool), drift_scores(scorer, new),
-                        quantile=quantile, min_share=min_share, max_p_value=max_p_value,
-                        score=DRIFT_SCORE)
+    if score_cache is None:
+        pool_scores, batch_scores, n_scored = (drift_scores(scorer, pool),
+                                               drift_scores(scorer, new), len(pool) + len(new))
+    else:
+        (pool_scores, batch_scores), n_scored = _cached_drift_scores(
+            scorer, [(pool, pool_keys[rows]), (new, new_keys)], score_cache)
+    report = assess_drift(pool_scores, batch_scores, quantile=quantile, min_share=min_share,
+                          max_p_value=max_p_value, score=DRIFT_SCORE)
+    return replace(report, n_scored=n_scored)
+
+
+def pool_sample(n_pool: int, max_pool: int, random_state: Any = 0,
+                keys: Any = None) -> np.ndarray:
+    """The rows of the pool the drift check compares: all, or a uniform sample of ``max_pool``.
+
+    Without ``keys``, ``max_pool`` rows drawn at random. With the images' content keys
+    (:func:`~sid4ds.ranking.selection.content_keys`, hashes of the pixels), the
+    ``max_pool`` images whose keys, mixed with a seeded salt, are the smallest: as uniform
+    a sample, and a *stable* one as the pool grows (an image leaves it only for one whose
+    key is smaller), so that scores kept from the last check are mostly reused.
+
+    Parameters
+    ----------
+    n_pool, max_pool : int
+        Pool size; most rows kept (at least 1).
+    random_state : int, Generator, RandomState or None, default=0
+        Draws the sample (or the salt).
+    keys : array-like of shape (n_pool,), uint64, optional
+        Content keys of the pool's images.
+
+    Returns
+    -------
+    rows : ndarray of int64, sorted
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.ranking.drift import pool_sample
+    >>> keys = np.arange(1, 101, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    >>> before = set(pool_sample(90, 10, keys=keys[:90]).tolist())
+    >>> after = set(pool_sample(100, 10, keys=keys).tolist())
+    >>> len(before & after) >= 8  # the pool grew by 10 of 100: few of the 10 change
+    True
+    """
+    max_pool = check_int(max_pool, "max_pool", minimum=1)
+    rng = make_rng(random_state)
+    if n_pool <= max_pool:
+        return np.arange(n_pool, dtype=np.int64)
+    if keys is None:
+        return np.sort(rng.choice(n_pool, max_pool, replace=False)).astype(np.int64)
+    salt = rng.integers(0, np.iinfo(np.int64).max, dtype=np.int64).astype(np.uint64)
+    mixed = np.asarray(keys, dtype=np.uint64) ^ salt
+    return np.sort(np.argsort(mixed, kind="stable")[:max_pool]).astype(np.int64)
+
+
+#: The names under which :func:`check_drift` keeps scores in a score cache: the drift
+#: score (the mean block error), and E_msmr (the maximum); the round engine keeps both too
+#: (:func:`~sid4ds.ranking.scores.msmr_evidence`), so each is computed once per image and M.
+DRIFT_CACHE_SCORE = "drift_error"
+MSMR_CACHE_SCORE = "E_msmr"
+
+
+def _keys_of(keys: Any, n: int, name: str, of: str) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.uint64)
+    if keys.shape != (n,):
+        raise ValueError(f"{name} must hold one content key per image of {of} ({n}); got "
+                         f"shape {keys.shape}")
+    return keys
+
+
+def _cached_drift_scores(scorer: Any, parts: list[tuple[ImagePool, np.ndarray]],
+                         cache: Any) -> tuple[list[np.ndarray], int]:
+    """Drift scores of each (images, keys) part, those kept in ``cache`` for M's
+    fingerprint reused; the block errors of the others give their E_msmr too, kept for the
+    round engine. Returns the scores of each part and how many images M scored."""
+    fingerprint = model_fingerprint(scorer)
+    scores, new_keys, drift, msmr = [], [], [], []
+    for images, keys in parts:
+        values = cache.lookup(DRIFT_CACHE_SCORE, fingerprint, keys)
+        missing = np.flatnonzero(np.isnan(values))
+        if len(missing):
+            evidence = msmr_evidence(scorer, images.subset(missing))
+            values[missing] = evidence[:, 1]
+            new_keys.append(keys[missing])
+            drift.append(values[missing])
+            msmr.append(evidence[:, 0])
+        scores.append(values)
+    if new_keys:
+        keys = np.concatenate(new_keys)
+        cache.store(DRIFT_CACHE_SCORE, fingerprint, keys, np.concatenate(drift))
+        cache.store(MSMR_CACHE_SCORE, fingerprint, keys, np.concatenate(msmr))
+    return scores, sum(len(part) for part in new_keys)
 
 
 def reserve_order(order: Any, reserved: Any, n_label: int) -> np.ndarray:

@@ -33,6 +33,7 @@ __all__ = [
     "REGION_RULES",
     "fuse_evidence",
     "fuse_ranks",
+    "msmr_evidence",
     "msmr_scores",
     "pseudo_label_regions",
     "rank_below_marked",
@@ -74,6 +75,55 @@ def msmr_scores(
     return scorer.map_pool(scorer.msmr_chunk, pool, copies=scorer.n_blocks,
                             n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
                             description="E_msmr")
+
+
+def msmr_evidence(
+    scorer: ReconstructionScorer, X_pool: Any, *, n_jobs: int | None = None
+) -> np.ndarray:
+    """E_msmr and the mean block error of every pool image, from one pass of M.
+
+    Both come from the same ``n_blocks`` masked reconstructions
+    (:meth:`~sid4ds.ReconstructionScorer.block_errors`): E_msmr their maximum, the drift
+    check's score (:func:`sid4ds.ranking.drift.drift_scores`) their mean. Whoever computes
+    one keeps both, so neither is computed twice for an image and an unchanged M.
+
+    Parameters
+    ----------
+    scorer : ReconstructionScorer
+        Fitted.
+    X_pool : array-like of shape (n_pool, n_channels, height, width) or (n_pool, height, width)
+        Or anything :func:`msmr_scores` takes.
+    n_jobs : int or None, default=None
+        joblib workers for the chunks; ``None`` uses ``scorer.n_jobs``.
+
+    Returns
+    -------
+    evidence : ndarray of shape (n_pool, 2)
+        Column 0: E_msmr (as :func:`msmr_scores`); column 1: the mean block error.
+
+    Examples
+    --------
+    >>> from sid4ds import ReconstructionScorer, msmr_scores
+    >>> from sid4ds.datasets import make_defect_images
+    >>> from sid4ds.ranking.scores import msmr_evidence
+    >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
+    >>> M = ReconstructionScorer(base_channels=4, depth=2, patch_size=4, n_blocks=4,
+    ...                          max_epochs=1, random_state=0).fit(X)
+    >>> evidence = msmr_evidence(M, X)
+    >>> evidence.shape, bool((evidence[:, 0] == msmr_scores(M, X)).all())
+    ((8, 2), True)
+    """
+    pool = _fitted(scorer, "scorer").check_pool(X_pool, name="X_pool")
+    evidence = scorer.map_pool(functools.partial(_msmr_chunk, scorer), pool,
+                               copies=scorer.n_blocks,
+                               n_jobs=scorer.n_jobs if n_jobs is None else n_jobs,
+                               description="E_msmr")
+    return np.asarray(evidence, dtype=np.float64).reshape(len(pool), 2)
+
+
+def _msmr_chunk(scorer: ReconstructionScorer, images: np.ndarray) -> np.ndarray:
+    errors = scorer.block_errors_chunk(images)
+    return np.column_stack([errors.max(axis=1), errors.mean(axis=1)])
 
 
 def _fitted(estimator: Any, name: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,13 +44,14 @@ from sid4ds.session.shards import (
     ShardedImages,
     pool_batches,
     pool_shards,
+    read_shard_meta,
     shard_files,
 )
 from sid4ds.session.storage import FileBatch, now, test_hook
 from sid4ds.session.store import PoolIndex, SessionStore
 
 __all__ = ["ARCHIVE_LIST", "add_images", "archive_items", "current_shards", "drifted_rows",
-           "to_current_format"]
+           "pending_drift", "to_current_format"]
 
 #: The list of images in an archive folder written by ``sid4ds prune --apply``: ``add``
 #: reads such a folder back as the images were in the pool (names kept, nothing resized).
@@ -106,21 +108,26 @@ def _drift_check(store: SessionStore, entry: ShardEntry, batch: int) -> dict[str
     """Does the new shard look like the pool to M? None while no M is trained.
 
     Returns the :class:`~sid4ds.ranking.drift.DriftReport` as a dict, its ``message`` followed by
-    what the next query will do about a drifted batch, and ``applied_round`` None (the
-    query that acts on it sets it).
+    what the next query will do about a drifted batch, ``applied_round`` None (the
+    query that acts on it sets it) and ``seconds`` (the check's time). M's scores are kept
+    in the session's score cache: the next check, M unchanged, scores only its new batch,
+    and the next query reuses the new images' E_msmr.
     """
     if store.manifest["models"].get("M") is None:
         return None
+    started = time.perf_counter()
     scorer = store.model("M", "auto")
     new = ShardedImages([store.path / entry["file"]], [int(entry["n_images"])])
     report = check_drift(scorer, as_pool(store.pool().images, name="pool"),
-                         as_pool(new, name="new images")).as_dict()
+                         as_pool(new, name="new images"), pool_keys=store.pool_index().keys,
+                         new_keys=read_shard_meta(store.path / entry["meta"])["keys"],
+                         score_cache=store.score_cache()).as_dict()
     if report["drifted"]:
         iterative = any(record["stage"] == "iterative" for record in store.manifest["rounds"])
         report["message"] += (f" The next `sid4ds query` acts on batch {batch}: "
                               + drift_plan("fake_normals", iterative or bool(
                                   store.manifest["labels"])) + ".")
-    report.update(applied_round=None)
+    report.update(applied_round=None, seconds=round(time.perf_counter() - started, 3))
     return report
 
 
@@ -140,10 +147,15 @@ def drifted_rows(manifest: Manifest, batches: np.ndarray) -> tuple[np.ndarray, l
     numbers : list of int
         The batches; the query that passes ``rows`` sets their ``applied_round``.
     """
-    numbers = [int(record["batch"]) for record in manifest.get("batches", [])
-               if record.get("drift", {}).get("drifted")
-               and record["drift"].get("applied_round") is None]
+    numbers = pending_drift(manifest)
     return np.flatnonzero(np.isin(batches, numbers)).astype(np.int64), numbers
+
+
+def pending_drift(manifest: Manifest) -> list[int]:
+    """The batches ``add`` found drifted that no round has applied the drift rule to yet."""
+    return [int(record["batch"]) for record in manifest.get("batches", [])
+            if record.get("drift", {}).get("drifted")
+            and record["drift"].get("applied_round") is None]
 
 
 def _items(settings: dict[str, Any], images: Any, masks: Any, mask_suffix: str,

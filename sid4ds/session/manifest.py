@@ -114,9 +114,9 @@ class BatchRecord(TypedDict, total=False):
     ``source`` (the folder, files or array given), ``n_added`` (images that joined the
     pool), ``n_labeled`` (those that came with a mask), ``n_skipped`` (images left out,
     by reason: ``same_content``, ``name_taken``) and, for an ``add`` after M was trained,
-    ``drift`` (the drift check, :meth:`sid4ds.ranking.drift.DriftReport.as_dict`, and
+    ``drift`` (the drift check, :meth:`sid4ds.ranking.drift.DriftReport.as_dict`,
     ``applied_round``: the round that applied the drift rule to a drifted batch, None
-    until then)."""
+    until then, and ``seconds``: the check's time)."""
 
     batch: int
     command: str

@@ -444,7 +444,9 @@ def _batches_html(batches: Sequence[dict[str, Any]]) -> str:
             "whose name it used. The last three columns are the batch's images now.</p>\n"
             "<table><tr><th>batch</th><th>command</th><th>when (UTC)</th><th>from</th>"
             "<th>added</th><th>left out</th><th>in the pool</th><th>labelled</th>"
-            f"<th>defective</th></tr>\n{rows}</table>")
+            f"<th>defective</th></tr>\n{rows}</table>\n"
+            + "".join(f"<p>Drift check: {_esc(entry['drift_words'])}</p>\n"
+                      for entry in batches if entry.get("drift_words")))
 def _ties_text(ties: dict[str, Any], msmr: dict[str, float]) -> str:
     """What the caption of the score histogram says about ties (HTML), or ""."""
     n = len(ties["tied"])

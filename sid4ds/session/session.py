@@ -297,7 +297,9 @@ class LabelingSession:
             ``batches`` (where the pool's images came from: per
             batch, ``init`` then each :meth:`add_images`, its ``command``, ``time``,
             ``source``, ``n_added`` and ``n_skipped``, and now ``in_pool``, ``labeled``
-            and ``defective``), ``lock`` (the command holding the lock, or None),
+            and ``defective``; ``drift``, the drift check's numbers, and ``drift_words``,
+            :func:`sid4ds.session.status.drift_words`), ``drift`` (the words of each
+            drifted batch), ``lock`` (the command holding the lock, or None),
             ``running`` (a command runs now), ``next`` (what to do next) and
             ``final_model`` (None before :meth:`train`; else what :meth:`train` returned,
             with ``labels_not_seen``: labels imported since).

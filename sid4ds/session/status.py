@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from sid4ds.session.add import pending_drift
 from sid4ds.session.audit import session_recall
 from sid4ds.session.deliver import final_summary
 from sid4ds.session.errors import SessionError
@@ -13,7 +14,7 @@ from sid4ds.session.lock import LOCK, SessionLock
 from sid4ds.session.shards import pool_batches
 from sid4ds.session.store import SessionStore
 
-__all__ = ["batch_summary", "session_status"]
+__all__ = ["batch_summary", "drift_words", "session_status"]
 
 
 def batch_summary(store: SessionStore) -> list[dict[str, Any]]:
@@ -24,8 +25,9 @@ def batch_summary(store: SessionStore) -> list[dict[str, Any]]:
     batches : list of dict
         The batch record (``batch``, ``command``, ``time``, ``source``, ``n_added``,
         ``n_labeled``, ``n_skipped``) and ``in_pool`` (its images in the pool now),
-        ``labeled`` and ``defective`` (of those, now) and ``pruned`` (moved to an archive
-        by ``sid4ds prune``).
+        ``labeled`` and ``defective`` (of those, now), ``pruned`` (moved to an archive
+        by ``sid4ds prune``) and ``drift_words`` (the drift check in plain words,
+        :func:`drift_words`; None for ``init``'s batch).
     """
     try:
         index = store.pool_index()
@@ -52,7 +54,59 @@ def batch_summary(store: SessionStore) -> list[dict[str, Any]]:
     return [{**record, "in_pool": int(in_pool[record["batch"]]),
              "labeled": int(labeled[record["batch"]]),
              "defective": int(defective[record["batch"]]),
-             "pruned": int(pruned[record["batch"]])} for record in records]
+             "pruned": int(pruned[record["batch"]]),
+             "drift_words": drift_words(record)} for record in records]
+
+
+def drift_words(record: dict[str, Any]) -> str | None:
+    """What the drift check found for a batch, and what the rounds do about it, in words.
+
+    Parameters
+    ----------
+    record : dict
+        A batch record of the session (``batch``, ``command`` and, for an ``add`` after M
+        was trained, ``drift``: :meth:`~sid4ds.ranking.drift.DriftReport.as_dict` and
+        ``applied_round``).
+
+    Returns
+    -------
+    words : str or None
+        Which batch, its share above the pool's quantile against the share that counts
+        as drift, and whether a round applied the drift rule to it or the next query
+        will; None for the batch of ``init``.
+
+    Examples
+    --------
+    >>> from sid4ds.session.status import drift_words
+    >>> drift_words({"batch": 2, "command": "add"})
+    'batch 2 was not checked for drift (no M was trained when it came)'
+    >>> print(drift_words({"batch": 3, "command": "add", "drift": {
+    ...     "drifted": True, "n_above": 62, "n_batch": 200, "share_above": 0.31,
+    ...     "quantile": 0.95, "score": "M's mean reconstruction error",
+    ...     "threshold": 0.01817, "min_share": 0.25, "max_p_value": 0.001,
+    ...     "p_value": 4e-20, "applied_round": None}}))
+    batch 3 DRIFTED: 62 of its 200 images (31%) score above the pool's 95th percentile \
+of M's mean reconstruction error (0.01817); drift is 25% or more with a chance below 0.001 \
+of that many by luck (here 4e-20). The next `sid4ds query` applies the drift rule to it.
+    """
+    if record.get("command") != "add":
+        return None
+    batch, drift = record["batch"], record.get("drift")
+    if drift is None:
+        return f"batch {batch} was not checked for drift (no M was trained when it came)"
+    found = (f"{drift['n_above']} of its {drift['n_batch']} images "
+             f"({drift['share_above']:.0%}) score above the pool's "
+             f"{drift['quantile'] * 100:g}th percentile of {drift['score']} "
+             f"({drift['threshold']:.4g}); drift is {drift['min_share']:.0%} or more with a "
+             f"chance below {drift['max_p_value']:g} of that many by luck (here "
+             f"{drift['p_value']:.2g})")
+    if not drift["drifted"]:
+        return f"batch {batch} looks like the pool: {found}"
+    applied = drift.get("applied_round")
+    then = ("The next `sid4ds query` applies the drift rule to it" if applied is None
+            else f"Round {applied} applied the drift rule to it (once; later rounds rank "
+                 f"it like the rest)")
+    return f"batch {batch} DRIFTED: {found}. {then}."
 
 
 def session_status(store: SessionStore, *, own_lock: bool = False,
@@ -103,6 +157,10 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
         next_step = f"every image is labelled: `sid4ds export {store.path}`"
     else:
         next_step = f"`sid4ds query {store.path}` for the next round"
+    pending = pending_drift(manifest)
+    if pending and not running:
+        next_step += (f" (the next query applies the drift rule to batch"
+                      f"{'es' if len(pending) > 1 else ''} {', '.join(map(str, pending))})")
     batches = batch_summary(store)  # reads the pool's index (again, after a prune)
     recall = session_recall(store.manifest, store.pool_index(), str(store.path),
                             target_recall=target_recall)
@@ -121,5 +179,7 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
         "rounds": rounds, "recall": recall,
         "initially_labeled": sum(record["round"] is None for record in labels.values()),
         "batches": batches,
+        "drift": [entry["drift_words"] for entry in batches
+                  if entry.get("drift", {}).get("drifted")],
         "lock": lock, "running": running, "next": next_step, "final_model": final,
     }
