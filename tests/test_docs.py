@@ -166,6 +166,9 @@ def test_api_pages_show_numpydoc_sections(built_site):
     for section in ("Parameters", "Attributes", "Examples"):
         assert section in text
     assert "score_samples" in text and "block_errors" in text  # methods are documented
+    text = page_text(built_site / "generated", "sid4ds.LabelingSession")
+    for method in ("add_images", "import_label_studio", "cross_validation"):  # one per part
+        assert f"{method}(" in text, f"the LabelingSession page lacks {method}"
 
 
 # --------------------------------------------------------------------------- architecture
