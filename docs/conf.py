@@ -189,12 +189,29 @@ def _torch_estimators() -> list[str]:
                    and issubclass(cls, TorchEstimator)})
 
 
+def _composed_classes() -> list[str]:
+    """Names of the public classes made of mixins from private modules of sid4ds
+    (``TorchEstimator`` and its estimators; ``LabelingSession``, whose methods live in
+    ``sid4ds/session/_*_commands.py``): their pages also show the members those parts give
+    them."""
+    def private_part(cls) -> bool:
+        return any(part.startswith("_") for part in cls.__module__.split(".")[1:])
+
+    return sorted({name for module_name in API_MODULES
+                   for name in getattr(_module(module_name), "__all__", [])
+                   if inspect.isclass(cls := getattr(_module(module_name), name))
+                   and cls.__module__.startswith("sid4ds.")
+                   and any(private_part(base) for base in cls.__mro__[1:]
+                           if base.__module__.startswith("sid4ds."))})
+
+
 _ELSEWHERE, _CONSTANTS, _CONSTANT_SOURCES = _api_pages()
 
 autosummary_context = {
     "elsewhere": _ELSEWHERE,
     "constants": _CONSTANTS,
     "torch_estimators": _torch_estimators(),
+    "composed_classes": _composed_classes(),
 }
 
 

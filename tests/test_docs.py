@@ -38,7 +38,12 @@ PUBLIC_MODULES = sorted(
 
 # Known gaps in other modules' docstrings, as (object, what is missing). Each entry must
 # still be a gap: fixing a docstring makes its entry fail here until it is removed.
-ALLOWED_GAPS: set[tuple[str, str]] = set()
+# The methods of a class's sid4ds parts (mixins) are checked too; TorchEstimator's
+# ``images_per_batch`` (``sid4ds/estimators/_inference.py``) has no Parameters section yet.
+ALLOWED_GAPS: set[tuple[str, str]] = {
+    (f"{estimator}.images_per_batch", parameter)
+    for estimator in ("ReconstructionScorer", "RotationPretextScorer", "SegmentationLearner")
+    for parameter in ("height", "width", "copies")}
 
 
 # --------------------------------------------------------------------------- the build
@@ -161,6 +166,9 @@ def test_api_pages_show_numpydoc_sections(built_site):
     for section in ("Parameters", "Attributes", "Examples"):
         assert section in text
     assert "score_samples" in text and "block_errors" in text  # methods are documented
+    text = page_text(built_site / "generated", "sid4ds.LabelingSession")
+    for method in ("add_images", "import_label_studio", "cross_validation"):  # one per part
+        assert f"{method}(" in text, f"the LabelingSession page lacks {method}"
 
 
 # --------------------------------------------------------------------------- architecture
@@ -268,7 +276,9 @@ def docstring_gaps(name: str, obj) -> list[tuple[str, str]]:
     if not any(">>>" in line for line in doc["Examples"]):
         gaps.append((name, "Examples"))
     if inspect.isclass(obj):
-        for method_name, member in vars(obj).items():
+        members = {name: member for cls in reversed(obj.__mro__)
+                   if cls.__module__.startswith("sid4ds.") for name, member in vars(cls).items()}
+        for method_name, member in members.items():  # its own and its sid4ds parts' methods
             function = getattr(member, "__func__", member)
             if method_name.startswith("_") or not inspect.isfunction(function):
                 continue

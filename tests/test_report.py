@@ -13,6 +13,7 @@ from PIL import Image
 
 from sid4ds.session import LabelingSession
 from sid4ds.session import report as report_module
+from sid4ds.session._report_data import score_ties
 
 from .conftest import TINY_SCORER, TINY_SEGMENTER, write_masks, write_pool
 
@@ -207,25 +208,25 @@ def test_report_with_no_fake_normal_sample(tmp_path, sessions, figures):
 def test_ties_finds_the_fallback_band_and_equal_scores():
     record = {"score": "E_sdr"}
     scores = np.array([0.2, -1 / (1 + 1e-4), -1 / (1 + 2e-4), -0.5, 0.0, 0.0])
-    ties = report_module._ties(scores, record, "adaptive")
+    ties = score_ties(scores, record, "adaptive")
     assert ties["fallback"].tolist() == [False, True, True, True, False, False]
     np.testing.assert_allclose(ties["errors"][1:4], [1e-4, 2e-4, 1.0])
     assert ties["tied"].tolist() == [False, False, False, False, True, True]
     assert not ties["dominant"]  # 3 of 6 in the band: not more than half
-    assert report_module._ties(scores, record, "threshold")["n_fallback"] == 0
-    assert report_module._ties(np.zeros(5), {"score": "E_sdr"}, "threshold")["dominant"]
+    assert score_ties(scores, record, "threshold")["n_fallback"] == 0
+    assert score_ties(np.zeros(5), {"score": "E_sdr"}, "threshold")["dominant"]
 
 
 def report_with_scores(session, tmp_path, monkeypatch, make_scores):
     """The report of ``session`` with the last round's scores replaced by ``make_scores``."""
     record = session.manifest["rounds"][-1]
-    original = report_module._round_scores
+    original = report_module.round_scores
 
     def replaced(store, record_):
         _, names, _ = original(store, record_)
         return make_scores(names, record), names, True
 
-    monkeypatch.setattr(report_module, "_round_scores", replaced)
+    monkeypatch.setattr(report_module, "round_scores", replaced)
     return session.report(tmp_path / "report").read_text(encoding="utf-8"), record
 
 

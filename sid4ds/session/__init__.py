@@ -78,8 +78,9 @@ check that killed commands leave a session the next command resumes.
 
 
 The package, one concern per module: :mod:`~sid4ds.session.session` (the facade
-:class:`LabelingSession`), :mod:`~sid4ds.session.store` (the folder: manifest, pool,
-masks, models, scores), :mod:`~sid4ds.session.shards` (the pool's shards),
+:class:`LabelingSession`, made of three private parts: the pool, the labels, the models),
+:mod:`~sid4ds.session.store` (the folder: manifest, pool, masks, models, scores),
+:mod:`~sid4ds.session.shards` (the pool's shards),
 :mod:`~sid4ds.session.manifest` (the typed manifest), :mod:`~sid4ds.session.state` (the
 manifest in SQLite), :mod:`~sid4ds.session.storage`
 (atomic files), :mod:`~sid4ds.session.lock`, :mod:`~sid4ds.session.models` (model settings

@@ -49,7 +49,8 @@ from sid4ds.session.storage import csv_text, png_bytes, replace_folder, write_by
 from sid4ds.session.store import SessionStore
 
 __all__ = ["cross_validation", "deliverable_model", "export_model", "final_summary",
-           "new_output_folder", "predict_images", "session_segmenter", "train_final"]
+           "new_output_folder", "predict_images", "session_final_model", "session_segmenter",
+           "train_final"]
 
 
 def session_segmenter(store: SessionStore, device: Any = "auto") -> SegmentationLearner:
@@ -62,6 +63,15 @@ def session_segmenter(store: SessionStore, device: Any = "auto") -> Segmentation
             f"train {store.path}`"
         )
     return segmenter
+
+
+def session_final_model(store: SessionStore, device: Any = "auto") -> SegmentationLearner:
+    """The session's final model F (see ``LabelingSession.final_model``)."""
+    model = store.model("F", device)
+    if model is None:
+        raise SessionError(f"session {store.path} has no final model yet: run "
+                           f"`sid4ds train {store.path}`")
+    return model
 
 
 def deliverable_model(store: SessionStore, device: Any = "auto") -> tuple[SegmentationLearner,
