@@ -39,6 +39,18 @@ class ChunkedInference:
 
         ``inference_batch_size`` when set, else about 64k pixels per pass on a CPU (64 times
         more on a GPU), divided by ``copies``; never fewer than one.
+
+        Parameters
+        ----------
+        height, width : int
+            Size of one image, in pixels.
+        copies : int, default=1
+            Network inputs made of each image (e.g. M's masked copies).
+
+        Returns
+        -------
+        int
+            Images per forward pass, at least 1.
         """
         return max(1, self._inputs_per_forward(height, width) // copies)
 
