@@ -3,7 +3,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sid4ds._core.validation import check_audit_size, check_images, check_masks, check_n_instances
+from sid4ds._core.validation import (
+    check_audit_size,
+    check_flags,
+    check_groups,
+    check_images,
+    check_masks,
+    check_n_instances,
+)
 
 
 def test_uint8_and_3d_images_become_float_nchw():
@@ -120,3 +127,21 @@ def test_an_audit_larger_than_the_unlabelled_images_is_refused_with_the_largest_
         check_audit_size(5, 4, name="--audit", n_batch=10)
     with pytest.raises(TypeError, match="audit_size must be an int"):
         check_audit_size(2.0, 4)
+
+
+def test_check_groups_wants_one_group_per_image_and_keeps_the_values():
+    assert check_groups(None, 3) is None
+    sources = ["a.png", "a.png", "b.png"]
+    assert check_groups(sources, 3).tolist() == sources
+    with pytest.raises(ValueError, match=r"groups has 2 entries for 3 images.*shape \(3,\)"):
+        check_groups(["a", "b"], 3)
+    with pytest.raises(ValueError, match=r"sources has shape \(3, 1\) for 3 images"):
+        check_groups(np.zeros((3, 1)), 3, name="sources")
+
+
+def test_check_flags_defaults_to_none_flagged_and_rejects_a_wrong_length():
+    assert check_flags(None, 4, "train_only").tolist() == [False] * 4
+    assert check_flags([1, 0], 2, "train_only").dtype == bool
+    with pytest.raises(ValueError, match=r"train_only has shape \(3,\); expected one flag "
+                                         r"per image, \(2,\)"):
+        check_flags([True, False, True], 2, "train_only")

@@ -418,3 +418,30 @@ def check_features(features: Any, name: str) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return values
+
+
+def check_groups(groups: Any, n_samples: int, name: str = "groups") -> np.ndarray | None:
+    """One source group per image (e.g. the file a tile was cut from), or None.
+
+    Returns ``np.asarray(groups)`` of shape (n_samples,), or None when ``groups`` is None;
+    raises naming ``name`` when there is not one group per image.
+    """
+    if groups is None:
+        return None
+    values = np.asarray(groups)
+    if values.shape != (n_samples,):
+        count = f"{len(values)} entries" if values.ndim == 1 else f"shape {values.shape}"
+        raise ValueError(f"{name} has {count} for {n_samples} images; pass one group per "
+                         f"image, shape ({n_samples},)")
+    return values
+
+
+def check_flags(flags: Any, n_samples: int, name: str) -> np.ndarray:
+    """One bool flag per image, all False when ``flags`` is None; raise naming ``name``."""
+    if flags is None:
+        return np.zeros(n_samples, dtype=bool)
+    values = np.asarray(flags, dtype=bool)
+    if values.shape != (n_samples,):
+        raise ValueError(f"{name} has shape {values.shape}; expected one flag per image, "
+                         f"({n_samples},)")
+    return values

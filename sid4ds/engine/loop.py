@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from sid4ds._core.random import make_rng
-from sid4ds._core.validation import check_audit_size, check_int, check_masks
+from sid4ds._core.validation import check_audit_size, check_groups, check_int, check_masks
 from sid4ds.datasets.pool import as_pool
 from sid4ds.engine.rounds import (
     RoundResult,
@@ -435,11 +435,7 @@ def run_sid4ds(
         raise TypeError(f"oracle must be callable as oracle(indices) -> masks; got {oracle!r}")
     if fit_final:
         final_params = check_final_settings(final_params)
-    if groups is not None:
-        groups = np.asarray(groups)
-        if groups.shape != (len(images),):
-            raise ValueError(f"groups has shape {groups.shape}; expected one source per pool "
-                             f"image, ({len(images)},)")
+    groups = check_groups(groups, len(images))
 
     def say(message: str) -> None:
         if verbose:

@@ -22,7 +22,9 @@ from sklearn.base import clone
 from sid4ds._core.random import draw_seed, make_rng
 from sid4ds._core.validation import (
     check_choice,
+    check_flags,
     check_float,
+    check_groups,
     check_images,
     check_int,
     check_masks,
@@ -90,18 +92,10 @@ def fold_assignment(
     defective = np.asarray(is_defective, dtype=bool)
     n_folds = check_int(n_folds, "n_folds", minimum=2)
     n_samples = len(defective)
-    only = (np.zeros(n_samples, bool) if train_only is None
-            else np.asarray(train_only, dtype=bool))
-    if only.shape != defective.shape:
-        raise ValueError(f"train_only has shape {only.shape}; expected one flag per image, "
-                         f"({n_samples},)")
-    if groups is None:
-        group_of = np.arange(n_samples)
-    else:
-        group_of = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1].ravel()
-        if group_of.shape != defective.shape:
-            raise ValueError(f"groups has {len(group_of)} entries for {n_samples} images; "
-                             f"pass one group per image")
+    only = check_flags(train_only, n_samples, "train_only")
+    sources = check_groups(groups, n_samples)
+    group_of = (np.arange(n_samples) if sources is None
+                else np.unique(sources.astype(str), return_inverse=True)[1].ravel())
     n_groups = int(group_of.max()) + 1 if n_samples else 0
     validated = np.zeros(n_groups, bool)
     np.logical_or.at(validated, group_of[~only], True)
@@ -342,14 +336,8 @@ def check_training_set(X: Any, y: Any, groups: Any, train_only: Any,
     images = check_images(X, depth=depth)
     masks = check_masks(y, n_samples=len(images), height=images.shape[2],
                         width=images.shape[3])
-    only = (np.zeros(len(images), bool) if train_only is None
-            else np.asarray(train_only, dtype=bool))
-    if only.shape != (len(images),):
-        raise ValueError(f"train_only has shape {only.shape}; expected one flag per image, "
-                         f"({len(images)},)")
-    if groups is not None and len(np.asarray(groups)) != len(images):
-        raise ValueError(f"groups has {len(np.asarray(groups))} entries for {len(images)} "
-                         f"images; pass one group per image")
+    only = check_flags(train_only, len(images), "train_only")
+    check_groups(groups, len(images))
     return images, masks, groups, only
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sid4ds._core.random import make_rng
-from sid4ds._core.validation import check_float
+from sid4ds._core.validation import check_float, check_groups
 
 __all__ = ["pool_and_test", "split_held_out"]
 
@@ -60,13 +60,9 @@ def split_held_out(
             f"{labels.shape}"
         )
     test_share = check_float(test_share, "test_share", low=0.0, high=1.0, include_high=False)
-    if groups is None:
-        group_of = np.arange(len(labels))
-    else:
-        group_of = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-        if group_of.shape != labels.shape:
-            raise ValueError(f"groups has {len(group_of)} entries for {len(labels)} images; "
-                             f"pass one group per image")
+    sources = check_groups(groups, len(labels))
+    group_of = (np.arange(len(labels)) if sources is None
+                else np.unique(sources, return_inverse=True)[1].ravel())
     n_groups = int(group_of.max()) + 1
     group_defective = np.zeros(n_groups, dtype=bool)
     np.logical_or.at(group_defective, group_of, labels)
