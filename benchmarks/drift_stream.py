@@ -13,7 +13,8 @@ answering with the true masks. Compared, on the same images:
 - ``sid4ds, <rule>``: the same, with the drift check (:func:`sid4ds.ranking.drift.check_drift`,
   M's mean reconstruction error of the batch against the pool's) run when a batch arrives
   and the batch's rows passed to the next round when it is flagged, which applies the
-  engine's ``drift_rule`` (``--rules``).
+  engine's ``drift_rule`` (``--rules``; ``RULE:key=value`` also changes the rule's
+  ``drift_normal_share`` or ``reserve_share``).
 
 The sid4ds pipelines are one run until the drift check first flags a batch (they are the
 same rounds by construction: without a flagged batch no rule acts); there the run forks
@@ -48,6 +49,22 @@ from sid4ds.ranking.selection import content_keys
 
 NO_RULE = "sid4ds, no drift rule"
 RANDOM = "random"
+
+
+def parse_rule(spec: str) -> tuple[str, dict[str, float]]:
+    """``"fake_normals:drift_normal_share=0.5"`` -> the rule and the engine settings it
+    changes (``drift_normal_share``, ``reserve_share``)."""
+    rule, *pairs = spec.split(":")
+    if rule not in DRIFT_RULES:
+        raise SystemExit(f"--rules: {rule!r} is not one of {DRIFT_RULES}")
+    settings = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        if key not in ("drift_normal_share", "reserve_share"):
+            raise SystemExit(f"--rules: {key!r} in {spec!r}; expected drift_normal_share or "
+                             f"reserve_share")
+        settings[key] = float(text)
+    return rule, settings
 
 
 def pipeline_name(rule: str) -> str:
@@ -119,7 +136,10 @@ def run_seed(args: argparse.Namespace, seed: int) -> list[dict]:
                     del shared[name]
                     for rule in ("none", *args.rules):
                         fork = copy.deepcopy(campaign)
-                        fork.engine.drift_rule = rule
+                        name_of_rule, settings = parse_rule(rule)
+                        fork.engine.drift_rule = name_of_rule
+                        for key, setting in settings.items():
+                            setattr(fork.engine, key, setting)
                         shared[pipeline_name(rule)] = fork
                     targets = [pipeline_name(rule) for rule in ("none", *args.rules)]
                 else:
@@ -283,7 +303,8 @@ def main() -> None:
     parser.add_argument("--defect-ratio", type=float, default=0.05)
     parser.add_argument("--drift", choices=DRIFT_KINDS, default="texture")
     parser.add_argument("--rules", nargs="+", default=["fake_normals", "refresh"],
-                        choices=[rule for rule in DRIFT_RULES if rule != "none"])
+                        help="drift rules to compare, each RULE or RULE:key=value (e.g. "
+                             "fake_normals:drift_normal_share=0.5)")
     parser.add_argument("--m-channels", type=int, default=8)
     parser.add_argument("--m-epochs", type=int, default=8)
     parser.add_argument("--s-channels", type=int, default=8)
