@@ -1,0 +1,104 @@
+"""Tests for sid4ds/session/state.py: the session's state in SQLite, written by the change."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from sid4ds.session import LabelingSession, SessionError
+from sid4ds.session.state import STATE, StateFile
+
+from ..conftest import answer_round
+
+
+def label(name: str, defective: bool = False, version: int = 1) -> dict:
+    return {"mask": f"masks/{name}.png", "sha256": "0" * 64, "version": version, "round": 0,
+            "defective": defective, "source": f"answers/{name}.png",
+            "imported": "2025-01-01T00:00:00+00:00"}
+
+
+def manifest_of(n_labels: int) -> dict:
+    return {"format_version": 4, "settings": {"seed": 0}, "pool": {"n_images": 1000},
+            "labels": {f"part{index:04d}": label(f"part{index:04d}")
+                       for index in range(n_labels)},
+            "rounds": [{"round": 0, "selected": ["part0000"], "scores": [1.5]}]}
+
+
+def rows_written(monkeypatch, path, change) -> int:
+    """Rows that ``StateFile.write`` changes (SQLite's count) after ``change(manifest)``."""
+    state = StateFile(path)
+    manifest = state.read()
+    change(manifest)
+    changes = []
+
+    class Counting(sqlite3.Connection):
+        def close(self) -> None:
+            changes.append(self.total_changes)
+            super().close()
+
+    original = sqlite3.connect
+    monkeypatch.setattr("sid4ds.session.state.sqlite3.connect",
+                        lambda *args, **kwargs: original(*args, factory=Counting, **kwargs))
+    state.write(manifest)
+    monkeypatch.undo()
+    return sum(changes)
+
+
+def test_a_write_changes_only_the_rows_of_what_changed(tmp_path, monkeypatch):
+    path = tmp_path / STATE
+    StateFile.create(path, manifest_of(2000))
+
+    def relabel(manifest):
+        manifest["labels"]["part0007"] = label("part0007", defective=True, version=2)
+        manifest["labels"]["new"] = label("new")
+
+    # two label rows; the other 1999 labels, the round and the rest are not written again
+    assert rows_written(monkeypatch, path, relabel) == 2
+    manifest = StateFile(path).read()
+    assert manifest["labels"]["part0007"]["defective"] is True
+    assert manifest["labels"]["part0007"]["version"] == 2 and len(manifest["labels"]) == 2001
+
+    def next_round(manifest):
+        manifest["rounds"][0]["skipped"] = ["part0000"]
+        manifest["rounds"].append({"round": 1, "selected": ["part0009"], "scores": [0.5]})
+
+    assert rows_written(monkeypatch, path, next_round) == 2  # the two rounds' rows
+    assert StateFile(path).read()["rounds"][0]["skipped"] == ["part0000"]
+
+
+def test_a_failed_write_leaves_the_state_as_it_was(tmp_path):
+    path = tmp_path / STATE
+    StateFile.create(path, manifest_of(10))
+    state = StateFile(path)
+    manifest = state.read()
+    manifest["labels"]["part0001"] = label("part0001", defective=True)
+    manifest["labels"]["broken"] = {"mask": "masks/broken.png"}  # lacks fields: fails late
+    with pytest.raises(KeyError):
+        state.write(manifest)
+    assert StateFile(path).read()["labels"]["part0001"]["defective"] is False
+    assert "broken" not in StateFile(path).read()["labels"]
+
+
+def test_a_damaged_or_missing_state_file_is_refused_with_advice(tmp_path):
+    path = tmp_path / STATE
+    with pytest.raises(SessionError, match="is missing; restore"):
+        StateFile(path).read()
+    path.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(SessionError, match="restore the session folder from a copy"):
+        StateFile(path).read()
+
+
+def test_a_session_keeps_its_labels_and_rounds_in_the_state_file(tmp_path, asked):
+    session, record, truth = asked
+    answer_round(session, record, truth, tmp_path / "answers")
+    marker = json.loads((session.path / "manifest.json").read_text())
+    assert marker == {"format": "sid4ds-session", "format_version": 4, "state": STATE,
+                      "created": marker["created"], "written_by": marker["written_by"]}
+    with sqlite3.connect(session.path / STATE) as connection:
+        names = {name for (name,) in connection.execute("SELECT name FROM labels")}
+        bodies = [json.loads(body) for (body,) in connection.execute("SELECT body FROM rounds")]
+    assert names == set(record["selected"]) and bodies[0]["selected"] == record["selected"]
+    reopened = LabelingSession.open(session.path)
+    assert sorted(reopened.labeled_names) == sorted(record["selected"])
