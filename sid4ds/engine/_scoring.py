@@ -16,8 +16,13 @@ import numpy as np
 from sid4ds.datasets.pool import ImagePool
 from sid4ds.engine._timing import timed
 from sid4ds.estimators.base import is_fitted
-from sid4ds.ranking.drift import DRIFT_CACHE_SCORE
-from sid4ds.ranking.score_cache import model_fingerprint, models_fingerprint
+from sid4ds.ranking.drift import DRIFT_CACHE_SCORE, MSMR_CACHE_SCORE
+from sid4ds.ranking.score_cache import (
+    lookup_scores,
+    model_fingerprint,
+    models_fingerprint,
+    store_scores,
+)
 from sid4ds.ranking.scores import fuse_evidence, msmr_evidence, sdr_evidence
 from sid4ds.ranking.selection import content_keys, rank_pool, tie_keys
 
@@ -36,7 +41,7 @@ class RoundScoring:
         """
         if name == "E_msmr":
             fingerprint: str | None = model_fingerprint(self.msmr_scorer)
-            columns = ("E_msmr", DRIFT_CACHE_SCORE)  # one pass: E_msmr and the drift score
+            columns = (MSMR_CACHE_SCORE, DRIFT_CACHE_SCORE)  # one pass of M: both scores
             what = f"E_msmr, {self.msmr_scorer.n_blocks} masked copies each"
             phase = "score_msmr"
 
@@ -61,10 +66,7 @@ class RoundScoring:
             def about(n_images: int) -> str:
                 return self._about((self.segmenter, self.sdr_scorer), n_images, pool,
                                    train=False)
-        values = np.full((len(unlabeled), len(columns)), np.nan)
-        if fingerprint is not None:
-            for column, score in enumerate(columns):
-                values[:, column] = self.score_cache.lookup(score, fingerprint, keys)
+        values = lookup_scores(self.score_cache, fingerprint, columns, keys)
         missing = np.isnan(values).any(axis=1)
         n_missing = int(missing.sum())
         if n_missing == 0:
@@ -76,10 +78,8 @@ class RoundScoring:
             self.say(f"scoring {n_missing} unlabelled images ({what}{kept})"
                      + about(n_missing))
             values[missing] = timed(seconds, phase, lambda: compute(unlabeled[missing]))
-            if fingerprint is not None:
-                for column, score in enumerate(columns):
-                    self.score_cache.store(score, fingerprint, keys[missing],
-                                           values[missing, column])
+            store_scores(self.score_cache, fingerprint, columns, keys[missing],
+                         values[missing])
         if name == "E_msmr":
             return values[:, 0], n_missing
         return fuse_evidence(values, self.fusion), n_missing

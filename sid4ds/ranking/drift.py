@@ -42,7 +42,7 @@ import numpy as np
 from sid4ds._core.random import make_rng
 from sid4ds._core.validation import check_float, check_int
 from sid4ds.datasets.pool import ImagePool, as_pool
-from sid4ds.ranking.score_cache import model_fingerprint
+from sid4ds.ranking.score_cache import lookup_scores, model_fingerprint, store_scores
 from sid4ds.ranking.scores import msmr_evidence
 
 __all__ = [
@@ -472,21 +472,20 @@ def _cached_drift_scores(scorer: Any, parts: list[tuple[ImagePool, np.ndarray]],
     fingerprint reused; the block errors of the others give their E_msmr too, kept for the
     round engine. Returns the scores of each part and how many images M scored."""
     fingerprint = model_fingerprint(scorer)
-    scores, new_keys, drift, msmr = [], [], [], []
+    columns = (MSMR_CACHE_SCORE, DRIFT_CACHE_SCORE)  # msmr_evidence's two columns
+    scores, new_keys, new_values = [], [], []
     for images, keys in parts:
-        values = cache.lookup(DRIFT_CACHE_SCORE, fingerprint, keys)
-        missing = np.flatnonzero(np.isnan(values))
+        drift = lookup_scores(cache, fingerprint, (DRIFT_CACHE_SCORE,), keys)[:, 0]
+        missing = np.flatnonzero(np.isnan(drift))
         if len(missing):
             evidence = msmr_evidence(scorer, images.subset(missing))
-            values[missing] = evidence[:, 1]
+            drift[missing] = evidence[:, 1]
             new_keys.append(keys[missing])
-            drift.append(values[missing])
-            msmr.append(evidence[:, 0])
-        scores.append(values)
+            new_values.append(evidence)
+        scores.append(drift)
     if new_keys:
-        keys = np.concatenate(new_keys)
-        cache.store(DRIFT_CACHE_SCORE, fingerprint, keys, np.concatenate(drift))
-        cache.store(MSMR_CACHE_SCORE, fingerprint, keys, np.concatenate(msmr))
+        store_scores(cache, fingerprint, columns, np.concatenate(new_keys),
+                     np.concatenate(new_values))
     return scores, sum(len(part) for part in new_keys)
 
 

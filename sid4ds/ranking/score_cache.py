@@ -22,8 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["MemoryScoreCache", "ScoreCache", "ScoreTable", "model_fingerprint",
-           "models_fingerprint"]
+__all__ = ["MemoryScoreCache", "ScoreCache", "ScoreTable", "lookup_scores", "model_fingerprint",
+           "models_fingerprint", "store_scores"]
 
 #: Parameters that never change what a fitted estimator computes.
 _NOT_SCORING = frozenset({"verbose", "n_jobs", "warm_start", "device", "inference_batch_size"})
@@ -126,6 +126,68 @@ class ScoreCache(Protocol):
               values: np.ndarray) -> None:
         """Keep ``values`` (shape (n_images,)) for the images with content ``keys``."""
         ...  # pragma: no cover - protocol
+
+
+def lookup_scores(cache: ScoreCache, fingerprint: str | None, scores: tuple[str, ...],
+                  keys: np.ndarray) -> np.ndarray:
+    """Several scores of the images with content ``keys``, as kept in ``cache``.
+
+    Parameters
+    ----------
+    cache : ScoreCache
+    fingerprint : str or None
+        What computed them; None (no fingerprint: nothing can be reused) gives all NaN.
+    scores : tuple of str
+        The scores' names, one column each.
+    keys : ndarray of shape (n_images,), uint64
+
+    Returns
+    -------
+    values : ndarray of shape (n_images, len(scores)), float64
+        NaN where a score is not kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.ranking.score_cache import MemoryScoreCache, lookup_scores, store_scores
+    >>> cache, keys = MemoryScoreCache(), np.array([5, 7], dtype=np.uint64)
+    >>> store_scores(cache, "M1", ("E_msmr",), keys[:1], np.array([[0.5]]))
+    >>> lookup_scores(cache, "M1", ("E_msmr",), keys).ravel().tolist()
+    [0.5, nan]
+    """
+    values = np.full((len(keys), len(scores)), np.nan)
+    if fingerprint is not None:
+        for column, score in enumerate(scores):
+            values[:, column] = cache.lookup(score, fingerprint, keys)
+    return values
+
+
+def store_scores(cache: ScoreCache, fingerprint: str | None, scores: tuple[str, ...],
+                 keys: np.ndarray, values: np.ndarray) -> None:
+    """Keep several scores of the images with content ``keys`` in ``cache``.
+
+    Parameters
+    ----------
+    cache : ScoreCache
+    fingerprint : str or None
+        What computed them; None keeps nothing.
+    scores : tuple of str
+        The scores' names, one per column of ``values``.
+    keys : ndarray of shape (n_images,), uint64
+    values : ndarray of shape (n_images, len(scores))
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sid4ds.ranking.score_cache import MemoryScoreCache, lookup_scores, store_scores
+    >>> cache, keys = MemoryScoreCache(), np.array([5, 7], dtype=np.uint64)
+    >>> store_scores(cache, "M1", ("E_msmr", "drift_error"), keys, np.array([[1, 2], [3, 4]]))
+    >>> lookup_scores(cache, "M1", ("drift_error",), keys).ravel().tolist()
+    [2.0, 4.0]
+    """
+    if fingerprint is not None and len(keys):
+        for column, score in enumerate(scores):
+            cache.store(score, fingerprint, keys, values[:, column])
 
 
 class ScoreTable:
