@@ -302,7 +302,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--defect-ratio", type=float, default=0.05)
     parser.add_argument("--drift", choices=DRIFT_KINDS, default="texture")
-    parser.add_argument("--rules", nargs="+", default=["fake_normals", "refresh"],
+    parser.add_argument("--rules", nargs="+", default=["fake_normals_msmr", "fake_normals"],
                         help="drift rules to compare, each RULE or RULE:key=value (e.g. "
                              "fake_normals:drift_normal_share=0.5)")
     parser.add_argument("--m-channels", type=int, default=8)

@@ -28,7 +28,8 @@ imported; an iterative ``query`` and its masks imported (the state of a session 
 answered rounds at the default K: 20% of the pool labelled); then the three commands the
 targets name: ``status``, ``import`` of 100 masks (``--any``) and ``add`` of 1,000 images.
 Each command's wall time (the command alone, imports excluded) and peak RSS are printed,
-with the size of the manifest.
+with the size of the manifest. ``--keep`` keeps the sessions (under ``--work``), for
+``benchmarks/session_ab.py`` to time ``import`` and ``status`` on them under two versions.
 
 ``ratio``: the target "add of 10% more images, then a query with no new label, in at most
 0.3 of the first cold-start query", with the default models (M: 12 epochs, width 16) on
@@ -137,6 +138,10 @@ def write_pngs(folder: Path, images: np.ndarray, masks: np.ndarray | None,
 
 
 # ---------------------------------------------------------------------- store
+#: The stores compared: one ``.npy`` (0.2.0's pool, the baseline), the session's ``.npy``
+#: shards, zarr plain and zstd-compressed.
+STORES = ("npy", "shards", "zarr", "zarr-zstd")
+
 READ_STORE = PEAK + """
 import json, sys, time
 import numpy as np
@@ -168,7 +173,8 @@ print(json.dumps({"sequential": sequential, "batches": batches, "check": total,
 """
 
 
-def write_stores(work: Path, n: int, size: int) -> dict[str, Path]:
+def write_stores(work: Path, n: int, size: int,
+                 stores: tuple[str, ...] = STORES) -> dict[str, Path]:
     """The same ``n`` images in each store; appended in ten steps where a store grows."""
     import zarr
     from zarr.codecs import ZstdCodec
@@ -178,13 +184,16 @@ def write_stores(work: Path, n: int, size: int) -> dict[str, Path]:
     steps = [0, first, *(int(step) for step in np.linspace(first, n, 11).astype(int)[1:])]
     paths = {"npy": work / "pool.npy", "shards": work / "shards", "zarr": work / "pool.zarr",
              "zarr-zstd": work / "pool-zstd.zarr"}
+    paths = {kind: path for kind, path in paths.items()  # npy and shards always
+             if kind in stores or kind in STORES[:2]}
     single = np.lib.format.open_memmap(paths["npy"], mode="w+", dtype=np.float32,
                                        shape=(n, 1, size, size))
     paths["shards"].mkdir()
     arrays = {kind: zarr.create_array(store=str(paths[kind]), shape=(0, 1, size, size),
                                       chunks=(256, 1, size, size), dtype="float32",
                                       compressors=compressors)
-              for kind, compressors in (("zarr", None), ("zarr-zstd", ZstdCodec(level=3)))}
+              for kind, compressors in (("zarr", None), ("zarr-zstd", ZstdCodec(level=3)))
+              if kind in paths}
     for number, (start, stop) in enumerate(zip(steps[:-1], steps[1:], strict=True)):
         shard = np.lib.format.open_memmap(paths["shards"] / f"{number:06d}.npy", mode="w+",
                                           dtype=np.float32, shape=(stop - start, 1, size, size))
@@ -215,7 +224,7 @@ def store_part(args: argparse.Namespace, work: Path) -> list[dict]:
         folder = work / f"store{n}"
         folder.mkdir()
         started = time.perf_counter()
-        paths = write_stores(folder, n, args.image_size)
+        paths = write_stores(folder, n, args.image_size, tuple(args.stores))
         print(f"[store] wrote {n} images of {args.image_size} px to 4 stores in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         results: dict[str, list[dict]] = {kind: [] for kind in paths}
@@ -309,7 +318,10 @@ def state_part(args: argparse.Namespace, work: Path) -> list[dict]:
         measure("import 100 masks", "import", session, "--masks", folder / "hundred", "--any")
         measure("add 1,000 images", "add", session, "--images", folder / "late")
         measure("status ", "status", session)
-        shutil.rmtree(folder)
+        if args.keep:
+            print(f"[state] kept {session}", flush=True)
+        else:
+            shutil.rmtree(folder)
     return rows
 
 
@@ -409,6 +421,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000],
                         help="pool sizes of the store part")
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES),
+                        help="store: the stores compared (npy, the baseline, and the session's "
+                             "shards always)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="reads of each store (the median is kept)")
     parser.add_argument("--batches", type=int, default=100,
@@ -421,6 +436,8 @@ def main() -> None:
                         help="scratch folder (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--keep", action="store_true",
+                        help="state: keep each session (under --work; see session_ab.py)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="session_scaling-", dir=args.work))
@@ -438,7 +455,8 @@ def main() -> None:
         if args.part in ("drift", "all"):
             write_csv(args.out / f"drift{args.tag}.csv", drift_part(args, work))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     settings["load_average_end"] = os.getloadavg()
     (args.out / f"settings{args.tag}.json").write_text(json.dumps(settings, indent=1) + "\n")
 

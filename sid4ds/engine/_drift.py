@@ -3,7 +3,7 @@
 A part of :class:`sid4ds.engine.rounds.SID4DSRounds` (a mixin), run only when
 :meth:`~sid4ds.engine.rounds.SID4DSRounds.run_round` is given ``drifted`` (the rows
 :func:`sid4ds.ranking.drift.check_drift` flagged) and ``drift_rule`` is not ``"none"``.
-Under ``"fake_normals"`` and ``"fake_normals_reserve"`` the ``drift_normal_share`` of the
+Under the ``"fake_normals..."`` rules the ``drift_normal_share`` of the
 batch that M reconstructs best (lowest E_msmr) trains S as normal images in that round.
 The selection's part of the rules (the reserve of K) is in
 :mod:`sid4ds.engine._selecting`; ``"refresh"``'s training of M in
@@ -31,7 +31,7 @@ class RoundDrift:
 
     def _drift_normals(self, pool: ImagePool, unlabeled: np.ndarray, flagged: np.ndarray,
                        keys: np.ndarray, seconds: dict[str, float]) -> np.ndarray:
-        """``"fake_normals"``: the drifted batch's share with the lowest E_msmr."""
+        """The ``"fake_normals..."`` rules: the drifted batch's share with the lowest E_msmr."""
         rows = np.flatnonzero(flagged)
         n_normal = int(round(self.drift_normal_share * len(rows)))
         if n_normal == 0 or not is_fitted(self.msmr_scorer):

@@ -46,7 +46,7 @@ class RoundResult:
         ``score_sdr``.
     drift_normals : ndarray of int
         Positions of the drifted batch's images that trained S as normal images in this
-        round (``drift_rule="fake_normals"`` or ``"fake_normals_reserve"``); empty
+        round (the ``"fake_normals..."`` rules); empty
         otherwise.
     reserved : ndarray of int
         Positions put among the top K for the drifted batch (``drift_rule="refresh"`` or

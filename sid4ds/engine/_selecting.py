@@ -5,8 +5,9 @@ A part of :class:`sid4ds.engine.rounds.SID4DSRounds` (a mixin): step 4 of
 :mod:`sid4ds.ranking.selection` (:func:`~sid4ds.ranking.selection.rank_pool`): ties are
 broken by the cold-start E_msmr when it is known, then by image content. After a drifted
 batch, ``"refresh"`` and ``"fake_normals_reserve"`` put a share of K on the batch's top
-(:func:`sid4ds.ranking.drift.reserve_order`), and no image of the batch becomes a fake
-normal.
+(:func:`sid4ds.ranking.drift.reserve_order`), ``"fake_normals_msmr"`` ranks the batch by
+M's E_msmr within the places the ranking gave it, and no image of the batch becomes a
+fake normal.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class RoundSelection:
                 reserved = in_batch[: min(len(in_batch),
                                           int(round(self.reserve_share * len(top))))]
                 order = reserve_order(order, reserved, len(top))
+            elif self.drift_rule == "fake_normals_msmr":  # the batch's places, by M
+                order = order.copy()
+                order[flagged[order]] = self._batch_msmr(pool, unlabeled,
+                                                         np.flatnonzero(flagged), keys, seconds)
             top = order[: len(top)]
             rest = order[len(top):][::-1]  # lowest first, as rank_pool's bottom
             bottom = rest[~flagged[rest]][:n_fake]

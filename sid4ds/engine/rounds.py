@@ -58,6 +58,7 @@ from sid4ds.ranking.score_cache import MemoryScoreCache, ScoreCache, model_finge
 from sid4ds.ranking.scores import FUSION_RULES, REGION_RULES
 
 __all__ = [
+    "DEFAULT_DRIFT_RULE",
     "DRIFT_RULES",
     "STAGES",
     "RoundResult",
@@ -76,7 +77,10 @@ STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
 #: The stages, in the order a campaign goes through them.
 STAGES = tuple(STAGE_SCORES)
 #: What the round after a drifted batch does (:class:`SID4DSRounds`, ``drift_rule``).
-DRIFT_RULES = ("fake_normals", "fake_normals_reserve", "refresh", "none")
+DRIFT_RULES = ("fake_normals", "fake_normals_msmr", "fake_normals_reserve", "refresh",
+               "none")
+#: The rule a round applies to a drifted batch unless told otherwise (``docs/method.md``).
+DEFAULT_DRIFT_RULE = "fake_normals_msmr"
 
 
 def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
@@ -85,7 +89,7 @@ def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
 
     Parameters
     ----------
-    rule : {"fake_normals", "fake_normals_reserve", "refresh", "none"}
+    rule : {"fake_normals", "fake_normals_msmr", "fake_normals_reserve", "refresh", "none"}
         :class:`SID4DSRounds`'s ``drift_rule``.
     iterative : bool
         Whether the round is in the iterative stage (S trained) or the cold start.
@@ -109,8 +113,10 @@ def drift_plan(rule: str, iterative: bool, drift_normal_share: float = 0.25,
         return (f"M is trained again on the grown pool (and G made again from it), and "
                 f"{reserve_share:.0%} of the round's labels go to the batch's top by the new "
                 f"M's E_msmr; none of the batch becomes a fake normal")
-    reserve = (f", and {reserve_share:.0%} of the round's labels go to the batch's top by "
-               f"the round's score" if rule == "fake_normals_reserve" else "")
+    reserve = {"fake_normals_reserve": f", and {reserve_share:.0%} of the round's labels go "
+                                       f"to the batch's top by the round's score",
+               "fake_normals_msmr": ", and the batch's places in the ranking go to its "
+                                    "images in the order of M's E_msmr"}.get(rule, "")
     if iterative:
         return (f"the {drift_normal_share:.0%} of the batch M reconstructs best train S as "
                 f"normal images first, so that S learns the new surface before it ranks"
@@ -315,7 +321,7 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
         the session's store on disk for a session.
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; None: the models' own ``n_jobs``.
-    drift_rule : str, default="fake_normals"
+    drift_rule : str, default="fake_normals_msmr"
         One of :data:`DRIFT_RULES`: what the round after a drifted batch does with it
         (only when :meth:`run_round` is given ``drifted``; ``docs/method.md`` has the
         measurements):
@@ -324,8 +330,12 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
           best (lowest E_msmr) trains S as normal images in that round, so that S learns
           the new surface before it ranks (in the iterative stage; the cold start trains
           no S);
-        - ``"fake_normals_reserve"``: the same, and ``reserve_share`` of K go to the
-          batch's top by the round's own score;
+        - ``"fake_normals_msmr"``: the same, and the places the round's ranking gives the
+          batch are filled with its images in the order of M's E_msmr (kept from the
+          drift check: no extra pass) rather than the round's score, which judges the new
+          surface with an S and a G trained on the old one;
+        - ``"fake_normals_reserve"``: ``"fake_normals"``, and ``reserve_share`` of K go to
+          the batch's top by the round's own score;
         - ``"refresh"``: M is trained again on the grown pool and G made again from it,
           and ``reserve_share`` of K go to the batch's top by the new M's E_msmr;
         - ``"none"``: the round runs as if the batch had not drifted.
@@ -333,7 +343,7 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
         With any rule but ``"none"`` the batch gives no fake normals in that round (the ranking is
         not trusted on images unlike the pool).
     drift_normal_share : float, default=0.25
-        For ``"fake_normals"`` and ``"fake_normals_reserve"``: the share of the drifted
+        For the ``"fake_normals..."`` rules: the share of the drifted
         batch that trains S as normal.
     reserve_share : float, default=0.5
         For ``"fake_normals_reserve"`` and ``"refresh"``: the share of K reserved for the
@@ -391,7 +401,7 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
         trained_for: dict[str, int] | None = None,
         score_cache: ScoreCache | None = None,
         n_jobs: int | None = None,
-        drift_rule: str = "fake_normals",
+        drift_rule: str = DEFAULT_DRIFT_RULE,
         drift_normal_share: float = 0.25,
         reserve_share: float = 0.5,
         on_trained: Callable[[str, Any, int], None] | None = None,

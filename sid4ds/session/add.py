@@ -27,7 +27,7 @@ from sid4ds._core.validation import describe_size
 from sid4ds._version import __version__
 from sid4ds.datasets.imageio import read_image
 from sid4ds.datasets.pool import ImagePool, as_pool, is_path_sequence
-from sid4ds.engine.rounds import drift_plan
+from sid4ds.engine.rounds import DEFAULT_DRIFT_RULE, drift_plan
 from sid4ds.ranking.drift import check_drift
 from sid4ds.ranking.selection import content_keys
 from sid4ds.session.errors import SessionError, SessionWarning
@@ -125,7 +125,7 @@ def _drift_check(store: SessionStore, entry: ShardEntry, batch: int) -> dict[str
     if report["drifted"]:
         iterative = any(record["stage"] == "iterative" for record in store.manifest["rounds"])
         report["message"] += (f" The next `sid4ds query` acts on batch {batch}: "
-                              + drift_plan("fake_normals", iterative or bool(
+                              + drift_plan(DEFAULT_DRIFT_RULE, iterative or bool(
                                   store.manifest["labels"])) + ".")
     report.update(applied_round=None, seconds=round(time.perf_counter() - started, 3))
     return report

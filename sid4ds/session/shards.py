@@ -170,7 +170,8 @@ class ShardedImages:
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         if not len(rows):
             return out
-        order = np.argsort(rows, kind="stable")
+        ascending = bool((np.diff(rows) > 0).all())  # a slice: read straight into `out`
+        order = np.arange(len(rows)) if ascending else np.argsort(rows, kind="stable")
         ordered = rows[order]
         shard_of = np.searchsorted(self._starts, ordered, side="right") - 1
         for shard in np.unique(shard_of):
@@ -180,11 +181,16 @@ class ShardedImages:
                 breaks = np.flatnonzero(np.diff(local) != 1) + 1
                 for run, where in zip(np.split(local, breaks), np.split(positions, breaks),
                                       strict=True):
-                    out[order[where]] = self._read(handle, shard, int(run[0]), len(run))
+                    if ascending:
+                        self._read(handle, shard, int(run[0]),
+                                   out[where[0]:where[0] + len(run)])
+                    else:
+                        block = np.empty((len(run), *self.shape[1:]), dtype=self.dtype)
+                        out[order[where]] = self._read(handle, shard, int(run[0]), block)
         return out
 
-    def _read(self, handle: Any, shard: int, start: int, count: int) -> np.ndarray:
-        block = np.empty((count, *self.shape[1:]), dtype=self.dtype)
+    def _read(self, handle: Any, shard: int, start: int, block: np.ndarray) -> np.ndarray:
+        """Rows ``start, start + 1, ...`` of a shard into ``block`` (C-contiguous)."""
         handle.seek(self._offsets[shard] + start * self._row_bytes)
         read = handle.readinto(memoryview(block).cast("B"))
         if read != block.nbytes:

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS labels (
     extra TEXT);
 CREATE TABLE IF NOT EXISTS rounds (position INTEGER PRIMARY KEY, body TEXT NOT NULL);
 """
+# one row counting the transactions that changed the state: a reader compares it with the
+# count it read to know at no cost whether the state changed since (older files lack it)
+_GENERATION = """
+CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                       n INTEGER NOT NULL)
+"""
 
 
 def _label_row(name: str, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -94,8 +100,9 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._meta: str | None = None
-        self._labels: dict[str, tuple[Any, ...]] = {}
+        self._labels: dict[str, dict[str, Any]] = {}  # the records as read or written
         self._rounds: list[str] = []
+        self._generation: int | None = None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -140,29 +147,46 @@ class StateFile:
             labels = connection.execute("SELECT * FROM labels").fetchall()
             rounds = [body for (body,) in connection.execute(
                 "SELECT body FROM rounds ORDER BY position")]
+            generation = self._read_generation(connection)
             connection.execute("COMMIT")
         if meta is None:
             raise SessionError(f"{self.path} holds no session state; restore the session "
                                f"folder from a copy")
         try:
             manifest = json.loads(meta[0])
-            manifest["labels"] = {row[0]: _label_record(row) for row in labels}
+            records = {row[0]: _label_record(row) for row in labels}
+            manifest["labels"] = {name: dict(record) for name, record in records.items()}
             manifest["rounds"] = [json.loads(body) for body in rounds]
         except (ValueError, TypeError) as error:
             raise SessionError(f"{self.path} is damaged ({error}); restore the session "
                                f"folder from a copy") from None
-        self._meta = meta[0]
-        self._labels = {row[0]: _label_row(row[0], _label_record(row)) for row in labels}
-        self._rounds = rounds
+        self._meta, self._labels, self._rounds = meta[0], records, rounds
+        self._generation = generation
         return manifest
+
+    def unchanged(self) -> bool:
+        """Whether the state is still what this object last read or wrote (one small
+        query; False when unknown, as for files written before the count existed)."""
+        if self._generation is None or not self.path.is_file():
+            return False
+        with self._connect() as connection:
+            return self._read_generation(connection) == self._generation
+
+    @staticmethod
+    def _read_generation(connection: sqlite3.Connection) -> int | None:
+        try:
+            row = connection.execute("SELECT n FROM generation WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a file from before the count: no such table
+            return None
+        return None if row is None else int(row[0])
 
     def write(self, manifest: dict[str, Any]) -> None:
         """Write what changed since the last :meth:`read` or :meth:`write`, atomically."""
         meta = json.dumps({key: value for key, value in manifest.items()
                            if key not in ("labels", "rounds")})
-        labels = {name: _label_row(name, record)
-                  for name, record in manifest["labels"].items()}
-        changed = [row for name, row in labels.items() if self._labels.get(name) != row]
+        labels = manifest["labels"]
+        # records compare as dicts (no encoding): only the changed ones become rows
+        changed = [name for name, record in labels.items() if self._labels.get(name) != record]
         removed = [(name,) for name in self._labels if name not in labels]
         rounds = [json.dumps(record) for record in manifest["rounds"]]
         rewritten = [(position, body) for position, body in enumerate(rounds)
@@ -173,10 +197,18 @@ class StateFile:
                 connection.execute("INSERT OR REPLACE INTO meta (id, body) VALUES (1, ?)",
                                    (meta,))
             connection.executemany(f"INSERT OR REPLACE INTO labels VALUES "
-                                   f"({', '.join('?' * 9)})", changed)
+                                   f"({', '.join('?' * 9)})",
+                                   [_label_row(name, labels[name]) for name in changed])
             connection.executemany("DELETE FROM labels WHERE name = ?", removed)
             connection.executemany("INSERT OR REPLACE INTO rounds (position, body) "
                                    "VALUES (?, ?)", rewritten)
             connection.execute("DELETE FROM rounds WHERE position >= ?", (len(rounds),))
+            connection.execute(_GENERATION)
+            connection.execute("INSERT INTO generation (id, n) VALUES (1, 1) "
+                               "ON CONFLICT (id) DO UPDATE SET n = n + 1")
+            generation = self._read_generation(connection)
             connection.execute("COMMIT")
-        self._meta, self._labels, self._rounds = meta, labels, rounds
+        self._meta, self._rounds, self._generation = meta, rounds, generation
+        for (name,) in removed:
+            del self._labels[name]
+        self._labels.update((name, dict(labels[name])) for name in changed)

@@ -99,6 +99,23 @@ class PoolView(PoolIndex):
     images: Any = None
 
 
+def _leftovers(folder: Path | str, depth: int = 2) -> list[Path]:
+    """The temporary files and folders (``.NAME.tmp-PID``, ``.NAME.old-PID``) in
+    ``folder`` and the folders inside it, ``depth`` levels deep. Commands write in place
+    only there (the session's own files, ``masks/``, ``shards/``, ``models/``, ``scores/``);
+    a deeper folder (``rounds/NNN/images``) is written whole under a temporary name and
+    renamed, so a killed command leaves the temporary folder itself, found by its name."""
+    found: list[Path] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and (".tmp-" in entry.name
+                                               or ".old-" in entry.name):
+                found.append(Path(entry.path))
+            elif depth > 1 and entry.is_dir(follow_symlinks=False):
+                found += _leftovers(entry.path, depth - 1)
+    return found
+
+
 class SessionStore:
     """The files of one session folder (see the module docstring).
 
@@ -113,11 +130,17 @@ class SessionStore:
         self.manifest, self._state = open_manifest(path)
         self._pool: PoolView | None = None
         self._index: PoolIndex | None = None
+        self._as_stored = True  # self.manifest is what the state file holds, unchanged
 
     # ------------------------------------------------------------------ manifest, lock
     def reread(self) -> Manifest:
-        """Read the manifest again (another process may have changed it)."""
+        """Read the manifest again (another process may have changed it); when the state
+        file says nothing changed since this store read or wrote it, the manifest in
+        memory is it, and nothing is read."""
+        if self._as_stored and self._state is not None and self._state.unchanged():
+            return self.manifest
         manifest, self._state = open_manifest(self.path)
+        self._as_stored = True
         if manifest["pool"] != self.manifest["pool"]:
             self.forget_pool()
         self.manifest = manifest
@@ -146,6 +169,7 @@ class SessionStore:
         else:
             write_json(self.path / MANIFEST, manifest)
         self.manifest = manifest
+        self._as_stored = True
 
     @contextlib.contextmanager
     def locked(self, command: str) -> Iterator[Manifest]:
@@ -154,11 +178,12 @@ class SessionStore:
             self._clean_leftovers()
             manifest = self.reread()
             self._clean_unnamed_shards()
+            self._as_stored = False  # the command changes it; commit() writes it
             yield manifest
 
     def _clean_leftovers(self) -> None:
         """Remove temporary files of commands that were killed (the lock is held)."""
-        for leftover in list(self.path.rglob(".*.tmp-*")) + list(self.path.rglob(".*.old-*")):
+        for leftover in _leftovers(self.path):
             with contextlib.suppress(OSError):
                 if leftover.is_dir():
                     shutil.rmtree(leftover)
@@ -238,7 +263,7 @@ class SessionStore:
                                f"the session folder from a copy")
         self._index = PoolIndex(names=names, keys=arrays["keys"], sources=arrays["sources"],
                                 batches=batches,
-                                index={name: row for row, name in enumerate(names)})
+                                index=dict(zip(names, range(len(names)), strict=True)))
         return self._index
 
     def _v1_arrays(self) -> dict[str, np.ndarray]:

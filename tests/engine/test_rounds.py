@@ -364,6 +364,24 @@ def test_refresh_rule_retrains_m_and_reserves_labels_for_the_batch(images):
     assert any("does not look like the pool" in message for message in messages)
 
 
+def test_fake_normals_msmr_rule_ranks_the_batch_by_m_in_the_places_it_had(images):
+    rounds, result = _drift_round(images, "iterative", BATCH, drift_rule="fake_normals_msmr")
+    _, plain = _drift_round(images, "iterative", BATCH, drift_rule="fake_normals")
+    flagged = np.isin(np.arange(8, 32), BATCH)
+    # the same S (the batch's quarter as normals) and scores: only the batch's order moves
+    np.testing.assert_array_equal(result.scores, plain.scores)
+    np.testing.assert_array_equal(result.drift_normals, plain.drift_normals)
+    np.testing.assert_array_equal(flagged[result.order], flagged[plain.order])
+    np.testing.assert_array_equal(result.order[~flagged[result.order]],
+                                  plain.order[~flagged[plain.order]])
+    msmr = rounds.msmr_of(as_pool(images[0]))[8:]
+    batch_order = result.order[flagged[result.order]]
+    assert (np.diff(msmr[batch_order]) <= 0).all()  # highest E_msmr first
+    assert not (np.diff(msmr[plain.order[flagged[plain.order]]]) <= 0).all()
+    np.testing.assert_array_equal(result.selected, result.order[:4])
+    assert not np.isin(result.fake_normals, np.flatnonzero(flagged)).any()
+
+
 def test_fake_normals_reserve_rule_gives_a_share_of_k_to_the_batchs_top(images):
     _, result = _drift_round(images, "iterative", BATCH, drift_rule="fake_normals_reserve",
                              reserve_share=0.5)

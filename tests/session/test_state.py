@@ -10,7 +10,7 @@ import pytest
 from sid4ds.session import LabelingSession, SessionError
 from sid4ds.session.state import STATE, StateFile
 
-from ..conftest import answer_round
+from ..conftest import answer_round, new_session
 
 
 def label(name: str, defective: bool = False, version: int = 1) -> dict:
@@ -54,8 +54,9 @@ def test_a_write_changes_only_the_rows_of_what_changed(tmp_path, monkeypatch):
         manifest["labels"]["part0007"] = label("part0007", defective=True, version=2)
         manifest["labels"]["new"] = label("new")
 
-    # two label rows; the other 1999 labels, the round and the rest are not written again
-    assert rows_written(monkeypatch, path, relabel) == 2
+    # two label rows and the count of changes; the other 1999 labels, the round and the
+    # rest are not written again
+    assert rows_written(monkeypatch, path, relabel) == 2 + 1
     manifest = StateFile(path).read()
     assert manifest["labels"]["part0007"]["defective"] is True
     assert manifest["labels"]["part0007"]["version"] == 2 and len(manifest["labels"]) == 2001
@@ -64,8 +65,50 @@ def test_a_write_changes_only_the_rows_of_what_changed(tmp_path, monkeypatch):
         manifest["rounds"][0]["skipped"] = ["part0000"]
         manifest["rounds"].append({"round": 1, "selected": ["part0009"], "scores": [0.5]})
 
-    assert rows_written(monkeypatch, path, next_round) == 2  # the two rounds' rows
+    assert rows_written(monkeypatch, path, next_round) == 2 + 1  # the two rounds' rows
     assert StateFile(path).read()["rounds"][0]["skipped"] == ["part0000"]
+    unchanged = StateFile(path)
+    unchanged.read()
+    assert rows_written(monkeypatch, path, lambda manifest: None) == 1  # the count only
+    assert unchanged.unchanged() is False  # someone wrote since it read
+
+
+def test_a_reader_knows_at_no_cost_whether_the_state_changed(tmp_path):
+    path = tmp_path / STATE
+    StateFile.create(path, manifest_of(3))
+    reader, writer = StateFile(path), StateFile(path)
+    reader.read()
+    assert reader.unchanged() is True
+    manifest = writer.read()
+    manifest["labels"]["part0001"]["defective"] = True  # changed in place
+    writer.write(manifest)
+    assert reader.unchanged() is False and writer.unchanged() is True
+    assert reader.read()["labels"]["part0001"]["defective"] is True
+    legacy = tmp_path / "old.db"  # a file written before the count: never "unchanged"
+    StateFile.create(legacy, manifest_of(1))
+    with sqlite3.connect(legacy) as connection:
+        connection.execute("DROP TABLE generation")
+    old = StateFile(legacy)
+    old.read()
+    assert old.unchanged() is False
+
+
+def test_a_store_rereads_only_when_the_state_changed_or_a_command_failed(tmp_path,
+                                                                          pool_folder):
+    from sid4ds.session.store import SessionStore
+
+    session = new_session(tmp_path, pool_folder[0])
+    store, other = SessionStore(session.path), SessionStore(session.path)
+    manifest = store.manifest
+    assert store.reread() is manifest  # nothing changed: nothing read
+    with other.locked("test"):
+        other.manifest["settings"]["note"] = "changed elsewhere"
+        other.commit()
+    assert store.reread()["settings"]["note"] == "changed elsewhere"
+    with pytest.raises(RuntimeError), store.locked("test"):
+        store.manifest["settings"]["note"] = "never committed"
+        raise RuntimeError("the command failed")
+    assert store.reread()["settings"]["note"] == "changed elsewhere"
 
 
 def test_a_failed_write_leaves_the_state_as_it_was(tmp_path):
