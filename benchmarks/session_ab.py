@@ -5,9 +5,9 @@
 SESSION is a session folder (for example one ``session_scaling.py state`` built, kept with
 ``--keep``); it is copied once per tree, never changed. Per tree and repeat, in a fresh
 process with that checkout first on the path (the check that it was imported from there is
-part of the run): ``sid4ds import COPY --masks DIR --any`` of 100 new all-normal masks for
-unlabelled images of the first batch (``image_NNNNNN``, the names ``init`` gives an array),
-then ``sid4ds status COPY``; the seconds are those of the command inside the process
+part of the run, and a command that fails stops it): ``sid4ds import COPY --masks DIR
+--any`` of 100 new all-normal masks for unlabelled pool images (the last ones first), then
+``sid4ds status COPY``; the seconds are those of the command inside the process
 (``main()``), not of Python's start. The first repeat is not counted (it gives a state file
 of an older version what this one keeps). Printed: one JSON line per tree with the medians.
 """
@@ -19,43 +19,28 @@ import json
 import shutil
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-TIMED = """
-import contextlib, io, json, sys, time
-from sid4ds.cli import main
-import sid4ds
-if not sid4ds.__file__.startswith(sys.argv[2]):
-    raise SystemExit(f"sid4ds came from {sid4ds.__file__}, not {sys.argv[2]}")
-argv = json.loads(sys.argv[1])
-started = time.perf_counter()
-with contextlib.redirect_stdout(io.StringIO()):
-    code = main(argv)
-print(json.dumps({"code": code, "seconds": time.perf_counter() - started}))
-"""
+from session_scaling import sid4ds, write_pngs  # this folder's benchmark: its runner
 
 
 def timed(tree: Path, argv: list[str]) -> float:
-    result = subprocess.run([sys.executable, "-c", TIMED, json.dumps(argv), str(tree)],
-                            capture_output=True, text=True, cwd=tree,
-                            env={"PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
-                                 "PATH": "/usr/bin:/bin"})
-    if result.returncode:
-        raise RuntimeError(f"sid4ds {argv} under {tree}: {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+    """Seconds of ``sid4ds ARGV`` in a fresh process importing the checkout ``tree``."""
+    result = sid4ds(*argv, root=tree)
+    if not result["module"].startswith(str(tree)):
+        raise SystemExit(f"sid4ds came from {result['module']}, not from {tree}")
+    return result["seconds"]
 
 
-def unlabelled_names(session: Path, n_images: int) -> list[str]:
-    with sqlite3.connect(session / "session.db") as connection:
-        labelled = {name for (name,) in connection.execute("SELECT name FROM labels")}
-    names = (f"image_{index:06d}" for index in range(n_images - 1, -1, -1))
-    return [name for name in names if name not in labelled]
+def unlabelled_names(session: Path) -> list[str]:
+    """The pool's unlabelled images, last first (read with this checkout's sid4ds)."""
+    from sid4ds.session.store import SessionStore
+
+    store = SessionStore(session)
+    labelled = store.manifest["labels"]
+    return [name for name in reversed(store.pool_index().names) if name not in labelled]
 
 
 def main() -> None:
@@ -69,11 +54,10 @@ def main() -> None:
         meta = json.loads(connection.execute("SELECT body FROM meta").fetchone()[0])
     n_images, size = meta["pool"]["n_images"], meta["pool"]["height"]
     print(f"settings: {vars(args)}; {n_images} images of {size} px", flush=True)
-    candidates = unlabelled_names(args.session, n_images)
+    candidates = unlabelled_names(args.session)
     if len(candidates) < 100 * (args.repeats + 1):
         raise SystemExit(f"--repeats {args.repeats} needs {100 * (args.repeats + 1)} "
-                         f"unlabelled images named image_NNNNNN; the session has "
-                         f"{len(candidates)}")
+                         f"unlabelled images; the session has {len(candidates)}")
     for tree in args.trees:
         tree = tree.resolve()
         with tempfile.TemporaryDirectory(prefix="session_ab-") as work:
@@ -82,10 +66,8 @@ def main() -> None:
             seconds: dict[str, list[float]] = {"import 100 masks": [], "status": []}
             for repeat in range(args.repeats + 1):
                 folder = Path(work) / f"masks{repeat}"
-                folder.mkdir()
-                for name in candidates[repeat * 100:(repeat + 1) * 100]:
-                    Image.fromarray(np.zeros((size, size), np.uint8)).save(
-                        folder / f"{name}.png")
+                write_pngs(folder, None, np.zeros((100, size, size), np.uint8),
+                           candidates[repeat * 100:(repeat + 1) * 100])
                 imported = timed(tree, ["import", str(copy), "--masks", str(folder), "--any"])
                 status = timed(tree, ["status", str(copy)])
                 if repeat:

@@ -85,10 +85,13 @@ def images_of(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, 
     return images.astype(np.float32), masks
 
 
-def run(*command: str) -> dict:
-    """Run a Python snippet or ``sid4ds`` command in a fresh process: its JSON result."""
+def run(*command: str, root: Path = ROOT) -> dict:
+    """Run a Python snippet or ``sid4ds`` command in a fresh process: its JSON result.
+    ``root``: the checkout of sid4ds it imports (first on the path, and the folder it runs
+    in)."""
     result = subprocess.run([sys.executable, "-c", *command], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                            cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1",
                                  "MKL_NUM_THREADS": "1"})
     if result.returncode:
         raise RuntimeError(f"{command}\n{result.stdout}\n{result.stderr}")
@@ -104,6 +107,7 @@ def peak_mib():  # VmHWM: this process's own peak (ru_maxrss would count the par
 
 TIMED_COMMAND = PEAK + """
 import json, sys, time, contextlib, io
+import sid4ds
 from sid4ds.cli import main
 argv = json.loads(sys.argv[1])
 out = io.StringIO()
@@ -112,13 +116,14 @@ with contextlib.redirect_stdout(out):
     code = main(argv)
 seconds = time.perf_counter() - started
 print(json.dumps({"code": code, "seconds": seconds, "peak_mib": peak_mib(),
-                  "out": out.getvalue()[-2000:]}))
+                  "out": out.getvalue()[-2000:], "module": sid4ds.__file__}))
 """
 
 
-def sid4ds(*argv) -> dict:
-    """``sid4ds ARGV`` in a fresh process: seconds (the command alone) and peak RSS."""
-    result = run(TIMED_COMMAND, json.dumps([str(arg) for arg in argv]))
+def sid4ds(*argv, root: Path = ROOT) -> dict:
+    """``sid4ds ARGV`` in a fresh process (importing the checkout ``root``): seconds (the
+    command alone), peak RSS and the module's file."""
+    result = run(TIMED_COMMAND, json.dumps([str(arg) for arg in argv]), root=root)
     if result["code"]:
         raise RuntimeError(f"sid4ds {argv} exited with {result['code']}: {result['out']}")
     return result
@@ -440,7 +445,8 @@ def main() -> None:
                         help="state: keep each session (under --work; see session_ab.py)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="session_scaling-", dir=args.work))
+    # absolute: the commands run in the checkout's folder
+    work = Path(tempfile.mkdtemp(prefix="session_scaling-", dir=args.work)).resolve()
     settings = {"arguments": {key: str(value) for key, value in vars(args).items()},
                 "python": sys.version.split()[0], "machine": platform.platform(),
                 "cpus": os.cpu_count(), "load_average": os.getloadavg(),

@@ -172,7 +172,7 @@ class ShardedImages:
             return out
         ascending = bool((np.diff(rows) > 0).all())  # a slice: read straight into `out`
         order = np.arange(len(rows)) if ascending else np.argsort(rows, kind="stable")
-        ordered = rows[order]
+        ordered = rows if ascending else rows[order]
         shard_of = np.searchsorted(self._starts, ordered, side="right") - 1
         for shard in np.unique(shard_of):
             positions = np.flatnonzero(shard_of == shard)

@@ -164,19 +164,23 @@ def test_same_folder_without_suffix_is_an_error(tmp_path):
         load_image_folder(tmp_path, tmp_path)
 
 
-def test_mask_without_image_raises_naming_it(tmp_path):
+def folders_with_an_orphan_mask(tmp_path, seed: int):
+    """An images folder with ``a.png`` and a masks folder with ``orphan.png``, no image."""
     image_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    save_image(image_dir / "a.png", random_pixels(12, (16, 16)))
+    save_image(image_dir / "a.png", random_pixels(seed, (16, 16)))
     save_image(mask_dir / "orphan.png", block_mask((16, 16), slice(0, 2), slice(0, 2)))
+    return image_dir, mask_dir
+
+
+def test_mask_without_image_raises_naming_it(tmp_path):
+    image_dir, mask_dir = folders_with_an_orphan_mask(tmp_path, seed=12)
 
     with pytest.raises(ValueError, match="orphan.png"):
         load_image_folder(image_dir, mask_dir)
 
 
 def test_mask_without_image_warns_with_on_error_warn(tmp_path):
-    image_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
-    save_image(image_dir / "a.png", random_pixels(13, (16, 16)))
-    save_image(mask_dir / "orphan.png", block_mask((16, 16), slice(0, 2), slice(0, 2)))
+    image_dir, mask_dir = folders_with_an_orphan_mask(tmp_path, seed=13)
 
     with pytest.warns(UserWarning, match="orphan.png"):
         X, masks, names = load_image_folder(image_dir, mask_dir, on_error="warn")
