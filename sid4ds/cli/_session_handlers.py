@@ -177,9 +177,9 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"{len(summary['not_annotated'])} tasks have no annotation yet: "
               + ", ".join(summary["not_annotated"][:10])
               + (" ..." if len(summary["not_annotated"]) > 10 else ""))
-    status = session.status()
-    print(f"labelled {status['labeled']} of {status['n_images']} "
-          f"({status['defective']} defective); next: {status['next']}")
+    progress = session.progress()
+    print(f"labelled {progress['labeled']} of {progress['n_images']} "
+          f"({progress['defective']} defective); next: {progress['next']}")
     return 0
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from sid4ds.session.add import add_images
 from sid4ds.session.prune import prune_pool
-from sid4ds.session.status import session_status
+from sid4ds.session.status import session_progress, session_status
 from sid4ds.session.store import PoolView, SessionStore
 
 __all__ = ["PoolCommands"]
@@ -108,6 +108,30 @@ class PoolCommands:
             labels it needs.
         """
         return session_status(self._store, target_recall=target_recall)
+
+    def progress(self) -> dict[str, Any]:
+        """How far the labelling is and the next step, read at a cost that does not grow
+        with the labels (what ``sid4ds import`` prints); :meth:`status` has the rest.
+
+        Returns
+        -------
+        progress : dict
+            ``n_images``, ``labeled``, ``defective``, ``waiting`` (the names the last
+            round asked for that have no mask yet), ``lock``, ``running`` and ``next``,
+            as in :meth:`status`.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from sid4ds import LabelingSession
+        >>> from sid4ds.datasets import make_defect_images
+        >>> X, _ = make_defect_images(n_samples=8, image_size=16, random_state=0)
+        >>> session = LabelingSession.create(tempfile.mkdtemp() + "/s", X)
+        >>> progress = session.progress()
+        >>> progress["labeled"], progress["n_images"], progress["next"].startswith("`sid4ds query")
+        (0, 8, True)
+        """
+        return session_progress(self._store)
 
     # ------------------------------------------------------------------ commands
     def add_images(

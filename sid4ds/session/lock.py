@@ -58,6 +58,9 @@ class SessionLock:
         self.path = root / LOCK
         self.command = command
         self.owned = False
+        #: whether taking the lock removed a stale one: a command ended without finishing
+        #: and may have left temporary files behind
+        self.replaced_stale = False
 
     @staticmethod
     def read(path: Path) -> dict[str, Any] | None:
@@ -101,6 +104,7 @@ class SessionLock:
                 if self.read(self.path) == holder:  # still the same stale lock
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()
+                    self.replaced_stale = True
                     warnings.warn(
                         f"removed a stale lock of {self.path.parent}: "
                         + (f"`sid4ds {holder.get('command')}` (pid {holder.get('pid')}, "

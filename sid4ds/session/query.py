@@ -85,7 +85,7 @@ def run_query(store: SessionStore, n_label: int | None, n_normal: int | str, *,
             n_normal = check_int(n_normal, "n_normal", minimum=0)
         audit = check_audit(audit, len(unlabeled), n_label)
         if waiting:
-            manifest["rounds"][-1]["skipped"] = waiting
+            store.change_last_round("skipped", waiting)
         return _run_round(store, pool, unlabeled, n_label, n_normal, device, verbose,
                           audit, target_recall)
 

@@ -92,8 +92,9 @@ class LabelingSession(PoolCommands, LabelCommands, ModelCommands):
 
     @property
     def manifest(self) -> Manifest:
-        """The manifest as last read (settings, labels, rounds, models)."""
-        return self._store.manifest
+        """The manifest as last read (settings, labels, rounds, models), every label
+        record read."""
+        return self._store.whole_manifest()
 
     # ------------------------------------------------------------------ creating, opening
     @classmethod

@@ -12,9 +12,15 @@ with the session (``benchmarks/session_scaling.py`` measures it). Format 4 keeps
   :class:`~sid4ds.session.manifest.LabelRecord`);
 - ``rounds``: one row per round, its record as JSON (with its lists of names and scores).
 
-:class:`StateFile` reads the whole state as the manifest dict the commands work on (so
-they are the same for every format), remembers what it read, and writes back only what a
-command changed, in one transaction: SQLite's journal makes it atomic, so a command killed
+:class:`StateFile` reads the state as the manifest dict the commands work on (so they are
+the same for every format), remembers what it read, and writes back only what a command
+changed, in one transaction. The labels are read by the row: the manifest's ``labels`` is a
+:class:`LabelRecords`, a dict that holds every label's name and defective flag at once
+and reads a label's record when a command first asks for it (all of them when it walks
+the dict), so a command that touches a hundred labels of a large session reads a hundred
+rows. Rounds are appended; a stored round is changed in place only by a command that
+says so (:meth:`StateFile.round_changed`), so a write encodes only new and marked rounds.
+The writes are atomic: SQLite's journal makes it atomic, so a command killed
 at any point (SIGKILL included) leaves the state as it was before the transaction or after
 it, never between. Every value is JSON, text or a number, and the file is opened with
 SQLite's ``trusted_schema`` off (no extension is ever loaded): opening a session runs none
@@ -35,11 +41,13 @@ from typing import Any
 
 from sid4ds.session.errors import SessionError
 
-__all__ = ["STATE", "StateFile"]
+__all__ = ["STATE", "LabelRecords", "StateChangedError", "StateFile", "count_defective"]
 
 #: The SQLite file of a format-4 session.
 STATE = "session.db"
 
+# records read one row at a time before the rest are read at once
+_SINGLE_READS = 32
 _LABEL_FIELDS = ("mask", "sha256", "version", "round", "defective", "source", "imported")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
@@ -57,6 +65,11 @@ CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1),
 """
 
 
+class StateChangedError(SessionError):
+    """Another command changed the session after this one read it, before it read a label
+    record it had not needed until then: open the session again (run the command again)."""
+
+
 def _label_row(name: str, record: dict[str, Any]) -> tuple[Any, ...]:
     extra = {key: value for key, value in record.items() if key not in _LABEL_FIELDS}
     return (name, record["mask"], record["sha256"], int(record["version"]), record["round"],
@@ -72,8 +85,177 @@ def _label_record(row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
+class LabelRecords(dict):  # type: ignore[type-arg]
+    """The labels of a format-4 manifest, a dict of name to label record read by the row.
+
+    Every name and its defective flag are in memory from the start (so ``len``, ``in``
+    and :func:`count_defective` read nothing); a record is read from the state file when
+    first asked for (``labels[name]``, ``get``), and all of them at once when the dict is
+    walked (iteration, ``items``, ``values``, ``==``, copies) or :meth:`read_all` is
+    called (``LabelingSession.manifest`` does, so ``json.dumps`` of it sees every label).
+    Writing works as on any dict; :meth:`StateFile.write` writes the records that changed.
+
+    A record read later than the rest comes from the state the others came from: if
+    another command changed the session in between, :class:`StateChangedError` says to
+    open it again.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from sid4ds.session.state import StateFile, count_defective
+    >>> path = Path(tempfile.mkdtemp()) / "session.db"
+    >>> record = {"mask": "masks/a.png", "sha256": "0" * 64, "version": 1, "round": 0,
+    ...           "defective": True, "source": "answers/a.png", "imported": "2025"}
+    >>> StateFile.create(path, {"format_version": 4, "labels": {"a": record}, "rounds": []})
+    >>> labels = StateFile(path).read()["labels"]
+    >>> len(labels), "a" in labels, count_defective(labels)  # no record read yet
+    (1, True, 1)
+    >>> labels["a"]["source"]  # one row read
+    'answers/a.png'
+    """
+
+    def __init__(self, state: StateFile, flags: dict[str, int]) -> None:
+        super().__init__()
+        self._state = state
+        self._flags = flags  # name -> defective (1) or not (0), every label, kept current
+        self._lookups = 0
+
+    # ------------------------------------------------------------------ reading
+    def __missing__(self, name: str) -> dict[str, Any]:
+        if name not in self._flags:
+            raise KeyError(name)
+        # a command that looks up many labels one by one reads them all in one go
+        self._lookups += 1
+        self._read([name] if self._lookups <= _SINGLE_READS else None)
+        return dict.__getitem__(self, name)
+
+    def _read(self, names: list[str] | None) -> None:
+        """Read the records of ``names`` (None: every one not in memory) into the dict."""
+        wanted = [name for name in (self._flags if names is None else names)
+                  if not dict.__contains__(self, name)]
+        if wanted:
+            records = self._state._read_labels(None if names is None else wanted)
+            for name in wanted:
+                dict.__setitem__(self, name, dict(records[name]))
+
+    def _whole(self) -> LabelRecords:
+        if len(self._flags) != dict.__len__(self):
+            self._read(None)
+        return self
+
+    def read_all(self) -> LabelRecords:
+        """Read every record not in memory yet (before the dict goes where only its
+        stored part is seen, as ``json.dumps`` sees a dict); returns the dict."""
+        return self._whole()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self._flags else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._flags
+
+    def __len__(self) -> int:
+        return len(self._flags)
+
+    def __iter__(self) -> Iterator[str]:
+        return dict.__iter__(self._whole())
+
+    def __reversed__(self) -> Iterator[str]:
+        return dict.__reversed__(self._whole())
+
+    def keys(self) -> Any:
+        return dict.keys(self._whole())
+
+    def values(self) -> Any:
+        return dict.values(self._whole())
+
+    def items(self) -> Any:
+        return dict.items(self._whole())
+
+    def __eq__(self, other: object) -> bool:
+        return dict.__eq__(self._whole(), other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self.items())
+
+    def __repr__(self) -> str:
+        return f"LabelRecords({dict(self.items())!r})"
+
+    def __reduce__(self) -> Any:  # copies and pickles: a plain dict
+        return dict, (dict(self.items()),)
+
+    # ------------------------------------------------------------------ writing
+    def __setitem__(self, name: str, record: dict[str, Any]) -> None:
+        dict.__setitem__(self, name, record)
+        self._flags[name] = int(bool(record.get("defective")))  # a bad record fails on write
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._flags:
+            raise KeyError(name)
+        del self._flags[name]
+        if dict.__contains__(self, name):
+            dict.__delitem__(self, name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        if name not in self._flags:
+            if default:
+                return default[0]
+            raise KeyError(name)
+        record = self[name]
+        del self[name]
+        return record
+
+    def popitem(self) -> tuple[str, dict[str, Any]]:
+        name = next(reversed(self._flags))
+        return name, self.pop(name)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        if name not in self._flags:
+            self[name] = default
+        return self[name]
+
+    def update(self, *others: Any, **more: Any) -> None:
+        for name, record in dict(*others, **more).items():
+            self[name] = record
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self._flags.clear()
+
+    def __ior__(self, other: Any) -> LabelRecords:
+        self.update(other)
+        return self
+
+    def __or__(self, other: Any) -> dict[str, Any]:
+        return {**self.copy(), **dict(other)}
+
+    def in_memory(self) -> list[str]:
+        """Names whose record was read (or written) so far."""
+        return list(dict.keys(self))
+
+    def n_defective(self) -> int:
+        """How many labels are defective (nothing is read; records in memory count as
+        they are now, changed in place or not)."""
+        return (sum(flag for name, flag in self._flags.items() if not dict.__contains__(self, name))
+                + sum(bool(record["defective"]) for record in dict.values(self)))
+
+
+def count_defective(labels: dict[str, Any]) -> int:
+    """How many of a manifest's ``labels`` are defective (reading no record of a
+    :class:`LabelRecords`)."""
+    if isinstance(labels, LabelRecords):
+        return labels.n_defective()
+    return sum(bool(record["defective"]) for record in labels.values())
+
+
 class StateFile:
-    """The ``session.db`` of a format-4 session: read it whole, write back the changes.
+    """The ``session.db`` of a format-4 session: read it, write back the changes.
 
     Parameters
     ----------
@@ -100,8 +282,11 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._meta: str | None = None
-        self._labels: dict[str, dict[str, Any]] = {}  # the records as read or written
+        self._names: set[str] = set()  # the labels the file holds, as read or written
+        self._labels: dict[str, dict[str, Any]] = {}  # records as read or written (some)
+        self._records: LabelRecords | None = None  # the labels the last read handed out
         self._rounds: list[str] = []
+        self._changed_rounds: set[int] = set()  # stored rounds changed in place (marked)
         self._generation: int | None = None
 
     @contextlib.contextmanager
@@ -137,14 +322,15 @@ class StateFile:
             os.close(descriptor)
 
     def read(self) -> dict[str, Any]:
-        """The whole state as a manifest dict (``labels`` and ``rounds`` included)."""
+        """The state as a manifest dict (``labels``, a :class:`LabelRecords`, and
+        ``rounds`` included)."""
         if not self.path.is_file():
             raise SessionError(f"{self.path} is missing; restore the session folder from a "
                                f"copy")
         with self._connect() as connection:
             connection.execute("BEGIN")
             meta = connection.execute("SELECT body FROM meta WHERE id = 1").fetchone()
-            labels = connection.execute("SELECT * FROM labels").fetchall()
+            flags = connection.execute("SELECT name, defective FROM labels").fetchall()
             rounds = [body for (body,) in connection.execute(
                 "SELECT body FROM rounds ORDER BY position")]
             generation = self._read_generation(connection)
@@ -154,15 +340,51 @@ class StateFile:
                                f"folder from a copy")
         try:
             manifest = json.loads(meta[0])
-            records = {row[0]: _label_record(row) for row in labels}
-            manifest["labels"] = {name: dict(record) for name, record in records.items()}
             manifest["rounds"] = [json.loads(body) for body in rounds]
         except (ValueError, TypeError) as error:
             raise SessionError(f"{self.path} is damaged ({error}); restore the session "
                                f"folder from a copy") from None
-        self._meta, self._labels, self._rounds = meta[0], records, rounds
-        self._generation = generation
+        labels = LabelRecords(self, dict(flags))  # name -> 0 or 1
+        manifest["labels"] = labels
+        self._meta, self._rounds, self._generation = meta[0], rounds, generation
+        self._names, self._labels, self._records = set(labels._flags), {}, labels
         return manifest
+
+    def round_changed(self, position: int) -> None:
+        """Mark the stored round at ``position`` as changed in place, for the next
+        :meth:`write` (which otherwise writes only new rounds: a stored round's record
+        changes only this way, as when ``query`` notes the images a round skipped)."""
+        self._changed_rounds.add(position)
+
+    def _read_labels(self, names: list[str] | None) -> dict[str, dict[str, Any]]:
+        """The stored records of ``names`` (None: all), from the state last read."""
+        if not self.path.is_file():
+            raise StateChangedError(f"{self.path} is gone since this command read it; "
+                                    f"open the session again")
+        with self._connect() as connection:
+            connection.execute("BEGIN")
+            generation = self._read_generation(connection)
+            if names is None:
+                rows = connection.execute("SELECT * FROM labels").fetchall()
+            else:
+                rows = []
+                for start in range(0, len(names), 500):
+                    chunk = names[start:start + 500]
+                    rows += connection.execute(
+                        f"SELECT * FROM labels WHERE name IN ({', '.join('?' * len(chunk))})",
+                        chunk).fetchall()
+            connection.execute("COMMIT")
+        if generation != self._generation:
+            raise StateChangedError(
+                f"another sid4ds command changed the session at {self.path.parent} after "
+                f"this one read it; open the session again (run the command again)")
+        try:
+            records = {row[0]: _label_record(row) for row in rows}
+        except (ValueError, TypeError) as error:
+            raise SessionError(f"{self.path} is damaged ({error}); restore the session "
+                               f"folder from a copy") from None
+        self._labels.update((name, dict(record)) for name, record in records.items())
+        return records
 
     def unchanged(self) -> bool:
         """Whether the state is still what this object last read or wrote (one small
@@ -181,16 +403,33 @@ class StateFile:
         return None if row is None else int(row[0])
 
     def write(self, manifest: dict[str, Any]) -> None:
-        """Write what changed since the last :meth:`read` or :meth:`write`, atomically."""
+        """Write what changed since the last :meth:`read` or :meth:`write`, atomically.
+
+        Labels: the records that differ from those read (of a :class:`LabelRecords` this
+        file handed out, only those read or written; of any other dict, all of them) and
+        the names that are gone. Rounds: the new ones and those marked with
+        :meth:`round_changed`."""
         meta = json.dumps({key: value for key, value in manifest.items()
                            if key not in ("labels", "rounds")})
         labels = manifest["labels"]
+        if labels is self._records:
+            present = labels._flags
+            candidates = labels.in_memory()
+        else:
+            if len(self._labels) < len(self._names):
+                self._read_labels(None)  # compare with every stored record
+            present, candidates = labels, list(labels)
         # records compare as dicts (no encoding): only the changed ones become rows
-        changed = [name for name, record in labels.items() if self._labels.get(name) != record]
-        removed = [(name,) for name in self._labels if name not in labels]
-        rounds = [json.dumps(record) for record in manifest["rounds"]]
-        rewritten = [(position, body) for position, body in enumerate(rounds)
-                     if position >= len(self._rounds) or self._rounds[position] != body]
+        changed = [name for name in candidates
+                   if self._labels.get(name) != dict.__getitem__(labels, name)]
+        removed = [(name,) for name in self._names if name not in present]
+        records = manifest["rounds"]
+        rounds = [json.dumps(record) if position >= len(self._rounds)
+                  or position in self._changed_rounds else self._rounds[position]
+                  for position, record in enumerate(records)]
+        rewritten = [(position, rounds[position]) for position in range(len(rounds))
+                     if position >= len(self._rounds)
+                     or self._rounds[position] != rounds[position]]
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
             if meta != self._meta:
@@ -198,7 +437,8 @@ class StateFile:
                                    (meta,))
             connection.executemany(f"INSERT OR REPLACE INTO labels VALUES "
                                    f"({', '.join('?' * 9)})",
-                                   [_label_row(name, labels[name]) for name in changed])
+                                   [_label_row(name, dict.__getitem__(labels, name))
+                                    for name in changed])
             connection.executemany("DELETE FROM labels WHERE name = ?", removed)
             connection.executemany("INSERT OR REPLACE INTO rounds (position, body) "
                                    "VALUES (?, ?)", rewritten)
@@ -209,6 +449,8 @@ class StateFile:
             generation = self._read_generation(connection)
             connection.execute("COMMIT")
         self._meta, self._rounds, self._generation = meta, rounds, generation
+        self._changed_rounds.clear()
         for (name,) in removed:
-            del self._labels[name]
-        self._labels.update((name, dict(labels[name])) for name in changed)
+            self._labels.pop(name, None)
+        self._labels.update((name, dict(dict.__getitem__(labels, name))) for name in changed)
+        self._names = set(present)

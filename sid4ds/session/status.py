@@ -12,9 +12,10 @@ from sid4ds.session.deliver import final_summary
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import LOCK, SessionLock
 from sid4ds.session.shards import pool_batches
+from sid4ds.session.state import StateChangedError, count_defective
 from sid4ds.session.store import SessionStore
 
-__all__ = ["batch_summary", "drift_words", "session_status"]
+__all__ = ["batch_summary", "drift_words", "session_progress", "session_status"]
 
 
 def batch_summary(store: SessionStore) -> list[dict[str, Any]]:
@@ -109,35 +110,23 @@ of that many by luck (here 4e-20). The next `sid4ds query` applies the drift rul
     return f"batch {batch} DRIFTED: {found}. {then}."
 
 
-def session_status(store: SessionStore, *, own_lock: bool = False,
-                   target_recall: float = 0.95) -> dict[str, Any]:
-    """Where the session stands (see ``LabelingSession.status``).
+def session_progress(store: SessionStore, *, own_lock: bool = False,
+                     reread: bool = True) -> dict[str, Any]:
+    """How far the labelling is and what to do next, without the counts that walk every
+    label and round (what ``import`` prints; :func:`session_status` adds them).
 
-    ``own_lock``: the caller holds the lock itself (a command that reports the status, like
-    ``report``): a lock of this process is then no command to wait for.
+    Returns
+    -------
+    progress : dict
+        ``n_images``, ``labeled``, ``defective``, ``waiting`` (names the last round asked
+        for that have no mask), ``lock`` (the lock file's record, None when there is
+        none or, with ``own_lock``, when it is this process's), ``running`` (another
+        command holds the lock) and ``next`` (the next step, in words).
     """
-    manifest = store.reread()
+    manifest = store.reread() if reread else store.manifest
     labels = manifest["labels"]
-    rounds = []
-    for record in manifest["rounds"]:
-        done = [name for name in record["selected"]
-                if name in labels and labels[name]["round"] == record["round"]]
-        defective = sum(labels[name]["defective"] for name in done)
-        audited = [name for name in record.get("audit", []) if name in labels]
-        rounds.append({
-            "round": record["round"], "stage": record["stage"],
-            "reason": record.get("reason", ""), "asked": len(record["selected"]),
-            "labeled": len(done), "defective": defective,
-            "defect_rate": defective / len(done) if done else None,
-            "fake_normals": len(record["fake_normals"]),
-            "audit": len(record.get("audit", [])),
-            "audit_labeled": len(audited),
-            "audit_defective": sum(labels[name]["defective"] for name in audited),
-        })
     waiting = store.waiting()
-    fake = store.fake_normals()
     n_images = manifest["pool"]["n_images"]
-    n_defective = sum(record["defective"] for record in labels.values())
     lock = SessionLock.read(store.path / LOCK) if (store.path / LOCK).exists() else None
     if lock is not None and SessionLock.is_stale(lock, store.path / LOCK):
         lock = {**lock, "stale": True}
@@ -161,6 +150,52 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
     if pending and not running:
         next_step += (f" (the next query applies the drift rule to batch"
                       f"{'es' if len(pending) > 1 else ''} {', '.join(map(str, pending))})")
+    return {"n_images": n_images, "labeled": len(labels),
+            "defective": count_defective(labels), "waiting": waiting, "lock": lock,
+            "running": running, "next": next_step}
+
+
+def session_status(store: SessionStore, *, own_lock: bool = False,
+                   target_recall: float = 0.95) -> dict[str, Any]:
+    """Where the session stands (see ``LabelingSession.status``).
+
+    ``own_lock``: the caller holds the lock itself (a command that reports the status, like
+    ``report``): a lock of this process is then no command to wait for. Read without the
+    lock, so read again when another command committed while it was read.
+    """
+    for attempt in range(3):
+        try:
+            return _status(store, own_lock=own_lock, target_recall=target_recall)
+        except StateChangedError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _status(store: SessionStore, *, own_lock: bool,
+            target_recall: float) -> dict[str, Any]:
+    manifest = store.reread()
+    labels = manifest["labels"]
+    rounds = []
+    for record in manifest["rounds"]:
+        done = [name for name in record["selected"]
+                if name in labels and labels[name]["round"] == record["round"]]
+        defective = sum(labels[name]["defective"] for name in done)
+        audited = [name for name in record.get("audit", []) if name in labels]
+        rounds.append({
+            "round": record["round"], "stage": record["stage"],
+            "reason": record.get("reason", ""), "asked": len(record["selected"]),
+            "labeled": len(done), "defective": defective,
+            "defect_rate": defective / len(done) if done else None,
+            "fake_normals": len(record["fake_normals"]),
+            "audit": len(record.get("audit", [])),
+            "audit_labeled": len(audited),
+            "audit_defective": sum(labels[name]["defective"] for name in audited),
+        })
+    progress = session_progress(store, own_lock=own_lock, reread=False)
+    waiting, lock = progress["waiting"], progress["lock"]
+    fake = store.fake_normals()
+    n_images = progress["n_images"]
     batches = batch_summary(store)  # reads the pool's index (again, after a prune)
     recall = session_recall(store.manifest, store.pool_index(), str(store.path),
                             target_recall=target_recall)
@@ -172,8 +207,8 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
         "path": str(store.path), "format_version": manifest["format_version"],
         "n_images": n_images,
         "image_shape": [pool["n_channels"], pool["height"], pool["width"]],
-        "n_rounds": len(manifest["rounds"]), "labeled": len(labels),
-        "defective": n_defective, "waiting": waiting, "n_waiting": len(waiting),
+        "n_rounds": len(manifest["rounds"]), "labeled": progress["labeled"],
+        "defective": progress["defective"], "waiting": waiting, "n_waiting": len(waiting),
         "fake_normals": len(fake),
         "unlabeled": n_images - len(labels) - len(waiting) - len(fake),
         "rounds": rounds, "recall": recall,
@@ -181,5 +216,6 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
         "batches": batches,
         "drift": [entry["drift_words"] for entry in batches
                   if entry.get("drift", {}).get("drifted")],
-        "lock": lock, "running": running, "next": next_step, "final_model": final,
+        "lock": lock, "running": progress["running"], "next": progress["next"],
+        "final_model": final,
     }
