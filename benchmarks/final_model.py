@@ -96,7 +96,7 @@ def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str,
                      segmenter=seed_if_unset(SegmentationLearner(), seed),
                      scorer=seed_if_unset(ReconstructionScorer(), seed), random_state=seed)
     result = {"labeled": pool[run.labeled_indices],
-              "fake_normals": pool[np.asarray(run.rounds[-1]["fake_normals"], np.int64)],
+              "fake_normals": pool[np.asarray(run.rounds[-1].fake_normals, np.int64)],
               "seconds": np.array(time.perf_counter() - started)}
     cache.mkdir(parents=True, exist_ok=True)
     (cache / ".gitignore").write_text("*\n")

@@ -82,10 +82,12 @@ def pool_batches(manifest: Manifest) -> list[BatchRecord]:
              "n_labeled": labeled_at_init, "n_skipped": {}}]
 
 
-def read_shard_meta(file: Path) -> dict[str, np.ndarray]:
-    """``names``, ``keys`` and ``sources`` of a shard's meta file (no pickles)."""
+def read_shard_meta(file: Path, keys: tuple[str, ...] = ("names", "keys", "sources")
+                    ) -> dict[str, np.ndarray]:
+    """``names``, ``keys`` and ``sources`` of a shard's meta file, or those of ``keys``
+    (no pickles)."""
     with np.load(file, allow_pickle=False) as data:
-        return {key: data[key] for key in ("names", "keys", "sources")}
+        return {key: data[key] for key in keys}
 
 
 class ShardedImages:

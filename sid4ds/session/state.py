@@ -2,9 +2,9 @@
 
 The state a session keeps grows with its labels and rounds: one record per labelled image
 and, per round, the names and scores it asked for and made fake normals. Format 3 kept it
-all in ``manifest.json`` and replaced that file at every step, so every command's cost grew
-with the session (``benchmarks/session_scaling.py`` measures it). Format 4 keeps it in
-``session.db``, an SQLite file (Python's standard ``sqlite3``):
+all in ``manifest.json`` and replaced that file at every step, so every command's cost
+grew with the session (``benchmarks/session_scaling.py`` measures it). Format 4 keeps it
+in ``session.db``, an SQLite file (Python's standard ``sqlite3``):
 
 - ``meta``: one row, the rest of the manifest as JSON (settings, the pool's shards and
   batches, the model index, the score files, ...);
@@ -14,19 +14,20 @@ with the session (``benchmarks/session_scaling.py`` measures it). Format 4 keeps
 
 :class:`StateFile` reads the state as the manifest dict the commands work on (so they are
 the same for every format), remembers what it read, and writes back only what a command
-changed, in one transaction. The labels are read by the row: the manifest's ``labels`` is a
-:class:`LabelRecords`, a dict that holds every label's name and defective flag at once
-and reads a label's record when a command first asks for it (all of them when it walks
-the dict), so a command that touches a hundred labels of a large session reads a hundred
-rows. Rounds are appended; a stored round is changed in place only by a command that
-says so (:meth:`StateFile.round_changed`), so a write encodes only new and marked rounds.
-The writes are atomic: SQLite's journal makes it atomic, so a command killed
-at any point (SIGKILL included) leaves the state as it was before the transaction or after
-it, never between. Every value is JSON, text or a number, and the file is opened with
-SQLite's ``trusted_schema`` off (no extension is ever loaded): opening a session runs none
-of its content. ``manifest.json`` stays beside it, written once, as the marker that names the
-format and the state file (a sid4ds that reads format 3 at most refuses the session with
-the advice to upgrade).
+changed, in one transaction. The labels are read by the row: the manifest's ``labels`` is
+a :class:`LabelRecords`, a dict that holds every label's name and defective flag at once
+and reads a label's record when a command first asks for it (all of them when it walks the
+dict), so a command that touches a hundred labels of a large session reads a hundred rows.
+A round's lists of scores, most of a large round's text, are parsed when used
+(:class:`RoundRecord`). Rounds are appended; a stored round is changed in place only by a
+command that says so (:meth:`StateFile.round_changed`), so a write encodes only new and
+marked rounds. The file's layout is that of format 4 as before. SQLite's journal makes
+every write atomic, so a command killed at any point (SIGKILL included) leaves the state
+as it was before the transaction or after it, never between. Every value is JSON, text or
+a number, and the file is opened with SQLite's ``trusted_schema`` off (no extension is
+ever loaded): opening a session runs none of its content. ``manifest.json`` stays beside
+it, written once, as the marker that names the format and the state file (a sid4ds that
+reads format 3 at most refuses the session with the advice to upgrade).
 """
 
 from __future__ import annotations
@@ -40,14 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from sid4ds.session.errors import SessionError
+from sid4ds.session.records import LabelRecords, RoundRecord, plain
 
-__all__ = ["STATE", "LabelRecords", "StateChangedError", "StateFile", "count_defective"]
+__all__ = ["STATE", "StateChangedError", "StateFile"]
 
 #: The SQLite file of a format-4 session.
 STATE = "session.db"
 
-# records read one row at a time before the rest are read at once
-_SINGLE_READS = 32
 _LABEL_FIELDS = ("mask", "sha256", "version", "round", "defective", "source", "imported")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
@@ -83,175 +83,6 @@ def _label_record(row: tuple[Any, ...]) -> dict[str, Any]:
     if row[8]:
         record.update(json.loads(row[8]))
     return record
-
-
-class LabelRecords(dict):  # type: ignore[type-arg]
-    """The labels of a format-4 manifest, a dict of name to label record read by the row.
-
-    Every name and its defective flag are in memory from the start (so ``len``, ``in``
-    and :func:`count_defective` read nothing); a record is read from the state file when
-    first asked for (``labels[name]``, ``get``), and all of them at once when the dict is
-    walked (iteration, ``items``, ``values``, ``==``, copies) or :meth:`read_all` is
-    called (``LabelingSession.manifest`` does, so ``json.dumps`` of it sees every label).
-    Writing works as on any dict; :meth:`StateFile.write` writes the records that changed.
-
-    A record read later than the rest comes from the state the others came from: if
-    another command changed the session in between, :class:`StateChangedError` says to
-    open it again.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from sid4ds.session.state import StateFile, count_defective
-    >>> path = Path(tempfile.mkdtemp()) / "session.db"
-    >>> record = {"mask": "masks/a.png", "sha256": "0" * 64, "version": 1, "round": 0,
-    ...           "defective": True, "source": "answers/a.png", "imported": "2025"}
-    >>> StateFile.create(path, {"format_version": 4, "labels": {"a": record}, "rounds": []})
-    >>> labels = StateFile(path).read()["labels"]
-    >>> len(labels), "a" in labels, count_defective(labels)  # no record read yet
-    (1, True, 1)
-    >>> labels["a"]["source"]  # one row read
-    'answers/a.png'
-    """
-
-    def __init__(self, state: StateFile, flags: dict[str, int]) -> None:
-        super().__init__()
-        self._state = state
-        self._flags = flags  # name -> defective (1) or not (0), every label, kept current
-        self._lookups = 0
-
-    # ------------------------------------------------------------------ reading
-    def __missing__(self, name: str) -> dict[str, Any]:
-        if name not in self._flags:
-            raise KeyError(name)
-        # a command that looks up many labels one by one reads them all in one go
-        self._lookups += 1
-        self._read([name] if self._lookups <= _SINGLE_READS else None)
-        return dict.__getitem__(self, name)
-
-    def _read(self, names: list[str] | None) -> None:
-        """Read the records of ``names`` (None: every one not in memory) into the dict."""
-        wanted = [name for name in (self._flags if names is None else names)
-                  if not dict.__contains__(self, name)]
-        if wanted:
-            records = self._state._read_labels(None if names is None else wanted)
-            for name in wanted:
-                dict.__setitem__(self, name, dict(records[name]))
-
-    def _whole(self) -> LabelRecords:
-        if len(self._flags) != dict.__len__(self):
-            self._read(None)
-        return self
-
-    def read_all(self) -> LabelRecords:
-        """Read every record not in memory yet (before the dict goes where only its
-        stored part is seen, as ``json.dumps`` sees a dict); returns the dict."""
-        return self._whole()
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self[name] if name in self._flags else default
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._flags
-
-    def __len__(self) -> int:
-        return len(self._flags)
-
-    def __iter__(self) -> Iterator[str]:
-        return dict.__iter__(self._whole())
-
-    def __reversed__(self) -> Iterator[str]:
-        return dict.__reversed__(self._whole())
-
-    def keys(self) -> Any:
-        return dict.keys(self._whole())
-
-    def values(self) -> Any:
-        return dict.values(self._whole())
-
-    def items(self) -> Any:
-        return dict.items(self._whole())
-
-    def __eq__(self, other: object) -> bool:
-        return dict.__eq__(self._whole(), other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def copy(self) -> dict[str, Any]:
-        return dict(self.items())
-
-    def __repr__(self) -> str:
-        return f"LabelRecords({dict(self.items())!r})"
-
-    def __reduce__(self) -> Any:  # copies and pickles: a plain dict
-        return dict, (dict(self.items()),)
-
-    # ------------------------------------------------------------------ writing
-    def __setitem__(self, name: str, record: dict[str, Any]) -> None:
-        dict.__setitem__(self, name, record)
-        self._flags[name] = int(bool(record.get("defective")))  # a bad record fails on write
-
-    def __delitem__(self, name: str) -> None:
-        if name not in self._flags:
-            raise KeyError(name)
-        del self._flags[name]
-        if dict.__contains__(self, name):
-            dict.__delitem__(self, name)
-
-    def pop(self, name: str, *default: Any) -> Any:
-        if name not in self._flags:
-            if default:
-                return default[0]
-            raise KeyError(name)
-        record = self[name]
-        del self[name]
-        return record
-
-    def popitem(self) -> tuple[str, dict[str, Any]]:
-        name = next(reversed(self._flags))
-        return name, self.pop(name)
-
-    def setdefault(self, name: str, default: Any = None) -> Any:
-        if name not in self._flags:
-            self[name] = default
-        return self[name]
-
-    def update(self, *others: Any, **more: Any) -> None:
-        for name, record in dict(*others, **more).items():
-            self[name] = record
-
-    def clear(self) -> None:
-        dict.clear(self)
-        self._flags.clear()
-
-    def __ior__(self, other: Any) -> LabelRecords:
-        self.update(other)
-        return self
-
-    def __or__(self, other: Any) -> dict[str, Any]:
-        return {**self.copy(), **dict(other)}
-
-    def in_memory(self) -> list[str]:
-        """Names whose record was read (or written) so far."""
-        return list(dict.keys(self))
-
-    def n_defective(self) -> int:
-        """How many labels are defective (nothing is read; records in memory count as
-        they are now, changed in place or not)."""
-        return (sum(flag for name, flag in self._flags.items() if not dict.__contains__(self, name))
-                + sum(bool(record["defective"]) for record in dict.values(self)))
-
-
-def count_defective(labels: dict[str, Any]) -> int:
-    """How many of a manifest's ``labels`` are defective (reading no record of a
-    :class:`LabelRecords`)."""
-    if isinstance(labels, LabelRecords):
-        return labels.n_defective()
-    return sum(bool(record["defective"]) for record in labels.values())
 
 
 class StateFile:
@@ -340,14 +171,14 @@ class StateFile:
                                f"folder from a copy")
         try:
             manifest = json.loads(meta[0])
-            manifest["rounds"] = [json.loads(body) for body in rounds]
+            manifest["rounds"] = [RoundRecord.parse(body) for body in rounds]
         except (ValueError, TypeError) as error:
             raise SessionError(f"{self.path} is damaged ({error}); restore the session "
                                f"folder from a copy") from None
-        labels = LabelRecords(self, dict(flags))  # name -> 0 or 1
+        labels = LabelRecords(self.read_labels, dict(flags))
         manifest["labels"] = labels
         self._meta, self._rounds, self._generation = meta[0], rounds, generation
-        self._names, self._labels, self._records = set(labels._flags), {}, labels
+        self._names, self._labels, self._records = set(labels._keys), {}, labels
         return manifest
 
     def round_changed(self, position: int) -> None:
@@ -356,8 +187,9 @@ class StateFile:
         changes only this way, as when ``query`` notes the images a round skipped)."""
         self._changed_rounds.add(position)
 
-    def _read_labels(self, names: list[str] | None) -> dict[str, dict[str, Any]]:
-        """The stored records of ``names`` (None: all), from the state last read."""
+    def read_labels(self, names: list[str] | None) -> dict[str, dict[str, Any]]:
+        """The stored records of ``names`` (None: all), from the state the last
+        :meth:`read` read (:class:`StateChangedError` if another command wrote since)."""
         if not self.path.is_file():
             raise StateChangedError(f"{self.path} is gone since this command read it; "
                                     f"open the session again")
@@ -413,18 +245,18 @@ class StateFile:
                            if key not in ("labels", "rounds")})
         labels = manifest["labels"]
         if labels is self._records:
-            present = labels._flags
+            present = labels._keys
             candidates = labels.in_memory()
         else:
             if len(self._labels) < len(self._names):
-                self._read_labels(None)  # compare with every stored record
+                self.read_labels(None)  # compare with every stored record
             present, candidates = labels, list(labels)
         # records compare as dicts (no encoding): only the changed ones become rows
         changed = [name for name in candidates
                    if self._labels.get(name) != dict.__getitem__(labels, name)]
         removed = [(name,) for name in self._names if name not in present]
         records = manifest["rounds"]
-        rounds = [json.dumps(record) if position >= len(self._rounds)
+        rounds = [json.dumps(plain(record)) if position >= len(self._rounds)
                   or position in self._changed_rounds else self._rounds[position]
                   for position, record in enumerate(records)]
         rewritten = [(position, rounds[position]) for position in range(len(rounds))

@@ -11,8 +11,9 @@ from sid4ds.session.audit import session_recall
 from sid4ds.session.deliver import final_summary
 from sid4ds.session.errors import SessionError
 from sid4ds.session.lock import LOCK, SessionLock
+from sid4ds.session.records import count_defective
 from sid4ds.session.shards import pool_batches
-from sid4ds.session.state import StateChangedError, count_defective
+from sid4ds.session.state import StateChangedError
 from sid4ds.session.store import SessionStore
 
 __all__ = ["batch_summary", "drift_words", "session_progress", "session_status"]

@@ -9,11 +9,12 @@ verified on first use), reads and writes masks, and saves and loads models. The 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from sid4ds.session.manifest import (
     open_manifest,
 )
 from sid4ds.session.models import load_model, save_model
+from sid4ds.session.records import plain
 from sid4ds.session.shards import (
     POOL_IMAGES,
     POOL_META,
@@ -42,7 +44,7 @@ from sid4ds.session.shards import (
     pool_shards,
     read_shard_meta,
 )
-from sid4ds.session.state import STATE, LabelRecords, StateFile
+from sid4ds.session.state import STATE, StateFile
 from sid4ds.session.storage import (
     FileBatch,
     file_sha256,
@@ -70,19 +72,26 @@ class PoolIndex:
         One per image, in pool order.
     keys : ndarray of shape (n_images,), uint64
         Content keys (:func:`~sid4ds.ranking.selection.content_keys`), the tie-break of rankings.
-    sources : ndarray of shape (n_images,), str
-        The file each image came from ("" for arrays).
     batches : ndarray of shape (n_images,), int
         The batch each image came with (0: ``init``, then one per ``add``).
     index : dict of str to int
         Row of each name.
+    read_sources : callable
+        Returns :attr:`sources`, read when first used.
+    sources : ndarray of shape (n_images,), str
+        The file each image came from ("" for arrays).
     """
 
     names: list[str]
     keys: np.ndarray
-    sources: np.ndarray
     batches: np.ndarray
     index: dict[str, int]
+    read_sources: Callable[[], np.ndarray] = field(repr=False)
+
+    @functools.cached_property
+    def sources(self) -> np.ndarray:
+        """The file each image came from ("" for arrays), (n_images,) str."""
+        return self.read_sources()
 
 
 @dataclass
@@ -155,12 +164,10 @@ class SessionStore:
             self._state.round_changed(len(rounds) - 1)
 
     def whole_manifest(self) -> Manifest:
-        """The manifest with every label record read (the commands read a format-4
-        session's labels by the row, :class:`~sid4ds.session.state.LabelRecords`)."""
-        labels = self.manifest["labels"]
-        if isinstance(labels, LabelRecords):
-            labels.read_all()
-        return self.manifest
+        """The manifest with every label record and round read whole (the commands read
+        a format-4 session's labels by the row and a round's scores when used:
+        :class:`~sid4ds.session.state.ReadOnDemand`)."""
+        return plain(self.manifest)
 
     def commit(self, manifest: Manifest | None = None) -> None:
         """Write the manifest atomically (the last step of every command): what changed,
@@ -241,8 +248,9 @@ class SessionStore:
             raise SessionError(f"the pool files of {self.path} hold images of shape "
                                f"{tuple(images.shape)}, but the manifest says {expected}; "
                                f"restore the session folder from a copy")
-        self._pool = PoolView(names=index.names, keys=index.keys, sources=index.sources,
-                              batches=index.batches, index=index.index, images=images)
+        self._pool = PoolView(names=index.names, keys=index.keys, batches=index.batches,
+                              index=index.index, read_sources=lambda: index.sources,
+                              images=images)
         return self._pool
 
     def pool_index(self) -> PoolIndex:
@@ -256,33 +264,45 @@ class SessionStore:
         if "meta" not in entry and "shards" not in entry:
             arrays = self._v1_arrays()
             batches = np.zeros(len(arrays["names"]), dtype=np.int64)
+
+            def read_sources() -> np.ndarray:
+                return arrays["sources"]
         else:
-            parts, batch_parts = [], []
+            parts, batch_parts, metas = [], [], []
             for shard in pool_shards(self.manifest):
                 meta = self.verified(shard["meta"], shard["meta_sha256"])
-                try:
-                    part = read_shard_meta(meta)
-                except (OSError, ValueError, KeyError) as error:
-                    raise SessionError(f"cannot read {meta}: {error}; restore the session "
-                                       f"folder from a copy") from None
+                part = self._shard_meta(meta, ("names", "keys"))
                 if len(part["names"]) != shard["n_images"]:
                     raise SessionError(f"{meta} lists {len(part['names'])} images but the "
                                        f"manifest says {shard['n_images']}; restore the "
                                        f"session folder from a copy")
                 parts.append(part)
+                metas.append(meta)
                 batch_parts.append(np.full(shard["n_images"], shard["batch"], np.int64))
             arrays = {key: np.concatenate([part[key] for part in parts])
-                      for key in ("names", "keys", "sources")}
+                      for key in ("names", "keys")}
             batches = np.concatenate(batch_parts)
+
+            def read_sources() -> np.ndarray:  # when first used: most commands do not
+                return np.concatenate([self._shard_meta(meta, ("sources",))["sources"]
+                                       for meta in metas])
         names = arrays["names"].tolist()  # str, 5x quicker than one str() each
         if len(names) != self.manifest["pool"]["n_images"]:
             raise SessionError(f"the pool of {self.path} lists {len(names)} images but the "
                                f"manifest says {self.manifest['pool']['n_images']}; restore "
                                f"the session folder from a copy")
-        self._index = PoolIndex(names=names, keys=arrays["keys"], sources=arrays["sources"],
-                                batches=batches,
-                                index=dict(zip(names, range(len(names)), strict=True)))
+        self._index = PoolIndex(names=names, keys=arrays["keys"], batches=batches,
+                                index=dict(zip(names, range(len(names)), strict=True)),
+                                read_sources=read_sources)
         return self._index
+
+    @staticmethod
+    def _shard_meta(meta: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        try:
+            return read_shard_meta(meta, keys)
+        except (OSError, ValueError, KeyError) as error:
+            raise SessionError(f"cannot read {meta}: {error}; restore the session folder "
+                               f"from a copy") from None
 
     def _v1_arrays(self) -> dict[str, np.ndarray]:
         entry = self.manifest["pool"]

@@ -9,7 +9,8 @@ import sqlite3
 import pytest
 
 from sid4ds.session import LabelingSession, SessionError
-from sid4ds.session.state import STATE, StateChangedError, StateFile, count_defective
+from sid4ds.session.records import count_defective
+from sid4ds.session.state import STATE, StateChangedError, StateFile
 
 from ..conftest import answer_round, new_session
 
@@ -277,3 +278,18 @@ def test_a_killed_commands_temporary_files_are_removed_by_the_next_command(tmp_p
             SessionStore(session.path).locked("test"):
         pass
     assert not deep.exists()
+
+
+def test_a_stored_round_changed_in_place_is_written_with_its_scores(tmp_path):
+    path = tmp_path / STATE
+    manifest = manifest_of(1)
+    manifest["rounds"][0].update(fake_normals=["part0001"], fake_normal_scores=[0.75])
+    StateFile.create(path, manifest)
+    state = StateFile(path)
+    stored = state.read()
+    stored["rounds"][0]["skipped"] = ["part0000"]
+    state.round_changed(0)
+    state.write(stored)
+    again = StateFile(path).read()["rounds"][0]
+    assert again["scores"] == [1.5] and again["fake_normal_scores"] == [0.75]
+    assert again["skipped"] == ["part0000"]
