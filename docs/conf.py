@@ -69,6 +69,7 @@ API_MODULES = [
     # the labelling session
     "sid4ds.session", "sid4ds.session.session", "sid4ds.session.store",
     "sid4ds.session.shards", "sid4ds.session.manifest", "sid4ds.session.state",
+    "sid4ds.session.records",
     "sid4ds.session.storage",
     "sid4ds.session.lock", "sid4ds.session.errors", "sid4ds.session.models",
     "sid4ds.session.ingest", "sid4ds.session.add", "sid4ds.session.query",
