@@ -61,6 +61,10 @@ class ReadOnDemand(dict):  # type: ignore[type-arg]
         """Keys whose value was read (or written) so far."""
         return list(dict.keys(self))
 
+    def known_keys(self) -> Any:
+        """Every key, read or not (a live view; reads nothing)."""
+        return self._keys.keys()
+
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key in self._keys else default
 
@@ -159,8 +163,7 @@ class LabelRecords(ReadOnDemand):
 
     A record read later than the rest comes from the state the others came from: if
     another command changed the session in between,
-    :class:`~sid4ds.session.state.StateChangedError` says to
-    open it again.
+    :class:`~sid4ds.session.state.StateChangedError` says to open it again.
 
     Examples
     --------

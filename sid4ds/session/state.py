@@ -178,7 +178,7 @@ class StateFile:
         labels = LabelRecords(self.read_labels, dict(flags))
         manifest["labels"] = labels
         self._meta, self._rounds, self._generation = meta[0], rounds, generation
-        self._names, self._labels, self._records = set(labels._keys), {}, labels
+        self._names, self._labels, self._records = set(labels.known_keys()), {}, labels
         return manifest
 
     def round_changed(self, position: int) -> None:
@@ -245,7 +245,7 @@ class StateFile:
                            if key not in ("labels", "rounds")})
         labels = manifest["labels"]
         if labels is self._records:
-            present = labels._keys
+            present = labels.known_keys()
             candidates = labels.in_memory()
         else:
             if len(self._labels) < len(self._names):

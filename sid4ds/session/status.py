@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -164,13 +165,10 @@ def session_status(store: SessionStore, *, own_lock: bool = False,
     ``report``): a lock of this process is then no command to wait for. Read without the
     lock, so read again when another command committed while it was read.
     """
-    for attempt in range(3):
-        try:
+    for _ in range(2):
+        with contextlib.suppress(StateChangedError):  # read again: the state changed
             return _status(store, own_lock=own_lock, target_recall=target_recall)
-        except StateChangedError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return _status(store, own_lock=own_lock, target_recall=target_recall)
 
 
 def _status(store: SessionStore, *, own_lock: bool,

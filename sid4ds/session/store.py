@@ -166,7 +166,7 @@ class SessionStore:
     def whole_manifest(self) -> Manifest:
         """The manifest with every label record and round read whole (the commands read
         a format-4 session's labels by the row and a round's scores when used:
-        :class:`~sid4ds.session.state.ReadOnDemand`)."""
+        :class:`~sid4ds.session.records.ReadOnDemand`)."""
         return plain(self.manifest)
 
     def commit(self, manifest: Manifest | None = None) -> None:
