@@ -6,8 +6,10 @@ For each seed: a seeded draw of ``--n-images`` tiles of the magnetic-tile npz at
 ``--image-size`` (``--n-defective`` of them defective, the rest normal) is written as PNG
 files into a folder, a :class:`~sid4ds.LabelingSession` is created on it with the command
 line's defaults (``sid4ds init --images FOLDER --seed S``; ``--set KEY=VALUE`` changes S,
-e.g. ``crop_size=None``), and ``--rounds`` + 1 rounds of K = ``--k`` images are queried and
-answered with the true masks (the labeller). It prints, per round, the defective tiles
+e.g. ``crop_size=64``; ``--session-image-size N`` is ``init``'s ``--image-size N``: the
+session works on the images resized to N, ``predict`` writes masks at their own size),
+and ``--rounds`` + 1 rounds of K = ``--k`` images are queried and answered with the true
+masks (the labeller; at the session's size). It prints, per round, the defective tiles
 labelled, the share of all of them found so far against random sampling's expectation
 (K per round out of the pool), and the seconds of each phase (``train_S`` is the in-loop
 fit of S). The issue's target: after round 2, at least twice random's share.
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--n-images", type=int, default=300)
     parser.add_argument("--n-defective", type=int, default=15)
+    parser.add_argument("--session-image-size", type=int, default=None,
+                        help="the session's --image-size (default: the images' own size)")
     parser.add_argument("--k", type=int, default=30, help="images labelled per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds after the cold start")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -53,6 +57,9 @@ def main() -> None:
     args = parser.parse_args()
     X, masks, _ = load_npz(args.npz, image_size=args.image_size)
     defective = masks.reshape(len(masks), -1).any(axis=1)
+    # the labeller draws on the images the session wrote: masks at the session's size
+    drawn = masks if args.session_image_size in (None, args.image_size) else load_npz(
+        args.npz, image_size=args.session_image_size)[1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"settings: {vars(args)}", flush=True)
@@ -66,6 +73,7 @@ def main() -> None:
         rows = rows[rng.permutation(len(rows))]
         names = [f"tile_{index:04d}" for index in range(len(rows))]
         truth = dict(zip(names, masks[rows], strict=True))
+        answer = dict(zip(names, drawn[rows], strict=True))
         folder = out / f"seed{seed}"
         shutil.rmtree(folder, ignore_errors=True)
         write_folder(folder / "images", X[rows], names)
@@ -73,6 +81,7 @@ def main() -> None:
         scorer = {**tiny, "max_epochs": 1, "patch_size": 4, "n_blocks": 4} if args.quick else None
         segmenter = {**(tiny | {"max_steps": 20} if args.quick else {}), **dict(args.changes)}
         session = LabelingSession.create(folder / "session", folder / "images", seed=seed,
+                                         image_size=args.session_image_size,
                                          scorer_params=scorer, segmenter_params=segmenter or None)
         found, per_round = 0, []
         for round_index in range(args.rounds + 1):
@@ -81,7 +90,7 @@ def main() -> None:
             answers = folder / f"masks{round_index}"
             answers.mkdir()
             for name in record["selected"]:
-                Image.fromarray(truth[name].astype(np.uint8) * 255).save(answers / f"{name}.png")
+                Image.fromarray(answer[name].astype(np.uint8) * 255).save(answers / f"{name}.png")
             session.import_masks(answers)
             hits = sum(bool(truth[name].any()) for name in record["selected"])
             found += hits

@@ -145,13 +145,19 @@ class TrainingLoop:
         (the estimators that do say so; the time estimate measures the same)."""
         return False
 
+    def _training_window(self, height: int, width: int) -> tuple[int, int]:
+        """Height and width of the inputs a training step of ``fit`` runs on images of this
+        size (the estimators that train on windows say so; the time estimate uses it)."""
+        return height, width
+
     def estimate_seconds(self, n_images: int, image_shape: tuple[int, int, int], *,
                          train: bool, copies: int = 1) -> float:
         """How long a fit (``train=True``) or a scoring pass over ``n_images`` would take.
 
         Measured, not guessed: a throwaway network of this estimator's size runs training
         steps (or forward passes) on blank images on this device, as ``fit`` runs them
-        (the same optimiser, batch size and memory format), and the median time of a pass
+        (the same optimiser, batch size, memory format and window: a fit on random crops is
+        timed on crops), and the median time of a pass
         is multiplied out (by the steps, or by the passes over the images; a uniformly
         shuffled epoch's short last batch counts for the images it holds). Two passes warm
         up first, then passes are timed until five are done and at least half a second has
@@ -179,6 +185,8 @@ class TrainingLoop:
         """
         device = resolve_device(self.device)
         channels, height, width = image_shape
+        if train:
+            height, width = self._training_window(height, width)
         module = self._new_module(n_channels=channels).to(device)
         batch = self.batch_size if train else max(1, inputs_per_forward(height, width, device))
         inputs = torch.zeros((batch, channels, height, width), device=device)

@@ -339,6 +339,11 @@ class SegmentationLearner(SegmentationOutputs, TorchEstimator):
         # faster on CPUs too: 1.35x per training step at 64 and 128 px (measured)
         return device.type == "cpu"
 
+    def _training_window(self, height: int, width: int) -> tuple[int, int]:
+        if self.crop_size is None:
+            return height, width
+        return min(int(self.crop_size), height), min(int(self.crop_size), width)
+
     def _fit_steps(self, images: np.ndarray, masks: np.ndarray, n_steps: int,
                    on_step: Callable[[int], bool | None] | None = None) -> SegmentationLearner:
         self.image_shape_ = tuple(images.shape[2:])

@@ -24,8 +24,8 @@ __all__ = ["TRAINING_PARAMS", "configure_session", "training_params"]
 #: not its network or its optimiser's state.
 TRAINING_PARAMS: tuple[str, ...] = (
     "max_steps", "max_epochs", "batch_size", "lr", "lr_schedule", "warmup", "defect_share",
-    "loss", "bce_weight", "dice_weight", "augment", "best_window", "inference_batch_size",
-    "n_jobs", "precision",
+    "loss", "bce_weight", "dice_weight", "augment", "best_window", "crop_size",
+    "inference_batch_size", "n_jobs", "precision",
 )
 # Parameters of S the session sets itself.
 _SESSION_PARAMS = ("device", "verbose", "warm_start", "random_state", "encoder_init")

@@ -252,6 +252,18 @@ def test_the_estimate_of_a_fit_counts_the_short_last_batch_of_an_epoch():
         segmenter.estimate_seconds(32, (1, 16, 16), train=True)
 
 
+def test_the_estimate_of_a_fit_on_crops_times_the_crops():
+    # 128 px images trained on 16 px windows: a step costs a 16 px step, not a 128 px one
+    # (64x the pixels); the estimate announced 3.8x the truth before it timed the window
+    full = SegmentationLearner(**TINY_NET, max_steps=10, device="cpu")
+    cropped = SegmentationLearner(**TINY_NET, max_steps=10, crop_size=16, device="cpu")
+    assert cropped.estimate_seconds(40, (1, 128, 128), train=True) < 0.5 * \
+        full.estimate_seconds(40, (1, 128, 128), train=True)
+    # scoring runs on whole images whatever the window
+    assert cropped.estimate_seconds(40, (1, 128, 128), train=False) > 0.5 * \
+        full.estimate_seconds(40, (1, 128, 128), train=False)
+
+
 @pytest.mark.parametrize("estimator", [SegmentationLearner, ReconstructionScorer])
 def test_a_time_estimate_for_other_images_sets_no_attribute(estimator, square_defects):
     X, masks = square_defects

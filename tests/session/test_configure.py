@@ -70,11 +70,12 @@ def test_once_s_is_trained_only_its_training_may_change_and_the_next_query_uses_
     assert record["stage"] == "iterative"
     with pytest.raises(SessionError, match=r"'base_channels' cannot change now: S is trained"):
         session.configure(segmenter={"base_channels": 8})
-    session.configure(segmenter={"max_steps": 7})
+    # its budget, and the window it trains on (a step's cost on large images)
+    session.configure(segmenter={"max_steps": 7, "crop_size": 8})
     answer_round(session, record, truth, tmp_path / "r1")
     session.query(n_label=4, device="cpu")  # trains S further, with the new budget
     s_of_round_2 = LabelingSession.open(session.path).segmenter("cpu")
-    assert s_of_round_2.max_steps == 7
+    assert s_of_round_2.max_steps == 7 and s_of_round_2.crop_size == 8
     assert sum(entry["steps"] for entry in s_of_round_2.history_) == 3 + 7
 
 
