@@ -24,20 +24,11 @@ import time
 
 import numpy as np
 import torch
+from session_folder import folder_rows  # the same folders (this script's folder is on sys.path)
 from sklearn.metrics import roc_auc_score
 
 from sid4ds import ReconstructionScorer
-from sid4ds._core.random import make_rng
 from sid4ds.datasets import load_npz
-
-
-def folder_rows(defective: np.ndarray, n_images: int, n_defective: int, seed: int) -> np.ndarray:
-    """The rows ``benchmarks/session_folder.py`` draws for ``seed``."""
-    rng = make_rng((seed, 31))
-    rows = np.concatenate([
-        rng.choice(np.flatnonzero(defective), n_defective, replace=False),
-        rng.choice(np.flatnonzero(~defective), n_images - n_defective, replace=False)])
-    return rows[rng.permutation(len(rows))]
 
 
 def main() -> None:

@@ -32,6 +32,16 @@ from sid4ds.datasets import load_npz
 from sid4ds.session import LabelingSession
 
 
+def folder_rows(defective: np.ndarray, n_images: int, n_defective: int, seed: int) -> np.ndarray:
+    """The rows of the npz in ``seed``'s folder: ``n_defective`` defective, the rest normal,
+    in a seeded order (``benchmarks/cold_start_folder.py`` scores the same folders)."""
+    rng = make_rng((seed, 31))
+    rows = np.concatenate([
+        rng.choice(np.flatnonzero(defective), n_defective, replace=False),
+        rng.choice(np.flatnonzero(~defective), n_images - n_defective, replace=False)])
+    return rows[rng.permutation(len(rows))]
+
+
 def write_folder(folder: Path, images: np.ndarray, names: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for image, name in zip(images, names, strict=True):
@@ -65,12 +75,7 @@ def main() -> None:
     print(f"settings: {vars(args)}", flush=True)
     results = []
     for seed in args.seeds:
-        rng = make_rng((seed, 31))
-        rows = np.concatenate([
-            rng.choice(np.flatnonzero(defective), args.n_defective, replace=False),
-            rng.choice(np.flatnonzero(~defective), args.n_images - args.n_defective,
-                       replace=False)])
-        rows = rows[rng.permutation(len(rows))]
+        rows = folder_rows(defective, args.n_images, args.n_defective, seed)
         names = [f"tile_{index:04d}" for index in range(len(rows))]
         truth = dict(zip(names, masks[rows], strict=True))
         answer = dict(zip(names, drawn[rows], strict=True))

@@ -32,7 +32,7 @@ from sid4ds.estimators._segmentation_recipe import (
 )
 from sid4ds.estimators.base import TorchEstimator
 from sid4ds.metrics import defect_iou, defective_rows
-from sid4ds.nn.augment import augment_batch, check_augment
+from sid4ds.nn.augment import augment_batch, check_augment, crop_window
 from sid4ds.nn.losses import soft_dice_loss
 
 __all__ = ["PAPER_RECIPE", "SegmentationLearner", "augment_batch", "defect_iou",
@@ -342,7 +342,7 @@ class SegmentationLearner(SegmentationOutputs, TorchEstimator):
     def _training_window(self, height: int, width: int) -> tuple[int, int]:
         if self.crop_size is None:
             return height, width
-        return min(int(self.crop_size), height), min(int(self.crop_size), width)
+        return crop_window(int(self.crop_size), height, width)
 
     def _fit_steps(self, images: np.ndarray, masks: np.ndarray, n_steps: int,
                    on_step: Callable[[int], bool | None] | None = None) -> SegmentationLearner:

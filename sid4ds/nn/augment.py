@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "random_crops", "random_flips"]
+__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "crop_window", "random_crops",
+           "random_flips"]
 
 #: The augmentations :func:`augment_batch` knows, in the order they are applied.
 AUGMENTATIONS = ("brightness_contrast", "flip", "rot90")
@@ -71,6 +72,31 @@ def random_flips(tensors: list[torch.Tensor], generator: torch.Generator) -> lis
     return tensors
 
 
+def crop_window(size: int | tuple[int, int], height: int, width: int) -> tuple[int, int]:
+    """Height and width of the window :func:`random_crops` cuts out of an image.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        The window asked for.
+    height, width : int
+        The image's size.
+
+    Returns
+    -------
+    rows, cols : int
+        ``(min(size[0], height), min(size[1], width))``: an image no larger is kept whole.
+
+    Examples
+    --------
+    >>> from sid4ds.nn.augment import crop_window
+    >>> crop_window(64, 128, 48)
+    (64, 48)
+    """
+    rows, cols = (size, size) if isinstance(size, int) else size
+    return min(int(rows), height), min(int(cols), width)
+
+
 def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int],
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A window of ``size`` out of each image and its mask, at a random place.
@@ -105,7 +131,7 @@ def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int
     (torch.Size([2, 1, 4, 4]), 1.0)
     """
     height, width = images.shape[2:]
-    rows, cols = min(size[0], height), min(size[1], width)
+    rows, cols = crop_window(size, height, width)
     if (rows, cols) == (height, width):
         return images, masks
 
