@@ -28,7 +28,9 @@ truth, each at the held-out set's mix (the raw pooled IoU on it) and at the pool
 training; writes ``records.csv`` (one row per data set, seed and variant), ``summary.md``
 and ``settings.json`` to
 ``OUT/<data>/``. The SID4DS runs are cached in ``OUT/<data>/cache/`` (not results: git
-ignores it), so further variants reuse them.
+ignores it), so further variants reuse them; a cached S whose parameters
+differ from today's defaults (a cache made before a default changed) has them reset to
+today's for the final model's recipe, and the script says which.
 """
 
 from __future__ import annotations
@@ -80,6 +82,24 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, values
 
 
+def today_s_recipe(segmenter: SegmentationLearner) -> SegmentationLearner:
+    """A cached S with the parameters that differ from today's defaults set to them.
+
+    The final model's recipe is S's parameters: a cache made before a default changed
+    (e.g. ``lr``) would otherwise train the final model with the old default. The
+    labelled set and S's weights stay the cached run's; what was reset is printed.
+    """
+    today = SegmentationLearner().get_params(deep=False)
+    kept = ("device", "random_state", "warm_start")
+    stale = {key: value for key, value in segmenter.get_params(deep=False).items()
+             if key not in kept and value != today[key]}
+    if stale:
+        print(f"the cached S has {stale}: set to today's defaults for the final model",
+              flush=True)
+        segmenter.set_params(**{key: today[key] for key in stale})
+    return segmenter
+
+
 def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str, Any]:
     """Labelled pool indices, the last round's fake normals and S of the rounds (cached)."""
     file = cache / f"seed{seed}.npz"
@@ -87,7 +107,7 @@ def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str,
     if file.is_file() and state_file.is_file():
         with np.load(file) as saved:
             result = {key: saved[key] for key in saved.files}
-        result["segmenter"] = SegmentationLearner.load(state_file, device="cpu")
+        result["segmenter"] = today_s_recipe(SegmentationLearner.load(state_file, device="cpu"))
         return result
     started = time.perf_counter()
     n_label = labels_per_round(0.1, len(pool))

@@ -38,9 +38,9 @@ __all__ = ["SESSION_EXAMPLES", "add_session_commands"]
 FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-validation "
               "folds, default 3), n_checkpoints (training lengths compared, default 5), "
               "fake_normals (train on the last round's fake normals, default True), start "
-              "(scratch or in_loop, default scratch), and any parameter of "
-              "SegmentationLearner that differs from S's, e.g. max_steps=800 (the default) "
-              "or lr=0.001")
+              "(scratch or in_loop, default scratch), max_steps (the final model's budget in "
+              "optimiser steps, default 1600), and any other parameter of "
+              "SegmentationLearner that differs from S's, e.g. lr=0.001")
 
 
 def add_target_recall(parser: argparse.ArgumentParser) -> None:

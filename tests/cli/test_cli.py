@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,7 +18,9 @@ import pytest
 from PIL import Image
 
 from sid4ds.cli import main
+from sid4ds.cli.session import FINAL_HELP
 from sid4ds.datasets import load_image_folder, make_defect_images
+from sid4ds.estimators.final_model import FINAL_DEFAULTS
 from sid4ds.session import LOCK, LabelingSession
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -91,6 +94,13 @@ def test_every_subcommand_has_help(capsys):
             main([command, "--help"])
         assert exited.value.code == 0
         assert f"usage: sid4ds {command}" in capsys.readouterr().out
+
+
+def test_the_help_of_the_final_settings_states_their_defaults():
+    # the help is written out (the CLI imports no torch to print it): it must follow
+    # FINAL_DEFAULTS when a default changes
+    for key, value in FINAL_DEFAULTS.items():
+        assert re.search(rf"{key} \([^)]*default {value}\)", FINAL_HELP), key
 
 
 def test_demo_still_runs(capsys):
