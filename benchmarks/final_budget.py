@@ -26,12 +26,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from final_model import DATA_SETS, sid4ds_run  # this script's folder is on sys.path
+from final_model import (  # this script's folder is on sys.path
+    DATA_SETS,
+    load_data,
+    sid4ds_run,
+    split,
+    training_set,
+)
 
 from sid4ds import SegmentationLearner
 from sid4ds.estimators.detection import detection_counts, detection_scores
-from sid4ds.evaluation import load_dataset, pool_and_test
-from sid4ds.metrics import defective_rows
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -78,20 +82,12 @@ def main() -> None:
     parser.add_argument("--out", help="append one JSON line per checkpoint to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    spec = DATA_SETS[args.data]
-    data = load_dataset(npz=spec.get("npz"), image_size=spec["image_size"],
-                        defect_fraction=spec.get("defect_fraction"),
-                        test_defective=spec["test_defective"])
-    is_defective = defective_rows(data.masks)
-    extra = data.test_only if data.test_only.size else np.zeros(len(data.X), dtype=bool)
+    data, is_defective = load_data(args.data)
     print(json.dumps({"arguments": vars(args), "torch": torch.__version__}), flush=True)
     for seed in args.seeds:
-        pool, test = pool_and_test(is_defective, 0.2, random_state=seed, groups=data.groups,
-                                   test_only=extra)
+        pool, test = split(data, is_defective, seed)
         run = sid4ds_run(data, pool, seed, Path(args.cache))
-        rows = np.concatenate([run["labeled"], run["fake_normals"]])
-        masks = data.masks[rows].copy()
-        masks[len(run["labeled"]):] = 0
+        rows, _, masks = training_set(data, run)
         ratio = float(is_defective[pool].mean())
         for n_steps in args.steps:
             model = SegmentationLearner(max_steps=n_steps, best_window=0, random_state=seed)

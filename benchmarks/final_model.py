@@ -126,6 +126,32 @@ def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str,
     return result
 
 
+def load_data(name: str) -> tuple[Any, np.ndarray]:
+    """The data set ``name`` of :data:`DATA_SETS` and which of its images are defective."""
+    spec = DATA_SETS[name]
+    data = load_dataset(npz=spec.get("npz"), image_size=spec["image_size"],
+                        defect_fraction=spec.get("defect_fraction"),
+                        test_defective=spec["test_defective"])
+    return data, defective_rows(data.masks)
+
+
+def split(data: Any, is_defective: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's pool and held-out rows for ``seed`` (20% held out, by group)."""
+    extra = data.test_only if data.test_only.size else np.zeros(len(data.X), dtype=bool)
+    return pool_and_test(is_defective, 0.2, random_state=seed, groups=data.groups,
+                         test_only=extra)
+
+
+def training_set(data: Any, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, train-only flags (the fake normals) and masks (zero for the fake normals)."""
+    labeled, fake = run["labeled"], run["fake_normals"]
+    rows = np.concatenate([labeled, fake])
+    train_only = np.r_[np.zeros(len(labeled), bool), np.ones(len(fake), bool)]
+    masks = data.masks[rows].copy()
+    masks[train_only] = 0
+    return rows, train_only, masks
+
+
 def held_out_truth(model: SegmentationLearner, X: np.ndarray, masks: np.ndarray,
                    ratios: dict[str, float | None]) -> dict[str, float]:
     """The model's scores on the held-out images at its threshold, at each mix."""
@@ -150,14 +176,9 @@ def main() -> None:
     parser.add_argument("--cache", help="folder of the cached SID4DS runs (default "
                                         "OUT/<data>/cache)")
     args = parser.parse_args()
-    spec = DATA_SETS[args.data]
-    data = load_dataset(npz=spec.get("npz"), image_size=spec["image_size"],
-                        defect_fraction=spec.get("defect_fraction"),
-                        test_defective=spec["test_defective"])
+    data, is_defective = load_data(args.data)
     out = Path(args.out) / args.data
     out.mkdir(parents=True, exist_ok=True)
-    is_defective = defective_rows(data.masks)
-    extra = data.test_only if data.test_only.size else np.zeros(len(data.X), dtype=bool)
     variants = [(name, VARIANTS[name]) for name in args.variants] + list(args.variant)
     settings = {"arguments": {**vars(args), "variant": [list(v) for v in args.variant]},
                 "data": data.description, "torch": torch.__version__,
@@ -172,15 +193,11 @@ def main() -> None:
                        if not (int(row["seed"]) in args.seeds
                                and row["variant"] in dict(variants))]
     for seed in args.seeds:
-        pool, test = pool_and_test(is_defective, 0.2, random_state=seed, groups=data.groups,
-                                   test_only=extra)
+        pool, test = split(data, is_defective, seed)
         run = sid4ds_run(data, pool, seed,
                          Path(args.cache) if args.cache else out / "cache")
         labeled, fake = run["labeled"], run["fake_normals"]
-        rows = np.concatenate([labeled, fake])
-        train_only = np.r_[np.zeros(len(labeled), bool), np.ones(len(fake), bool)]
-        y_train = data.masks[rows].copy()
-        y_train[train_only] = 0
+        rows, train_only, y_train = training_set(data, run)
         pool_ratio = float(is_defective[pool].mean())
         test_ratio = float(is_defective[test].mean())
         ratios = {"test": test_ratio, "pool": pool_ratio}
