@@ -20,6 +20,13 @@ with its cross-validation, and then scored on the held-out images:
   every label with its own budget, threshold 0.5, no cross-validation;
 - ``--variant NAME:key=value[:key=value...]``: the default with those settings changed.
 
+``--labelled-by`` trains the same variants on another labelled set of the same pool, for
+the comparison the set is for: ``pool`` labels every pool image, and any other name is
+that strategy's 30% read from ``--selections`` (the ``labeled.csv`` of a
+``benchmarks/run_benchmark.py`` run on the same data and seeds, whose split this script
+checks). Those sets have no fake normals, and the final model's recipe is today's default S
+seeded with the seed, as the cached S's is after :func:`today_s_recipe`.
+
 The cross-validation chooses threshold and checkpoint for the IoU at the pool's share of
 defective images (what a user who knows the line's defect rate sets at ``init``). The
 script prints, per variant, the estimate (mean ± std over the folds) and the held-out
@@ -126,6 +133,28 @@ def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str,
     return result
 
 
+def other_labelled_set(pool: np.ndarray, seed: int, source: str,
+                       selections: Path | None) -> dict[str, Any]:
+    """The pool (``source="pool"``) or a strategy's labelled rows from ``selections``."""
+    if source == "pool":
+        labeled = pool
+    else:
+        if selections is None:
+            raise SystemExit(f"--labelled-by {source} needs --selections (a labeled.csv)")
+        with open(selections, newline="") as handle:
+            chosen = [row for row in csv.DictReader(handle)
+                      if row["strategy"] == source and int(row["seed"]) == seed]
+        if not chosen:
+            raise SystemExit(f"{selections} holds no rows of strategy {source!r}, seed {seed}")
+        labeled = np.array([int(row["image_index"]) for row in chosen])
+        at = np.array([int(row["pool_index"]) for row in chosen])
+        if at.max() >= len(pool) or not np.array_equal(pool[at], labeled):
+            raise SystemExit(f"{selections} was run on another split than seed {seed}'s here")
+    return {"labeled": labeled, "fake_normals": np.zeros(0, np.int64),
+            "seconds": np.array(0.0),
+            "segmenter": seed_if_unset(SegmentationLearner(), seed)}
+
+
 def load_data(name: str) -> tuple[Any, np.ndarray]:
     """The data set ``name`` of :data:`DATA_SETS` and which of its images are defective."""
     spec = DATA_SETS[name]
@@ -175,6 +204,11 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/final_model")
     parser.add_argument("--cache", help="folder of the cached SID4DS runs (default "
                                         "OUT/<data>/cache)")
+    parser.add_argument("--labelled-by", default="sid4ds",
+                        help="whose labelled set: sid4ds (default), pool (every pool image) "
+                             "or a strategy of --selections")
+    parser.add_argument("--selections", type=Path,
+                        help="labeled.csv of a run_benchmark.py run (for --labelled-by)")
     args = parser.parse_args()
     data, is_defective = load_data(args.data)
     out = Path(args.out) / args.data
@@ -191,25 +225,31 @@ def main() -> None:
         with open(records_file, newline="") as handle:
             records = [row for row in csv.DictReader(handle)
                        if not (int(row["seed"]) in args.seeds
-                               and row["variant"] in dict(variants))]
+                               and row["variant"] in dict(variants)
+                               and (row.get("labelled_by") or "sid4ds") == args.labelled_by)]
     for seed in args.seeds:
         pool, test = split(data, is_defective, seed)
-        run = sid4ds_run(data, pool, seed,
-                         Path(args.cache) if args.cache else out / "cache")
+        run = (sid4ds_run(data, pool, seed, Path(args.cache) if args.cache else out / "cache")
+               if args.labelled_by == "sid4ds" else
+               other_labelled_set(pool, seed, args.labelled_by, args.selections))
         labeled, fake = run["labeled"], run["fake_normals"]
         rows, train_only, y_train = training_set(data, run)
         pool_ratio = float(is_defective[pool].mean())
         test_ratio = float(is_defective[test].mean())
         ratios = {"test": test_ratio, "pool": pool_ratio}
         print(f"seed {seed}: pool {len(pool)} ({pool_ratio:.1%} defective), labelled "
-              f"{len(labeled)} ({int(is_defective[labeled].sum())} defective), "
+              f"{len(labeled)} by {args.labelled_by} "
+              f"({int(is_defective[labeled].sum())} defective), "
               f"{len(fake)} fake normals ({int(is_defective[fake].sum())} defective), test "
               f"{len(test)} ({test_ratio:.1%} defective); SID4DS run "
               f"{float(run['seconds']):.0f} s", flush=True)
         for name, final in variants:
             started, cpu_started = time.perf_counter(), time.process_time()
             record: dict[str, Any] = {"data": args.data, "seed": seed, "variant": name,
-                                      "n_labeled": len(labeled), "n_fake": len(fake)}
+                                      "labelled_by": args.labelled_by,
+                                      "n_labeled": len(labeled),
+                                      "n_labeled_defective": int(is_defective[labeled].sum()),
+                                      "n_fake": len(fake)}
             if final is None:  # the S of the rounds trained further, threshold 0.5
                 model = SegmentationLearner.from_state(run["segmenter"].get_state(),
                                                        warm_start=True)
@@ -255,19 +295,26 @@ def write_outputs(out: Path, records: list[dict[str, Any]], settings: dict[str, 
             return "–"
         return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
 
-    lines = ["| variant | seeds | mix | IoU: estimate | IoU: held out | IoU: estimate − "
-             "held out | found: estimate | found: held out | normals flagged: estimate | "
-             "normals flagged: held out | threshold | steps | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for variant in dict.fromkeys(record["variant"] for record in records):
-        rows = [record for record in records if record["variant"] == variant]
+    lines = ["| labelled by | variant | seeds | mix | IoU: estimate | IoU: held out | "
+             "IoU: estimate − held out | found: estimate | found: held out | "
+             "normals flagged: estimate | normals flagged: held out | threshold | steps | "
+             "seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def labelled_by(record: dict[str, Any]) -> str:
+        return record.get("labelled_by") or "sid4ds"  # rows written before the option
+
+    for source, variant in dict.fromkeys((labelled_by(record), record["variant"])
+                                         for record in records):
+        rows = [record for record in records
+                if (labelled_by(record), record["variant"]) == (source, variant)]
         for mix in ("test", "pool"):
             difference = [value(row, f"cv_iou_{mix}") - value(row, f"truth_iou_{mix}")
                           for row in rows]
             gap = ("–" if np.isnan(difference).all() else
                    f"{np.nanmean(difference):+.3f} ± {np.nanstd(difference):.3f}")
             lines.append(
-                f"| {variant} | {len(rows)} | {mix} | {cell(rows, f'cv_iou_{mix}')} | "
+                f"| {source} | {variant} | {len(rows)} | {mix} | {cell(rows, f'cv_iou_{mix}')} | "
                 f"{cell(rows, f'truth_iou_{mix}')} | {gap} | "
                 f"{cell(rows, f'cv_detected_{mix}', 2)} | "
                 f"{cell(rows, f'truth_detected_{mix}', 2)} | "
