@@ -133,6 +133,12 @@ def sid4ds_run(data: Any, pool: np.ndarray, seed: int, cache: Path) -> dict[str,
     return result
 
 
+def labelled_by(record: dict[str, Any]) -> str:
+    """Whose labelled set a record's model trained on (``sid4ds`` in rows written before
+    ``--labelled-by`` existed)."""
+    return record.get("labelled_by") or "sid4ds"
+
+
 def other_labelled_set(pool: np.ndarray, seed: int, source: str,
                        selections: Path | None) -> dict[str, Any]:
     """The pool (``source="pool"``) or a strategy's labelled rows from ``selections``."""
@@ -226,7 +232,7 @@ def main() -> None:
             records = [row for row in csv.DictReader(handle)
                        if not (int(row["seed"]) in args.seeds
                                and row["variant"] in dict(variants)
-                               and (row.get("labelled_by") or "sid4ds") == args.labelled_by)]
+                               and labelled_by(row) == args.labelled_by)]
     for seed in args.seeds:
         pool, test = split(data, is_defective, seed)
         run = (sid4ds_run(data, pool, seed, Path(args.cache) if args.cache else out / "cache")
@@ -300,9 +306,6 @@ def write_outputs(out: Path, records: list[dict[str, Any]], settings: dict[str, 
              "normals flagged: estimate | normals flagged: held out | threshold | steps | "
              "seconds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def labelled_by(record: dict[str, Any]) -> str:
-        return record.get("labelled_by") or "sid4ds"  # rows written before the option
 
     for source, variant in dict.fromkeys((labelled_by(record), record["variant"])
                                          for record in records):
