@@ -239,13 +239,14 @@ def main() -> None:
                if args.labelled_by == "sid4ds" else
                other_labelled_set(pool, seed, args.labelled_by, args.selections))
         labeled, fake = run["labeled"], run["fake_normals"]
+        n_labeled_defective = int(is_defective[labeled].sum())
         rows, train_only, y_train = training_set(data, run)
         pool_ratio = float(is_defective[pool].mean())
         test_ratio = float(is_defective[test].mean())
         ratios = {"test": test_ratio, "pool": pool_ratio}
         print(f"seed {seed}: pool {len(pool)} ({pool_ratio:.1%} defective), labelled "
               f"{len(labeled)} by {args.labelled_by} "
-              f"({int(is_defective[labeled].sum())} defective), "
+              f"({n_labeled_defective} defective), "
               f"{len(fake)} fake normals ({int(is_defective[fake].sum())} defective), test "
               f"{len(test)} ({test_ratio:.1%} defective); SID4DS run "
               f"{float(run['seconds']):.0f} s", flush=True)
@@ -254,7 +255,7 @@ def main() -> None:
             record: dict[str, Any] = {"data": args.data, "seed": seed, "variant": name,
                                       "labelled_by": args.labelled_by,
                                       "n_labeled": len(labeled),
-                                      "n_labeled_defective": int(is_defective[labeled].sum()),
+                                      "n_labeled_defective": n_labeled_defective,
                                       "n_fake": len(fake)}
             if final is None:  # the S of the rounds trained further, threshold 0.5
                 model = SegmentationLearner.from_state(run["segmenter"].get_state(),
