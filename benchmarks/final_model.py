@@ -187,15 +187,21 @@ def training_set(data: Any, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray
     return rows, train_only, masks
 
 
+def held_out_scores(probabilities: np.ndarray, masks: np.ndarray, threshold: float,
+                    ratio: float | None) -> dict[str, float]:
+    """Defect IoU, defective images found and normal images flagged at one threshold, at
+    the share ``ratio`` of defective images (as in the held-out set when None)."""
+    counts = detection_counts(probabilities, masks, [threshold])
+    return {key: float(values[0]) for key, values in detection_scores(counts, ratio).items()}
+
+
 def held_out_truth(model: SegmentationLearner, X: np.ndarray, masks: np.ndarray,
                    ratios: dict[str, float | None]) -> dict[str, float]:
     """The model's scores on the held-out images at its threshold, at each mix."""
-    counts = detection_counts(model.predict_proba(X), masks, [model.threshold])
-    row = {}
-    for mix, ratio in ratios.items():
-        for key, values in detection_scores(counts, ratio).items():
-            row[f"truth_{key}_{mix}"] = float(values[0])
-    return row
+    probabilities = model.predict_proba(X)
+    return {f"truth_{key}_{mix}": value for mix, ratio in ratios.items()
+            for key, value in held_out_scores(probabilities, masks, model.threshold,
+                                              ratio).items()}
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from final_model import (  # this script's folder is on sys.path
     DATA_SETS,
+    held_out_scores,
     load_data,
     other_labelled_set,
     sid4ds_run,
@@ -48,8 +49,6 @@ from final_model import (  # this script's folder is on sys.path
 from sid4ds import SegmentationLearner
 from sid4ds.estimators.final_model import (
     check_final_settings,
-    detection_counts,
-    detection_scores,
     final_segmenter,
     fit_final_model,
 )
@@ -89,12 +88,6 @@ def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
     return {key: (torch.stack([state[key] for state in states]).mean(0)
                   if states[0][key].is_floating_point() else states[0][key])
             for key in states[0]}
-
-
-def scores(probabilities: np.ndarray, masks: np.ndarray, threshold: float,
-           ratio: float) -> dict[str, float]:
-    counts = detection_counts(probabilities, masks, [threshold])
-    return {key: float(values[0]) for key, values in detection_scores(counts, ratio).items()}
 
 
 def main() -> None:
@@ -159,7 +152,8 @@ def main() -> None:
                       "cv_iou": estimate["iou"]["mean"], "cv_iou_std": estimate["iou"]["std"],
                       "seconds": seconds,
                       **{f"truth_{key}": value for key, value in
-                         scores(probabilities, masks_test, cv.threshold, ratio).items()}}
+                         held_out_scores(probabilities, masks_test, cv.threshold,
+                                         ratio).items()}}
             records.append(record)
             print({key: f"{value:.3f}" if isinstance(value, float) else value
                    for key, value in record.items()}, flush=True)
