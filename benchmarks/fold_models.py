@@ -19,7 +19,9 @@ the held-out images, at the cross-validation's chosen threshold:
   mean at the chosen checkpoint;
 - ``fold_0`` … : each fold model alone at the chosen checkpoint.
 
-Prints one line per seed and scheme and writes ``records.csv``, ``summary.md`` and
+``--bootstrap N`` adds, per scheme, the 5th and 95th percentiles and the std of the held-out
+IoU over N resamples of the held-out images' source groups (how much the truth of one split
+moves). Prints one line per seed and scheme and writes ``records.csv``, ``summary.md`` and
 ``settings.json`` to ``OUT/<data>_<labelled-by>/``.
 """
 
@@ -49,6 +51,8 @@ from final_model import (  # this script's folder is on sys.path
 from sid4ds import SegmentationLearner
 from sid4ds.estimators.final_model import (
     check_final_settings,
+    detection_counts,
+    detection_scores,
     final_segmenter,
     fit_final_model,
 )
@@ -90,6 +94,21 @@ def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
             for key in states[0]}
 
 
+def bootstrap_iou(probabilities: np.ndarray, masks: np.ndarray, threshold: float,
+                  ratio: float, groups: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
+    """The held-out IoU over ``n_draws`` resamples of the held-out images' source groups
+    (as many groups, drawn with replacement): how much the truth of one split moves."""
+    per_image = [detection_counts(probabilities[i:i + 1], masks[i:i + 1], [threshold])
+                 for i in range(len(masks))]
+    counts = {key: np.array([float(np.ravel(found[key])[0]) for found in per_image])
+              for key in per_image[0]}
+    names, member = np.unique(groups, return_inverse=True)
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(n_draws, len(names)))
+    weight = np.stack([np.bincount(draw, minlength=len(names))[member] for draw in draws])
+    return detection_scores({key: weight @ values for key, values in counts.items()},
+                            ratio)["iou"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(DATA_SETS), required=True)
@@ -99,6 +118,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--max-steps", type=int, default=None,
                         help="the final model's budget (default: its default)")
+    parser.add_argument("--bootstrap", type=int, default=0,
+                        help="resamples of the held-out source groups for each scheme's "
+                             "interval (0: none)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fold_models"))
     args = parser.parse_args()
     data, is_defective = load_data(args.data)
@@ -154,6 +176,14 @@ def main() -> None:
                       **{f"truth_{key}": value for key, value in
                          held_out_scores(probabilities, masks_test, cv.threshold,
                                          ratio).items()}}
+            if args.bootstrap:
+                groups = (np.arange(len(test)) if data.groups is None
+                          else np.asarray(data.groups)[test])
+                draws = bootstrap_iou(probabilities, masks_test, cv.threshold, ratio,
+                                      groups, args.bootstrap, seed)
+                record.update(truth_iou_p05=float(np.nanpercentile(draws, 5)),
+                              truth_iou_p95=float(np.nanpercentile(draws, 95)),
+                              truth_iou_bootstrap_std=float(np.nanstd(draws)))
             records.append(record)
             print({key: f"{value:.3f}" if isinstance(value, float) else value
                    for key, value in record.items()}, flush=True)
