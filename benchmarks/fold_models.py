@@ -51,13 +51,12 @@ from final_model import (  # this script's folder is on sys.path
 from sid4ds import SegmentationLearner
 from sid4ds.estimators.final_model import (
     check_final_settings,
+    checkpoints,
     detection_counts,
     detection_scores,
     final_segmenter,
     fit_final_model,
 )
-
-SCORES = ("iou", "detected", "false_alarms")
 
 
 class KeepingLearner(SegmentationLearner):
@@ -140,8 +139,7 @@ def main() -> None:
         rows, train_only, y_train = training_set(data, run)
         ratio = float(is_defective[pool].mean())
         config = final_segmenter(run["segmenter"].get_params(deep=False), final)
-        steps = np.round(np.arange(1, final["n_checkpoints"] + 1) * config.max_steps
-                         / final["n_checkpoints"]).astype(int)
+        steps = checkpoints(int(config.max_steps), final["n_checkpoints"])
         KeepingLearner.keep_steps = frozenset(int(step) for step in steps)
         KeepingLearner.fitted = []
         started = time.perf_counter()
@@ -153,14 +151,18 @@ def main() -> None:
         seconds = time.perf_counter() - started
         folds = KeepingLearner.fitted[:-1]
         X_test, masks_test = data.X[test], data.masks[test]
-        chosen = [with_weights(model, model.kept_[cv.n_steps]) for model in folds]
-        last = [with_weights(model, model.kept_[int(steps[-1])]) for model in folds]
-        fold_probabilities = [model.predict_proba(X_test) for model in chosen]
+        fold_probabilities = [with_weights(model, model.kept_[cv.n_steps]).predict_proba(X_test)
+                              for model in folds]
+        last_probabilities = (fold_probabilities if cv.n_steps == steps[-1] else
+                              [with_weights(model, model.kept_[int(steps[-1])])
+                               .predict_proba(X_test) for model in folds])
         refit_probabilities = refit.predict_proba(X_test)
+        groups = (np.arange(len(test)) if data.groups is None
+                  else np.asarray(data.groups)[test])
         schemes = {
             "refit": refit_probabilities,
             "fold_mean": np.mean(fold_probabilities, axis=0),
-            "fold_mean_end": np.mean([model.predict_proba(X_test) for model in last], axis=0),
+            "fold_mean_end": np.mean(last_probabilities, axis=0),
             "fold_mean_refit": np.mean(fold_probabilities + [refit_probabilities], axis=0),
             "soup": with_weights(folds[0], mean_state([model.kept_[cv.n_steps]
                                                        for model in folds])).predict_proba(X_test),
@@ -177,8 +179,6 @@ def main() -> None:
                          held_out_scores(probabilities, masks_test, cv.threshold,
                                          ratio).items()}}
             if args.bootstrap:
-                groups = (np.arange(len(test)) if data.groups is None
-                          else np.asarray(data.groups)[test])
                 draws = bootstrap_iou(probabilities, masks_test, cv.threshold, ratio,
                                       groups, args.bootstrap, seed)
                 record.update(truth_iou_p05=float(np.nanpercentile(draws, 5)),

@@ -306,7 +306,29 @@ class CrossValidation:
 
 # ---------------------------------------------------------------------- training
 def checkpoints(n_steps: int, n_checkpoints: int) -> np.ndarray:
-    """``n_checkpoints`` evenly spaced steps ending at ``n_steps`` (fewer when short)."""
+    """The steps at which the cross-validation scores its fold models.
+
+    Parameters
+    ----------
+    n_steps : int
+        The budget (``max_steps``).
+    n_checkpoints : int
+        How many evenly spaced training lengths are compared.
+
+    Returns
+    -------
+    steps : ndarray of shape (n_used,), int64
+        ``n_checkpoints`` evenly spaced steps ending at ``n_steps`` (fewer, without
+        repeats, when ``n_steps < n_checkpoints``).
+
+    Examples
+    --------
+    >>> from sid4ds.estimators.final_model import checkpoints
+    >>> checkpoints(1600, 5).tolist()
+    [320, 640, 960, 1280, 1600]
+    >>> checkpoints(3, 5).tolist()
+    [1, 2, 3]
+    """
     steps = np.round(np.arange(1, n_checkpoints + 1) * n_steps / n_checkpoints).astype(np.int64)
     return np.unique(steps[steps >= 1])
 

@@ -48,6 +48,7 @@ from sid4ds._core.validation import check_choice, check_int
 from sid4ds.estimators._cross_validation import (
     CrossValidation,
     check_training_set,
+    checkpoints,
     cross_validate,
     fold_assignment,
     fresh_model,
@@ -61,6 +62,7 @@ __all__ = [
     "THRESHOLDS",
     "CrossValidation",
     "check_final_settings",
+    "checkpoints",
     "cross_validate",
     "detection_counts",
     "detection_scores",
