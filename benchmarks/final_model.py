@@ -32,12 +32,13 @@ defective images (what a user who knows the line's defect rate sets at ``init``)
 script prints, per variant, the estimate (mean ± std over the folds) and the held-out
 truth, each at the held-out set's mix (the raw pooled IoU on it) and at the pool's mix
 (held-out counts reweighted), with the differences, and the wall and CPU seconds of the
-training; writes ``records.csv`` (one row per data set, seed and variant), ``summary.md``
-and ``settings.json`` to
-``OUT/<data>/``. The SID4DS runs are cached in ``OUT/<data>/cache/`` (not results: git
-ignores it), so further variants reuse them; a cached S whose parameters
-differ from today's defaults (a cache made before a default changed) has them reset to
-today's for the final model's recipe, and the script says which.
+training with the time ``sid4ds train`` announces for it
+(:func:`~sid4ds.estimators.final_model.final_model_seconds`, measured right before);
+writes ``records.csv`` (one row per data set, seed and variant), ``summary.md`` and
+``settings.json`` to ``OUT/<data>/``. The SID4DS runs are cached in ``OUT/<data>/cache/``
+(not results: git ignores it), so further variants reuse them; a cached S whose
+parameters differ from today's defaults (a cache made before a default changed) has them
+reset to today's for the final model's recipe, and the script says which.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import csv
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ from sid4ds.estimators.final_model import (
     check_final_settings,
     detection_counts,
     detection_scores,
+    final_model_seconds,
     train_final_model,
 )
 from sid4ds.estimators.reconstruction import ReconstructionScorer
@@ -268,6 +271,9 @@ def main() -> None:
                                                        warm_start=True)
                 model.fit(data.X[rows], y_train)
             else:
+                record["announced_seconds"] = final_model_seconds(
+                    run["segmenter"], len(rows), tuple(data.X.shape[1:]), final)
+                started, cpu_started = time.perf_counter(), time.process_time()
                 model, cv = train_final_model(
                     run["segmenter"], data.X[rows], y_train, train_only=train_only,
                     groups=None if data.groups is None else data.groups[rows],
@@ -311,8 +317,8 @@ def write_outputs(out: Path, records: list[dict[str, Any]], settings: dict[str, 
     lines = ["| labelled by | variant | seeds | mix | IoU: estimate | IoU: held out | "
              "IoU: estimate − held out | found: estimate | found: held out | "
              "normals flagged: estimate | normals flagged: held out | threshold | steps | "
-             "seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "seconds | announced |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     for source, variant in dict.fromkeys((labelled_by(record), record["variant"])
                                          for record in records):
@@ -330,9 +336,46 @@ def write_outputs(out: Path, records: list[dict[str, Any]], settings: dict[str, 
                 f"{cell(rows, f'truth_detected_{mix}', 2)} | "
                 f"{cell(rows, f'cv_false_alarms_{mix}', 2)} | "
                 f"{cell(rows, f'truth_false_alarms_{mix}', 2)} | {cell(rows, 'threshold', 2)} | "
-                f"{cell(rows, 'steps', 0)} | {cell(rows, 'seconds', 0)} |")
+                f"{cell(rows, 'steps', 0)} | {cell(rows, 'seconds', 0)} | "
+                f"{cell(rows, 'announced_seconds', 0)} |")
+    lines += paired_differences(records, value)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
+
+
+def paired_differences(records: list[dict[str, Any]],
+                       value: Callable[[dict[str, Any], str], float]) -> list[str]:
+    """Lines of a table: each variant's held-out IoU (pool's mix) minus the default's on the
+    same labelled set and seed, and its wall time over the default's; empty without pairs."""
+    by_run: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for record in records:
+        key = (labelled_by(record), str(record["seed"]))
+        by_run.setdefault(key, {})[record["variant"]] = record
+    rows = []
+    for (source, seed), variants in by_run.items():
+        if "default" not in variants:
+            continue
+        default = variants["default"]
+        for variant, record in variants.items():
+            if variant != "default":
+                rows.append((source, variant, seed,
+                             value(record, "truth_iou_pool") - value(default, "truth_iou_pool"),
+                             value(record, "seconds") / value(default, "seconds")))
+    if not rows:
+        return []
+    lines = ["", "Paired with the default (same labelled set and seed): held-out IoU at the "
+             "pool's mix, variant − default; wall time, variant / default.", "",
+             "| labelled by | variant | seed | IoU difference | time ratio |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {source} | {variant} | {seed} | {difference:+.3f} | {ratio:.2f} |"
+              for source, variant, seed, difference, ratio in rows]
+    for variant in dict.fromkeys(row[1] for row in rows):
+        differences = np.array([row[3] for row in rows if row[1] == variant])
+        ratios = np.array([row[4] for row in rows if row[1] == variant])
+        lines.append(f"| all | {variant} | {len(differences)} runs | "
+                     f"{differences.mean():+.3f} ± {differences.std():.3f} (ahead in "
+                     f"{int((differences > 0).sum())}) | {ratios.mean():.2f} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -10,14 +10,17 @@ tiles) is the labelled set and ``--n-test`` other tiles the pool S ranks afterwa
 script prints the time the fit announces (``estimate_seconds``, what a round prints as
 "about N min"), its wall time, and the ranking quality of the fitted S on the other tiles:
 the ROC AUC of its mean defect probability per tile (defective against normal tiles),
-the score S brings to a round. ``--set KEY=VALUE`` changes S (e.g. ``crop_size=64``).
-Run it on idle cores: the time is the measurement.
+the score S brings to a round. ``--set KEY=VALUE`` changes S (e.g. ``crop_size=64``,
+``precision=bf16``). Run it on idle cores: the time is the measurement. The settings line
+names oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` times a CPU without AMX
+on one that has it) and what ``precision="auto"`` resolves to here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -25,6 +28,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from sid4ds import SegmentationLearner
+from sid4ds._core.device import resolve_precision
 from sid4ds._core.random import make_rng
 from sid4ds.cli.types import parameter
 from sid4ds.datasets import load_npz
@@ -44,7 +48,10 @@ def main() -> None:
     defective = masks.reshape(len(masks), -1).any(axis=1)
     print(json.dumps({"settings": vars(args), "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "machine": platform.processor(),
-                      "cpu_capability": torch.backends.cpu.get_cpu_capability()}), flush=True)
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+                      "auto_precision": resolve_precision("auto", torch.device("cpu"))}),
+          flush=True)
     for seed in args.seeds:
         order = make_rng((seed, 17)).permutation(len(X))
         train, test = order[:args.n_labelled], order[args.n_labelled:][:args.n_test]

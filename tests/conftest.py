@@ -54,6 +54,18 @@ def steady_clock(monkeypatch):
 
 
 @pytest.fixture
+def cpu_units(monkeypatch):
+    """``cpu_units(True)`` makes torch report AMX tiles on the CPU (what precision="auto"
+    asks), ``cpu_units(False)`` none."""
+
+    def report(has_amx: bool) -> None:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: has_amx,
+                            raising=False)
+
+    return report
+
+
+@pytest.fixture
 def square_defects() -> tuple[np.ndarray, np.ndarray]:
     """24 noisy 16 px images; the first 8 carry a bright 4x4 square marked in the mask."""
     rng = np.random.default_rng(0)

@@ -3,6 +3,7 @@ batch sizes of inference (how many images one forward pass takes on a CPU or a G
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,37 @@ def torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Gen
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The values of the estimators' ``precision``: ``"auto"`` and the names of PRECISIONS.
+PRECISION_CHOICES = (*PRECISIONS, "auto")
+
+
+def computes_bf16(device: torch.device) -> bool:
+    """Whether ``device`` trains faster in bf16 than in fp32: a CUDA device that supports
+    bf16, or a CPU with AMX tiles (Intel Xeon from Sapphire Rapids on).
+
+    Measured on one such CPU (``docs/performance.md``): a training step of S took half its
+    fp32 time with AMX, 1.2 times its fp32 time on AVX512-BF16 instructions alone (AMD Zen
+    4 and later have these) and 3 times without either, so only AMX counts.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    # torch answers this for its own kernels; the function is not public API, so a torch
+    # without it counts as a CPU without AMX.
+    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return has_amx is not None and bool(has_amx())
+    except RuntimeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The arithmetic a ``precision`` runs on ``device``: ``"auto"`` is ``"bf16"`` where bf16
+    trains faster (:func:`computes_bf16`), else ``"fp32"``; other names are themselves."""
+    if precision == "auto":
+        return "bf16" if computes_bf16(device) else "fp32"
+    return precision
 
 
 def auto_batch_size(height: int, width: int, copies: int, device: torch.device) -> int:
@@ -61,3 +93,12 @@ def inputs_per_forward(height: int, width: int, device: torch.device) -> int:
     """
     budget = CUDA_PIXELS_PER_BATCH if device.type == "cuda" else CPU_PIXELS_PER_BATCH
     return max(1, budget // (height * width))
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for the arithmetic ``precision`` resolves to on ``device``, or a
+    context that changes nothing for fp32."""
+    dtype = PRECISIONS[resolve_precision(precision, device)]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

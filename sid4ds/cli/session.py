@@ -39,8 +39,9 @@ FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-val
               "folds, default 3), n_checkpoints (training lengths compared, default 5), "
               "fake_normals (train on the last round's fake normals, default True), start "
               "(scratch or in_loop, default scratch), max_steps (the final model's budget in "
-              "optimiser steps, default 1600), and any other parameter of "
-              "SegmentationLearner that differs from S's, e.g. lr=0.001")
+              "optimiser steps, default 1600), precision (auto: bf16 on a GPU that "
+              "supports it or a CPU with AMX, else fp32; default auto), and any other "
+              "parameter of SegmentationLearner that differs from S's, e.g. lr=0.001")
 
 
 def add_target_recall(parser: argparse.ArgumentParser) -> None:

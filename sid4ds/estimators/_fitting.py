@@ -17,7 +17,12 @@ import numpy as np
 import torch
 from tqdm.std import tqdm
 
-from sid4ds._core.device import inputs_per_forward, resolve_device, torch_generator
+from sid4ds._core.device import (
+    autocast,
+    inputs_per_forward,
+    resolve_device,
+    torch_generator,
+)
 from sid4ds.nn.training import (
     batch_indices,
     images_seen,
@@ -155,13 +160,13 @@ class TrainingLoop:
         """How long a fit (``train=True``) or a scoring pass over ``n_images`` would take.
 
         Measured, not guessed: a throwaway network of this estimator's size runs training
-        steps (or forward passes) on blank images on this device, as ``fit`` runs them
-        (the same optimiser, batch size, memory format and window: a fit on random crops is
-        timed on crops), and the median time of a pass
-        is multiplied out (by the steps, or by the passes over the images; a uniformly
-        shuffled epoch's short last batch counts for the images it holds). Two passes warm
-        up first, then passes are timed until five are done and at least half a second has
-        passed (at most 20); the median ignores a pass that another process slowed down.
+        steps (or forward passes) on blank images on this device, as ``fit`` runs them (the
+        same optimiser, batch size, memory format, precision and window: a fit on random
+        crops is timed on crops), and the median time of a pass is multiplied out (by the
+        steps, or by the passes over the images; a uniformly shuffled epoch's short last
+        batch counts for the images it holds). Two passes warm up first, then passes are
+        timed until five are done and at least half a second has passed (at most 20); the
+        median ignores a pass that another process slowed down.
         Nothing of the estimator changes and no random state is used. How close it comes:
         ``benchmarks/time_estimates.py`` (``docs/performance.md``); on a machine that other
         work keeps busy, the fit takes longer than announced whenever that work lasts
@@ -202,11 +207,13 @@ class TrainingLoop:
             if train:
                 module.train()
                 optimizer.zero_grad(set_to_none=True)
-                module(inputs).float().square().mean().backward()
+                with autocast(self.precision, device):
+                    loss = module(inputs).float().square().mean()
+                loss.backward()
                 optimizer.step()
             else:
                 module.eval()
-                with torch.inference_mode():
+                with torch.inference_mode(), autocast(self.precision, device):
                     module(inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

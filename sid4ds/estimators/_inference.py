@@ -16,7 +16,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from sid4ds._core.device import PRECISIONS, inputs_per_forward
+from sid4ds._core.device import autocast, inputs_per_forward
 from sid4ds._core.validation import (
     check_divisible,
 )
@@ -56,10 +56,7 @@ class ChunkedInference:
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Mixed precision for forward passes when ``precision`` asks for it."""
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_.type, dtype=dtype)
+        return autocast(self.precision, self.device_)
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Inference forward pass in the estimator's precision; float32 output."""

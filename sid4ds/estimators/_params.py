@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from sid4ds._core.device import PRECISIONS, resolve_device
+from sid4ds._core.device import PRECISION_CHOICES, resolve_device
 from sid4ds._core.random import check_random_state, make_rng
 from sid4ds._core.validation import (
     check_choice,
@@ -55,7 +55,7 @@ class EstimatorParams:
             n_jobs = check_int(self.n_jobs, "n_jobs")
             if n_jobs == 0:
                 raise ValueError("n_jobs must be a positive int, -1 (every core) or None; got 0")
-        check_choice(self.precision, "precision", tuple(PRECISIONS))
+        check_choice(self.precision, "precision", PRECISION_CHOICES)
         device = resolve_device(self.device)
         if self.precision == "fp16" and device.type != "cuda":
             raise ValueError(

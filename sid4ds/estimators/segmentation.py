@@ -136,10 +136,11 @@ class SegmentationLearner(SegmentationOutputs, TorchEstimator):
         Workers that run inference on chunks of the pool in parallel through joblib
         (``-1``: every core; ``None``: 1 unless a ``joblib.parallel_config`` context, e.g.
         the Dask backend, says otherwise). Outputs are identical for every ``n_jobs``.
-    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+    precision : {"fp32", "bf16", "fp16", "auto"}, default="fp32"
         Arithmetic of the forward passes: ``"bf16"``/``"fp16"`` run them under
         ``torch.autocast`` (mixed precision; ``"fp16"`` needs CUDA, where it also scales
-        the training loss).
+        the training loss). ``"auto"`` is ``"bf16"`` where bf16 trains faster (a GPU
+        that supports it; a CPU with AMX tiles) and ``"fp32"`` elsewhere.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState, Generator or None, default=None

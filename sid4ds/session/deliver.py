@@ -36,7 +36,7 @@ from sid4ds.engine.rounds import format_duration
 from sid4ds.estimators.final_model import (
     CrossValidation,
     check_final_settings,
-    final_segmenter,
+    final_model_seconds,
     train_final_model,
 )
 from sid4ds.estimators.segmentation import SegmentationLearner
@@ -157,10 +157,8 @@ def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, 
         else:
             segmenter = new_model("S", settings, device, verbose)
         if verbose:
-            config = final_segmenter(segmenter.get_params(deep=False), final)
-            shape = tuple(X_train.shape[1:])
-            seconds = config.estimate_seconds(len(X_train), shape, train=True) * (
-                final["n_folds"] + 1)
+            seconds = final_model_seconds(segmenter, len(X_train), tuple(X_train.shape[1:]),
+                                          final)
             say(verbose, f"training the final model: {final['n_folds']}-fold "
                          f"cross-validation and the final fit, {final['max_steps']} steps each "
                          f"(about {format_duration(seconds)} here, from a short warm-up)")

@@ -303,7 +303,7 @@ def test_fp16_without_cuda_says_what_to_use(pool_images):
 
 
 def test_unknown_precision_is_named(pool_images):
-    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', 'fp16'"):
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', 'fp16'.*'auto'"):
         ReconstructionScorer(**SCORER, precision="half").fit(pool_images)
 
 

@@ -13,6 +13,7 @@ from sid4ds.estimators.final_model import (
     cross_validate,
     detection_counts,
     detection_scores,
+    final_model_seconds,
     final_segmenter,
     fit_final_model,
     fold_assignment,
@@ -232,3 +233,38 @@ def test_train_final_model_applies_the_settings():
     with pytest.raises(ValueError, match="not fitted"):
         train_final_model(SegmentationLearner(**TINY), X, masks,
                           settings={"start": "in_loop"})
+
+
+@pytest.mark.parametrize("has_amx, same_as", [(True, "bf16"), (False, "fp32")])
+def test_the_final_model_trains_in_bf16_only_on_a_cpu_with_amx(cpu_units, has_amx, same_as):
+    cpu_units(has_amx)
+    X, masks = squares(12, 6)
+    in_loop = SegmentationLearner(**TINY, max_steps=3, random_state=0)  # fp32 in the rounds
+    small = {"max_steps": 4, "n_folds": 2, "n_checkpoints": 2}
+
+    def final(settings):
+        model, cv = train_final_model(in_loop, X, masks, settings={**small, **settings},
+                                      random_state=0)
+        return model.predict_proba(X), cv.to_dict()["counts"]
+
+    default = final({})
+    explicit = final({"precision": same_as})
+    np.testing.assert_array_equal(default[0], explicit[0])
+    assert default[1] == explicit[1]
+    other = final({"precision": "fp32" if same_as == "bf16" else "bf16"})
+    assert not np.array_equal(default[0], other[0])
+
+
+def test_the_announced_time_counts_every_fit_of_the_final_models_budget(steady_clock):
+    in_loop = SegmentationLearner(**TINY, max_steps=3)
+    shape = (1, 16, 16)
+
+    def announced(**settings):
+        return final_model_seconds(in_loop, 32, shape, settings)
+
+    base = announced(max_steps=40, n_folds=2)
+    assert base > 0
+    assert announced(max_steps=80, n_folds=2) == pytest.approx(2 * base)  # its budget
+    assert announced(max_steps=40, n_folds=4) == pytest.approx(5 / 3 * base)  # folds + 1
+    with pytest.raises(ValueError, match="unknown setting 'folds'"):
+        final_model_seconds(in_loop, 32, shape, {"folds": 2})
