@@ -50,7 +50,8 @@ def main() -> None:
                       "threads": torch.get_num_threads(), "machine": platform.processor(),
                       "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                       "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-                      "auto_precision": resolve_precision("auto", torch.device("cpu"))}),
+                      "auto_precision": resolve_precision("auto", torch.device("cpu"),
+                                                          training=True)}),
           flush=True)
     for seed in args.seeds:
         order = make_rng((seed, 17)).permutation(len(X))

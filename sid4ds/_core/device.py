@@ -53,8 +53,8 @@ def computes_bf16(device: torch.device) -> bool:
     bf16, or a CPU with AMX tiles (Intel Xeon from Sapphire Rapids on).
 
     Measured on one such CPU (``docs/performance.md``): a training step of S took half its
-    fp32 time with AMX, 1.2 times its fp32 time on AVX512-BF16 instructions alone (AMD Zen
-    4 and later have these) and 3 times without either, so only AMX counts.
+    fp32 time with AMX; with oneDNN capped to AVX512-BF16 instructions alone (what AMD Zen 4
+    and later have) 1.2 times its fp32 time, and without either 3 times, so only AMX counts.
     """
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
@@ -69,11 +69,17 @@ def computes_bf16(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The arithmetic a ``precision`` runs on ``device``: ``"auto"`` is ``"bf16"`` where bf16
-    trains faster (:func:`computes_bf16`), else ``"fp32"``; other names are themselves."""
+def resolve_precision(precision: str, device: torch.device, *, training: bool) -> str:
+    """The arithmetic a ``precision`` runs on ``device`` in a training step (``training``) or
+    a forward pass of inference.
+
+    ``"auto"`` trains in ``"bf16"`` where bf16 trains faster (:func:`computes_bf16`) and in
+    ``"fp32"`` elsewhere, and always predicts in ``"fp32"``: inference costs little next to
+    training, and fp32 outputs are what an exported network gives in plain PyTorch. Other
+    names are themselves.
+    """
     if precision == "auto":
-        return "bf16" if computes_bf16(device) else "fp32"
+        return "bf16" if training and computes_bf16(device) else "fp32"
     return precision
 
 
@@ -95,10 +101,11 @@ def inputs_per_forward(height: int, width: int, device: torch.device) -> int:
     return max(1, budget // (height * width))
 
 
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` for the arithmetic ``precision`` resolves to on ``device``, or a
-    context that changes nothing for fp32."""
-    dtype = PRECISIONS[resolve_precision(precision, device)]
+def autocast(precision: str, device: torch.device, *,
+             training: bool) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for the arithmetic ``precision`` resolves to on ``device`` (in a
+    training step or in inference), or a context that changes nothing for fp32."""
+    dtype = PRECISIONS[resolve_precision(precision, device, training=training)]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

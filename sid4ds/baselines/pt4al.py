@@ -96,8 +96,8 @@ class RotationPretextScorer(TorchEstimator):
         :class:`~sid4ds.ReconstructionScorer`); results are identical for every value.
     precision : {"fp32", "bf16", "fp16", "auto"}, default="fp32"
         Arithmetic of the forward passes (``torch.autocast`` for bf16/fp16; fp16 needs CUDA).
-        ``"auto"`` is ``"bf16"`` where bf16 trains faster (a GPU that
-        supports it; a CPU with AMX tiles) and ``"fp32"`` elsewhere.
+        ``"auto"`` trains in bf16 where that is faster (a GPU that
+        supports it; a CPU with AMX tiles), in fp32 elsewhere, and predicts in fp32.
     device : str or torch.device, default="auto"
     random_state : int, RandomState, Generator or None, default=None
         Seeds initialisation and shuffling; same value, same model on the CPU.

@@ -107,7 +107,7 @@ class TrainingLoop:
                                      epoch_steps=epoch_steps)
                 for group in self.optimizer_.param_groups:
                     group["lr"] = rate
-                with self._autocast():
+                with self._autocast(training=True):
                     loss = batch_loss(indices, generator)
                 self.optimizer_.zero_grad(set_to_none=True)
                 if scaler is None:
@@ -207,13 +207,13 @@ class TrainingLoop:
             if train:
                 module.train()
                 optimizer.zero_grad(set_to_none=True)
-                with autocast(self.precision, device):
+                with autocast(self.precision, device, training=True):
                     loss = module(inputs).float().square().mean()
                 loss.backward()
                 optimizer.step()
             else:
                 module.eval()
-                with torch.inference_mode(), autocast(self.precision, device):
+                with torch.inference_mode(), autocast(self.precision, device, training=False):
                     module(inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

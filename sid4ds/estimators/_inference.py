@@ -54,9 +54,10 @@ class ChunkedInference:
         """
         return max(1, self._inputs_per_forward(height, width) // copies)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Mixed precision for forward passes when ``precision`` asks for it."""
-        return autocast(self.precision, self.device_)
+    def _autocast(self, training: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for forward passes of inference (or of a training step) when
+        ``precision`` asks for it."""
+        return autocast(self.precision, self.device_, training=training)
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Inference forward pass in the estimator's precision; float32 output."""

@@ -120,8 +120,8 @@ class ReconstructionScorer(ReconstructionOutputs, TorchEstimator):
         Arithmetic of the forward passes: ``"bf16"``/``"fp16"`` run them under
         ``torch.autocast`` (mixed precision; ``"fp16"`` needs CUDA, where it also scales
         the training loss). Scores then differ from fp32 in the last digits.
-        ``"auto"`` is ``"bf16"`` where bf16 trains faster (a GPU that
-        supports it; a CPU with AMX tiles) and ``"fp32"`` elsewhere.
+        ``"auto"`` trains in bf16 where that is faster (a GPU that
+        supports it; a CPU with AMX tiles), in fp32 elsewhere, and predicts in fp32.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState, Generator or None, default=None
