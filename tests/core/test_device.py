@@ -59,16 +59,22 @@ def test_an_auto_segmenter_trains_as_it_resolves_and_predicts_in_fp32(
     assert not np.array_equal(auto, probabilities(same_as, "bf16"))  # predicted in bf16
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_the_time_estimate_runs_the_estimators_precision(monkeypatch, train):
-    entered = []
+@pytest.fixture
+def entered(monkeypatch):
+    """The dtypes of every ``torch.autocast`` entered while the test runs."""
+    dtypes = []
     real = torch.autocast
 
     def recording(*args, **kwargs):
-        entered.append(kwargs.get("dtype"))
+        dtypes.append(kwargs.get("dtype"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch, "autocast", recording)
+    return dtypes
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_the_time_estimate_runs_the_estimators_precision(entered, train):
     model = SegmentationLearner(**TINY_NET, max_steps=2, precision="bf16", device="cpu")
     assert model.estimate_seconds(4, (1, 16, 16), train=train) > 0
     assert entered and set(entered) == {torch.bfloat16}
@@ -79,16 +85,8 @@ def test_the_time_estimate_runs_the_estimators_precision(monkeypatch, train):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_the_time_estimate_of_auto_times_bf16_training_and_fp32_inference(
-        monkeypatch, cpu_units, train):
+        entered, cpu_units, train):
     cpu_units(True)
-    entered = []
-    real = torch.autocast
-
-    def recording(*args, **kwargs):
-        entered.append(kwargs.get("dtype"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "autocast", recording)
     model = SegmentationLearner(**TINY_NET, max_steps=2, precision="auto", device="cpu")
     model.estimate_seconds(4, (1, 16, 16), train=train)
     assert set(entered) == ({torch.bfloat16} if train else set())
