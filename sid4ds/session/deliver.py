@@ -22,13 +22,15 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
-from sid4ds._core.device import resolve_device
+from sid4ds._core.device import resolve_device, resolve_precision
 from sid4ds._version import __version__
 from sid4ds.datasets.imageio import join_pieces, tile_positions
 from sid4ds.datasets.pool import ImagePool, is_path_sequence
@@ -50,7 +52,7 @@ from sid4ds.session.store import SessionStore
 
 __all__ = ["cross_validation", "deliverable_model", "export_model", "final_summary",
            "new_output_folder", "predict_images", "session_final_model", "session_segmenter",
-           "train_final"]
+           "train_final", "trains_alike"]
 
 
 def session_segmenter(store: SessionStore, device: Any = "auto") -> SegmentationLearner:
@@ -116,6 +118,23 @@ def _groups(store: SessionStore, names: list[str]) -> np.ndarray:
     return np.array([source or name for source, name in zip(sources, names, strict=True)])
 
 
+def trains_alike(stored: Mapping[str, Any] | None, final: Mapping[str, Any],
+                 device: torch.device) -> bool:
+    """Whether a final model trained with the ``stored`` settings is the one ``final``
+    would train on ``device``: the same settings, with each precision compared as it
+    resolves there (``"auto"`` is fp32 on a CPU without AMX). Settings stored before the
+    precision was one of them trained in fp32."""
+    if stored is None:
+        return False
+
+    def resolved(settings: Mapping[str, Any]) -> dict[str, Any]:
+        precision = resolve_precision(settings.get("precision", "fp32"), device,
+                                      training=True)
+        return {**settings, "precision": precision}
+
+    return resolved(stored) == resolved(final)
+
+
 def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, Any]:
     """Train the final model F (see ``LabelingSession.train``)."""
     resolve_device(device)
@@ -142,8 +161,9 @@ def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, 
         round_index = len(manifest["rounds"])
         entry = manifest["models"].get("F")
         if (entry is not None and entry["round"] == round_index
-                and entry.get("settings") == final and entry.get("segmenter_settings")
-                == settings["segmenter"] and not store.labels_not_seen("F")):
+                and trains_alike(entry.get("settings"), final, resolve_device(device))
+                and entry.get("segmenter_settings") == settings["segmenter"]
+                and not store.labels_not_seen("F")):
             say(verbose, "the final model is already trained on every label with these "
                          "settings: nothing to do")
             return {**final_summary(entry), "trained": False}

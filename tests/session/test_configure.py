@@ -94,6 +94,24 @@ def test_train_follows_a_change_of_the_final_settings(session, tmp_path):
     assert again["trained"] and again["n_steps"] in (3, 6) and again["settings"]["max_steps"] == 6
 
 
+def test_a_new_precision_retrains_only_where_it_trains_differently(session, tmp_path,
+                                                                    cpu_units):
+    session, truth = session
+    defective = [name for name, mask in truth.items() if mask.any()][:3]
+    normal = [name for name, mask in truth.items() if not mask.any()][:5]
+    session.import_masks(write_masks(tmp_path / "m", defective + normal, truth),
+                         any_image=True)
+    session.configure(final={"max_steps": 4, "n_folds": 2, "n_checkpoints": 2,
+                             "precision": "fp32"})
+    assert session.train(device="cpu")["trained"]
+    session.configure(final={"precision": "auto"})
+    cpu_units(False)  # "auto" trains in fp32 here: the model is the one already trained
+    assert session.train(device="cpu")["trained"] is False
+    cpu_units(True)  # with AMX, "auto" trains in bf16: a new model
+    again = session.train(device="cpu")
+    assert again["trained"] and again["settings"]["precision"] == "auto"
+
+
 def test_the_configure_command(session, capsys):
     session, _ = session
     assert main(["configure", str(session.path), "--segmenter", "max_steps=9",

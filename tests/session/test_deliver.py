@@ -20,6 +20,7 @@ from sid4ds.datasets import load_image_folder, tile
 from sid4ds.datasets.imageio import cut_pieces, join_pieces
 from sid4ds.nn.unet import UNet
 from sid4ds.session import LabelingSession, SessionError, storage
+from sid4ds.session.deliver import trains_alike
 from sid4ds.session.manifest import open_manifest
 
 from ..conftest import TINY_SCORER, save_gray
@@ -211,6 +212,20 @@ def test_train_again_trains_only_when_labels_or_settings_changed(quick, squares,
     assert summary["trained"] is True and summary["n_training"] == 36
     assert not np.array_equal(session.final_model("cpu").predict_proba(X), old)
     assert session.train(device="cpu")["trained"] is False
+
+
+def test_settings_stored_before_the_precision_count_as_fp32(cpu_units):
+    stored = {**FINAL}  # an older release stored no precision: it trained in fp32
+    cpu = torch.device("cpu")
+    cpu_units(False)
+    assert trains_alike(stored, {**FINAL, "precision": "auto"}, cpu)
+    assert trains_alike(stored, {**FINAL, "precision": "fp32"}, cpu)
+    assert not trains_alike(stored, {**FINAL, "precision": "bf16"}, cpu)
+    assert not trains_alike(stored, {**FINAL, "max_steps": 81, "precision": "fp32"}, cpu)
+    assert not trains_alike(None, {**FINAL, "precision": "fp32"}, cpu)
+    cpu_units(True)
+    assert not trains_alike(stored, {**FINAL, "precision": "auto"}, cpu)
+    assert trains_alike({**FINAL, "precision": "bf16"}, {**FINAL, "precision": "auto"}, cpu)
 
 
 class FastClock:
