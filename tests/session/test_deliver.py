@@ -408,6 +408,17 @@ def test_predict_warns_when_the_final_model_missed_labels(quick, squares, tmp_pa
     assert json.loads((exported / "segmenter.json").read_text())["labels_not_seen"] == 4
 
 
+def test_the_final_model_predicts_in_fp32_whether_or_not_it_trained_in_bf16(
+        trained, squares, cpu_units):
+    X, _, _ = load_image_folder(squares["new"], tile=16)
+    final = trained.final_model("cpu")
+    assert final.precision == "auto"
+    cpu_units(True)  # "auto" trains in bf16 here, and predicts in fp32 all the same
+    with_amx = final.predict_proba(X)
+    cpu_units(False)
+    np.testing.assert_array_equal(with_amx, final.predict_proba(X))
+
+
 # ---------------------------------------------------------------------- export --format model
 def test_export_model_loads_back_and_predicts_like_the_session(trained, squares, tmp_path,
                                                                capsys):
