@@ -308,8 +308,8 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
         The share of pixels of the adaptive rule.
     fusion : {None, "rank"}, default=None
         The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
-        probability by rank (:func:`sid4ds.ranking.scores.fuse_ranks`; an option, not measured
-        to win yet).
+        probability by rank (:func:`sid4ds.ranking.scores.fuse_ranks`; ahead of E_sdr alone
+        on the three benchmark sets, ``docs/method.md``).
     n_normal : int or "auto", default="auto"
         V per round (:func:`resolve_n_normal`).
     expected_defect_ratio : float, default=0.05
