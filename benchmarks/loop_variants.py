@@ -1,9 +1,9 @@
 """SID4DS's loop with several settings from one cold start: defects found per round.
 
-    python benchmarks/loop_variants.py --seeds 0 --variant default fused:fusion=rank \\
+    python benchmarks/loop_variants.py --seeds 0 --variant default esdr:fusion=None \\
         old_rate:lr=0.003
     python benchmarks/loop_variants.py --npz ../shared/data/magnetic_tile_128.npz \\
-        --image-size 64 --defect-fraction 0.05 --seeds 0 1 2 --variant default fused:fusion=rank
+        --image-size 64 --defect-fraction 0.05 --seeds 0 1 2 --variant default esdr:fusion=None
 
 The benchmark's pool and K (``python -m sid4ds.evaluation``'s data, held-out split, K = 10% of
 the pool, V = K·0.95 fake normals), and for each seed one self-supervised M (seeded as the

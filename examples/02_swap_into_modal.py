@@ -129,17 +129,19 @@ print(f"| total | {sum(found_uncertainty)} | {sum(found_sid4ds)} |")
 # On a pool this small the numbers move with the seeds: read them as a demonstration of
 # the API, not as a benchmark (`docs/benchmarks.md` has those). `sdr_sampling` is only as
 # good as the segmentation learner behind it: E_sdr counts G's reconstruction error inside
-# the pixels S marks as defect. Where S marks nothing, E_sdr is 0, and images with equal
-# scores are ordered by a hash of their pixels, an arbitrary order; where S marks pixels
-# in nearly every image, as a segmenter trained on a few defective images may, E_sdr mostly
-# measures normal surface. Both happen while the labelled set holds only a handful of
-# defects. The sid4ds strategies leave every pool image's score in
-# `learner.pool_scores_`, the first thing to look at:
+# the pixels S marks as defect, and by default its rank is averaged with the rank of S's
+# own mean probability (`fusion=None` ranks by E_sdr alone, as the paper does). Where S
+# marks pixels in nearly every image, as a segmenter trained on a few defective images may,
+# E_sdr mostly measures normal surface, and S's probability says little more: that happens
+# while the labelled set holds only a handful of defects. The sid4ds strategies leave
+# every pool image's score in `learner.pool_scores_`, and the round what it ranked by in
+# `learner.sid4ds_state.last_round`, the first things to look at:
 
 # %%
 pool_scores = sid4ds_learner.pool_scores_
-print(f"last sdr_sampling query: {np.count_nonzero(pool_scores)} of {len(pool_scores)} "
-      f"pool images have E_sdr > 0")
+last_round = sid4ds_learner.sid4ds_state.last_round
+print(f"last sdr_sampling query ranked {len(pool_scores)} pool images by {last_round.score}: "
+      f"scores {pool_scores.min():.3f} to {pool_scores.max():.3f}")
 
 # %% [markdown]
 # SID4DS is designed to start differently: a cold-start query with `msmr_sampling`,

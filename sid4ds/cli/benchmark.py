@@ -80,9 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                           default=list(DEFAULT_STRATEGIES),
                           metavar="NAME",
                           help=f"strategies to compare (default: "
-                               f"{' '.join(DEFAULT_STRATEGIES)}; sid4ds_threshold is SID4DS "
-                               f"with the paper's E_sdr regions, sid4ds_fused with E_sdr "
-                               f"fused with S's probability: ablations)")
+                               f"{' '.join(DEFAULT_STRATEGIES)}; sid4ds ranks by E_sdr "
+                               f"fused with S's probability, sid4ds_esdr by E_sdr alone, "
+                               f"sid4ds_threshold by E_sdr alone with the paper's regions: "
+                               f"ablations)")
     protocol.add_argument("--rounds", type=count, default=2, metavar="T",
                           help="rounds after the cold start (default 2)")
     protocol.add_argument("--label-share", type=share, default=0.1, metavar="F",
@@ -202,9 +203,9 @@ def run_from_args(args: argparse.Namespace) -> int:
                    "pt4al_pretext": pretext.get_params(),
                    "device": str(resolve_device(args.device))},
         "query_settings": {
-            "sid4ds": "run_sid4ds: n_normal='auto', tie_break='msmr', region='adaptive' "
-                      "(sid4ds_threshold: region='threshold'; sid4ds_fused: fusion='rank'), "
-                      "G trained once",
+            "sid4ds": "run_sid4ds: n_normal='auto', tie_break='msmr', region='adaptive', "
+                      "fusion='rank' (sid4ds_esdr: fusion=None; sid4ds_threshold: "
+                      "region='threshold', fusion=None), G trained once",
             "baselines": "the library defaults of sid4ds.baselines (entropy/margin "
                          "reduction='mean', sa n_models=3, learning_loss epochs=100, pt4al "
                          "n_batches=10); no fake normals; S warm-started every round",

@@ -20,8 +20,9 @@ class RoundResult:
     round : int
         Its index (0 is the first round).
     stage : {"cold_start", "iterative"}
-    score : {"E_msmr", "E_sdr"}
-        What the unlabelled images were ranked by.
+    score : {"E_msmr", "E_sdr", "E_sdr+S"}
+        What the unlabelled images were ranked by (``"E_sdr+S"``: E_sdr fused with S's
+        mean probability by rank, the default after the cold start).
     reason : str
         Why the round is in its stage, in words for the user.
     scores : ndarray of shape (n_unlabelled,)

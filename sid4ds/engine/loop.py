@@ -318,7 +318,7 @@ def run_sid4ds(
     retrain_scorer: bool = False,
     tie_break: str = "msmr",
     region: str = "adaptive",
-    fusion: str | None = None,
+    fusion: str | None = "rank",
     fit_final: bool = False,
     final_params: dict[str, Any] | None = None,
     groups: Any = None,
@@ -376,9 +376,10 @@ def run_sid4ds(
         marks nowhere and ranks those images below every image S marks
         (:func:`sid4ds.ranking.scores.rank_below_marked`; an addition to the paper, measured in
         ``docs/benchmarks.md``).
-    fusion : {None, "rank"}, default=None
-        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
-        probability by rank (:func:`sid4ds.ranking.scores.fuse_ranks`, ``docs/method.md``).
+    fusion : {"rank", None}, default="rank"
+        The iterative score: E_sdr fused with S's mean probability by rank
+        (:func:`sid4ds.ranking.scores.fuse_ranks`, ``docs/method.md``), or E_sdr alone
+        (None, the paper's).
     fit_final : bool, default=False
         After the last round, train the model to take home (:attr:`SID4DSRun.final_model`)
         on every labelled image and the last round's fake normals, its threshold and

@@ -60,6 +60,7 @@ from sid4ds.ranking.scores import FUSION_RULES, REGION_RULES
 __all__ = [
     "DEFAULT_DRIFT_RULE",
     "DRIFT_RULES",
+    "FUSED_SCORE",
     "STAGES",
     "RoundResult",
     "SID4DSRounds",
@@ -74,6 +75,9 @@ __all__ = [
 
 #: The stages of a round and the score each ranks by.
 STAGE_SCORES = {"cold_start": "E_msmr", "iterative": "E_sdr"}
+#: The name of the iterative stage's score with ``fusion="rank"`` (the default): E_sdr fused
+#: with S's mean probability by rank (:func:`sid4ds.ranking.scores.fuse_ranks`).
+FUSED_SCORE = "E_sdr+S"
 #: The stages, in the order a campaign goes through them.
 STAGES = tuple(STAGE_SCORES)
 #: What the round after a drifted batch does (:class:`SID4DSRounds`, ``drift_rule``).
@@ -306,10 +310,10 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
         (:func:`sid4ds.ranking.scores.pseudo_label_regions`); ``"threshold"`` is the paper's.
     region_share : float, default=0.01
         The share of pixels of the adaptive rule.
-    fusion : {None, "rank"}, default=None
-        The iterative score: E_sdr alone (None, the paper's), or E_sdr fused with S's mean
-        probability by rank (:func:`sid4ds.ranking.scores.fuse_ranks`; ahead of E_sdr alone
-        on the three benchmark sets, ``docs/method.md``).
+    fusion : {"rank", None}, default="rank"
+        The iterative score: E_sdr fused with S's mean probability by rank
+        (:func:`sid4ds.ranking.scores.fuse_ranks`; ahead of E_sdr alone on the three
+        benchmark sets, ``docs/method.md``), or E_sdr alone (None, the paper's).
     n_normal : int or "auto", default="auto"
         V per round (:func:`resolve_n_normal`).
     expected_defect_ratio : float, default=0.05
@@ -395,7 +399,7 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
         tie_break: str = "msmr",
         region: str = "adaptive",
         region_share: float = 0.01,
-        fusion: str | None = None,
+        fusion: str | None = "rank",
         n_normal: int | str = "auto",
         expected_defect_ratio: float = 0.05,
         trained_for: dict[str, int] | None = None,
@@ -507,8 +511,10 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
             stage = ruled
         elif check_choice(stage, "stage", STAGES) != ruled:
             reason = f"the {stage.replace('_', ' ')} stage was asked for ({reason})"
-        self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
         iterative = stage == "iterative"
+        if iterative and ruled == "iterative" and self.fusion is not None:
+            reason += ", fused by rank with S's mean probability"
+        self.say(f"round {round_index}, {stage.replace('_', ' ')} stage: {reason}")
         flagged = self._flagged(drifted, unlabeled)  # 5. drift: rows of the batch, if any
         if flagged.any():
             self.say(f"{int(flagged.sum())} unlabelled images of a batch that does not look "
@@ -540,10 +546,27 @@ class SID4DSRounds(RoundTraining, RoundScoring, RoundDrift, RoundSelection):
                                   self.expected_defect_ratio)
         top, bottom, order, reserved = self._select(pool, unlabeled, unlabeled_keys, scores,
                                                     msmr, n_label, n_fake, flagged, seconds)
-        return RoundResult(round=round_index, stage=stage, score=STAGE_SCORES[stage],
+        return RoundResult(round=round_index, stage=stage, score=self.score_name(stage),
                            reason=reason, scores=scores, selected=top, fake_normals=bottom,
                            order=order, tie_scores=msmr, trained=trained, n_scored=n_scored,
                            seconds=seconds, drift_normals=drift_normals, reserved=reserved)
+
+    def score_name(self, stage: str) -> str:
+        """The name of the score a round of ``stage`` ranks by.
+
+        Parameters
+        ----------
+        stage : {"cold_start", "iterative"}
+
+        Returns
+        -------
+        name : str
+            ``"E_msmr"`` in the cold start; after it ``"E_sdr"``, or :data:`FUSED_SCORE`
+            with ``fusion="rank"``.
+        """
+        if stage == "iterative" and self.fusion is not None:
+            return FUSED_SCORE
+        return STAGE_SCORES[stage]
 
     def msmr_of(self, pool: ImagePool, keys: np.ndarray | None = None) -> np.ndarray | None:
         """The E_msmr M gave the images of ``pool`` in earlier rounds, or None.

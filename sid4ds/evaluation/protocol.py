@@ -46,16 +46,18 @@ __all__ = [
 ]
 
 #: The SID4DS strategies of the benchmark and how each scores (``run_sid4ds``'s ``region``
-#: and ``fusion``): ``sid4ds_threshold`` takes the paper's regions, ``sid4ds_fused`` fuses
-#: E_sdr with S's probability; both are ablations of the default.
+#: and ``fusion``): ``sid4ds`` is the default (E_sdr fused with S's probability);
+#: ``sid4ds_esdr`` ranks by E_sdr alone (the default of 0.2 and before: runs 12 and 13 name it
+#: ``sid4ds``), ``sid4ds_threshold`` by E_sdr alone with the paper's regions; both are
+#: ablations of the default.
 SID4DS_VARIANTS: dict[str, dict[str, Any]] = {
-    "sid4ds": {"region": "adaptive", "fusion": None},
+    "sid4ds": {"region": "adaptive", "fusion": "rank"},
+    "sid4ds_esdr": {"region": "adaptive", "fusion": None},
     "sid4ds_threshold": {"region": "threshold", "fusion": None},
-    "sid4ds_fused": {"region": "adaptive", "fusion": "rank"},
 }
 
 #: Strategy names, in the order the tables list them.
-STRATEGIES = ("sid4ds", "sid4ds_threshold", "sid4ds_fused", "random", "entropy", "margin",
+STRATEGIES = ("sid4ds", "sid4ds_esdr", "sid4ds_threshold", "random", "entropy", "margin",
               "coreset", "pt4al", "sa", "learning_loss", "local_contrast")
 #: The strategies run when none are named (the SID4DS ablations are run when asked for).
 DEFAULT_STRATEGIES = tuple(name for name in STRATEGIES

@@ -207,7 +207,7 @@ def run_sid4ds_strategy(
     expected_defect_ratio: float,
     random_state: int,
     region: str = "adaptive",
-    fusion: str | None = None,
+    fusion: str | None = "rank",
 ) -> StrategyRun:
     """SID4DS (:func:`~sid4ds.run_sid4ds`) as one strategy of the benchmark.
 
@@ -231,7 +231,7 @@ def run_sid4ds_strategy(
         Seeds S and M (those whose ``random_state`` is None) and the run.
     region : {"adaptive", "threshold"}, default="adaptive"
         ``run_sid4ds``'s ``region``.
-    fusion : {None, "rank"}, default=None
+    fusion : {"rank", None}, default="rank"
         ``run_sid4ds``'s ``fusion``.
 
     Returns

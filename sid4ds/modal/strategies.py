@@ -99,8 +99,8 @@ def _labelled_set(learner: Any, pool: ImagePool) -> tuple[np.ndarray, np.ndarray
 def _query(learner: Any, X_pool: Any, n_instances: int, stage: str | None, *,
            scorer: ReconstructionScorer | None = None,
            sdr_scorer: ReconstructionScorer | None = None, region: str = "adaptive",
-           region_share: float = 0.01, n_jobs: int | None = None,
-           strategy: str) -> tuple[np.ndarray, np.ndarray]:
+           region_share: float = 0.01, fusion: str | None = "rank",
+           n_jobs: int | None = None, strategy: str) -> tuple[np.ndarray, np.ndarray]:
     """One round of the learner's engine on ``X_pool``; the strategies' common body."""
     images = as_pool(X_pool, name="X_pool")
     n_instances = check_n_instances(n_instances, len(images))
@@ -112,6 +112,8 @@ def _query(learner: Any, X_pool: Any, n_instances: int, stage: str | None, *,
     if sdr_scorer is not None:
         engine.sdr_scorer = sdr_scorer
     engine.region, engine.region_share, engine.n_jobs = region, region_share, n_jobs
+    engine.fusion = fusion
+    engine.check_settings()
     engine.n_normal = getattr(learner, "n_normal", "auto")
     engine.expected_defect_ratio = getattr(learner, "expected_defect_ratio", 0.05)
     X_train, y_train = _labelled_set(learner, images)
@@ -145,6 +147,7 @@ def sid4ds_sampling(
     scorer: ReconstructionScorer | None = None,
     region: str = "adaptive",
     region_share: float = 0.01,
+    fusion: str | None = "rank",
     n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """SID4DS's query, either stage: E_msmr until a defect is labelled, then E_sdr.
@@ -152,8 +155,9 @@ def sid4ds_sampling(
     Algorithm 1 in one strategy: while the learner's labelled set X_L ∪ X_FN lacks a
     defective or a normal image, the cold start ranks by E_msmr (M trained on the first pool
     it sees, no labels needed); from then on the iterative stage ranks by E_sdr (the
-    learner's fitted S marks suspected defects, G reconstructs them). The round says its
-    stage and why in ``learner.sid4ds_state.last_round``.
+    learner's fitted S marks suspected defects, G reconstructs them), fused by rank with
+    S's mean probability unless ``fusion=None``. The round says its stage and why in
+    ``learner.sid4ds_state.last_round``.
 
     Parameters
     ----------
@@ -169,6 +173,9 @@ def sid4ds_sampling(
         A configured (unfitted) or fitted self-supervised M; it replaces the kept one.
     region, region_share
         How S's probabilities become E_sdr's regions (see :func:`sid4ds.sdr_scores`).
+    fusion : {"rank", None}, default="rank"
+        The iterative score: E_sdr fused with S's mean probability by rank, or E_sdr alone
+        (None, the paper's; see :func:`sid4ds.sdr_scores`).
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; ``None`` uses the models' own
         ``n_jobs``. The selection is the same for every value.
@@ -178,7 +185,7 @@ def sid4ds_sampling(
     indices : ndarray of shape (min(n_instances, n_pool),), int64
         Pool indices, highest score first.
     scores : ndarray of shape (min(n_instances, n_pool),)
-        Their E_msmr or E_sdr.
+        Their E_msmr, fused rank shares in (0, 1], or E_sdr (``fusion=None``).
 
     Examples
     --------
@@ -202,7 +209,8 @@ def sid4ds_sampling(
     'iterative'
     """
     return _query(learner, X_pool, n_instances, None, scorer=scorer, region=region,
-                  region_share=region_share, n_jobs=n_jobs, strategy="sid4ds_sampling")
+                  region_share=region_share, fusion=fusion, n_jobs=n_jobs,
+                  strategy="sid4ds_sampling")
 
 
 def msmr_sampling(
@@ -267,9 +275,14 @@ def sdr_sampling(
     scorer: ReconstructionScorer | None = None,
     region: str = "adaptive",
     region_share: float = 0.01,
+    fusion: str | None = "rank",
     n_jobs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Iterative-stage query: the images with the largest E_sdr (paper §3.3).
+    """Iterative-stage query: the images ranked first by E_sdr (paper §3.3) and S.
+
+    By default E_sdr is fused by rank with S's mean probability
+    (:func:`sid4ds.ranking.scores.fuse_ranks`); ``fusion=None`` ranks by E_sdr alone, as
+    the paper does.
 
     The learner's fitted segmentation learner predicts pseudolabels for the pool; the
     label-guided reconstruction learner G measures the reconstruction error inside them. G
@@ -294,6 +307,9 @@ def sdr_sampling(
         replaces the kept one.
     region, region_share
         How S's probabilities become E_sdr's regions (see :func:`sid4ds.sdr_scores`).
+    fusion : {"rank", None}, default="rank"
+        The iterative score: E_sdr fused with S's mean probability by rank, or E_sdr alone
+        (None, the paper's; see :func:`sid4ds.sdr_scores`).
     n_jobs : int or None, default=None
         joblib workers that score chunks of the pool; ``None`` uses the models' own
         ``n_jobs``. The selection is the same for every value.
@@ -301,10 +317,11 @@ def sdr_sampling(
     Returns
     -------
     indices : ndarray of shape (min(n_instances, n_pool),), int64
-        Pool indices, highest E_sdr first.
+        Pool indices, highest score first.
     scores : ndarray of shape (min(n_instances, n_pool),)
-        Their scores from :func:`~sid4ds.sdr_scores`: E_sdr, and with the adaptive rule
-        values in [-1, 0) for images in which S marks no pixel.
+        Their scores from :func:`~sid4ds.sdr_scores`: the fused rank shares in (0, 1]; with
+        ``fusion=None`` E_sdr, and with the adaptive rule values in [-1, 0) for images in
+        which S marks no pixel.
 
     Examples
     --------
@@ -323,4 +340,5 @@ def sdr_sampling(
     4
     """
     return _query(learner, X_pool, n_instances, "iterative", sdr_scorer=scorer, region=region,
-                  region_share=region_share, n_jobs=n_jobs, strategy="sdr_sampling")
+                  region_share=region_share, fusion=fusion, n_jobs=n_jobs,
+                  strategy="sdr_sampling")

@@ -25,7 +25,7 @@ from sid4ds.datasets.folders import folder_pairs, iter_pairs, list_image_files, 
 from sid4ds.datasets.imageio import cut_pieces, read_mask
 from sid4ds.datasets.pool import ImagePool, chunk_size_for, is_path_sequence
 from sid4ds.estimators.reconstruction import block_masks
-from sid4ds.ranking.scores import REGION_RULES
+from sid4ds.ranking.scores import FUSION_RULES, REGION_RULES
 from sid4ds.session.errors import SessionError, SessionWarning
 from sid4ds.session.lock import pid_alive
 from sid4ds.session.manifest import (
@@ -114,13 +114,15 @@ def create_session(path: str | os.PathLike[str], images: Any,
 
     ``options`` are the keyword arguments of :meth:`LabelingSession.create` (``image_size``,
     ``tile``, ``mode``, ``mask_suffix``, ``skip_unreadable``, ``names``, ``defect_ratio``,
-    ``seed``, ``scorer_params``, ``segmenter_params``, ``guided_epochs``, ``region``), all
+    ``seed``, ``scorer_params``, ``segmenter_params``, ``guided_epochs``, ``region``,
+    ``fusion``), all
     given.
     """
     image_size, tile, mode = options["image_size"], options["tile"], options["mode"]
     mask_suffix, skip_unreadable = options["mask_suffix"], options["skip_unreadable"]
     names, defect_ratio, seed = options["names"], options["defect_ratio"], options["seed"]
     region = check_choice(options["region"], "region", REGION_RULES)
+    fusion = check_choice(options["fusion"], "fusion", FUSION_RULES)
     root = Path(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SessionError(
@@ -191,7 +193,8 @@ def create_session(path: str | os.PathLike[str], images: Any,
                 "image_size": list(image_size_pair) if image_size_pair else None,
                 "tile": list(tile_pair) if tile_pair else None,
                 "mode": "L" if shape[0] == 1 else "RGB", "mask_suffix": mask_suffix,
-                "defect_ratio": defect_ratio, "seed": seed, "region": region, **models,
+                "defect_ratio": defect_ratio, "seed": seed, "region": region,
+                "fusion": fusion, **models,
             },
             "pool": {"dtype": "float32", "n_images": entry["n_images"],
                      "n_channels": int(shape[0]), "height": int(shape[1]),

@@ -54,6 +54,8 @@ class Settings(TypedDict):
     ``image_size``/``tile`` (resizing), ``mode`` ("L" or "RGB"), ``mask_suffix``,
     ``defect_ratio`` (the expected share of defective images), ``seed``, ``region`` (the
     rule of E_sdr's regions; sessions of format 2 and older used ``"threshold"``),
+    ``fusion`` (the iterative score: ``"rank"``, E_sdr fused with S's probability, or None,
+    E_sdr alone; sessions made before it was a setting have none and use E_sdr alone),
     ``segmenter`` and ``scorer`` (JSON parameters of S and M), ``guided_epochs`` (G's
     epochs) and ``final`` (the final model's settings,
     :func:`sid4ds.estimators.final_model.check_final_settings`; sessions made before it have
@@ -69,6 +71,7 @@ class Settings(TypedDict):
     defect_ratio: float
     seed: int
     region: str
+    fusion: str | None
     segmenter: dict[str, Any]
     scorer: dict[str, Any]
     guided_epochs: int

@@ -120,7 +120,8 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
         models["S"] if models["S"] is not None else new_model("S", settings, device, verbose),
         models["M"] if models["M"] is not None else new_model("M", settings, device, verbose),
         sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"],
-        region=settings.get("region", "threshold"), n_normal=n_normal,
+        region=settings.get("region", "threshold"), fusion=settings.get("fusion"),
+        n_normal=n_normal,
         expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
         score_cache=store.score_cache(), on_trained=keep,
         # no reader, no messages: the engine then measures no time estimates either

@@ -116,6 +116,7 @@ class LabelingSession(PoolCommands, LabelCommands, ModelCommands):
         segmenter_params: dict[str, Any] | None = None,
         guided_epochs: int | None = None,
         region: str = "adaptive",
+        fusion: str | None = "rank",
         final_params: dict[str, Any] | None = None,
     ) -> LabelingSession:
         """Create a session folder from images (``sid4ds init``).
@@ -173,6 +174,10 @@ class LabelingSession(PoolCommands, LabelCommands, ModelCommands):
             Epochs of the label-guided learner G; defaults to M's ``max_epochs``.
         region : {"adaptive", "threshold"}, default="adaptive"
             How S's probabilities become E_sdr's regions, as in :func:`sid4ds.run_sid4ds`.
+        fusion : {"rank", None}, default="rank"
+            The rounds' score after the cold start, as in :func:`sid4ds.run_sid4ds`: E_sdr
+            fused with S's mean probability by rank, or E_sdr alone (None). Sessions made
+            before it was a setting rank by E_sdr alone.
         final_params : dict, optional
             Settings of the final model that :meth:`train` makes
             (:func:`sid4ds.estimators.final_model.check_final_settings`: ``n_folds``,
@@ -196,7 +201,7 @@ class LabelingSession(PoolCommands, LabelCommands, ModelCommands):
             "skip_unreadable": skip_unreadable, "names": names, "defect_ratio": defect_ratio,
             "seed": seed, "scorer_params": scorer_params,
             "segmenter_params": segmenter_params, "guided_epochs": guided_epochs,
-            "region": region, "final_params": final_params}))
+            "region": region, "fusion": fusion, "final_params": final_params}))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LabelingSession:

@@ -91,16 +91,20 @@ def test_the_fingerprint_covers_weights_statistics_and_settings(images):
     assert model_fingerprint(scorer) != before
 
 
-def test_e_sdr_is_kept_until_s_or_g_change(images, monkeypatch):
+@pytest.mark.parametrize("fusion", [None, "rank"])
+def test_e_sdr_is_kept_until_s_or_g_change(images, monkeypatch, fusion):
     X, masks = images
-    rounds = engine()
+    rounds = engine(fusion=fusion)
     pool = as_pool(X)
     labelled = np.arange(8)
     rest = np.arange(8, 32)
     first = rounds.run_round(pool, rest, X[labelled], masks[labelled], 0, 4)
     assert first.stage == "iterative" and first.n_scored == 24
+    assert first.score == ("E_sdr" if fusion is None else "E_sdr+S")
     again = rounds.run_round(pool, rest[4:], X[labelled], masks[labelled], 0, 4)
-    assert again.n_scored == 0 and np.array_equal(again.scores, first.scores[4:])
+    assert again.n_scored == 0  # E_sdr and S's probability are kept for both rules
+    if fusion is None:  # a fused score depends on the other images ranked with it
+        assert np.array_equal(again.scores, first.scores[4:])
     # new labels: S is trained again, so every image is scored again
     more = np.arange(12)
     later = rounds.run_round(pool, np.arange(12, 32), X[more], masks[more], 1, 4)
@@ -125,7 +129,8 @@ def test_a_round_says_its_stage_and_reason_before_its_work(images):
     assert result.stage == "iterative"
     assert messages[0] == (f"round 1, iterative stage: {defective} defective and "
                            f"{8 - defective} normal images labelled (fake normals included): "
-                           f"ranking by E_sdr, S's suspected defects reconstructed by G")
+                           f"ranking by E_sdr, S's suspected defects reconstructed by G, "
+                           f"fused by rank with S's mean probability")
     assert messages[1].startswith("training the segmentation learner S on 8 images")
     scoring = next(message for message in messages if message.startswith("scoring"))
     assert "E_sdr" in scoring and "about" in scoring  # a time estimate before scoring

@@ -143,7 +143,8 @@ def test_sdr_sampling_ranks_by_region_error_and_starts_g_from_m(square_defects):
         SegmentationLearner(**TINY_NET, max_epochs=1, random_state=0),
         query_strategy=sdr_sampling, X_training=images[:12], y_training=masks[:12])
     learner.msmr_scorer = ReconstructionScorer(**SCORER).fit(images)
-    indices, _, scores = learner.query(images[12:], n_instances=3, return_metrics=True)
+    indices, _, scores = learner.query(images[12:], n_instances=3, return_metrics=True,
+                                       fusion=None)
     G = learner.sdr_scorer
     assert G.fit_mode_ == "label_guided" and G is not learner.msmr_scorer
     assert len(G.history_) == 2  # M's epoch plus G's own
@@ -151,6 +152,10 @@ def test_sdr_sampling_ranks_by_region_error_and_starts_g_from_m(square_defects):
     expected = G.score_samples(images[12:], regions=pseudolabels)
     assert np.allclose(scores, expected[indices])
     assert scores.min() >= np.delete(expected, indices).max()
+    # the default fuses E_sdr with S's mean probability by rank
+    _, _, fused = learner.query(images[12:], n_instances=3, return_metrics=True)
+    assert ((fused > 0) & (fused <= 1)).all() and (np.diff(fused) <= 0).all()  # rank shares
+    assert learner.sid4ds_state.last_round.score == "E_sdr+S"
 
 
 def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
@@ -172,7 +177,7 @@ def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
     msmr = np.random.default_rng(0).random(len(images))  # E_msmr kept from a cold start
     engine.score_cache.store("E_msmr", model_fingerprint(engine.msmr_scorer),
                              content_keys(images), msmr)
-    indices, scores = sdr_sampling(learner, images, n_instances=5)
+    indices, scores = sdr_sampling(learner, images, n_instances=5, fusion=None)
     assert (scores == 0).all()
     assert indices.tolist() == np.argsort(-msmr)[:5].tolist()
 

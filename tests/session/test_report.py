@@ -30,9 +30,10 @@ def sessions(tmp_path_factory) -> dict:
     copy of it taken after its first (cold-start) round was asked for ("cold_start")."""
     root = tmp_path_factory.mktemp("report")
     truth = write_pool(root / "images")
+    # E_sdr alone (the fused default has no fallback band for the report to show)
     session = LabelingSession.create(root / "session", root / "images", seed=0,
                                      scorer_params=TINY_SCORER,
-                                     segmenter_params=TINY_SEGMENTER)
+                                     segmenter_params=TINY_SEGMENTER, fusion=None)
     record = session.query(n_label=4)
     shutil.copytree(session.path, root / "cold_start")
     for round_index in range(2):
@@ -215,6 +216,8 @@ def test_ties_finds_the_fallback_band_and_equal_scores():
     assert not ties["dominant"]  # 3 of 6 in the band: not more than half
     assert score_ties(scores, record, "threshold")["n_fallback"] == 0
     assert score_ties(np.zeros(5), {"score": "E_sdr"}, "threshold")["dominant"]
+    # a fused round's scores are rank shares: no band, whatever their values
+    assert score_ties(scores, {"score": "E_sdr+S"}, "adaptive")["n_fallback"] == 0
 
 
 def report_with_scores(session, tmp_path, monkeypatch, make_scores):

@@ -34,9 +34,11 @@ from sid4ds.session import (
     mask_to_brush_rle,
     mask_to_coco_rle,
 )
+from sid4ds.session.query import session_engine
 from sid4ds.session.shards import ShardedImages
 from sid4ds.session.state import StateFile
 from sid4ds.session.storage import atomic_file
+from sid4ds.session.store import SessionStore
 
 from ..conftest import (
     TINY_SCORER,
@@ -82,9 +84,10 @@ def test_session_and_run_sid4ds_break_e_sdr_ties_alike(tmp_path, pool_folder):
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=4,
                      segmenter=SegmentationLearner(**blind),
                      scorer=ReconstructionScorer(**TINY_SCORER), random_state=2,
-                     region="threshold")  # the paper's regions: nothing marked, all 0
+                     region="threshold", fusion=None)  # the paper's E_sdr: all 0
     session = LabelingSession.create(tmp_path / "session", images, seed=2, region="threshold",
-                                     scorer_params=TINY_SCORER, segmenter_params=blind)
+                                     fusion=None, scorer_params=TINY_SCORER,
+                                     segmenter_params=blind)
     for expected in run.rounds:
         record = session.query(n_label=4)
         assert [names.index(name) for name in record["selected"]] == expected.selected.tolist()
@@ -139,11 +142,26 @@ def test_round_files_list_ranked_images_scores_and_fake_normals(tmp_path, pool_f
 
     answer_round(session, record, truth, tmp_path / "answers")
     second = session.query(n_label=5, n_normal=3)
-    assert second["stage"] == "iterative" and second["score"] == "E_sdr"
+    assert second["stage"] == "iterative" and second["score"] == "E_sdr+S"  # fused by rank
     assert not set(second["selected"]) & set(record["selected"])
     predicted = sorted((session.path / "rounds/001/preannotations").iterdir())
     assert [path.stem for path in predicted] == sorted(second["selected"])
     assert set(np.unique(np.asarray(Image.open(predicted[0])))) <= {0, 255}
+
+
+def test_new_sessions_fuse_by_rank_and_older_ones_keep_e_sdr_alone(tmp_path, pool_folder):
+    images, _ = pool_folder
+    session = LabelingSession.create(tmp_path / "session", images,
+                                     scorer_params=TINY_SCORER,
+                                     segmenter_params=TINY_SEGMENTER)
+    assert session.manifest["settings"]["fusion"] == "rank"
+    store = SessionStore(session.path)
+    assert session_engine(store, "auto", "cpu", 0, 0).fusion == "rank"
+    del store.manifest["settings"]["fusion"]  # as a session of sid4ds 0.2 stored it
+    assert session_engine(store, "auto", "cpu", 0, 0).fusion is None
+    with pytest.raises(ValueError, match=r"fusion must be one of None, 'rank'; got 'max'"):
+        LabelingSession.create(tmp_path / "other", images, fusion="max")
+    assert not (tmp_path / "other").exists()
 
 
 def test_cold_start_repeats_until_a_defect_is_labelled(tmp_path, pool_folder):
