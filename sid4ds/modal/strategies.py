@@ -112,8 +112,7 @@ def _query(learner: Any, X_pool: Any, n_instances: int, stage: str | None, *,
     if sdr_scorer is not None:
         engine.sdr_scorer = sdr_scorer
     engine.region, engine.region_share, engine.n_jobs = region, region_share, n_jobs
-    engine.fusion = fusion
-    engine.check_settings()
+    engine.fusion = fusion  # checked with the other settings when the round starts
     engine.n_normal = getattr(learner, "n_normal", "auto")
     engine.expected_defect_ratio = getattr(learner, "expected_defect_ratio", 0.05)
     X_train, y_train = _labelled_set(learner, images)

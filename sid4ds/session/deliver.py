@@ -121,9 +121,37 @@ def _groups(store: SessionStore, names: list[str]) -> np.ndarray:
 def trains_alike(stored: Mapping[str, Any] | None, final: Mapping[str, Any],
                  device: torch.device) -> bool:
     """Whether a final model trained with the ``stored`` settings is the one ``final``
-    would train on ``device``: the same settings, with each precision compared as it
-    resolves there (``"auto"`` is fp32 on a CPU without AMX). Settings stored before the
-    precision was one of them trained in fp32."""
+    would train on ``device``.
+
+    The same settings, with each precision compared as it resolves there (``"auto"`` is
+    fp32 on a CPU without AMX). Settings stored before the precision was one of them
+    trained in fp32.
+
+    Parameters
+    ----------
+    stored : mapping or None
+        The settings the session's final model was trained with (None: no model yet).
+    final : mapping
+        The session's final-model settings now
+        (:func:`sid4ds.estimators.final_model.check_final_settings`).
+    device : torch.device
+        Where the next ``train`` would train.
+
+    Returns
+    -------
+    alike : bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sid4ds.session.deliver import trains_alike
+    >>> trains_alike({"max_steps": 1600}, {"max_steps": 1600, "precision": "fp32"},
+    ...              torch.device("cpu"))
+    True
+    >>> trains_alike({"max_steps": 800}, {"max_steps": 1600, "precision": "fp32"},
+    ...              torch.device("cpu"))
+    False
+    """
     if stored is None:
         return False
 

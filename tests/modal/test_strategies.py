@@ -156,6 +156,8 @@ def test_sdr_sampling_ranks_by_region_error_and_starts_g_from_m(square_defects):
     _, _, fused = learner.query(images[12:], n_instances=3, return_metrics=True)
     assert ((fused > 0) & (fused <= 1)).all() and (np.diff(fused) <= 0).all()  # rank shares
     assert learner.sid4ds_state.last_round.score == "E_sdr+S"
+    with pytest.raises(ValueError, match=r"fusion must be one of None, 'rank'; got 'max'"):
+        learner.query(images[12:], n_instances=3, fusion="max")
 
 
 def test_sdr_ties_follow_the_remembered_e_msmr(square_defects):
