@@ -165,7 +165,7 @@ def trains_alike(stored: Mapping[str, Any] | None, final: Mapping[str, Any],
 
 def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, Any]:
     """Train the final model F (see ``LabelingSession.train``)."""
-    resolve_device(device)
+    training_device = resolve_device(device)  # a bad device fails before the lock
     with store.locked("train") as manifest:
         settings = manifest["settings"]
         try:
@@ -189,7 +189,7 @@ def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, 
         round_index = len(manifest["rounds"])
         entry = manifest["models"].get("F")
         if (entry is not None and entry["round"] == round_index
-                and trains_alike(entry.get("settings"), final, resolve_device(device))
+                and trains_alike(entry.get("settings"), final, training_device)
                 and entry.get("segmenter_settings") == settings["segmenter"]
                 and not store.labels_not_seen("F")):
             say(verbose, "the final model is already trained on every label with these "
