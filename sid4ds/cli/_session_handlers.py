@@ -27,6 +27,7 @@ def images_argument(images: str) -> Any:
 
 def run_init(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
+    from sid4ds.session.configure import check_ranking
 
     network = {}
     if args.width is not None:
@@ -48,7 +49,7 @@ def run_init(args: argparse.Namespace) -> int:
         tile=args.tile, mode="RGB" if args.rgb else None, mask_suffix=args.mask_suffix,
         skip_unreadable=args.skip_unreadable, defect_ratio=args.defect_ratio, seed=args.seed,
         scorer_params=scorer, segmenter_params=segmenter, guided_epochs=args.epochs_g,
-        final_params=dict(args.final or ()))
+        final_params=dict(args.final or ()), **check_ranking(dict(args.ranking or ())))
     status = session.status()
     channels, height, width = status["image_shape"]
     print(f"created session {session.path}: {status['n_images']} images of {height}x{width} "
@@ -252,15 +253,19 @@ def run_configure(args: argparse.Namespace) -> int:
     from sid4ds.session import LabelingSession
 
     session = LabelingSession.open(args.session)
+    asked = (args.segmenter, args.final, args.ranking)
     settings = session.configure(segmenter=dict(args.segmenter or ()),
-                                 final=dict(args.final or ()))
+                                 final=dict(args.final or ()),
+                                 ranking=dict(args.ranking or ()))
     for part, values in settings["changed"].items():
         for key, value in values.items():
             print(f"changed {part} {key} = {value!r}")
     if not settings["changed"]:
-        print("nothing changed" if (args.segmenter or args.final) else "the settings now:")
+        print("nothing changed" if any(asked) else "the settings now:")
     budget = {key: settings["segmenter"][key] for key in ("max_steps", "max_epochs", "lr")}
     print(f"S of the rounds: {', '.join(f'{key}={value!r}' for key, value in budget.items())}")
+    print("ranking: " + ", ".join(f"{key}={value!r}"
+                                  for key, value in settings["ranking"].items()))
     print("final model: " + ", ".join(f"{key}={value!r}"
                                       for key, value in settings["final"].items()))
     return 0

@@ -40,8 +40,18 @@ FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-val
               "fake_normals (train on the last round's fake normals, default True), start "
               "(scratch or in_loop, default scratch), max_steps (the final model's budget in "
               "optimiser steps, default 1600), precision (auto: bf16 on a GPU that "
-              "supports it or a CPU with AMX, else fp32; default auto), and any other "
+              "supports it or a CPU with AMX, else fp32; default auto), parallel_fits "
+              "(fits trained at once in worker processes, auto: as many as torch's "
+              "threads on a CPU for fits of 200 steps or more and one on a GPU, 1: one "
+              "after another; default auto), "
+              "and any other "
               "parameter of SegmentationLearner that differs from S's, e.g. lr=0.001")
+
+#: Help of the options that set the ranking rule of the iterative rounds.
+RANKING_HELP = ("the rule of the iterative rounds: fusion (rank: E_sdr fused with S's "
+                "probability, the default; none: E_sdr alone, the paper's rule and that of "
+                "sessions made before the fusion) and region (E_sdr's regions: adaptive, "
+                "the default, or threshold)")
 
 
 def add_target_recall(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +123,8 @@ def add_session_commands(commands: Any) -> None:
     add_network_arguments(models)
     models.add_argument("--n-blocks", type=positive_int, metavar="N",
                         help="blocks of M's sequential-mask score E_msmr (default 16)")
+    models.add_argument("--ranking", nargs="+", type=parameter, metavar="KEY=VALUE",
+                        help=RANKING_HELP)
     models.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
                         help=FINAL_HELP)
 
@@ -249,18 +261,21 @@ def add_session_commands(commands: Any) -> None:
     add_device(export)
     add_quiet(export)
 
-    configure = add("configure", run_configure, "change the settings of S and of the final "
-                                             "model",
+    configure = add("configure", run_configure, "change the settings of S, of the ranking and "
+                                             "of the final model",
                     "Change settings of an existing session: the budget and training of the "
                     "segmentation learner S of the rounds (used by the next query; once S is "
                     "trained only the settings of how it trains may change: max_steps, "
                     "max_epochs, batch_size, lr, lr_schedule, warmup, defect_share, loss, "
-                    "bce_weight, dice_weight, augment, best_window, ...) and the settings of "
+                    "bce_weight, dice_weight, augment, best_window, ...), the rule the "
+                    "iterative rounds rank by, and the settings of "
                     "the final model of `sid4ds train`. Every value is checked before any is "
                     "written; the change is recorded in the manifest. Without options: print "
                     "the settings.")
     configure.add_argument("--segmenter", nargs="+", type=parameter, metavar="KEY=VALUE",
                            help="parameters of S, e.g. max_steps=500 lr=0.001")
+    configure.add_argument("--ranking", nargs="+", type=parameter, metavar="KEY=VALUE",
+                           help=RANKING_HELP)
     configure.add_argument("--final", nargs="+", type=parameter, metavar="KEY=VALUE",
                            help=FINAL_HELP)
 

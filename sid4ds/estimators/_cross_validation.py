@@ -1,6 +1,7 @@
 """The cross-validation of the final model: folds grouped by source image and stratified
-by class, one model per fold scored at every checkpoint and threshold, and the result
-(:class:`CrossValidation`) with the choice of threshold and training length.
+by class (:func:`plan_folds`), one model per fold scored at every checkpoint and threshold
+(:func:`fold_counts`), the fits run in turn or side by side (:func:`run_fits`), and the
+result (:class:`CrossValidation`) with the choice of threshold and training length.
 
 A part of :mod:`sid4ds.estimators.final_model`, which re-exports :func:`fold_assignment`,
 :func:`cross_validate` and :class:`CrossValidation` and documents the procedure; the
@@ -14,11 +15,14 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
 
+from sid4ds._core.device import resolve_device
+from sid4ds._core.parallel import fit_workers, run_side_by_side
 from sid4ds._core.random import draw_seed, make_rng
 from sid4ds._core.validation import (
     check_choice,
@@ -34,8 +38,9 @@ from sid4ds.estimators.detection import COUNT_KEYS, THRESHOLDS, detection_counts
 from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
 
-__all__ = ["CrossValidation", "check_training_set", "checkpoints", "cross_validate",
-           "fold_assignment", "fresh_model"]
+__all__ = ["CrossValidation", "FoldPlan", "check_training_set", "checkpoints",
+           "cross_validate", "fold_assignment", "fold_counts", "fresh_model", "plan_folds",
+           "run_fits"]
 
 
 # ---------------------------------------------------------------------- folds
@@ -144,7 +149,8 @@ class CrossValidation:
     n_steps : int
         The chosen checkpoint (optimiser steps of the final fit).
     seconds : float
-        Wall time of the cross-validation.
+        Wall time of the cross-validation (with the final fit when it trained beside the
+        folds).
     seed : int or None
         The ``random_state`` given to the models whose own was None (the final fit uses
         it too).
@@ -363,6 +369,179 @@ def check_training_set(X: Any, y: Any, groups: Any, train_only: Any,
     return images, masks, groups, only
 
 
+@dataclass
+class FoldPlan:
+    """The checked inputs of a cross-validation and its folds: what each fold trains on and
+    is scored on (:func:`plan_folds`).
+
+    Attributes
+    ----------
+    images : ndarray of shape (n_samples, n_channels, height, width)
+    masks : ndarray of shape (n_samples, height, width)
+    folds : ndarray of shape (n_samples,), int
+        :func:`fold_assignment`.
+    train_only : ndarray of shape (n_samples,), bool
+    steps : ndarray of shape (n_checkpoints,), int
+        :func:`checkpoints`.
+    thresholds : ndarray of shape (n_thresholds,)
+    defect_ratio : float or None
+    seed : int
+        Seeds the models whose ``random_state`` is None.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    folds: np.ndarray
+    train_only: np.ndarray
+    steps: np.ndarray
+    thresholds: np.ndarray
+    defect_ratio: float | None
+    seed: int
+
+    @property
+    def n_folds(self) -> int:
+        """The number of folds used."""
+        return int(self.folds.max()) + 1
+
+    def fold_rows(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows fold ``fold``'s model trains on, and the rows it is scored on."""
+        return (np.flatnonzero(self.folds != fold),
+                np.flatnonzero((self.folds == fold) & ~self.train_only))
+
+    def fold_tasks(self, segmenter: SegmentationLearner, init: SegmentationLearner | None, *,
+                   quiet: bool = False) -> list[Callable[[], dict[str, np.ndarray]]]:
+        """One task per fold: train a fresh model (:func:`fresh_model`; ``quiet``: without
+        progress bars) and count what it finds on the held-out rows at every checkpoint
+        (:func:`fold_counts`)."""
+        tasks = []
+        for fold in range(self.n_folds):
+            train, held_out = self.fold_rows(fold)
+            model = fresh_model(segmenter, init, self.seed)
+            if quiet:
+                model.set_params(verbose=0)
+            tasks.append(partial(fold_counts, model, self.images, self.masks, train,
+                                 held_out, self.steps, self.thresholds))
+        return tasks
+
+    def fold_messages(self) -> list[str]:
+        """What each fold task does, in words (for progress messages)."""
+        messages = []
+        for fold in range(self.n_folds):
+            train, held_out = self.fold_rows(fold)
+            messages.append(
+                f"cross-validation, fold {fold + 1} of {self.n_folds}: training S on "
+                f"{len(train)} images, checking {len(self.steps)} checkpoints on "
+                f"{len(held_out)} held-out ones")
+        return messages
+
+    def result(self, fold_results: Sequence[Mapping[str, np.ndarray]],
+               seconds: float) -> CrossValidation:
+        """The :class:`CrossValidation` of the folds' counts (in fold order), with the
+        threshold and checkpoint chosen."""
+        counts = {key: np.stack([found[key] for found in fold_results]).astype(np.int64)
+                  for key in COUNT_KEYS}
+        n_defective = np.zeros(self.n_folds, np.int64)
+        n_normal = np.zeros(self.n_folds, np.int64)
+        n_training = np.zeros(self.n_folds, np.int64)
+        for fold in range(self.n_folds):
+            train, held_out = self.fold_rows(fold)
+            defective = defective_rows(self.masks[held_out])
+            n_defective[fold], n_normal[fold] = int(defective.sum()), int((~defective).sum())
+            n_training[fold] = len(train)
+        cv = CrossValidation(thresholds=self.thresholds, steps=self.steps, counts=counts,
+                             n_defective=n_defective, n_normal=n_normal,
+                             n_training=n_training, defect_ratio=self.defect_ratio,
+                             seed=self.seed)
+        cv.choose()
+        cv.seconds = seconds
+        return cv
+
+
+def fold_counts(model: SegmentationLearner, images: np.ndarray, masks: np.ndarray,
+                train: np.ndarray, held_out: np.ndarray, steps: np.ndarray,
+                thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """Train ``model`` on the ``train`` rows and count what it finds on the ``held_out``
+    rows at each of the ``steps``.
+
+    Returns
+    -------
+    counts : dict of str to ndarray of shape (n_checkpoints, n_thresholds), int64
+        :func:`~sid4ds.estimators.detection.detection_counts` at each checkpoint.
+    """
+    position = {int(step): index for index, step in enumerate(steps)}
+    counts = {key: np.zeros((len(steps), len(thresholds)), np.int64) for key in COUNT_KEYS}
+
+    def score(done: int) -> bool:
+        if done in position:
+            found = detection_counts(model.predict_proba(images[held_out]), masks[held_out],
+                                     thresholds)
+            for key in COUNT_KEYS:
+                counts[key][position[done]] = found[key]
+        return False
+
+    model.fit(images[train], masks[train], on_step=score)
+    return counts
+
+
+def plan_folds(
+    segmenter: SegmentationLearner,
+    X: Any,
+    y: Any,
+    *,
+    groups: Any = None,
+    train_only: Any = None,
+    n_folds: int = 3,
+    n_checkpoints: int = 5,
+    thresholds: Sequence[float] = THRESHOLDS,
+    defect_ratio: float | None = None,
+    random_state: Any = None,
+) -> FoldPlan:
+    """Check the inputs of :func:`cross_validate` (same parameters) and deal the folds."""
+    if not isinstance(segmenter, SegmentationLearner):
+        raise TypeError(f"segmenter must be a SegmentationLearner; got "
+                        f"{type(segmenter).__name__}")
+    segmenter.check_params()
+    if segmenter.max_epochs is not None:
+        raise ValueError(
+            f"segmenter has max_epochs={segmenter.max_epochs}; the cross-validation counts "
+            f"checkpoints in optimiser steps: set max_epochs=None and max_steps"
+        )
+    images, masks, groups, only = check_training_set(X, y, groups, train_only,
+                                                      segmenter.depth)
+    n_checkpoints = check_int(n_checkpoints, "n_checkpoints", minimum=1)
+    cuts = np.unique(check_probabilities(thresholds, "thresholds"))
+    if defect_ratio is not None:
+        check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0, include_low=False,
+                    include_high=False)
+    rng = make_rng(random_state)
+    seed = draw_seed(rng)
+    folds = fold_assignment(defective_rows(masks), n_folds, groups=groups, train_only=only,
+                            random_state=rng)
+    return FoldPlan(images=images, masks=masks, folds=folds, train_only=only,
+                    steps=checkpoints(int(segmenter.max_steps), n_checkpoints),
+                    thresholds=cuts,
+                    defect_ratio=None if defect_ratio is None else float(defect_ratio),
+                    seed=seed)
+
+
+def run_fits(tasks: Sequence[Callable[[], Any]], messages: Sequence[str], workers: int,
+             threads: int, say: Callable[[str], None] | None) -> list[Any]:
+    """Run the fit tasks (:func:`sid4ds._core.parallel.run_side_by_side`), telling ``say``
+    each one's message as it starts, or what runs side by side."""
+    speak = say or (lambda message: None)
+    if workers <= 1:
+        results = []
+        for task, message in zip(tasks, messages, strict=True):
+            speak(message)
+            results.append(task())
+        return results
+    speak(f"{len(tasks)} fits side by side, {workers} at a time in worker processes "
+          f"({threads} torch thread{'s' if threads > 1 else ''} each):")
+    for message in messages:
+        speak(f"  {message}")
+    return run_side_by_side(tasks, workers, threads)
+
+
 def cross_validate(
     segmenter: SegmentationLearner,
     X: Any,
@@ -375,6 +554,7 @@ def cross_validate(
     thresholds: Sequence[float] = THRESHOLDS,
     defect_ratio: float | None = None,
     init: SegmentationLearner | None = None,
+    parallel_fits: Any = "auto",
     random_state: Any = None,
     say: Callable[[str], None] | None = None,
 ) -> CrossValidation:
@@ -409,6 +589,12 @@ def cross_validate(
     init : SegmentationLearner, optional
         A fitted S to start every fold from instead of a fresh network (the S of the
         rounds): the estimate is then optimistic when ``init`` has seen the held-out images.
+    parallel_fits : "auto" or int >= 1, default="auto"
+        How many folds train at once, each in a worker process with its share of torch's
+        threads (:func:`sid4ds._core.parallel.fit_workers`; ``"auto"``: as many as torch's
+        threads on a CPU for fits of 200 steps or more, else one at a time, as on a GPU;
+        1: in turn in this process). The counts
+        agree up to the rounding of a different thread count.
     random_state : int, Generator, RandomState or None, default=None
         Seeds the folds (and ``segmenter`` when it has no ``random_state``).
     say : callable, optional
@@ -427,63 +613,17 @@ def cross_validate(
     >>> X, masks = make_defect_images(n_samples=12, image_size=16, defect_ratio=0.5,
     ...                               random_state=0)
     >>> tiny = SegmentationLearner(base_channels=4, depth=2, max_steps=4, random_state=0)
-    >>> cv = cross_validate(tiny, X, masks, n_folds=2, n_checkpoints=2, random_state=0)
+    >>> cv = cross_validate(tiny, X, masks, n_folds=2, n_checkpoints=2, parallel_fits=1,
+    ...                     random_state=0)
     >>> cv.n_folds, cv.steps.tolist(), sorted(cv.estimate())
     (2, [2, 4], ['detected', 'false_alarms', 'iou'])
     """
-    if not isinstance(segmenter, SegmentationLearner):
-        raise TypeError(f"segmenter must be a SegmentationLearner; got "
-                        f"{type(segmenter).__name__}")
-    segmenter.check_params()
-    if segmenter.max_epochs is not None:
-        raise ValueError(
-            f"segmenter has max_epochs={segmenter.max_epochs}; the cross-validation counts "
-            f"checkpoints in optimiser steps: set max_epochs=None and max_steps"
-        )
-    images, masks, groups, only = check_training_set(X, y, groups, train_only,
-                                                      segmenter.depth)
-    n_checkpoints = check_int(n_checkpoints, "n_checkpoints", minimum=1)
-    cuts = np.unique(check_probabilities(thresholds, "thresholds"))
-    if defect_ratio is not None:
-        check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0, include_low=False,
-                    include_high=False)
-    speak = say or (lambda message: None)
-    rng = make_rng(random_state)
-    seed = draw_seed(rng)
-    folds = fold_assignment(defective_rows(masks), n_folds, groups=groups, train_only=only,
-                            random_state=rng)
-    steps = checkpoints(int(segmenter.max_steps), n_checkpoints)
-    n_used = int(folds.max()) + 1
-    counts = {key: np.zeros((n_used, len(steps), len(cuts)), np.int64) for key in COUNT_KEYS}
-    n_defective = np.zeros(n_used, np.int64)
-    n_normal = np.zeros(n_used, np.int64)
-    n_training = np.zeros(n_used, np.int64)
-    position = {int(step): index for index, step in enumerate(steps)}
+    plan = plan_folds(segmenter, X, y, groups=groups, train_only=train_only, n_folds=n_folds,
+                      n_checkpoints=n_checkpoints, thresholds=thresholds,
+                      defect_ratio=defect_ratio, random_state=random_state)
+    workers, threads = fit_workers(parallel_fits, plan.n_folds,
+                                   resolve_device(segmenter.device), int(segmenter.max_steps))
     started = time.perf_counter()
-    for fold in range(n_used):
-        held_out = np.flatnonzero((folds == fold) & ~only)
-        train = np.flatnonzero(folds != fold)
-        model = fresh_model(segmenter, init, seed)
-
-        def score(done: int, model: SegmentationLearner = model,
-                  held_out: np.ndarray = held_out, fold: int = fold) -> bool:
-            if done in position:
-                found = detection_counts(model.predict_proba(images[held_out]),
-                                         masks[held_out], cuts)
-                for key in COUNT_KEYS:
-                    counts[key][fold, position[done]] = found[key]
-            return False
-
-        speak(f"cross-validation, fold {fold + 1} of {n_used}: training S on {len(train)} "
-              f"images, checking {len(steps)} checkpoints on {len(held_out)} held-out ones")
-        model.fit(images[train], masks[train], on_step=score)
-        defective = defective_rows(masks[held_out])
-        n_defective[fold], n_normal[fold] = int(defective.sum()), int((~defective).sum())
-        n_training[fold] = len(train)
-    cv = CrossValidation(thresholds=cuts, steps=steps, counts=counts,
-                         n_defective=n_defective, n_normal=n_normal, n_training=n_training,
-                         defect_ratio=None if defect_ratio is None else float(defect_ratio),
-                         seed=seed)
-    cv.choose()
-    cv.seconds = time.perf_counter() - started
-    return cv
+    tasks = plan.fold_tasks(segmenter, init, quiet=workers > 1)
+    counts = run_fits(tasks, plan.fold_messages(), workers, threads, say)
+    return plan.result(counts, time.perf_counter() - started)

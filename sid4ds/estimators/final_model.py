@@ -25,6 +25,11 @@ k-fold cross-validation over the labelled images:
 4. :func:`fit_final_model` trains S on every label with the same budget, stops at the
    chosen checkpoint and sets the chosen threshold.
 
+The fits are independent: on a CPU they train side by side in worker processes, with
+torch's threads shared out among them (``parallel_fits``, :mod:`sid4ds._core.parallel`),
+the final fit for the whole budget beside the folds (trained again when the choice is an
+earlier checkpoint); on a GPU one after another.
+
 Everything is seeded (``random_state``, through :func:`sid4ds._core.random.make_rng`) and
 touches no global random state. The labelling session (``sid4ds train``),
 :func:`sid4ds.run_sid4ds` (``fit_final=True``) and ``benchmarks/final_model.py`` all call
@@ -39,19 +44,25 @@ private ``sid4ds.estimators._cross_validation``, the counting rules (2, 3) in
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from sid4ds._core.device import resolve_device
+from sid4ds._core.parallel import check_parallel_fits, fit_workers, torch_threads
 from sid4ds._core.validation import check_choice, check_int
 from sid4ds.estimators._cross_validation import (
     CrossValidation,
-    check_training_set,
     checkpoints,
     cross_validate,
     fold_assignment,
     fresh_model,
+    plan_folds,
+    run_fits,
 )
 from sid4ds.estimators.detection import THRESHOLDS, detection_counts, detection_scores
 from sid4ds.estimators.segmentation import SegmentationLearner
@@ -78,8 +89,12 @@ __all__ = [
 #: images), ``n_checkpoints`` (evenly spaced training lengths compared), ``fake_normals``
 #: (train on the last round's fake normals too), ``start`` (``"scratch"``: a fresh S;
 #: ``"in_loop"``: S of the rounds trained further, whose estimate is optimistic since that
-#: S has seen the validation images).
-SELECTION_KEYS: tuple[str, ...] = ("n_folds", "n_checkpoints", "fake_normals", "start")
+#: S has seen the validation images), ``parallel_fits`` (how many of the fits train at
+#: once, each in a worker process: ``"auto"``, as many as torch's threads on a CPU for
+#: fits of 200 steps or more; see
+#: :func:`fit_final_model`).
+SELECTION_KEYS: tuple[str, ...] = ("n_folds", "n_checkpoints", "fake_normals", "start",
+                                   "parallel_fits")
 
 #: Defaults of the final model's settings: the selection keys and the parameters of S it
 #: changes from the S of the rounds (any other parameter of S may be set too). The budget,
@@ -89,7 +104,7 @@ SELECTION_KEYS: tuple[str, ...] = ("n_folds", "n_checkpoints", "fake_normals", "
 #: AMX, at the same held-out IoU within the seeds' spread) and in fp32 elsewhere.
 FINAL_DEFAULTS: dict[str, Any] = {
     "n_folds": 3, "n_checkpoints": 5, "fake_normals": True, "start": "scratch",
-    "max_steps": 1600, "precision": "auto",
+    "parallel_fits": "auto", "max_steps": 1600, "precision": "auto",
 }
 
 # Parameters of S the final model always sets: the budget is counted in steps (so that the
@@ -150,6 +165,7 @@ def check_final_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(merged["fake_normals"], bool):
         raise TypeError(f"fake_normals must be True or False; got {merged['fake_normals']!r}")
     check_choice(merged["start"], "start", _START_RULES)
+    check_parallel_fits(merged["parallel_fits"])
     if merged["max_steps"] is None:
         raise ValueError("max_steps of the final model must be an int: its budget is "
                          "counted in optimiser steps")
@@ -198,7 +214,8 @@ def final_model_seconds(segmenter: SegmentationLearner, n_images: int,
     """How long :func:`train_final_model` would take: the cross-validation's ``n_folds``
     fits and the final fit, each timed by
     :meth:`~sid4ds.estimators.base.TorchEstimator.estimate_seconds` of the final model's
-    configuration (its budget and precision) on this device.
+    configuration (its budget and precision) on this device, with a worker's threads when
+    they run side by side (``parallel_fits``; then in rounds of as many fits as workers).
 
     Parameters
     ----------
@@ -214,8 +231,9 @@ def final_model_seconds(segmenter: SegmentationLearner, n_images: int,
     Returns
     -------
     seconds : float
-        An upper bound when the cross-validation chooses an earlier checkpoint (the final
-        fit then stops there).
+        For fits one after another, an upper bound when the cross-validation chooses an
+        earlier checkpoint (the final fit then stops there); side by side, a lower bound
+        then (the final fit trains again up to it).
 
     Examples
     --------
@@ -227,10 +245,22 @@ def final_model_seconds(segmenter: SegmentationLearner, n_images: int,
     """
     checked = check_final_settings(settings)
     config = final_segmenter(segmenter.get_params(deep=False), checked)
-    return config.estimate_seconds(n_images, image_shape, train=True) * (checked["n_folds"] + 1)
+    n_fits = checked["n_folds"] + 1
+    workers, threads = fit_workers(checked["parallel_fits"], n_fits,
+                                   resolve_device(config.device), int(config.max_steps))
+    if workers <= 1:
+        return config.estimate_seconds(n_images, image_shape, train=True) * n_fits
+    with torch_threads(threads):  # a fit as one worker runs it
+        per_fit = config.estimate_seconds(n_images, image_shape, train=True)
+    return per_fit * math.ceil(n_fits / workers)
 
 
 # ---------------------------------------------------------------------- training
+def _fit_whole_budget(model: SegmentationLearner, images: np.ndarray,
+                      masks: np.ndarray) -> SegmentationLearner:
+    return model.fit(images, masks)  # a function of this module: a task a worker can unpickle
+
+
 def fit_final_model(
     segmenter: SegmentationLearner,
     X: Any,
@@ -243,6 +273,7 @@ def fit_final_model(
     thresholds: Sequence[float] = THRESHOLDS,
     defect_ratio: float | None = None,
     init: SegmentationLearner | None = None,
+    parallel_fits: Any = "auto",
     random_state: Any = None,
     say: Callable[[str], None] | None = None,
 ) -> tuple[SegmentationLearner, CrossValidation]:
@@ -256,6 +287,14 @@ def fit_final_model(
         As in :func:`cross_validate`. The final fit trains on all of ``X`` (train-only
         images included) with the budget ``segmenter.max_steps`` and stops at the chosen
         checkpoint, as the folds' models were scored.
+    parallel_fits : "auto" or int >= 1, default="auto"
+        How many of the fits (the folds' and the final one) train at once, each in a worker
+        process with its share of torch's threads (:func:`sid4ds._core.parallel.fit_workers`;
+        ``"auto"``: as many as torch's threads on a CPU for fits of 200 steps or more,
+        else one at a time, as on a GPU; 1: in
+        turn in this process, the final fit after the cross-validation). Side by side,
+        the final fit trains for the whole budget beside the folds; when the
+        cross-validation chooses an earlier checkpoint, it trains again up to it.
 
     Returns
     -------
@@ -273,19 +312,37 @@ def fit_final_model(
     ...                               random_state=0)
     >>> tiny = SegmentationLearner(base_channels=4, depth=2, max_steps=4, random_state=0)
     >>> model, cv = fit_final_model(tiny, X, masks, n_folds=2, n_checkpoints=2,
-    ...                             random_state=0)
+    ...                             parallel_fits=1, random_state=0)
     >>> model.threshold == cv.threshold, sum(e["steps"] for e in model.history_) == cv.n_steps
     (True, True)
     """
-    cv = cross_validate(segmenter, X, y, groups=groups, train_only=train_only,
-                        n_folds=n_folds, n_checkpoints=n_checkpoints, thresholds=thresholds,
-                        defect_ratio=defect_ratio, init=init, random_state=random_state,
-                        say=say)
-    (say or (lambda message: None))(
-        f"training the final model on {len(np.asarray(y))} images for {cv.n_steps} steps")
-    images, masks, _, _ = check_training_set(X, y, None, None, segmenter.depth)
-    model = fresh_model(segmenter, init, cv.seed)
-    model.fit(images, masks, on_step=lambda done: done >= cv.n_steps)
+    plan = plan_folds(segmenter, X, y, groups=groups, train_only=train_only, n_folds=n_folds,
+                      n_checkpoints=n_checkpoints, thresholds=thresholds,
+                      defect_ratio=defect_ratio, random_state=random_state)
+    speak = say or (lambda message: None)
+    workers, threads = fit_workers(parallel_fits, plan.n_folds + 1,
+                                   resolve_device(segmenter.device), int(segmenter.max_steps))
+    tasks = plan.fold_tasks(segmenter, init, quiet=workers > 1)
+    messages = plan.fold_messages()
+    started = time.perf_counter()
+    whole_budget = None
+    if workers > 1:  # the final fit for the whole budget, beside the folds
+        final = fresh_model(segmenter, init, plan.seed).set_params(verbose=0)
+        tasks.append(partial(_fit_whole_budget, final, plan.images, plan.masks))
+        messages.append(f"the final model on {len(plan.images)} images, for the whole "
+                        f"budget of {int(plan.steps[-1])} steps")
+        *counts, whole_budget = run_fits(tasks, messages, workers, threads, say)
+    else:
+        counts = run_fits(tasks, messages, workers, threads, say)
+    cv = plan.result(counts, time.perf_counter() - started)
+    if whole_budget is not None and cv.n_steps == int(plan.steps[-1]):
+        model = whole_budget.set_params(verbose=segmenter.verbose)
+    else:
+        again = "again, " if whole_budget is not None else ""
+        speak(f"training the final model {again}on {len(plan.images)} images for "
+              f"{cv.n_steps} steps")
+        model = fresh_model(segmenter, init, plan.seed)
+        model.fit(plan.images, plan.masks, on_step=lambda done: done >= cv.n_steps)
     model.set_params(threshold=cv.threshold)
     return model, cv
 
@@ -351,4 +408,5 @@ def train_final_model(
     return fit_final_model(config, X, y, groups=groups, train_only=only,
                            n_folds=checked["n_folds"],
                            n_checkpoints=checked["n_checkpoints"], defect_ratio=defect_ratio,
-                           init=init, random_state=random_state, say=say)
+                           init=init, parallel_fits=checked["parallel_fits"],
+                           random_state=random_state, say=say)

@@ -34,11 +34,14 @@ class ModelCommands:
     _store: SessionStore
 
     def configure(self, *, segmenter: dict[str, Any] | None = None,
-                  final: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Change the settings of S and of the final model (``sid4ds configure``).
+                  final: dict[str, Any] | None = None,
+                  ranking: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change the settings of S, of the ranking and of the final model
+        (``sid4ds configure``).
 
-        The next :meth:`query` trains S with the new ``segmenter`` settings, the next
-        :meth:`train` the final model with the new ``final`` ones. Once S is trained it
+        The next :meth:`query` trains S with the new ``segmenter`` settings and ranks by the
+        new ``ranking`` rule, the next :meth:`train` trains the final model with the new
+        ``final`` ones. Once S is trained it
         goes on from its weights, so only the settings of how it trains may change then
         (:data:`sid4ds.session.configure.TRAINING_PARAMS`: ``max_steps``, ``lr``, ...).
         Every change is checked before any is written, stored in the manifest's settings
@@ -53,12 +56,17 @@ class ModelCommands:
             Settings of the final model
             (:func:`sid4ds.estimators.final_model.check_final_settings`),
             e.g. ``{"max_steps": 2000, "n_folds": 5}``.
+        ranking : dict, optional
+            The rule of the iterative rounds (:data:`sid4ds.session.configure.RANKING_RULES`):
+            ``fusion`` (``"rank"``: E_sdr fused with S's probability, the default of new
+            sessions; None: E_sdr alone, the paper's rule and that of sessions made before
+            the fusion) and ``region`` (``"adaptive"`` or ``"threshold"``).
 
         Returns
         -------
         settings : dict
-            ``changed`` (what changed, by part), ``segmenter`` and ``final`` (the settings
-            now).
+            ``changed`` (what changed, by part), ``segmenter``, ``ranking`` and ``final``
+            (the settings now).
 
         Raises
         ------
@@ -79,10 +87,12 @@ class ModelCommands:
         ...                                                 "n_blocks": 4})
         >>> session.configure(segmenter={"max_steps": 500}, final={"n_folds": 5})["changed"]
         {'segmenter': {'max_steps': 500}, 'final': {'n_folds': 5}}
+        >>> session.configure(ranking={"fusion": None})["ranking"]
+        {'fusion': None, 'region': 'adaptive'}
         >>> import shutil
         >>> shutil.rmtree(folder)
         """
-        return configure_session(self._store, segmenter, final)
+        return configure_session(self._store, segmenter, final, ranking)
 
     def train(self, *, device: Any = "auto", verbose: int = 0) -> dict[str, Any]:
         """Train the final model, the one to take home (``sid4ds train``).

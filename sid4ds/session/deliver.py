@@ -124,8 +124,9 @@ def trains_alike(stored: Mapping[str, Any] | None, final: Mapping[str, Any],
     would train on ``device``.
 
     The same settings, with each precision compared as it resolves there (``"auto"`` is
-    fp32 on a CPU without AMX). Settings stored before the precision was one of them
-    trained in fp32.
+    fp32 on a CPU without AMX), whatever ``parallel_fits`` (how the fits share the cores,
+    not what they learn). Settings stored before the precision was one of them trained in
+    fp32.
 
     Parameters
     ----------
@@ -151,6 +152,10 @@ def trains_alike(stored: Mapping[str, Any] | None, final: Mapping[str, Any],
     >>> trains_alike({"max_steps": 800}, {"max_steps": 1600, "precision": "fp32"},
     ...              torch.device("cpu"))
     False
+    >>> trains_alike({"max_steps": 1600, "precision": "fp32"},
+    ...              {"max_steps": 1600, "precision": "fp32", "parallel_fits": 1},
+    ...              torch.device("cpu"))
+    True
     """
     if stored is None:
         return False
@@ -158,7 +163,8 @@ def trains_alike(stored: Mapping[str, Any] | None, final: Mapping[str, Any],
     def resolved(settings: Mapping[str, Any]) -> dict[str, Any]:
         precision = resolve_precision(settings.get("precision", "fp32"), device,
                                       training=True)
-        return {**settings, "precision": precision}
+        return {**{key: value for key, value in settings.items() if key != "parallel_fits"},
+                "precision": precision}
 
     return resolved(stored) == resolved(final)
 

@@ -26,7 +26,7 @@ from sid4ds.datasets.pool import as_pool
 from sid4ds.engine.rounds import RoundResult, SID4DSRounds, labels_per_round
 from sid4ds.session.add import drifted_rows
 from sid4ds.session.audit import CONFIDENCE, audit_fields, check_audit
-from sid4ds.session.configure import training_params
+from sid4ds.session.configure import ranking_settings, training_params
 from sid4ds.session.errors import SessionError
 from sid4ds.session.manifest import RoundRecord
 from sid4ds.session.models import new_model
@@ -120,7 +120,7 @@ def session_engine(store: SessionStore, n_normal: int | str, device: Any, verbos
         models["S"] if models["S"] is not None else new_model("S", settings, device, verbose),
         models["M"] if models["M"] is not None else new_model("M", settings, device, verbose),
         sdr_scorer=models["G"], guided_epochs=settings["guided_epochs"],
-        region=settings.get("region", "threshold"), fusion=settings.get("fusion"),
+        **ranking_settings(settings),
         n_normal=n_normal,
         expected_defect_ratio=settings["defect_ratio"], trained_for=trained_for,
         score_cache=store.score_cache(), on_trained=keep,

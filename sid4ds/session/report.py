@@ -50,6 +50,7 @@ from sid4ds.session._report_plots import (
     plot_top_row,
     plot_training,
 )
+from sid4ds.session.configure import ranking_settings
 from sid4ds.session.deliver import cross_validation, new_output_folder
 from sid4ds.session.errors import SessionError
 from sid4ds.session.status import session_status
@@ -111,7 +112,7 @@ def _write_report(store: SessionStore, out: Path, manifest: dict[str, Any], n_sa
 
     # (1) score distribution
     scores, score_names, complete = round_scores(store, record)
-    ties = score_ties(scores, record, settings.get("region", "threshold"))
+    ties = score_ties(scores, record, ranking_settings(settings)["region"])
     msmr = msmr_of(store, record, device) if (ties["dominant"] or ties["n_tied"]) else {}
     sections.append(_scores_section(scores, score_names, complete, record, ties, msmr, out))
 

@@ -351,6 +351,18 @@ def test_init_bad_input_names_the_file_and_exits_1(tmp_path, capsys, case):
     assert not (tmp_path / "s").exists()
 
 
+def test_init_takes_the_ranking_rule_and_refuses_a_bad_one(tmp_path, pool_folder, capsys):
+    images, _ = pool_folder
+    code, _, err = run_main(capsys, "init", tmp_path / "paper", "--images", images,
+                            "--ranking", "fusion=none", *TINY)
+    assert code == 0, err
+    assert LabelingSession.open(tmp_path / "paper").manifest["settings"]["fusion"] is None
+    code, _, err = run_main(capsys, "init", tmp_path / "bad", "--images", images,
+                            "--ranking", "fusion=max", *TINY)
+    assert code == 1 and "fusion must be one of None, 'rank'; got 'max'" in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_session_problems_exit_1_with_what_to_do(tmp_path, pool_folder, capsys):
     images, truth = pool_folder
     session = tmp_path / "session"

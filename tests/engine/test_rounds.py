@@ -177,7 +177,9 @@ def test_run_sid4ds_trains_s_after_the_last_selection_only_when_asked(images, mo
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=2, n_label=8,
                      segmenter=SegmentationLearner(**SEGMENTER),
                      scorer=ReconstructionScorer(**SCORER), fit_final=fit_final,
-                     final_params={"max_steps": 4, "n_folds": 2, "n_checkpoints": 2},
+                     # the final model's fits in this process, where fit is counted
+                     final_params={"max_steps": 4, "n_folds": 2, "n_checkpoints": 2,
+                                   "parallel_fits": 1},
                      random_state=0)
     iterative = sum(record.stage == "iterative" for record in run.rounds)
     assert iterative >= 1  # S was needed for the selection at least once

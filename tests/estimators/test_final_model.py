@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sid4ds import SegmentationLearner
+from sid4ds._core.parallel import fit_workers, torch_threads
 from sid4ds.estimators.final_model import (
     CrossValidation,
     check_final_settings,
@@ -144,6 +145,8 @@ def test_final_settings_are_checked_by_name():
         check_final_settings({"start": "warm"})
     with pytest.raises(ValueError, match="lr must be in"):
         check_final_settings({"lr": -1.0})
+    with pytest.raises(ValueError, match="parallel_fits must be 'auto' or an int"):
+        check_final_settings({"parallel_fits": "all"})
 
 
 def test_final_segmenter_keeps_the_recipe_and_counts_in_steps():
@@ -217,6 +220,34 @@ def test_the_final_fit_trains_the_chosen_length_and_is_seeded():
     assert learner.random_state is None  # the configuration is not changed
 
 
+@pytest.mark.parametrize("chosen", [0, -1])
+def test_fits_side_by_side_train_the_models_the_fits_in_turn_train(monkeypatch, chosen):
+    def choose(cv):  # the first or the last checkpoint: the final fit is trained again or not
+        cv.n_steps, cv.threshold = int(cv.steps[chosen]), 0.3
+        return cv
+
+    monkeypatch.setattr(CrossValidation, "choose", choose)
+    X, masks = squares(16, 3)
+    learner = SegmentationLearner(**TINY, max_steps=8)
+    said = []
+    side, cv_side = fit_final_model(learner, X, masks, n_folds=2, n_checkpoints=4,
+                                    parallel_fits=3, random_state=5, say=said.append)
+    _, threads = fit_workers(3, 3, torch.device("cpu"), learner.max_steps)
+    with torch_threads(threads):  # each worker's threads, here, one fit after another
+        turn, cv_turn = fit_final_model(learner, X, masks, n_folds=2, n_checkpoints=4,
+                                        parallel_fits=1, random_state=5)
+    assert cv_side.to_dict()["counts"] == cv_turn.to_dict()["counts"]
+    assert cv_side.n_steps == cv_turn.n_steps == (2 if chosen == 0 else 8)
+    assert sum(entry["steps"] for entry in side.history_) == cv_side.n_steps
+    assert side.threshold == 0.3 and side.verbose == learner.verbose
+    if chosen == -1:  # the whole budget's fit of a worker: the same numbers
+        assert np.array_equal(side.predict_proba(X), turn.predict_proba(X))
+    else:  # trained again here with this process's threads: the same up to rounding
+        np.testing.assert_allclose(side.predict_proba(X), turn.predict_proba(X), atol=1e-5)
+    assert any("3 fits side by side" in message for message in said)
+    assert any("again" in message for message in said) == (chosen == 0)
+
+
 def test_train_final_model_applies_the_settings():
     X, masks = squares(16, 4)
     train_only = np.arange(16) >= 14
@@ -240,7 +271,8 @@ def test_the_final_model_trains_in_bf16_only_on_a_cpu_with_amx(cpu_units, has_am
     cpu_units(has_amx)
     X, masks = squares(12, 6)
     in_loop = SegmentationLearner(**TINY, max_steps=3, random_state=0)  # fp32 in the rounds
-    small = {"max_steps": 4, "n_folds": 2, "n_checkpoints": 1}  # one training length
+    # one training length; the fits in this process, whose CPU units are patched
+    small = {"max_steps": 4, "n_folds": 2, "n_checkpoints": 1, "parallel_fits": 1}
 
     def final(settings):
         model, _ = train_final_model(in_loop, X, masks, settings={**small, **settings},
@@ -260,9 +292,12 @@ def test_the_announced_time_counts_every_fit_of_the_final_models_budget(steady_c
     def announced(**settings):
         return final_model_seconds(in_loop, 32, shape, settings)
 
-    base = announced(max_steps=40, n_folds=2)
+    base = announced(max_steps=40, n_folds=2, parallel_fits=1)
     assert base > 0
-    assert announced(max_steps=80, n_folds=2) == pytest.approx(2 * base)  # its budget
-    assert announced(max_steps=40, n_folds=4) == pytest.approx(5 / 3 * base)  # folds + 1
+    assert announced(max_steps=80, n_folds=2, parallel_fits=1) == pytest.approx(2 * base)
+    assert announced(max_steps=40, n_folds=4, parallel_fits=1) == pytest.approx(5 / 3 * base)
+    # two at a time: the 3 fits take two fits' time, and so do 4
+    assert announced(max_steps=40, n_folds=2, parallel_fits=2) == pytest.approx(2 / 3 * base)
+    assert announced(max_steps=40, n_folds=3, parallel_fits=2) == pytest.approx(2 / 3 * base)
     with pytest.raises(ValueError, match="unknown setting 'folds'"):
         final_model_seconds(in_loop, 32, shape, {"folds": 2})

@@ -9,6 +9,8 @@ import pytest
 from sid4ds.cli import main
 from sid4ds.session import LabelingSession, SessionError
 from sid4ds.session.manifest import open_manifest
+from sid4ds.session.query import session_engine
+from sid4ds.session.store import SessionStore
 
 from ..conftest import TINY_SCORER, answer_round, write_masks
 
@@ -44,7 +46,22 @@ def test_configure_stores_checked_settings_and_records_the_change(session):
     assert len(manifest(session)["settings_changes"]) == 1
 
 
+def test_the_ranking_rule_changes_for_the_next_query_and_is_recorded(session):
+    session, _ = session
+    assert session_engine(SessionStore(session.path), "auto", "cpu", 0, 0).fusion == "rank"
+    result = session.configure(ranking={"fusion": "none", "region": "threshold"})
+    assert result["changed"] == {"ranking": {"fusion": None, "region": "threshold"}}
+    assert result["ranking"] == {"fusion": None, "region": "threshold"}
+    engine = session_engine(SessionStore(session.path), "auto", "cpu", 0, 0)
+    assert (engine.fusion, engine.region) == (None, "threshold")
+    assert manifest(session)["settings_changes"][-1]["ranking"]["fusion"] is None
+    # a session made before the fusion has no setting: E_sdr alone, and no change recorded
+    assert session.configure(ranking={"fusion": None})["changed"] == {}
+
+
 @pytest.mark.parametrize(("options", "message"), [
+    ({"ranking": {"fusion": "max"}}, r"fusion must be one of None, 'rank'; got 'max'"),
+    ({"ranking": {"rule": "rank"}}, "unknown ranking setting 'rule'; use fusion or region"),
     ({"final": {"folds": 3}}, "unknown setting 'folds' of the final model"),
     ({"final": {"n_folds": 1}}, "n_folds must be >= 2"),
     ({"final": {"max_epochs": 10}}, "does not take 'max_epochs'"),
@@ -123,4 +140,7 @@ def test_the_configure_command(session, capsys):
     assert "the settings now:" in out and "max_steps=9" in out and "n_folds=4" in out
     assert main(["configure", str(session.path), "--final", "n_fold=4"]) == 1
     assert "unknown setting 'n_fold'" in capsys.readouterr().err
+    assert main(["configure", str(session.path), "--ranking", "fusion=none"]) == 0
+    out = capsys.readouterr().out
+    assert "changed ranking fusion = None" in out and "ranking: fusion=None" in out
     assert np.isclose(manifest(session)["settings"]["final"]["lr"], 0.001)
