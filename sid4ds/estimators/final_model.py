@@ -291,10 +291,10 @@ def fit_final_model(
         How many of the fits (the folds' and the final one) train at once, each in a worker
         process with its share of torch's threads (:func:`sid4ds._core.parallel.fit_workers`;
         ``"auto"``: as many as torch's threads on a CPU for fits of 200 steps or more,
-        else one at a time, as on a GPU; 1: in
-        turn in this process, the final fit after the cross-validation). Side by side,
-        the final fit trains for the whole budget beside the folds; when the
-        cross-validation chooses an earlier checkpoint, it trains again up to it.
+        else one at a time, as on a GPU; 1: in turn in this process, the final fit after
+        the cross-validation). Side by side, the final fit trains for the whole budget
+        beside the folds; when the cross-validation chooses an earlier checkpoint, it
+        trains again up to it.
 
     Returns
     -------
