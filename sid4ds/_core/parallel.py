@@ -1,11 +1,13 @@
 """Training several networks side by side: how many processes, how many torch threads
 each, and the run.
 
-On a CPU a small network trains faster as independent single-threaded fits on separate
-cores than as one fit after another with every core on each: two fits of S (64 px,
-batch 16) in two processes of one thread took 0.79 of the time of the two fits in turn
-with two threads (Intel Xeon, 2 cores; ``docs/performance.md``), because one step's
-operations are too small to keep two threads busy. The final model's cross-validation and
+On a CPU training in bf16 (AMX tiles), a small network trains faster as independent
+single-threaded fits on separate cores than as one fit after another with every core on
+each: two fits of S (64 px, batch 16) in two processes of one thread took 0.79 of the time
+of the two fits in turn with two threads (Intel Xeon, 2 cores; ``docs/performance.md``),
+because one step's operations are too small to keep two threads busy. In fp32 the final
+model took as long either way (529 s side by side, about 536 s in turn), so fp32 fits
+train in turn. The final model's cross-validation and
 its final fit are such independent fits (:mod:`sid4ds.estimators.final_model`). On a GPU
 the fits run one after another: one device, one queue.
 
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 import torch
 from joblib.externals.loky import ProcessPoolExecutor
 
+from sid4ds._core.device import resolve_precision
 from sid4ds._core.validation import check_int
 
 __all__ = ["MIN_STEPS_SIDE_BY_SIDE", "check_parallel_fits", "fit_workers", "run_side_by_side",
@@ -46,22 +49,24 @@ def check_parallel_fits(parallel_fits: Any, name: str = "parallel_fits") -> None
 
 
 def fit_workers(parallel_fits: Any, n_fits: int, device: torch.device,
-                steps_per_fit: int) -> tuple[int, int]:
+                steps_per_fit: int, precision: str = "fp32") -> tuple[int, int]:
     """How many fits run at once, and how many torch threads each one uses.
 
     Parameters
     ----------
     parallel_fits : "auto" or int >= 1
-        ``"auto"``: on a CPU, as many fits at once as torch may use threads here
-        (``torch.get_num_threads()``, which the user may have lowered), at most
-        ``n_fits``, for fits of at least :data:`MIN_STEPS_SIDE_BY_SIDE` steps; else one. An
-        int: at most that many.
+        ``"auto"``: on a CPU, for fits that train in bf16 and take at least
+        :data:`MIN_STEPS_SIDE_BY_SIDE` steps, as many fits at once as torch may use threads
+        here (``torch.get_num_threads()``, which the user may have lowered), at most
+        ``n_fits``; else one. An int: at most that many.
     n_fits : int
         The fits to run.
     device : torch.device
         Where they train.
     steps_per_fit : int
         The optimiser steps of each fit.
+    precision : str, default="fp32"
+        The fits' ``precision`` setting (resolved for training on ``device``).
 
     Returns
     -------
@@ -74,9 +79,11 @@ def fit_workers(parallel_fits: Any, n_fits: int, device: torch.device,
     --------
     >>> import torch
     >>> from sid4ds._core.parallel import fit_workers
-    >>> fit_workers("auto", 4, torch.device("cuda"), 1600)[0]  # one GPU: one fit at a time
+    >>> fit_workers("auto", 4, torch.device("cuda"), 1600, "bf16")[0]  # one GPU: in turn
     1
-    >>> fit_workers("auto", 4, torch.device("cpu"), 20)[0]  # too short to start workers
+    >>> fit_workers("auto", 4, torch.device("cpu"), 20, "bf16")[0]  # too short for workers
+    1
+    >>> fit_workers("auto", 4, torch.device("cpu"), 1600, "fp32")[0]  # fp32: no gain
     1
     >>> fit_workers(8, 4, torch.device("cpu"), 20)[0]  # never more than the fits
     4
@@ -84,8 +91,9 @@ def fit_workers(parallel_fits: Any, n_fits: int, device: torch.device,
     check_parallel_fits(parallel_fits)
     available = max(1, torch.get_num_threads())
     if parallel_fits == "auto":
-        long_on_cpu = device.type == "cpu" and steps_per_fit >= MIN_STEPS_SIDE_BY_SIDE
-        wanted = available if long_on_cpu else 1
+        gains = (device.type == "cpu" and steps_per_fit >= MIN_STEPS_SIDE_BY_SIDE
+                 and resolve_precision(precision, device, training=True) == "bf16")
+        wanted = available if gains else 1
     else:
         wanted = int(parallel_fits)
     workers = max(1, min(wanted, n_fits))

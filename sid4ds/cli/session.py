@@ -42,7 +42,7 @@ FINAL_HELP = ("settings of the final model of `sid4ds train`: n_folds (cross-val
               "optimiser steps, default 1600), precision (auto: bf16 on a GPU that "
               "supports it or a CPU with AMX, else fp32; default auto), parallel_fits "
               "(fits trained at once in worker processes, auto: as many as torch's "
-              "threads on a CPU for fits of 200 steps or more and one on a GPU, 1: one "
+              "threads on a CPU for fits in bf16 of 200 steps or more, else one, 1: one "
               "after another; default auto), "
               "and any other "
               "parameter of SegmentationLearner that differs from S's, e.g. lr=0.001")

@@ -592,7 +592,7 @@ def cross_validate(
     parallel_fits : "auto" or int >= 1, default="auto"
         How many folds train at once, each in a worker process with its share of torch's
         threads (:func:`sid4ds._core.parallel.fit_workers`; ``"auto"``: as many as torch's
-        threads on a CPU for fits of 200 steps or more, else one at a time, as on a GPU;
+        threads on a CPU for fits in bf16 of 200 steps or more, else one at a time;
         1: in turn in this process). The counts
         agree up to the rounding of a different thread count.
     random_state : int, Generator, RandomState or None, default=None
@@ -622,7 +622,8 @@ def cross_validate(
                       n_checkpoints=n_checkpoints, thresholds=thresholds,
                       defect_ratio=defect_ratio, random_state=random_state)
     workers, threads = fit_workers(parallel_fits, plan.n_folds,
-                                   resolve_device(segmenter.device), int(segmenter.max_steps))
+                                   resolve_device(segmenter.device), int(segmenter.max_steps),
+                                   segmenter.precision)
     started = time.perf_counter()
     tasks = plan.fold_tasks(segmenter, init, quiet=workers > 1)
     counts = run_fits(tasks, plan.fold_messages(), workers, threads, say)

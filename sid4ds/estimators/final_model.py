@@ -25,7 +25,7 @@ k-fold cross-validation over the labelled images:
 4. :func:`fit_final_model` trains S on every label with the same budget, stops at the
    chosen checkpoint and sets the chosen threshold.
 
-The fits are independent: on a CPU they train side by side in worker processes, with
+The fits are independent: on a CPU in bf16 they train side by side in worker processes, with
 torch's threads shared out among them (``parallel_fits``, :mod:`sid4ds._core.parallel`),
 the final fit for the whole budget beside the folds (trained again when the choice is an
 earlier checkpoint); on a GPU one after another.
@@ -91,7 +91,7 @@ __all__ = [
 #: ``"in_loop"``: S of the rounds trained further, whose estimate is optimistic since that
 #: S has seen the validation images), ``parallel_fits`` (how many of the fits train at
 #: once, each in a worker process: ``"auto"``, as many as torch's threads on a CPU for
-#: fits of 200 steps or more; see
+#: fits in bf16 of 200 steps or more; see
 #: :func:`fit_final_model`).
 SELECTION_KEYS: tuple[str, ...] = ("n_folds", "n_checkpoints", "fake_normals", "start",
                                    "parallel_fits")
@@ -247,7 +247,8 @@ def final_model_seconds(segmenter: SegmentationLearner, n_images: int,
     config = final_segmenter(segmenter.get_params(deep=False), checked)
     n_fits = checked["n_folds"] + 1
     workers, threads = fit_workers(checked["parallel_fits"], n_fits,
-                                   resolve_device(config.device), int(config.max_steps))
+                                   resolve_device(config.device), int(config.max_steps),
+                                   config.precision)
     if workers <= 1:
         return config.estimate_seconds(n_images, image_shape, train=True) * n_fits
     with torch_threads(threads):  # a fit as one worker runs it
@@ -290,8 +291,8 @@ def fit_final_model(
     parallel_fits : "auto" or int >= 1, default="auto"
         How many of the fits (the folds' and the final one) train at once, each in a worker
         process with its share of torch's threads (:func:`sid4ds._core.parallel.fit_workers`;
-        ``"auto"``: as many as torch's threads on a CPU for fits of 200 steps or more,
-        else one at a time, as on a GPU; 1: in turn in this process, the final fit after
+        ``"auto"``: as many as torch's threads on a CPU for fits in bf16 of 200 steps or
+        more, else one at a time, as on a GPU; 1: in turn in this process, the final fit after
         the cross-validation). Side by side, the final fit trains for the whole budget
         beside the folds; when the cross-validation chooses an earlier checkpoint, it
         trains again up to it.
@@ -321,7 +322,8 @@ def fit_final_model(
                       defect_ratio=defect_ratio, random_state=random_state)
     speak = say or (lambda message: None)
     workers, threads = fit_workers(parallel_fits, plan.n_folds + 1,
-                                   resolve_device(segmenter.device), int(segmenter.max_steps))
+                                   resolve_device(segmenter.device), int(segmenter.max_steps),
+                                   segmenter.precision)
     tasks = plan.fold_tasks(segmenter, init, quiet=workers > 1)
     messages = plan.fold_messages()
     started = time.perf_counter()

@@ -20,14 +20,23 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 def test_auto_runs_as_many_long_fits_as_torch_has_threads_on_a_cpu_and_one_on_a_gpu():
     long, short = MIN_STEPS_SIDE_BY_SIDE, MIN_STEPS_SIDE_BY_SIDE - 1
     with torch_threads(4):
-        assert fit_workers("auto", 3, CPU, long) == (3, 1)  # never more than the fits
-        assert fit_workers("auto", 8, CPU, long) == (4, 1)
-        assert fit_workers("auto", 8, CUDA, long) == (1, 4)
-        assert fit_workers("auto", 8, CPU, short) == (1, 4)  # not worth starting workers
-        assert fit_workers(2, 8, CPU, short) == (2, 2)  # asked for: the threads shared out
-        assert fit_workers(1, 8, CPU, long) == (1, 4)
+        assert fit_workers("auto", 3, CPU, long, "bf16") == (3, 1)  # never more than the fits
+        assert fit_workers("auto", 8, CPU, long, "bf16") == (4, 1)
+        assert fit_workers("auto", 8, CUDA, long, "bf16") == (1, 4)
+        assert fit_workers("auto", 8, CPU, short, "bf16") == (1, 4)  # not worth the workers
+        assert fit_workers("auto", 8, CPU, long, "fp32") == (1, 4)  # fp32 keeps 2 threads busy
+        assert fit_workers(2, 8, CPU, short, "fp32") == (2, 2)  # asked for: threads shared out
+        assert fit_workers(1, 8, CPU, long, "bf16") == (1, 4)
     with torch_threads(1):  # a user who lowered torch's threads gets fits in turn
-        assert fit_workers("auto", 4, CPU, long) == (1, 1)
+        assert fit_workers("auto", 4, CPU, long, "bf16") == (1, 1)
+
+
+def test_auto_follows_what_precision_auto_trains_in(cpu_units):
+    with torch_threads(2):
+        cpu_units(True)  # AMX: "auto" trains in bf16
+        assert fit_workers("auto", 4, CPU, MIN_STEPS_SIDE_BY_SIDE, "auto")[0] == 2
+        cpu_units(False)
+        assert fit_workers("auto", 4, CPU, MIN_STEPS_SIDE_BY_SIDE, "auto")[0] == 1
 
 
 def test_torch_threads_restores_the_number_even_after_an_error():
