@@ -7,9 +7,9 @@ each: two fits of S (64 px, batch 16) in two processes of one thread took 0.79 o
 of the two fits in turn with two threads (Intel Xeon, 2 cores; ``docs/performance.md``),
 because one step's operations are too small to keep two threads busy. In fp32 the final
 model took as long either way (529 s side by side, about 536 s in turn), so fp32 fits
-train in turn. The final model's cross-validation and
-its final fit are such independent fits (:mod:`sid4ds.estimators.final_model`). On a GPU
-the fits run one after another: one device, one queue.
+train in turn. The final model's cross-validation and its final fit are such independent
+fits (:mod:`sid4ds.estimators.final_model`). On a GPU the fits run one after another: one
+device, one queue.
 
 The workers are joblib's loky processes (started afresh, so no fork of torch's threads),
 in a pool of their own that ends with the fits: a reused pool left this process's own
