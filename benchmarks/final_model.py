@@ -27,6 +27,15 @@ that strategy's 30% read from ``--selections`` (the ``labeled.csv`` of a
 checks). Those sets have no fake normals, and the final model's recipe is today's default S
 seeded with the seed, as the cached S's is after :func:`today_s_recipe`.
 
+``--audit N`` labels besides a random audit of N images drawn from the pool images without a
+label (:func:`sid4ds.stopping.draw_audit`, seeded with the seed; an audited fake normal is
+labelled instead), as ``sid4ds query --audit N`` would after the last round, and gives the
+final model's cross-validation the session's estimate weights
+(:func:`sid4ds.session.audit.audit_estimate_weights`): 1 for each labelled image, the
+unlabelled images' number over N for each audit image, 0 for the fake normals. The records
+then also hold the weighted estimate (``cvw_*``), and their ``labelled_by`` ends in
+``+auditN``.
+
 The cross-validation chooses threshold and checkpoint for the IoU at the pool's share of
 defective images (what a user who knows the line's defect rate sets at ``init``). The
 script prints, per variant, the estimate (mean ± std over the folds) and the held-out
@@ -69,6 +78,7 @@ from sid4ds.estimators.final_model import (
 from sid4ds.estimators.reconstruction import ReconstructionScorer
 from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
+from sid4ds.stopping import draw_audit
 
 DATA_SETS: dict[str, dict[str, Any]] = {
     "gen5": {"image_size": 64, "test_defective": 100},
@@ -164,6 +174,19 @@ def other_labelled_set(pool: np.ndarray, seed: int, source: str,
             "segmenter": seed_if_unset(SegmentationLearner(), seed)}
 
 
+def with_audit(pool: np.ndarray, run: dict[str, Any], n_audit: int,
+               seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """``run`` with a random audit of ``n_audit`` of the pool's unlabelled images labelled
+    too (after the labelled rows; audited fake normals leave the fake normals), and the
+    estimate weight of each training row (labelled, audit, fake normals)."""
+    unlabelled = np.setdiff1d(pool, run["labeled"])
+    audit = np.asarray(draw_audit(unlabelled, n_audit, random_state=[seed, 1]), np.int64)
+    fake = np.setdiff1d(run["fake_normals"], audit)
+    weights = np.r_[np.ones(len(run["labeled"])),
+                    np.full(len(audit), len(unlabelled) / n_audit), np.zeros(len(fake))]
+    return {**run, "labeled": np.r_[run["labeled"], audit], "fake_normals": fake}, weights
+
+
 def load_data(name: str) -> tuple[Any, np.ndarray]:
     """The data set ``name`` of :data:`DATA_SETS` and which of its images are defective."""
     spec = DATA_SETS[name]
@@ -224,7 +247,11 @@ def main() -> None:
                              "or a strategy of --selections")
     parser.add_argument("--selections", type=Path,
                         help="labeled.csv of a run_benchmark.py run (for --labelled-by)")
+    parser.add_argument("--audit", type=int, default=0,
+                        help="label a random audit of this many unlabelled pool images too "
+                             "and weigh the estimate by it (default 0: none)")
     args = parser.parse_args()
+    source = args.labelled_by + (f"+audit{args.audit}" if args.audit else "")
     data, is_defective = load_data(args.data)
     out = Path(args.out) / args.data
     out.mkdir(parents=True, exist_ok=True)
@@ -241,12 +268,15 @@ def main() -> None:
             records = [row for row in csv.DictReader(handle)
                        if not (int(row["seed"]) in args.seeds
                                and row["variant"] in dict(variants)
-                               and labelled_by(row) == args.labelled_by)]
+                               and labelled_by(row) == source)]
     for seed in args.seeds:
         pool, test = split(data, is_defective, seed)
         run = (sid4ds_run(data, pool, seed, Path(args.cache) if args.cache else out / "cache")
                if args.labelled_by == "sid4ds" else
                other_labelled_set(pool, seed, args.labelled_by, args.selections))
+        weights = None
+        if args.audit:
+            run, weights = with_audit(pool, run, args.audit, seed)
         labeled, fake = run["labeled"], run["fake_normals"]
         n_labeled_defective = int(is_defective[labeled].sum())
         rows, train_only, y_train = training_set(data, run)
@@ -254,7 +284,7 @@ def main() -> None:
         test_ratio = float(is_defective[test].mean())
         ratios = {"test": test_ratio, "pool": pool_ratio}
         print(f"seed {seed}: pool {len(pool)} ({pool_ratio:.1%} defective), labelled "
-              f"{len(labeled)} by {args.labelled_by} "
+              f"{len(labeled)} by {source} "
               f"({n_labeled_defective} defective), "
               f"{len(fake)} fake normals ({int(is_defective[fake].sum())} defective), test "
               f"{len(test)} ({test_ratio:.1%} defective); SID4DS run "
@@ -262,7 +292,7 @@ def main() -> None:
         for name, final in variants:
             started, cpu_started = time.perf_counter(), time.process_time()
             record: dict[str, Any] = {"data": args.data, "seed": seed, "variant": name,
-                                      "labelled_by": args.labelled_by,
+                                      "labelled_by": source, "n_audit": args.audit,
                                       "n_labeled": len(labeled),
                                       "n_labeled_defective": n_labeled_defective,
                                       "n_fake": len(fake)}
@@ -277,13 +307,15 @@ def main() -> None:
                 model, cv = train_final_model(
                     run["segmenter"], data.X[rows], y_train, train_only=train_only,
                     groups=None if data.groups is None else data.groups[rows],
-                    settings=final, defect_ratio=pool_ratio, random_state=seed)
+                    settings=final, defect_ratio=pool_ratio, estimate_weight=weights,
+                    random_state=seed)
                 record.update(threshold=cv.threshold, steps=cv.n_steps, folds=cv.n_folds)
-                for mix, ratio in ratios.items():
-                    estimate = cv.estimate(ratio)
-                    for key in SCORES:
-                        record[f"cv_{key}_{mix}"] = estimate[key]["mean"]
-                        record[f"cv_{key}_{mix}_std"] = estimate[key]["std"]
+                for prefix, weighted in (("cv", False), ("cvw", True))[:1 + cv.weighted]:
+                    for mix, ratio in ratios.items():
+                        estimate = cv.estimate(ratio, weighted=weighted)
+                        for key in SCORES:
+                            record[f"{prefix}_{key}_{mix}"] = estimate[key]["mean"]
+                            record[f"{prefix}_{key}_{mix}_std"] = estimate[key]["std"]
             record["seconds"] = time.perf_counter() - started
             record["cpu_seconds"] = time.process_time() - cpu_started
             record.update(held_out_truth(model, data.X[test], data.masks[test], ratios))
@@ -338,9 +370,45 @@ def write_outputs(out: Path, records: list[dict[str, Any]], settings: dict[str, 
                 f"{cell(rows, f'truth_false_alarms_{mix}', 2)} | {cell(rows, 'threshold', 2)} | "
                 f"{cell(rows, 'steps', 0)} | {cell(rows, 'seconds', 0)} | "
                 f"{cell(rows, 'announced_seconds', 0)} |")
+    lines += weighted_lines(records, value, cell)
     lines += paired_differences(records, value)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
+
+
+def weighted_lines(records: list[dict[str, Any]],
+                   value: Callable[[dict[str, Any], str], float],
+                   cell: Callable[..., str]) -> list[str]:
+    """Lines of a table: the estimate weighted by the audit beside the plain one and the
+    held-out truth (pool's mix); empty without weighted records."""
+    lines = []
+    for source, variant in dict.fromkeys((labelled_by(record), record["variant"])
+                                         for record in records
+                                         if value(record, "cvw_iou_pool") == value(
+                                             record, "cvw_iou_pool")):
+        rows = [record for record in records
+                if (labelled_by(record), record["variant"]) == (source, variant)]
+        gaps = {prefix: [value(row, f"{prefix}_iou_pool") - value(row, "truth_iou_pool")
+                         for row in rows] for prefix in ("cv", "cvw")}
+        recall_gaps = {prefix: [value(row, f"{prefix}_detected_pool")
+                                - value(row, "truth_detected_pool") for row in rows]
+                       for prefix in ("cv", "cvw")}
+        lines.append(
+            f"| {source} | {variant} | {len(rows)} | {cell(rows, 'cv_iou_pool')} | "
+            f"{cell(rows, 'cvw_iou_pool')} | {cell(rows, 'truth_iou_pool')} | "
+            f"{np.mean(gaps['cv']):+.3f} | {np.mean(gaps['cvw']):+.3f} ± "
+            f"{np.std(gaps['cvw']):.3f} | {cell(rows, 'cv_detected_pool', 2)} | "
+            f"{cell(rows, 'cvw_detected_pool', 2)} | {cell(rows, 'truth_detected_pool', 2)} | "
+            f"{np.mean(recall_gaps['cv']):+.2f} | {np.mean(recall_gaps['cvw']):+.2f} ± "
+            f"{np.std(recall_gaps['cvw']):.2f} |")
+    if not lines:
+        return []
+    return ["", "The estimate weighted by the random audit (`--audit`) beside the plain one "
+            "and the held-out truth, at the pool's mix.", "",
+            "| labelled by | variant | seeds | IoU: estimate | IoU: weighted | IoU: held out | "
+            "estimate − held out | weighted − held out | found: estimate | found: weighted | "
+            "found: held out | estimate − held out | weighted − held out |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"] + lines
 
 
 def paired_differences(records: list[dict[str, Any]],

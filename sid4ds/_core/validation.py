@@ -436,6 +436,25 @@ def check_groups(groups: Any, n_samples: int, name: str = "groups") -> np.ndarra
     return values
 
 
+def check_weights(weights: Any, n_samples: int, name: str) -> np.ndarray | None:
+    """One finite weight >= 0 per image as float64, or None; raise naming ``name``."""
+    if weights is None:
+        return None
+    try:
+        values = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers, one weight per image; got "
+                         f"{_describe_array(weights)}") from None
+    if values.shape != (n_samples,):
+        raise ValueError(f"{name} has shape {values.shape}; expected one weight per image, "
+                         f"({n_samples},)")
+    if not np.isfinite(values).all() or (values < 0).any():
+        bad = values[~(np.isfinite(values) & (values >= 0))][0]
+        raise ValueError(f"{name} must be finite and >= 0 (the number of images each one "
+                         f"stands for); got {bad}")
+    return values
+
+
 def check_flags(flags: Any, n_samples: int, name: str) -> np.ndarray:
     """One bool flag per image, all False when ``flags`` is None; raise naming ``name``."""
     if flags is None:

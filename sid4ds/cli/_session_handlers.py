@@ -244,7 +244,7 @@ def run_status(args: argparse.Namespace) -> int:
                  if final["labels_not_seen"] else "")
         print(f"final model  round {final['round']}, threshold {final['threshold']:g}, "
               f"{final['n_steps']} steps{stale}")
-        print(f"             {describe_estimate(final)}")
+        print(f"             {describe_final_estimate(final, args.session)}")
     print(f"next: {status['next']}")
     return 0
 
@@ -271,21 +271,22 @@ def run_configure(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_estimate(summary: dict[str, Any]) -> str:
-    """The final model's estimate in words (``sid4ds train`` and ``sid4ds status``)."""
-    estimate = summary["estimate"]
-
-    def share(key: str) -> str:
-        value = estimate[key]
-        if value["mean"] != value["mean"]:  # NaN: no fold had such images
-            return "–"
-        return f"{value['mean']:.0%} ± {value['std']:.0%}"
+def describe_final_estimate(summary: dict[str, Any], session: str) -> str:
+    """The final model's estimate in words (``sid4ds train`` and ``sid4ds status``): on the
+    labelled images, and weighted to the pool by the newest random audit when there is one."""
+    from sid4ds.estimators.final_model import describe_estimate
 
     ratio = summary["defect_ratio"]
     mix = "" if ratio is None else f" (images {ratio:g} defective, the session's defect ratio)"
-    return (f"defect IoU {estimate['iou']['mean']:.3f} ± {estimate['iou']['std']:.3f}{mix}, "
-            f"defective images found {share('detected')}, normal images flagged "
-            f"{share('false_alarms')} (mean ± std over {summary['n_folds']} folds)")
+    text = (describe_estimate(summary["estimate"], mix)
+            + f" (mean ± std over {summary['n_folds']} folds of the labelled images)")
+    if summary.get("weighted_estimate") is None:
+        return text + ("; the labelled images are those the ranking picked, the clearest "
+                       "defects first: expect less on new images, or label a random audit "
+                       f"(`sid4ds query {session} --audit N`) for an estimate of the pool")
+    return (text + f"; weighted to the pool by the random audit of round "
+            f"{summary['audit_round']}: "
+            + describe_estimate(summary["weighted_estimate"], mix))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -301,7 +302,7 @@ def run_train(args: argparse.Namespace) -> int:
         print("the final model was already trained on every label with these settings")
     print(f"chosen by cross-validation: threshold {summary['threshold']:g}, "
           f"{summary['n_steps']} training steps")
-    print(f"expected on new images: {describe_estimate(summary)}")
+    print(f"expected: {describe_final_estimate(summary, str(session.path))}")
     print(f"next: `sid4ds predict {session.path} --images DIR --out DIR`, or "
           f"`sid4ds export {session.path} --format model`; `sid4ds report {session.path}` "
           f"shows the cross-validated curves")

@@ -33,14 +33,15 @@ from sid4ds._core.validation import (
     check_int,
     check_masks,
     check_probabilities,
+    check_weights,
 )
 from sid4ds.estimators.detection import COUNT_KEYS, THRESHOLDS, detection_counts, detection_scores
 from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
 
 __all__ = ["CrossValidation", "FoldPlan", "check_training_set", "checkpoints",
-           "cross_validate", "fold_assignment", "fold_counts", "fresh_model", "plan_folds",
-           "run_fits"]
+           "cross_validate", "describe_estimate", "fold_assignment", "fold_counts",
+           "fresh_model", "plan_folds", "run_fits"]
 
 
 # ---------------------------------------------------------------------- folds
@@ -50,6 +51,7 @@ def fold_assignment(
     *,
     groups: Any = None,
     train_only: Any = None,
+    weights: Any = None,
     random_state: Any = None,
 ) -> np.ndarray:
     """The cross-validation fold of each image, by source group, stratified by class.
@@ -57,7 +59,8 @@ def fold_assignment(
     The groups with a defective image (that may be validated on) are dealt to the folds
     in a random order, then the other groups, so that each fold holds about as many of
     each. With fewer defective groups than ``n_folds``, there are as many folds as
-    defective groups.
+    defective groups. With ``weights``, each class is dealt weight by weight (lowest
+    first), so that each fold also holds about as many images of each weight.
 
     Parameters
     ----------
@@ -71,6 +74,10 @@ def fold_assignment(
     train_only : array-like of shape (n_samples,), bool, optional
         Images never validated on (e.g. fake normals); their group's fold when it has
         one (they are then left out of that fold's training), else -1.
+    weights : array-like of shape (n_samples,), optional
+        The images' weights in the estimate (see
+        :func:`~sid4ds.estimators.detection.detection_counts`): a group's is the highest
+        of its validated images'.
     random_state : int, Generator, RandomState or None, default=None
         Seeds the order.
 
@@ -106,6 +113,10 @@ def fold_assignment(
     np.logical_or.at(validated, group_of[~only], True)
     group_defective = np.zeros(n_groups, bool)
     np.logical_or.at(group_defective, group_of[~only], defective[~only])
+    weight = check_weights(weights, n_samples, "weights")
+    group_weight = np.zeros(n_groups)
+    if weight is not None:
+        np.maximum.at(group_weight, group_of[~only], weight[~only])
     defect_groups = np.flatnonzero(validated & group_defective)
     normal_groups = np.flatnonzero(validated & ~group_defective)
     if len(defect_groups) < 2:
@@ -118,9 +129,10 @@ def fold_assignment(
     fold_of_group = np.full(n_groups, -1, dtype=np.int64)
     start = 0
     for members in (defect_groups, normal_groups):
-        order = rng.permutation(members)
-        fold_of_group[order] = (start + np.arange(len(order))) % n_used
-        start = (start + len(order)) % n_used
+        for value in np.unique(group_weight[members]):
+            order = rng.permutation(members[group_weight[members] == value])
+            fold_of_group[order] = (start + np.arange(len(order))) % n_used
+            start = (start + len(order)) % n_used
     return fold_of_group[group_of]
 
 
@@ -144,6 +156,11 @@ class CrossValidation:
         Images each fold's model was trained on.
     defect_ratio : float or None
         The share of defective images the IoU is for (None: as in the held-out folds).
+    weighted_counts : dict of str to ndarray, or None
+        With estimate weights (:func:`cross_validate`'s ``estimate_weight``): the counts
+        weighted so, shape (n_folds, n_checkpoints, n_thresholds), float, with
+        ``n_defective`` and ``n_normal`` of shape (n_folds,), their weighted numbers of
+        held-out images; else None.
     threshold : float
         The chosen threshold.
     n_steps : int
@@ -163,18 +180,27 @@ class CrossValidation:
     n_normal: np.ndarray
     n_training: np.ndarray
     defect_ratio: float | None
+    weighted_counts: dict[str, np.ndarray] | None = None
     threshold: float = 0.5
     n_steps: int = 0
     seconds: float = 0.0
     seed: int | None = None
     _scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _weighted_scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def n_folds(self) -> int:
         """The number of folds."""
         return len(self.n_defective)
 
-    def scores(self, defect_ratio: Any = "same") -> dict[str, np.ndarray]:
+    @property
+    def weighted(self) -> bool:
+        """Whether the cross-validation has weighted counts (an estimate for the
+        population the weights describe)."""
+        return self.weighted_counts is not None
+
+    def scores(self, defect_ratio: Any = "same", weighted: bool = False
+               ) -> dict[str, np.ndarray]:
         """Per fold, checkpoint and threshold: ``iou``, ``detected``, ``false_alarms``.
 
         Parameters
@@ -183,22 +209,32 @@ class CrossValidation:
             The mix the IoU is for (see
             :func:`~sid4ds.estimators.detection.detection_scores`); ``"same"``: the
             cross-validation's own.
+        weighted : bool, default=False
+            From the weighted counts (needs :attr:`weighted`): the scores on the
+            population the estimate weights describe, not on the labelled images.
 
         Returns
         -------
         scores : dict of str to ndarray of shape (n_folds, n_checkpoints, n_thresholds)
         """
+        if weighted and self.weighted_counts is None:
+            raise ValueError("weighted=True needs a cross-validation with estimate weights "
+                             "(cross_validate's estimate_weight); this one has none")
         if isinstance(defect_ratio, str) and defect_ratio == "same":
-            if not self._scores:
-                self._scores = self._compute(self.defect_ratio)
-            return self._scores
-        return self._compute(defect_ratio)
+            cache = self._weighted_scores if weighted else self._scores
+            if not cache:
+                cache.update(self._compute(self.defect_ratio, weighted))
+            return cache
+        return self._compute(defect_ratio, weighted)
 
-    def _compute(self, defect_ratio: float | None) -> dict[str, np.ndarray]:
+    def _compute(self, defect_ratio: float | None, weighted: bool) -> dict[str, np.ndarray]:
         shape = (-1, 1, 1)
-        return detection_scores({**self.counts,
-                                 "n_defective": self.n_defective.reshape(shape),
-                                 "n_normal": self.n_normal.reshape(shape)}, defect_ratio)
+        source = self.weighted_counts if weighted and self.weighted_counts is not None else {
+            **self.counts, "n_defective": self.n_defective, "n_normal": self.n_normal}
+        return detection_scores({**{key: source[key] for key in COUNT_KEYS},
+                                 "n_defective": np.reshape(source["n_defective"], shape),
+                                 "n_normal": np.reshape(source["n_normal"], shape)},
+                                defect_ratio)
 
     def choose(self) -> CrossValidation:
         """Set ``threshold`` and ``n_steps`` to the best mean IoU over the folds.
@@ -216,13 +252,16 @@ class CrossValidation:
         threshold = int(np.argmin(np.abs(self.thresholds - self.threshold)))
         return checkpoint, threshold
 
-    def estimate(self, defect_ratio: Any = "same") -> dict[str, dict[str, float]]:
+    def estimate(self, defect_ratio: Any = "same", weighted: bool = False
+                 ) -> dict[str, dict[str, float]]:
         """Mean and std over the folds at the chosen checkpoint and threshold.
 
         Parameters
         ----------
         defect_ratio : float, None or "same", default="same"
             As in :meth:`scores`.
+        weighted : bool, default=False
+            As in :meth:`scores`: the estimate for the population the weights describe.
 
         Returns
         -------
@@ -232,7 +271,7 @@ class CrossValidation:
         """
         checkpoint, threshold = self._index()
         result = {}
-        for key, values in self.scores(defect_ratio).items():
+        for key, values in self.scores(defect_ratio, weighted).items():
             column = values[:, checkpoint, threshold]
             column = column[np.isfinite(column)]
             result[key] = {"mean": float(column.mean()) if len(column) else float("nan"),
@@ -277,11 +316,15 @@ class CrossValidation:
             "defect_ratio": self.defect_ratio, "threshold": self.threshold,
             "n_steps": self.n_steps, "seconds": self.seconds, "seed": self.seed,
             "estimate": self.estimate(),
+            **({} if self.weighted_counts is None else {
+                "weighted_counts": {key: np.asarray(value, dtype=np.float64).tolist()
+                                    for key, value in self.weighted_counts.items()},
+                "weighted_estimate": self.estimate(weighted=True)}),
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> CrossValidation:
-        """The :class:`CrossValidation` of :meth:`to_dict` (``estimate`` is recomputed)."""
+        """The :class:`CrossValidation` of :meth:`to_dict` (the estimates are recomputed)."""
         return cls(
             thresholds=np.asarray(values["thresholds"], dtype=np.float64),
             steps=np.asarray(values["steps"], dtype=np.int64),
@@ -290,24 +333,60 @@ class CrossValidation:
             n_defective=np.asarray(values["n_defective"], dtype=np.int64),
             n_normal=np.asarray(values["n_normal"], dtype=np.int64),
             n_training=np.asarray(values["n_training"], dtype=np.int64),
-            defect_ratio=values["defect_ratio"], threshold=float(values["threshold"]),
+            defect_ratio=values["defect_ratio"],
+            weighted_counts=None if values.get("weighted_counts") is None else {
+                key: np.asarray(value, dtype=np.float64)
+                for key, value in values["weighted_counts"].items()},
+            threshold=float(values["threshold"]),
             n_steps=int(values["n_steps"]), seconds=float(values.get("seconds", 0.0)),
             seed=values.get("seed"))
 
     def summary(self) -> str:
-        """One line for messages: the chosen threshold and length, and the estimate."""
-        estimate = self.estimate()
+        """One line for messages: the chosen threshold and length, and the estimate (and
+        the weighted one, when there are weights)."""
         mix = ("" if self.defect_ratio is None else
                f" (on images {self.defect_ratio:.0%} defective)")
+        line = (f"threshold {self.threshold:g}, {self.n_steps} steps; estimated over "
+                f"{self.n_folds} folds on the labelled images: "
+                f"{describe_estimate(self.estimate(), mix)}")
+        if self.weighted:
+            line += (f"; weighted to the population the images stand for: "
+                     f"{describe_estimate(self.estimate(weighted=True))}")
+        return line
 
-        def part(key: str) -> str:
-            value = estimate[key]
-            return f"{value['mean']:.0%} ± {value['std']:.0%}"
 
-        return (f"threshold {self.threshold:g}, {self.n_steps} steps; estimated over "
-                f"{self.n_folds} folds: defect IoU {estimate['iou']['mean']:.3f} ± "
-                f"{estimate['iou']['std']:.3f}{mix}, defective images found "
-                f"{part('detected')}, normal images flagged {part('false_alarms')}")
+def describe_estimate(estimate: Mapping[str, Mapping[str, float]], iou_note: str = "") -> str:
+    """An estimate of :meth:`CrossValidation.estimate` in words.
+
+    Parameters
+    ----------
+    estimate : mapping
+        ``iou``, ``detected``, ``false_alarms``: each ``{"mean": ..., "std": ...}``.
+    iou_note : str, default=""
+        Said right after the IoU (e.g. the mix it is for).
+
+    Returns
+    -------
+    text : str
+        Defect IoU, defective images found, normal images flagged, each mean ± std ("–"
+        where no fold measured it).
+
+    Examples
+    --------
+    >>> from sid4ds.estimators.final_model import describe_estimate
+    >>> describe_estimate({"iou": {"mean": 0.5, "std": 0.1},
+    ...                    "detected": {"mean": 0.8, "std": 0.05},
+    ...                    "false_alarms": {"mean": float("nan"), "std": float("nan")}})
+    'defect IoU 0.500 ± 0.100, defective images found 80% ± 5%, normal images flagged –'
+    """
+    def value(key: str, percent: bool) -> str:
+        mean, std = estimate[key]["mean"], estimate[key]["std"]
+        if mean != mean:  # NaN: no fold had such images
+            return "–"
+        return f"{mean:.0%} ± {std:.0%}" if percent else f"{mean:.3f} ± {std:.3f}"
+
+    return (f"defect IoU {value('iou', False)}{iou_note}, defective images found "
+            f"{value('detected', True)}, normal images flagged {value('false_alarms', True)}")
 
 
 # ---------------------------------------------------------------------- training
@@ -387,6 +466,8 @@ class FoldPlan:
     defect_ratio : float or None
     seed : int
         Seeds the models whose ``random_state`` is None.
+    estimate_weight : ndarray of shape (n_samples,) or None
+        Each image's weight in the weighted estimate (None: no weighted estimate).
     """
 
     images: np.ndarray
@@ -397,6 +478,7 @@ class FoldPlan:
     thresholds: np.ndarray
     defect_ratio: float | None
     seed: int
+    estimate_weight: np.ndarray | None = None
 
     @property
     def n_folds(self) -> int:
@@ -420,7 +502,8 @@ class FoldPlan:
             if quiet:
                 model.set_params(verbose=0)
             tasks.append(partial(fold_counts, model, self.images, self.masks, train,
-                                 held_out, self.steps, self.thresholds))
+                                 held_out, self.steps, self.thresholds,
+                                 self.estimate_weight))
         return tasks
 
     def fold_messages(self) -> list[str]:
@@ -443,15 +526,25 @@ class FoldPlan:
         n_defective = np.zeros(self.n_folds, np.int64)
         n_normal = np.zeros(self.n_folds, np.int64)
         n_training = np.zeros(self.n_folds, np.int64)
+        weighted: dict[str, np.ndarray] | None = None
+        if self.estimate_weight is not None:
+            weighted = {key: np.stack([found[f"weighted_{key}"] for found in fold_results])
+                        for key in COUNT_KEYS}
+            weighted["n_defective"] = np.zeros(self.n_folds)
+            weighted["n_normal"] = np.zeros(self.n_folds)
         for fold in range(self.n_folds):
             train, held_out = self.fold_rows(fold)
             defective = defective_rows(self.masks[held_out])
             n_defective[fold], n_normal[fold] = int(defective.sum()), int((~defective).sum())
             n_training[fold] = len(train)
+            if weighted is not None and self.estimate_weight is not None:
+                weight = self.estimate_weight[held_out]
+                weighted["n_defective"][fold] = float(weight[defective].sum())
+                weighted["n_normal"][fold] = float(weight[~defective].sum())
         cv = CrossValidation(thresholds=self.thresholds, steps=self.steps, counts=counts,
                              n_defective=n_defective, n_normal=n_normal,
                              n_training=n_training, defect_ratio=self.defect_ratio,
-                             seed=self.seed)
+                             weighted_counts=weighted, seed=self.seed)
         cv.choose()
         cv.seconds = seconds
         return cv
@@ -459,24 +552,33 @@ class FoldPlan:
 
 def fold_counts(model: SegmentationLearner, images: np.ndarray, masks: np.ndarray,
                 train: np.ndarray, held_out: np.ndarray, steps: np.ndarray,
-                thresholds: np.ndarray) -> dict[str, np.ndarray]:
+                thresholds: np.ndarray, estimate_weight: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
     """Train ``model`` on the ``train`` rows and count what it finds on the ``held_out``
     rows at each of the ``steps``.
 
     Returns
     -------
-    counts : dict of str to ndarray of shape (n_checkpoints, n_thresholds), int64
-        :func:`~sid4ds.estimators.detection.detection_counts` at each checkpoint.
+    counts : dict of str to ndarray of shape (n_checkpoints, n_thresholds)
+        :func:`~sid4ds.estimators.detection.detection_counts` at each checkpoint (int64);
+        with ``estimate_weight`` (one weight per row of ``images``), also
+        ``weighted_KEY``: the counts weighted so (float64).
     """
     position = {int(step): index for index, step in enumerate(steps)}
-    counts = {key: np.zeros((len(steps), len(thresholds)), np.int64) for key in COUNT_KEYS}
+    passes: dict[str, np.ndarray | None] = {"": None}
+    if estimate_weight is not None:
+        passes["weighted_"] = estimate_weight[held_out]
+    counts = {f"{prefix}{key}": np.zeros((len(steps), len(thresholds)),
+                                         np.float64 if prefix else np.int64)
+              for prefix in passes for key in COUNT_KEYS}
 
     def score(done: int) -> bool:
         if done in position:
-            found = detection_counts(model.predict_proba(images[held_out]), masks[held_out],
-                                     thresholds)
-            for key in COUNT_KEYS:
-                counts[key][position[done]] = found[key]
+            probabilities = model.predict_proba(images[held_out])
+            for prefix, weight in passes.items():
+                found = detection_counts(probabilities, masks[held_out], thresholds, weight)
+                for key in COUNT_KEYS:
+                    counts[f"{prefix}{key}"][position[done]] = found[key]
         return False
 
     model.fit(images[train], masks[train], on_step=score)
@@ -494,6 +596,7 @@ def plan_folds(
     n_checkpoints: int = 5,
     thresholds: Sequence[float] = THRESHOLDS,
     defect_ratio: float | None = None,
+    estimate_weight: Any = None,
     random_state: Any = None,
 ) -> FoldPlan:
     """Check the inputs of :func:`cross_validate` (same parameters) and deal the folds."""
@@ -513,15 +616,20 @@ def plan_folds(
     if defect_ratio is not None:
         check_float(defect_ratio, "defect_ratio", low=0.0, high=1.0, include_low=False,
                     include_high=False)
+    weight = check_weights(estimate_weight, len(images), "estimate_weight")
+    if weight is not None and not weight[~only & defective_rows(masks)].any():
+        raise ValueError("estimate_weight gives every defective image that is validated on a "
+                         "weight of 0: the weighted estimate would measure nothing; give "
+                         "the images that stand for the population a weight > 0")
     rng = make_rng(random_state)
     seed = draw_seed(rng)
     folds = fold_assignment(defective_rows(masks), n_folds, groups=groups, train_only=only,
-                            random_state=rng)
+                            weights=weight, random_state=rng)
     return FoldPlan(images=images, masks=masks, folds=folds, train_only=only,
                     steps=checkpoints(int(segmenter.max_steps), n_checkpoints),
                     thresholds=cuts,
                     defect_ratio=None if defect_ratio is None else float(defect_ratio),
-                    seed=seed)
+                    seed=seed, estimate_weight=weight)
 
 
 def run_fits(tasks: Sequence[Callable[[], Any]], messages: Sequence[str], workers: int,
@@ -553,6 +661,7 @@ def cross_validate(
     n_checkpoints: int = 5,
     thresholds: Sequence[float] = THRESHOLDS,
     defect_ratio: float | None = None,
+    estimate_weight: Any = None,
     init: SegmentationLearner | None = None,
     parallel_fits: Any = "auto",
     random_state: Any = None,
@@ -586,6 +695,15 @@ def cross_validate(
     defect_ratio : float in (0, 1), optional
         Share of defective images the IoU is estimated for (see
         :func:`~sid4ds.estimators.detection.detection_scores`); default: as in the labelled images.
+    estimate_weight : array-like of shape (n_samples,), optional
+        How many images of the population each image stands for (finite, >= 0), for a
+        second, weighted estimate (:attr:`CrossValidation.weighted_counts`) beside the
+        estimate on the labelled images: e.g. 1 for the images a ranking chose (each
+        stands for itself), the number of images a random audit was drawn from over its
+        size for the audit's images, 0 for images that stand for none. A ranked labelled
+        set holds the clearest defects, so the plain estimate is for images like them;
+        the weighted one is for the pool. The folds are dealt weight by weight; the
+        choice of threshold and checkpoint stays with the plain estimate.
     init : SegmentationLearner, optional
         A fitted S to start every fold from instead of a fresh network (the S of the
         rounds): the estimate is then optimistic when ``init`` has seen the held-out images.
@@ -620,7 +738,8 @@ def cross_validate(
     """
     plan = plan_folds(segmenter, X, y, groups=groups, train_only=train_only, n_folds=n_folds,
                       n_checkpoints=n_checkpoints, thresholds=thresholds,
-                      defect_ratio=defect_ratio, random_state=random_state)
+                      defect_ratio=defect_ratio, estimate_weight=estimate_weight,
+                      random_state=random_state)
     workers, threads = fit_workers(parallel_fits, plan.n_folds,
                                    resolve_device(segmenter.device), int(segmenter.max_steps),
                                    segmenter.precision)

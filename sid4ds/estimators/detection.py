@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from sid4ds._core.validation import check_float, check_masks, check_probabilities
+from sid4ds._core.validation import (
+    check_float,
+    check_masks,
+    check_probabilities,
+    check_weights,
+)
 from sid4ds.metrics import defective_rows
 
 __all__ = ["COUNT_KEYS", "THRESHOLDS", "detection_counts", "detection_scores"]
@@ -33,7 +38,8 @@ COUNT_KEYS: tuple[str, ...] = ("intersection", "union", "false_pixels", "found",
 
 
 def detection_counts(probabilities: Any, masks: Any,
-                     thresholds: Sequence[float] = THRESHOLDS) -> dict[str, np.ndarray]:
+                     thresholds: Sequence[float] = THRESHOLDS,
+                     weights: Any = None) -> dict[str, np.ndarray]:
     """What a segmenter finds at each threshold, counted over a set of images.
 
     Parameters
@@ -44,6 +50,11 @@ def detection_counts(probabilities: Any, masks: Any,
         True binary masks.
     thresholds : sequence of float, default=THRESHOLDS
         Probability at or above which a pixel is marked.
+    weights : array-like of shape (n_samples,), optional
+        How many images each one stands for (finite, >= 0): every count of an image is
+        multiplied by its weight, so the counts are those of the population the images
+        were drawn from (e.g. a random audit of the unlabelled images weighs the number of
+        unlabelled images over the audit's size). Default: 1 each, integer counts.
 
     Returns
     -------
@@ -51,7 +62,8 @@ def detection_counts(probabilities: Any, masks: Any,
         Arrays of shape (n_thresholds,): ``intersection`` and ``union`` (pixels, summed
         over the defective images), ``false_pixels`` (pixels marked on normal images),
         ``found`` (defective images with a marked pixel) and ``flagged`` (normal images
-        with a marked pixel); ints ``n_defective`` and ``n_normal``.
+        with a marked pixel); ``n_defective`` and ``n_normal``. Ints without ``weights``,
+        floats (weighted sums) with them.
 
     Examples
     --------
@@ -62,6 +74,9 @@ def detection_counts(probabilities: Any, masks: Any,
     >>> counts = detection_counts(probability, truth, thresholds=[0.15, 0.5])
     >>> counts["intersection"].tolist(), counts["false_pixels"].tolist()
     ([1, 0], [1, 0])
+    >>> weighted = detection_counts(probability, truth, [0.15, 0.5], weights=[1.0, 3.0])
+    >>> weighted["false_pixels"].tolist(), float(weighted["n_normal"])
+    ([3.0, 0.0], 3.0)
     """
     values = check_probabilities(probabilities, "probabilities")
     if values.ndim != 3:
@@ -69,26 +84,46 @@ def detection_counts(probabilities: Any, masks: Any,
                          f"{values.shape}")
     truth = check_masks(masks, name="masks", n_samples=len(values), height=values.shape[1],
                         width=values.shape[2]).astype(bool)
-    cuts = np.asarray(thresholds, dtype=np.float64)
+    weight = check_weights(weights, len(values), "weights")
+    per_image = _per_image_counts(values, truth, np.asarray(thresholds, dtype=np.float64))
+    if weight is None:
+        return {key: (value.sum(axis=0) if value.ndim == 2 else int(value.sum()))
+                for key, value in per_image.items()}
+    return {key: (weight @ value if value.ndim == 2 else float(weight @ value))
+            for key, value in per_image.items()}
+
+
+def _per_image_counts(values: np.ndarray, truth: np.ndarray,
+                      cuts: np.ndarray) -> dict[str, np.ndarray]:
+    """The counts of :func:`detection_counts` image by image: arrays of shape
+    (n_samples, n_thresholds), int64 (0 where a count is not the image's kind), and
+    ``n_defective``/``n_normal`` of shape (n_samples,), 0 or 1."""
+    n_samples = len(values)
+    pixels = values.reshape(n_samples, -1)
+    on_defect = truth.reshape(n_samples, -1)
     defective = defective_rows(truth)
-
-    def at_or_above(sample: np.ndarray) -> np.ndarray:
-        ordered = np.sort(sample.ravel())
-        return (len(ordered) - np.searchsorted(ordered, cuts, side="left")).astype(np.int64)
-
-    on_defects = values[defective]
-    intersection = at_or_above(on_defects[truth[defective]])
-    marked = at_or_above(on_defects)
+    marked = np.zeros((n_samples, len(cuts)), np.int64)
+    hits = np.zeros((n_samples, len(cuts)), np.int64)
+    for start in range(0, n_samples, _CHUNK):  # (chunk, pixels, thresholds) at a time
+        rows = slice(start, start + _CHUNK)
+        at_or_above = pixels[rows, :, None] >= cuts
+        marked[rows] = at_or_above.sum(axis=1)
+        hits[rows] = (at_or_above & on_defect[rows, :, None]).sum(axis=1)
+    is_defective, is_normal = defective[:, None], ~defective[:, None]
+    any_marked = (marked > 0).astype(np.int64)
     return {
-        "intersection": intersection,
-        "union": marked + int(truth.sum()) - intersection,
-        "false_pixels": at_or_above(values[~defective]),
-        "found": at_or_above(on_defects.reshape(len(on_defects), -1).max(axis=1)
-                             if len(on_defects) else on_defects.reshape(0)),
-        "flagged": at_or_above(values[~defective].reshape(int((~defective).sum()), -1)
-                               .max(axis=1) if (~defective).any() else values[:0].reshape(0)),
-        "n_defective": int(defective.sum()), "n_normal": int((~defective).sum()),
+        "intersection": hits * is_defective,
+        "union": (marked + on_defect.sum(axis=1)[:, None] - hits) * is_defective,
+        "false_pixels": marked * is_normal,
+        "found": any_marked * is_defective,
+        "flagged": any_marked * is_normal,
+        "n_defective": defective.astype(np.int64),
+        "n_normal": (~defective).astype(np.int64),
     }
+
+
+#: Images counted at once by :func:`_per_image_counts` (bounds its memory).
+_CHUNK = 16
 
 
 def detection_scores(counts: Mapping[str, Any],

@@ -54,11 +54,12 @@ import numpy as np
 
 from sid4ds._core.device import resolve_device
 from sid4ds._core.parallel import check_parallel_fits, fit_workers, torch_threads
-from sid4ds._core.validation import check_choice, check_int
+from sid4ds._core.validation import check_choice, check_int, check_weights
 from sid4ds.estimators._cross_validation import (
     CrossValidation,
     checkpoints,
     cross_validate,
+    describe_estimate,
     fold_assignment,
     fresh_model,
     plan_folds,
@@ -75,6 +76,7 @@ __all__ = [
     "check_final_settings",
     "checkpoints",
     "cross_validate",
+    "describe_estimate",
     "detection_counts",
     "detection_scores",
     "final_model_seconds",
@@ -273,6 +275,7 @@ def fit_final_model(
     n_checkpoints: int = 5,
     thresholds: Sequence[float] = THRESHOLDS,
     defect_ratio: float | None = None,
+    estimate_weight: Any = None,
     init: SegmentationLearner | None = None,
     parallel_fits: Any = "auto",
     random_state: Any = None,
@@ -284,7 +287,7 @@ def fit_final_model(
     ----------
     segmenter, X, y, groups, train_only, n_folds, n_checkpoints, thresholds
         As in :func:`cross_validate`.
-    defect_ratio, init, random_state, say
+    defect_ratio, estimate_weight, init, random_state, say
         As in :func:`cross_validate`. The final fit trains on all of ``X`` (train-only
         images included) with the budget ``segmenter.max_steps`` and stops at the chosen
         checkpoint, as the folds' models were scored.
@@ -319,7 +322,8 @@ def fit_final_model(
     """
     plan = plan_folds(segmenter, X, y, groups=groups, train_only=train_only, n_folds=n_folds,
                       n_checkpoints=n_checkpoints, thresholds=thresholds,
-                      defect_ratio=defect_ratio, random_state=random_state)
+                      defect_ratio=defect_ratio, estimate_weight=estimate_weight,
+                      random_state=random_state)
     speak = say or (lambda message: None)
     workers, threads = fit_workers(parallel_fits, plan.n_folds + 1,
                                    resolve_device(segmenter.device), int(segmenter.max_steps),
@@ -358,6 +362,7 @@ def train_final_model(
     groups: Any = None,
     settings: Mapping[str, Any] | None = None,
     defect_ratio: float | None = None,
+    estimate_weight: Any = None,
     random_state: Any = None,
     say: Callable[[str], None] | None = None,
 ) -> tuple[SegmentationLearner, CrossValidation]:
@@ -382,6 +387,9 @@ def train_final_model(
         The final model's settings (:func:`check_final_settings`).
     defect_ratio : float in (0, 1), optional
         Share of defective images the IoU is estimated for.
+    estimate_weight : array-like of shape (n_samples,), optional
+        Each row's weight in a second, weighted estimate (see :func:`cross_validate`; the
+        fake normals' are not used).
     random_state : int, Generator, RandomState or None, default=None
         Seeds the folds (the models keep S's own ``random_state`` when it has one).
     say : callable, optional
@@ -396,10 +404,13 @@ def train_final_model(
     checked = check_final_settings(settings)
     config = final_segmenter(segmenter.get_params(deep=False), checked)
     only = None if train_only is None else np.asarray(train_only, dtype=bool)
+    estimate_weight = check_weights(estimate_weight, len(X), "estimate_weight")
     if only is not None and not checked["fake_normals"]:
         keep = ~only
         X, y = np.asarray(X)[keep], np.asarray(y)[keep]
         groups = None if groups is None else np.asarray(groups)[keep]
+        estimate_weight = (None if estimate_weight is None
+                           else np.asarray(estimate_weight)[keep])
         only = None
     init = None
     if checked["start"] == "in_loop":
@@ -410,5 +421,6 @@ def train_final_model(
     return fit_final_model(config, X, y, groups=groups, train_only=only,
                            n_folds=checked["n_folds"],
                            n_checkpoints=checked["n_checkpoints"], defect_ratio=defect_ratio,
-                           init=init, parallel_fits=checked["parallel_fits"],
+                           estimate_weight=estimate_weight, init=init,
+                           parallel_fits=checked["parallel_fits"],
                            random_state=random_state, say=say)

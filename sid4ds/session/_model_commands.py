@@ -106,9 +106,13 @@ class ModelCommands:
         one image stay in one fold; fake normals are never validated on), and the
         cross-validation estimates how well it does on new images of which the session's
         ``defect_ratio`` are defective: defect IoU, share of defective images found, share
-        of normal images flagged (mean and std over the folds). :meth:`predict` and
-        ``export(format="model")`` use it; the report shows its curves. Training takes
-        ``n_folds + 1`` fits.
+        of normal images flagged (mean and std over the folds). The labelled images are
+        the ranking's clearest defects first, so that estimate is for images like them;
+        with a random audit (``query(audit=N)``) labelled, a second estimate weighs each
+        image by the pool images it stands for
+        (:func:`sid4ds.session.audit.audit_estimate_weights`): the estimate for the pool.
+        :meth:`predict` and ``export(format="model")`` use the model; the report shows
+        its curves. Training takes ``n_folds + 1`` fits.
 
         Parameters
         ----------
@@ -122,9 +126,11 @@ class ModelCommands:
         summary : dict
             ``round`` (the round the model is trained for), ``threshold``, ``n_steps``,
             ``n_folds``, ``defect_ratio``, ``estimate`` (``iou``, ``detected``,
-            ``false_alarms``, each ``{"mean", "std"}``), ``n_training``,
-            ``n_fake_normals``, ``settings`` and ``trained`` (False when the final model
-            was already trained on every label with these settings).
+            ``false_alarms``, each ``{"mean", "std"}``), ``weighted_estimate`` (the same
+            for the pool, weighted by the random audit of round ``audit_round``; None
+            without an audit), ``audit_round``, ``n_training``, ``n_fake_normals``,
+            ``settings`` and ``trained`` (False when the final model was already trained
+            on every label with these settings).
 
         Raises
         ------

@@ -7,7 +7,8 @@ of a session they apply to: an audit is drawn by ``query`` from the images witho
 label less the round's ranked batch, with the session's seed and the round's number, and
 the round record keeps what the bound needs later (:class:`~sid4ds.session.manifest.RoundRecord`:
 ``audit``, ``audit_population``, ``audit_labelled``, ``audit_last_batch``). ``status``,
-``report`` read the bound of the newest audit, counted from the labels as they are now.
+``report`` read the bound of the newest audit, counted from the labels as they are now;
+``train`` weighs the final model's estimate by it (:func:`audit_estimate_weights`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from sid4ds._core.validation import check_audit_size, check_target_recall
 from sid4ds.session.manifest import Manifest, RoundRecord
 from sid4ds.session.store import PoolIndex
 from sid4ds.stopping import audit_recall_bound, audit_size_needed, draw_audit
 
-__all__ = ["audit_fields", "audit_needed_text", "check_audit",
+__all__ = ["audit_estimate_weights", "audit_fields", "audit_needed_text", "check_audit",
            "session_recall"]
 
 #: The confidence of a session's recall bound.
@@ -155,3 +158,58 @@ def session_recall(manifest: Manifest, index: PoolIndex, session: str, *,
             f"larger audit can); or "
             + audit_needed_text(needed, target_recall, session, confidence))
     return result
+
+
+def audit_estimate_weights(manifest: Manifest, names: Sequence[str]
+                           ) -> tuple[np.ndarray | None, int | None]:
+    """How many images of the pool each labelled image stands for, by the newest audit.
+
+    The pool when the audit was drawn is two strata: the images labelled then or in that
+    round's ranked batch (each stands for itself: weight 1) and the rest, of which the
+    audit is a random sample (each labelled audit image stands for the rest's size over
+    the number of audit images labelled: the audit's population / its labelled images).
+    Images labelled later by ranking, or added to the pool later, stand for none (weight
+    0: they are trained on and validated, but the audit already speaks for them).
+
+    Parameters
+    ----------
+    manifest : dict
+        The session's manifest.
+    names : sequence of str
+        The images to weigh (e.g. the labelled images, then the fake normals: weight 0).
+
+    Returns
+    -------
+    weights : ndarray of shape (n_names,) or None
+        None without an audit, or when no labelled audit image is defective and no
+        defective image stands for itself (nothing to weigh an IoU by).
+    audit_round : int or None
+        The round whose audit gives the weights.
+
+    Examples
+    --------
+    >>> from sid4ds.session.audit import audit_estimate_weights
+    >>> manifest = {"rounds": [{"round": 0, "selected": ["b"], "audit": ["c", "d"],
+    ...                         "audit_population": 10, "audit_labelled": ["a"]}],
+    ...             "labels": {name: {"defective": name in "ace"} for name in "abcde"}}
+    >>> weights, audit_round = audit_estimate_weights(manifest, list("abcde"))
+    >>> weights.tolist(), audit_round  # e was ranked after the audit
+    ([1.0, 1.0, 5.0, 5.0, 0.0], 0)
+    """
+    record = _last_audit(manifest)
+    if record is None:
+        return None, None
+    labels = manifest["labels"]
+    census = {*record["audit_labelled"], *record["selected"]}
+    audited = [name for name in record["audit"] if name in labels]
+    if not audited:
+        return None, None
+    audit_weight = record["audit_population"] / len(audited)
+    audited_set = set(audited)
+    weights = np.array([1.0 if name in census and name in labels
+                        else audit_weight if name in audited_set else 0.0 for name in names])
+    defective = np.array([bool(labels[name]["defective"]) if name in labels else False
+                          for name in names])
+    if not (weights[defective] > 0).any():
+        return None, None
+    return weights, int(record["round"])

@@ -43,6 +43,7 @@ from sid4ds.estimators.final_model import (
 )
 from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
+from sid4ds.session.audit import audit_estimate_weights
 from sid4ds.session.errors import SessionError
 from sid4ds.session.ingest import read_images_like
 from sid4ds.session.models import new_model
@@ -98,15 +99,18 @@ def final_summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     -------
     summary : dict or None
         ``round``, ``threshold``, ``n_steps``, ``n_folds``, ``defect_ratio``,
-        ``estimate`` (mean and std over folds of ``iou``, ``detected``, ``false_alarms``),
-        ``n_training``, ``n_fake_normals``, ``settings``.
+        ``estimate`` (mean and std over folds of ``iou``, ``detected``, ``false_alarms``,
+        on the labelled images), ``weighted_estimate`` (the same weighted to the pool by
+        the random audit of round ``audit_round``; None without an audit),
+        ``audit_round``, ``n_training``, ``n_fake_normals``, ``settings``.
     """
     if entry is None or "cross_validation" not in entry:
         return None
     cv = entry["cross_validation"]
     return {"round": entry["round"], "threshold": cv["threshold"], "n_steps": cv["n_steps"],
             "n_folds": len(cv["n_defective"]), "defect_ratio": cv["defect_ratio"],
-            "estimate": cv["estimate"], "n_training": entry.get("n_training"),
+            "estimate": cv["estimate"], "weighted_estimate": cv.get("weighted_estimate"),
+            "audit_round": entry.get("audit_round"), "n_training": entry.get("n_training"),
             "n_fake_normals": entry.get("n_fake_normals"), "settings": entry.get("settings")}
 
 
@@ -216,11 +220,16 @@ def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, 
             say(verbose, f"training the final model: {final['n_folds']}-fold "
                          f"cross-validation and the final fit, {final['max_steps']} steps each "
                          f"(about {format_duration(seconds)} here, from a short warm-up)")
+        weights, audit_round = audit_estimate_weights(manifest, [*labeled, *fake])
+        if verbose and audit_round is not None:
+            say(verbose, f"the estimate is also weighted to the pool by the random audit of "
+                         f"round {audit_round}")
         try:
             model, cv = train_final_model(
                 segmenter, X_train, y_train, train_only=train_only,
                 groups=_groups(store, [*labeled, *fake]), settings=final,
                 defect_ratio=float(settings["defect_ratio"]) or None,
+                estimate_weight=weights,
                 random_state=int(settings["seed"]),
                 say=(lambda message: say(verbose, message)) if verbose else None)
         except ValueError as error:
@@ -228,7 +237,8 @@ def train_final(store: SessionStore, *, device: Any, verbose: int) -> dict[str, 
         n_fake = len(fake) if final["fake_normals"] else 0
         store.keep_model("F", round_index, model, cross_validation=cv.to_dict(),
                          settings=final, segmenter_settings=settings["segmenter"],
-                         n_training=len(labeled) + n_fake, n_fake_normals=n_fake)
+                         n_training=len(labeled) + n_fake, n_fake_normals=n_fake,
+                         audit_round=audit_round)
         say(verbose, f"final model: {cv.summary()}")
         return {**final_summary(store.manifest["models"]["F"]), "trained": True}
 

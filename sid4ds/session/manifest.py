@@ -197,7 +197,8 @@ class ModelEntry(TypedDict, total=False):
     ``saved`` and its checksums (``sha256`` by part; format-2 models also have a ``meta``
     JSON file). The final model F also keeps its ``cross_validation``
     (:meth:`sid4ds.estimators.final_model.CrossValidation.to_dict`), the final ``settings`` and S's
-    ``segmenter_settings`` it was trained with, ``n_training`` and ``n_fake_normals``."""
+    ``segmenter_settings`` it was trained with, ``n_training``, ``n_fake_normals`` and
+    ``audit_round`` (the round whose random audit weighs its estimate, or None)."""
 
     round: int
     weights: str
@@ -209,6 +210,7 @@ class ModelEntry(TypedDict, total=False):
     segmenter_settings: dict[str, Any]
     n_training: int
     n_fake_normals: int
+    audit_round: int | None
 
 
 class Manifest(TypedDict, total=False):

@@ -104,6 +104,46 @@ def test_choose_takes_the_best_mean_iou_and_the_estimate_its_spread():
     assert restored.estimate() == cv.estimate()
 
 
+def test_weighted_counts_are_the_counts_of_the_images_repeated_by_weight():
+    rng = np.random.default_rng(2)
+    probabilities = rng.random((6, 5, 5))
+    masks = (rng.random((6, 5, 5)) < 0.2).astype(np.uint8)
+    masks[:2] = 0
+    weights = np.array([3, 0, 1, 2, 0, 4])
+    repeated = detection_counts(np.repeat(probabilities, weights, axis=0),
+                                np.repeat(masks, weights, axis=0), [0.2, 0.6])
+    weighted = detection_counts(probabilities, masks, [0.2, 0.6], weights=weights)
+    for key, value in repeated.items():
+        assert np.asarray(weighted[key]) == pytest.approx(np.asarray(value), abs=1e-9), key
+    with pytest.raises(ValueError, match="weights must be finite and >= 0.*got -1"):
+        detection_counts(probabilities, masks, [0.5], weights=[1, 1, 1, 1, 1, -1])
+    with pytest.raises(ValueError, match=r"weights has shape \(2,\); expected one weight"):
+        detection_counts(probabilities, masks, [0.5], weights=[1, 1])
+
+
+def test_a_weighted_estimate_restores_with_the_cross_validation():
+    counts = {key: np.ones((2, 1, 1), int) for key in
+              ("intersection", "union", "found", "flagged")}
+    counts["false_pixels"] = np.zeros((2, 1, 1), int)
+    weighted = {**{key: value * 1.0 for key, value in counts.items()},
+                "found": np.array([[[1.0]], [[0.5]]]),
+                "n_defective": np.array([1.0, 2.0]), "n_normal": np.array([1.0, 1.0])}
+    cv = CrossValidation(thresholds=np.array([0.5]), steps=np.array([10]), counts=counts,
+                         n_defective=np.array([1, 1]), n_normal=np.array([1, 1]),
+                         n_training=np.array([2, 2]), defect_ratio=None,
+                         weighted_counts=weighted).choose()
+    assert cv.estimate()["detected"]["mean"] == 1.0
+    assert cv.estimate(weighted=True)["detected"] == pytest.approx({"mean": 0.625,
+                                                                    "std": 0.375})
+    assert "weighted to the population" in cv.summary()
+    restored = CrossValidation.from_dict(cv.to_dict())
+    assert restored.estimate(weighted=True) == cv.estimate(weighted=True)
+    plain = CrossValidation.from_dict({**cv.to_dict(), "weighted_counts": None})
+    with pytest.raises(ValueError, match="weighted=True needs .* estimate weights"):
+        plain.estimate(weighted=True)
+    assert "weighted" not in plain.summary()
+
+
 # ---------------------------------------------------------------------- folds
 def test_folds_keep_groups_whole_and_spread_the_defective_images():
     defective = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)
@@ -130,6 +170,17 @@ def test_fold_assignment_is_seeded():
     assert (first == fold_assignment(defective, 3, random_state=3)).all()
     assert not all((first == fold_assignment(defective, 3, random_state=seed)).all()
                    for seed in range(4, 8))
+
+
+def test_estimate_weights_deal_every_weight_across_the_folds_and_equal_ones_change_nothing():
+    defective = np.r_[np.ones(9, bool), np.zeros(12, bool)]
+    weights = np.r_[np.ones(6), np.full(3, 10.0), np.ones(8), np.full(4, 10.0)]
+    folds = fold_assignment(defective, 3, weights=weights, random_state=0)
+    audit = weights == 10.0
+    assert sorted(folds[audit & defective].tolist()) == [0, 1, 2]
+    assert sorted(np.bincount(folds[audit & ~defective]).tolist()) == [1, 1, 2]
+    plain = fold_assignment(defective, 3, random_state=0)
+    assert (fold_assignment(defective, 3, weights=np.ones(21), random_state=0) == plain).all()
 
 
 # ---------------------------------------------------------------------- settings
@@ -204,6 +255,45 @@ def test_fake_normals_are_trained_on_but_never_validated():
                         train_only=train_only, n_folds=2, n_checkpoints=1, random_state=0)
     assert cv.n_defective.sum() + cv.n_normal.sum() == 16
     assert (cv.n_training == 20 - np.array([cv.n_defective + cv.n_normal]).ravel()).all()
+
+
+def faint_squares(n_samples, seed, size=16):
+    """Defective images whose square is as faint as the noise: S cannot find them."""
+    X, masks = squares(n_samples, seed, size)
+    X[masks.astype(bool)[:, None]] = np.float32(0.32)
+    return X, masks
+
+
+def test_the_weighted_estimate_is_for_the_population_the_images_stand_for():
+    # a ranked set holds clear defects; a random audit of the rest holds faint ones that
+    # stand for 4 images each: the pool's truth is mostly faint defects
+    X_clear, masks_clear = squares(16, 4)
+    X_faint, masks_faint = faint_squares(12, 5)
+    X, masks = np.concatenate([X_clear, X_faint]), np.concatenate([masks_clear, masks_faint])
+    weights = np.r_[np.ones(16), np.full(12, 4.0)]
+    model, cv = fit_final_model(SegmentationLearner(**TINY, max_steps=80, random_state=0),
+                                X, masks, estimate_weight=weights, n_folds=2,
+                                n_checkpoints=1, random_state=0)
+    pool_clear, pool_masks_clear = squares(16, 6)
+    pool_faint, pool_masks_faint = faint_squares(48, 7)
+    pool_masks = np.concatenate([pool_masks_clear, pool_masks_faint])
+    predicted = model.predict(np.concatenate([pool_clear, pool_faint]))
+    truth = {"iou": defect_iou(pool_masks, predicted),
+             "detected": image_detection(pool_masks, predicted)["detected"]}
+    for key, true_value in truth.items():
+        plain = cv.estimate()[key]["mean"]
+        weighted = cv.estimate(weighted=True)[key]["mean"]
+        assert abs(weighted - true_value) < abs(plain - true_value) and weighted < plain, key
+
+
+def test_estimate_weight_is_checked_by_name():
+    X, masks = squares(12, 8)
+    tiny = SegmentationLearner(**TINY, max_steps=2, random_state=0)
+    with pytest.raises(ValueError, match=r"estimate_weight has shape \(3,\)"):
+        cross_validate(tiny, X, masks, estimate_weight=[1, 2, 3], parallel_fits=1)
+    zero_on_defects = np.where(masks.any(axis=(1, 2)), 0.0, 1.0)
+    with pytest.raises(ValueError, match="every defective image .* a weight of 0"):
+        cross_validate(tiny, X, masks, estimate_weight=zero_on_defects, parallel_fits=1)
 
 
 def test_the_final_fit_trains_the_chosen_length_and_is_seeded():

@@ -11,6 +11,7 @@ import pytest
 
 from sid4ds.cli import main
 from sid4ds.session import LabelingSession
+from sid4ds.session.audit import audit_estimate_weights
 from sid4ds.session.state import STATE, StateFile
 from sid4ds.stopping import audit_recall_bound, audit_size_needed, draw_audit, recall_bound
 
@@ -127,6 +128,41 @@ def test_status_counts_labels_since_the_audit_and_leaves_out_images_added_later(
     session.import_masks(write_masks(tmp_path / "late", ["late"],
                                      {"late": truth[defective]}), any_image=True)
     assert session.status()["recall"]["bound"]["lower"] == expected.lower
+
+
+def test_the_final_models_estimate_weighs_each_image_by_what_the_newest_audit_says(
+        tmp_path, pool_folder, capsys):
+    images, truth = pool_folder
+    names = sorted(truth)
+    session = new_session(tmp_path, images, masks=write_masks(tmp_path / "given", names[:8],
+                                                              truth),
+                          final_params={"max_steps": 4, "n_folds": 2, "n_checkpoints": 1})
+    assert audit_estimate_weights(session.manifest, names[:8]) == (None, None)
+    record = session.query(n_label=4, audit=5)
+    answered = record["audit"][:4]  # one audit image is still waiting for its mask
+    session.import_masks(write_masks(tmp_path / "answers", [*record["selected"], *answered],
+                                     truth))
+    since = [name for name in names if name not in session.manifest["labels"]
+             and name not in record["audit"]][:3]
+    session.import_masks(write_masks(tmp_path / "since", since, truth), any_image=True)
+    rows = [*names[:8], *record["selected"], *answered, *since, "fake"]
+    weights, audit_round = audit_estimate_weights(session.manifest, rows)
+    # labelled before the audit or in its round's batch: themselves; the labelled audit
+    # images: the 28 images the audit was drawn from, 7 each; ranked later, fakes: none
+    assert audit_round == 0 and record["audit_population"] == 28
+    assert weights.tolist() == [1.0] * 12 + [7.0] * 4 + [0.0] * 4
+    # train weighs its estimate so, and says both
+    code, out, err = run_main(capsys, "train", session.path, "--device", "cpu", "--quiet")
+    assert code == 0, err
+    session = LabelingSession.open(session.path)
+    cv = session.cross_validation()
+    assert cv.weighted and session.manifest["models"]["F"]["audit_round"] == 0
+    weighted = cv.estimate(weighted=True)
+    assert "weighted to the pool by the random audit of round 0: defect IoU " \
+           f"{weighted['iou']['mean']:.3f}" in out
+    assert session.status()["final_model"]["weighted_estimate"] == weighted
+    page = session.report(n_fake_normal_samples=1, device="cpu").read_text()
+    assert "on the pool, weighted by the audit of round 0" in page
 
 
 def test_sessions_without_audit_fields_stay_readable(tmp_path, pool_folder):

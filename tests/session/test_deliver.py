@@ -153,6 +153,8 @@ def test_train_prints_the_estimate_and_status_shows_it(trained, capsys):
     assert "already trained on every label" in out
     assert "threshold" in out and "defect IoU" in out and "normal images flagged" in out
     assert "images 0.05 defective" in out
+    # no audit: the estimate is said to be of the ranked images, and how to get one
+    assert f"sid4ds query {trained.path} --audit N" in out and "weighted to the pool" not in out
     code, out, err = run_main(capsys, "status", trained.path)
     assert code == 0 and "final model  round 0, threshold" in out and "defect IoU" in out
 

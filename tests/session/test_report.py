@@ -289,6 +289,10 @@ def test_report_shows_the_final_model_estimate_and_its_curves(tmp_path, sessions
             f"{estimate['iou']['std']:.3f}</td>") in page
     assert f"<td>threshold</td><td>{cv.threshold:g}</td>" in page
     assert "as if 0.05 of new images were defective" in page
+    # no audit: one column, and the page says the estimate is of the ranked images
+    assert "on the pool, weighted by the audit" not in page
+    assert (f"<code>sid4ds query {folder} --audit N</code>, once labelled, gives the "
+            f"estimate weighted to the pool") in page
     left, right = figures["final_model.png"].axes[:2]
     assert left.get_xlabel() == "threshold" and "training steps" in right.get_xlabel()
     assert right.lines[0].get_xdata().tolist() == cv.steps.tolist()
