@@ -76,10 +76,12 @@ class TrainingLoop:
         ``defect_share`` of ``defective`` images in each), the learning rate of each step
         from :func:`sid4ds.nn.training.learning_rate`; ``gen`` is a torch Generator drawn from
         the estimator's RNG once per epoch (random masks, augmentation). One history entry
-        per epoch of ``ceil(n_samples / batch_size)`` steps; with ``best_window``, the
-        weights of the epoch with the lowest loss among the last ``best_window`` are kept.
-        ``on_step(steps_done)`` is called after every step (it may evaluate the network:
-        training mode is restored after it); when it returns True the fit stops there.
+        per epoch of ``ceil(n_samples / batch_size)`` steps, kept up to date step by step;
+        with ``best_window``, the weights of the epoch with the lowest loss among the last
+        ``best_window`` are kept. ``on_step(steps_done)`` is called after every step (it
+        may evaluate the network, or keep :meth:`get_state`, which is then what a fit
+        stopped there leaves: training mode is restored after it); when it returns True
+        the fit stops there.
         The peak rate is ``lr``, or the rule of ``lr="auto"`` for ``n_steps``
         (:func:`sid4ds.nn.training.peak_learning_rate`).
         """
@@ -102,6 +104,9 @@ class TrainingLoop:
             generator = torch_generator(self._rng, self.device_)
             started = time.perf_counter()
             total, count, done = 0.0, 0, 0
+            entry = {"epoch": len(self.history_) + 1, "steps": 0, "loss": float("nan"),
+                     "lr": 0.0, "duration": 0.0}
+            self.history_.append(entry)  # the epoch so far, as a stop after any step leaves it
             for indices in batches:
                 rate = learning_rate(step, n_steps, peak, schedule, warmup=warmup,
                                      epoch_steps=epoch_steps)
@@ -121,6 +126,8 @@ class TrainingLoop:
                 count += len(indices)
                 step += 1
                 done += 1
+                entry.update(steps=done, loss=total / count, lr=rate,
+                             duration=time.perf_counter() - started)
                 if on_step is not None:
                     stop = bool(on_step(step))
                     self.module_.train()
@@ -128,10 +135,7 @@ class TrainingLoop:
                         break
             progress.update(done)
             epoch_loss = total / count
-            self.history_.append({
-                "epoch": len(self.history_) + 1, "steps": done, "loss": epoch_loss,
-                "lr": rate, "duration": time.perf_counter() - started,
-            })
+            entry["duration"] = time.perf_counter() - started
             progress.set_postfix(loss=f"{epoch_loss:.4g}")
             if best_window and epoch >= n_epochs - best_window and epoch_loss < best_loss:
                 best_loss = epoch_loss

@@ -27,8 +27,8 @@ k-fold cross-validation over the labelled images:
 
 The fits are independent: on a CPU in bf16 they train side by side in worker processes, with
 torch's threads shared out among them (``parallel_fits``, :mod:`sid4ds._core.parallel`),
-the final fit for the whole budget beside the folds (trained again when the choice is an
-earlier checkpoint); on a GPU one after another.
+the final fit for the whole budget beside the folds, its state kept at every checkpoint
+(the one chosen is the model); on a GPU one after another.
 
 Everything is seeded (``random_state``, through :func:`sid4ds._core.random.make_rng`) and
 touches no global random state. The labelling session (``sid4ds train``),
@@ -234,8 +234,8 @@ def final_model_seconds(segmenter: SegmentationLearner, n_images: int,
     -------
     seconds : float
         For fits one after another, an upper bound when the cross-validation chooses an
-        earlier checkpoint (the final fit then stops there); side by side, a lower bound
-        then (the final fit trains again up to it).
+        earlier checkpoint (the final fit then stops there); side by side, the final fit
+        trains the whole budget whatever the choice.
 
     Examples
     --------
@@ -259,9 +259,20 @@ def final_model_seconds(segmenter: SegmentationLearner, n_images: int,
 
 
 # ---------------------------------------------------------------------- training
-def _fit_whole_budget(model: SegmentationLearner, images: np.ndarray,
-                      masks: np.ndarray) -> SegmentationLearner:
-    return model.fit(images, masks)  # a function of this module: a task a worker can unpickle
+def _fit_whole_budget(model: SegmentationLearner, images: np.ndarray, masks: np.ndarray,
+                      steps: Sequence[int]) -> tuple[SegmentationLearner, dict[int, Any]]:
+    """Train ``model`` for its whole budget, keeping its state at each of the earlier
+    ``steps``: what a fit stopped there leaves (a function of this module: a task a worker
+    can unpickle)."""
+    earlier = set(int(step) for step in steps[:-1])
+    states: dict[int, Any] = {}
+
+    def keep(done: int) -> bool:
+        if done in earlier:
+            states[done] = model.get_state()
+        return False
+
+    return model.fit(images, masks, on_step=keep), states
 
 
 def fit_final_model(
@@ -297,8 +308,9 @@ def fit_final_model(
         ``"auto"``: as many as torch's threads on a CPU for fits in bf16 of 200 steps or
         more, else one at a time, as on a GPU; 1: in turn in this process, the final fit after
         the cross-validation). Side by side, the final fit trains for the whole budget
-        beside the folds; when the cross-validation chooses an earlier checkpoint, it
-        trains again up to it.
+        beside the folds and keeps its state at every checkpoint
+        (:meth:`~sid4ds.estimators.base.TorchEstimator.get_state`): the model is its state
+        at the chosen one, what a fit stopped there leaves.
 
     Returns
     -------
@@ -334,19 +346,22 @@ def fit_final_model(
     whole_budget = None
     if workers > 1:  # the final fit for the whole budget, beside the folds
         final = fresh_model(segmenter, init, plan.seed).set_params(verbose=0)
-        tasks.append(partial(_fit_whole_budget, final, plan.images, plan.masks))
+        tasks.append(partial(_fit_whole_budget, final, plan.images, plan.masks,
+                             plan.steps.tolist()))
         messages.append(f"the final model on {len(plan.images)} images, for the whole "
-                        f"budget of {int(plan.steps[-1])} steps")
+                        f"budget of {int(plan.steps[-1])} steps, kept at every checkpoint")
         *counts, whole_budget = run_fits(tasks, messages, workers, threads, say)
     else:
         counts = run_fits(tasks, messages, workers, threads, say)
     cv = plan.result(counts, time.perf_counter() - started)
-    if whole_budget is not None and cv.n_steps == int(plan.steps[-1]):
-        model = whole_budget.set_params(verbose=segmenter.verbose)
+    if whole_budget is not None:
+        model, states = whole_budget
+        if cv.n_steps != int(plan.steps[-1]):
+            model.set_state(states[cv.n_steps])
+        model.set_params(verbose=segmenter.verbose)
     else:
-        again = "again, " if whole_budget is not None else ""
-        speak(f"training the final model {again}on {len(plan.images)} images for "
-              f"{cv.n_steps} steps")
+        speak(f"training the final model on {len(plan.images)} images for {cv.n_steps} "
+              f"steps")
         model = fresh_model(segmenter, init, plan.seed)
         model.fit(plan.images, plan.masks, on_step=lambda done: done >= cv.n_steps)
     model.set_params(threshold=cv.threshold)
