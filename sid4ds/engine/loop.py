@@ -29,7 +29,7 @@ from sid4ds.estimators.final_model import CrossValidation, check_final_settings,
 from sid4ds.estimators.reconstruction import ReconstructionScorer
 from sid4ds.estimators.segmentation import SegmentationLearner
 from sid4ds.metrics import defective_rows
-from sid4ds.stopping import RecallBound, audit_recall_bound, draw_audit
+from sid4ds.stopping import RecallBound, audit_recall_bound, audit_weights, draw_audit
 
 __all__ = ["LabelledRound", "PoolSelection", "RoundSummary", "SID4DSRun", "ask_oracle",
            "label_rounds", "run_sid4ds"]
@@ -519,8 +519,23 @@ def run_sid4ds(
             train_only=np.arange(len(rows)) >= len(rows) - len(fake),
             groups=None if groups is None else groups[rows], settings=final_params,
             defect_ratio=expected_defect_ratio or None,
+            estimate_weight=_last_audit_weights(history, rows, y_train),
             random_state=engine.segmenter.random_state, say=say)
         say(f"final model: {run.cross_validation.summary()}")
     run.segmenter, run.sdr_scorer = engine.segmenter, engine.sdr_scorer
     run.msmr_scores = engine.msmr_of(images)
     return run
+
+
+def _last_audit_weights(history: list[LabelledRound[PoolSelection]], rows: np.ndarray,
+                        masks: np.ndarray) -> np.ndarray | None:
+    """The final model's estimate weights by the last round's audit
+    (:func:`sid4ds.stopping.audit_weights`), or None without one (or when it would weigh
+    no defective image)."""
+    last = history[-1].info if history else None
+    if last is None or not len(last.audit):
+        return None
+    census = np.concatenate([*(part.chosen for part in history[:-1]),
+                             history[-1].chosen[:len(history[-1].chosen) - len(last.audit)]])
+    weights = audit_weights(rows, census, last.audit, last.audit_population)
+    return weights if (weights[defective_rows(masks)] > 0).any() else None

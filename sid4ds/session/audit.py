@@ -22,7 +22,7 @@ import numpy as np
 from sid4ds._core.validation import check_audit_size, check_target_recall
 from sid4ds.session.manifest import Manifest, RoundRecord
 from sid4ds.session.store import PoolIndex
-from sid4ds.stopping import audit_recall_bound, audit_size_needed, draw_audit
+from sid4ds.stopping import audit_recall_bound, audit_size_needed, audit_weights, draw_audit
 
 __all__ = ["audit_estimate_weights", "audit_fields", "audit_needed_text", "check_audit",
            "session_recall"]
@@ -162,7 +162,8 @@ def session_recall(manifest: Manifest, index: PoolIndex, session: str, *,
 
 def audit_estimate_weights(manifest: Manifest, names: Sequence[str]
                            ) -> tuple[np.ndarray | None, int | None]:
-    """How many images of the pool each labelled image stands for, by the newest audit.
+    """How many images of the pool each labelled image stands for, by the newest audit
+    (:func:`sid4ds.stopping.audit_weights`, for the session's names).
 
     The pool when the audit was drawn is two strata: the images labelled then or in that
     round's ranked batch (each stands for itself: weight 1) and the rest, of which the
@@ -200,15 +201,13 @@ def audit_estimate_weights(manifest: Manifest, names: Sequence[str]
     if record is None:
         return None, None
     labels = manifest["labels"]
-    census = {*record["audit_labelled"], *record["selected"]}
     audited = [name for name in record["audit"] if name in labels]
     if not audited:
         return None, None
-    audit_weight = record["audit_population"] / len(audited)
-    audited_set = set(audited)
-    weights = np.array([1.0 if name in census and name in labels
-                        else audit_weight if name in audited_set else 0.0 for name in names])
-    defective = np.array([bool(labels[name]["defective"]) if name in labels else False
+    census = [name for name in {*record["audit_labelled"], *record["selected"]}
+              if name in labels]
+    weights = audit_weights(list(names), census, audited, record["audit_population"])
+    defective = np.array([name in labels and bool(labels[name]["defective"])
                           for name in names])
     if not (weights[defective] > 0).any():
         return None, None

@@ -42,9 +42,9 @@ the audit, and audits repeated until one passes (each audit may be wrong with ch
 ``1 - confidence``; the chances add up).
 """
 
-from sid4ds.stopping._audit import audit_size_needed, draw_audit
+from sid4ds.stopping._audit import audit_size_needed, audit_weights, draw_audit
 from sid4ds.stopping._bounds import defects_left_upper_bound, rate_upper_bound
 from sid4ds.stopping._recall import RecallBound, audit_recall_bound, recall_bound
 
-__all__ = ["RecallBound", "audit_recall_bound", "audit_size_needed",
+__all__ = ["RecallBound", "audit_recall_bound", "audit_size_needed", "audit_weights",
            "defects_left_upper_bound", "draw_audit", "rate_upper_bound", "recall_bound"]

@@ -1,8 +1,10 @@
-"""The audit: how large it must be, and the one rule that draws it.
+"""The audit: how large it must be, the one rule that draws it, and the weights it gives.
 
 A part of :mod:`sid4ds.stopping` (its names are imported from there):
-:func:`audit_size_needed` plans an audit for the bound of :func:`recall_bound`, and
-:func:`draw_audit` draws one, uniformly at random without replacement.
+:func:`audit_size_needed` plans an audit for the bound of :func:`recall_bound`,
+:func:`draw_audit` draws one, uniformly at random without replacement, and
+:func:`audit_weights` says how many images of the pool each labelled image stands for by
+it (for estimates over the pool, e.g. the final model's).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sid4ds._core.random import make_rng
 from sid4ds._core.validation import check_audit_size, check_float, check_int
 from sid4ds.stopping._bounds import TOLERANCE, check_confidence, defects_left_upper_bound
 
-__all__ = ["audit_size_needed", "draw_audit"]
+__all__ = ["audit_size_needed", "audit_weights", "draw_audit"]
 
 
 def draw_audit(candidates: Any, audit_size: int, random_state: Any = None) -> np.ndarray:
@@ -54,6 +56,46 @@ def draw_audit(candidates: Any, audit_size: int, random_state: Any = None) -> np
     population = np.sort(np.asarray(list(candidates)))
     audit_size = check_audit_size(audit_size, len(population))
     return make_rng(random_state).choice(population, size=audit_size, replace=False)
+
+
+def audit_weights(rows: Any, census: Any, audit: Any, population: int) -> np.ndarray:
+    """How many images of the pool each of ``rows`` stands for, by one audit.
+
+    When the audit was drawn, the pool was two strata: the images labelled then or listed
+    with the audit (the ``census``: each stands for itself) and the other ``population``
+    images, of which the audit is a uniform random sample (each labelled audit image stands
+    for ``population / n_audit_labelled`` of them). Any other row (labelled later by a
+    ranking, or added later) stands for none: the audit already speaks for it. Weighted
+    sums over the rows estimate sums over the pool without bias, whatever chose the census.
+
+    Parameters
+    ----------
+    rows : array-like of shape (n_rows,)
+        The labelled images to weigh (pool rows or names).
+    census : array-like
+        The images labelled when the audit was drawn, and the batch listed with it.
+    audit : array-like
+        The audit's images that are labelled (all of them once they are).
+    population : int
+        The images the audit was drawn from.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_rows,), float64
+        1 for census rows, ``population / len(audit)`` for audit rows, 0 for the others.
+
+    Examples
+    --------
+    >>> from sid4ds.stopping import audit_weights
+    >>> audit_weights(["a", "b", "c", "d"], census=["a"], audit=["b", "c"], population=10)
+    array([1., 5., 5., 0.])
+    """
+    population = check_int(population, "population", minimum=0)
+    audited = set(np.asarray(audit).tolist())
+    outside = set(np.asarray(census).tolist())
+    each = population / len(audited) if audited else 0.0
+    return np.array([1.0 if row in outside else each if row in audited else 0.0
+                     for row in np.asarray(rows).tolist()], dtype=np.float64)
 
 
 def _certified_share(n_found: int, n_unlabelled: int, audit_size: int, defects_left: int,

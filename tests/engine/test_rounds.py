@@ -210,7 +210,9 @@ def test_run_sid4ds_audits_each_round_and_records_a_recall_bound_that_holds(imag
     defective = masks.reshape(len(masks), -1).any(axis=1)
     run = run_sid4ds(X, lambda indices: masks[indices], n_rounds=1, n_label=8, audit=6,
                      segmenter=SegmentationLearner(**SEGMENTER),
-                     scorer=ReconstructionScorer(**SCORER), random_state=0)
+                     scorer=ReconstructionScorer(**SCORER), fit_final=True,
+                     final_params={"max_steps": 4, "n_folds": 2, "n_checkpoints": 1},
+                     random_state=0)
     labelled: dict[int, bool] = {}
     for record in run.rounds:
         audit = record.audit.tolist()
@@ -229,6 +231,16 @@ def test_run_sid4ds_audits_each_round_and_records_a_recall_bound_that_holds(imag
         assert record.recall.lower <= record.cumulative_defective / defective.sum()
         assert str(record.recall).startswith("With 95% confidence at least")
     assert run.labeled_indices.tolist() == list(labelled)
+    # the final model's estimate is weighted by the last audit: the images labelled before
+    # it count once, its own images for the images it was drawn from
+    last = run.rounds[-1]
+    census = [row for row in labelled if row not in set(last.audit.tolist())]
+    each = (len(X) - len(census)) / len(last.audit)
+    weighted_defective = (sum(defective[row] for row in census)
+                          + each * defective[last.audit].sum())
+    cv = run.cross_validation
+    assert cv.weighted
+    assert cv.weighted_counts["n_defective"].sum() == pytest.approx(weighted_defective)
     # the same seed draws the same audits
     again = run_sid4ds(X, lambda indices: masks[indices], n_rounds=0, n_label=8, audit=6,
                        segmenter=SegmentationLearner(**SEGMENTER),

@@ -19,6 +19,7 @@ from sid4ds.stopping import (
     RecallBound,
     audit_recall_bound,
     audit_size_needed,
+    audit_weights,
     defects_left_upper_bound,
     draw_audit,
     recall_bound,
@@ -280,3 +281,22 @@ def test_audit_recall_bound_counts_the_labels_as_they_are_now():
     with pytest.raises(ValueError, match="1 images are both outside the audit's population "
                                          "and in the audit"):
         audit_recall_bound(labels, [*outside, "a5"], 700, audit)
+
+
+def test_audit_weights_make_weighted_sums_unbiased_for_the_pool_whatever_the_ranking():
+    rng = np.random.default_rng(0)
+    defective = np.zeros(200, bool)
+    defective[rng.choice(200, 30, replace=False)] = True
+    # a ranking that put 20 of the 30 defective images among the 50 it labelled
+    census = np.r_[np.flatnonzero(defective)[:20], np.flatnonzero(~defective)[:30]]
+    rest = np.setdiff1d(np.arange(200), census)
+    estimates = []
+    for seed in range(2000):
+        audit = draw_audit(rest, 20, random_state=seed)
+        unaudited = np.setdiff1d(rest, audit)
+        later = unaudited[defective[unaudited]][:5]  # ranked after the audit: stand for none
+        rows = np.r_[census, audit, later]
+        weights = audit_weights(rows, census, audit, population=len(rest))
+        estimates.append(weights @ defective[rows])
+    assert abs(np.mean(estimates) - 30) < 0.5  # the pool's 30 defective images
+    assert audit_weights([1, 2], census=[1], audit=[], population=10).tolist() == [1.0, 0.0]
