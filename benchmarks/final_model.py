@@ -31,7 +31,7 @@ seeded with the seed, as the cached S's is after :func:`today_s_recipe`.
 label (:func:`sid4ds.stopping.draw_audit`, seeded with the seed; an audited fake normal is
 labelled instead), as ``sid4ds query --audit N`` would after the last round, and gives the
 final model's cross-validation the session's estimate weights
-(:func:`sid4ds.session.audit.audit_estimate_weights`): 1 for each labelled image, the
+(:func:`sid4ds.stopping.audit_weights`): 1 for each labelled image, the
 unlabelled images' number over N for each audit image, 0 for the fake normals. The records
 then also hold the weighted estimate (``cvw_*``), and their ``labelled_by`` ends in
 ``+auditN``.
@@ -78,7 +78,7 @@ from sid4ds.estimators.final_model import (
 from sid4ds.estimators.reconstruction import ReconstructionScorer
 from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
-from sid4ds.stopping import draw_audit
+from sid4ds.stopping import audit_weights, draw_audit
 
 DATA_SETS: dict[str, dict[str, Any]] = {
     "gen5": {"image_size": 64, "test_defective": 100},
@@ -182,9 +182,9 @@ def with_audit(pool: np.ndarray, run: dict[str, Any], n_audit: int,
     unlabelled = np.setdiff1d(pool, run["labeled"])
     audit = np.asarray(draw_audit(unlabelled, n_audit, random_state=[seed, 1]), np.int64)
     fake = np.setdiff1d(run["fake_normals"], audit)
-    weights = np.r_[np.ones(len(run["labeled"])),
-                    np.full(len(audit), len(unlabelled) / n_audit), np.zeros(len(fake))]
-    return {**run, "labeled": np.r_[run["labeled"], audit], "fake_normals": fake}, weights
+    rows = np.r_[run["labeled"], audit]
+    weights = audit_weights(np.r_[rows, fake], run["labeled"], audit, len(unlabelled))
+    return {**run, "labeled": rows, "fake_normals": fake}, weights
 
 
 def load_data(name: str) -> tuple[Any, np.ndarray]:
