@@ -22,7 +22,8 @@ with its cross-validation, and then scored on the held-out images:
 
 ``--labelled-by`` trains the same variants on another labelled set of the same pool, for
 the comparison the set is for: ``pool`` labels every pool image, and any other name is
-that strategy's 30% read from ``--selections`` (the ``labeled.csv`` of a
+that strategy's 30% read from ``--selections`` (``sid4ds`` too, when ``--selections`` is
+given; the ``labeled.csv`` of a
 ``benchmarks/run_benchmark.py`` run on the same data and seeds, whose split this script
 checks). Those sets have no fake normals, and the final model's recipe is today's default S
 seeded with the seed, as the cached S's is after :func:`today_s_recipe`.
@@ -243,8 +244,9 @@ def main() -> None:
     parser.add_argument("--cache", help="folder of the cached SID4DS runs (default "
                                         "OUT/<data>/cache)")
     parser.add_argument("--labelled-by", default="sid4ds",
-                        help="whose labelled set: sid4ds (default), pool (every pool image) "
-                             "or a strategy of --selections")
+                        help="whose labelled set: sid4ds (default: a SID4DS run of this "
+                             "script; with --selections, its sid4ds rows there), pool (every "
+                             "pool image) or a strategy of --selections")
     parser.add_argument("--selections", type=Path,
                         help="labeled.csv of a run_benchmark.py run (for --labelled-by)")
     parser.add_argument("--audit", type=int, default=0,
@@ -272,7 +274,7 @@ def main() -> None:
     for seed in args.seeds:
         pool, test = split(data, is_defective, seed)
         run = (sid4ds_run(data, pool, seed, Path(args.cache) if args.cache else out / "cache")
-               if args.labelled_by == "sid4ds" else
+               if args.labelled_by == "sid4ds" and args.selections is None else
                other_labelled_set(pool, seed, args.labelled_by, args.selections))
         weights = None
         if args.audit:
