@@ -286,8 +286,10 @@ def add_session_commands(commands: Any) -> None:
                 "length chosen by k-fold cross-validation over the labelled images (grouped "
                 "by source file), and print the estimate of how well it does on new images "
                 "(defect IoU, defective images found, normal images flagged, mean ± std over "
-                "the folds). predict and export --format model use it; the S of the rounds is "
-                "not changed. Its settings: `sid4ds configure SESSION --final KEY=VALUE`.")
+                "the folds): on the labelled images, and, once a random audit (`query "
+                "--audit N`) is labelled, weighted by it to the whole pool. predict and "
+                "export --format model use it; the S of the rounds is not changed. Its "
+                "settings: `sid4ds configure SESSION --final KEY=VALUE`.")
     add_device(train)
     add_quiet(train)
 

@@ -381,7 +381,7 @@ def _final_section(store: SessionStore, out: Path, session_arg: str) -> str:
         representative = (
             "The labelled images are those the ranking picked, the clearest defects first, "
             "not a random sample of the line: expect less on new images (on the magnetic "
-            "tile benchmark the estimate ran 0.12 IoU and 17 to 20 points of found defects "
+            "tile benchmark the estimate ran 0.10 IoU and 17 points of found defects "
             "high). A random audit, "
             + f"`sid4ds query {session_arg} --audit N`" + ", once labelled, gives the "
             "estimate weighted to the pool in a second column")
