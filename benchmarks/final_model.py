@@ -386,8 +386,7 @@ def weighted_lines(records: list[dict[str, Any]],
     lines = []
     for source, variant in dict.fromkeys((labelled_by(record), record["variant"])
                                          for record in records
-                                         if value(record, "cvw_iou_pool") == value(
-                                             record, "cvw_iou_pool")):
+                                         if np.isfinite(value(record, "cvw_iou_pool"))):
         rows = [record for record in records
                 if (labelled_by(record), record["variant"]) == (source, variant)]
         gaps = {prefix: [value(row, f"{prefix}_iou_pool") - value(row, "truth_iou_pool")
