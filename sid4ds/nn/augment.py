@@ -8,7 +8,10 @@ its reconstruction target) alike.
 - ``"rot90"``: a transpose with probability 1/2, which with the flips gives every 90°
   rotation and mirror of a square image (so it needs square images);
 - ``"brightness_contrast"``: brightness ±0.1 and contrast ×0.8–1.2 about the image mean
-  (the paper's colour/contrast augmentation of S), on the image only.
+  (the paper's colour/contrast augmentation of S), on the image only;
+- ``"paste"``: copy-paste of defects (:func:`paste_defects`): half of the normal images of
+  a batch get the defect pixels of one of the batch's defective images, moved to a random
+  place and brought to the normal image's mean level, and its mask.
 
 :func:`random_crops` cuts a window out of each image and its mask (S's ``crop_size``), so
 that a training step costs the same whatever the image size.
@@ -21,11 +24,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "crop_window", "random_crops",
-           "random_flips"]
+__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "crop_window", "paste_defects",
+           "random_crops", "random_flips"]
 
 #: The augmentations :func:`augment_batch` knows, in the order they are applied.
-AUGMENTATIONS = ("brightness_contrast", "flip", "rot90")
+AUGMENTATIONS = ("paste", "brightness_contrast", "flip", "rot90")
+
+#: Share of a batch's normal images that :func:`paste_defects` gives a defect.
+PASTE_SHARE = 0.5
 
 
 def check_augment(augment: Any, name: str = "augment",
@@ -153,6 +159,68 @@ def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int
     return torch.stack(cut_images), torch.stack(cut_masks)
 
 
+def paste_defects(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
+                  share: float = PASTE_SHARE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copy the defects of a batch's defective images onto some of its normal images.
+
+    Each normal image (no defect pixel in its mask) is picked with probability ``share``
+    when the batch holds a defective image; a picked one gets the defect pixels of a
+    defective image of the batch drawn at random, shifted by a random offset (cyclically,
+    so a defect at the border wraps round) and raised or lowered by the difference of the
+    two images' means, so that the defect keeps its contrast but not the level of the
+    surface it came from. Its mask becomes the shifted defect mask. Defective images are
+    left as they are. A few defective images then train S on many backgrounds (copy-paste
+    augmentation, an addition to the paper).
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+        Values in [0, 1] (pasted pixels are clamped to that range).
+    masks : Tensor of shape (n, 1, H, W)
+        Binary masks.
+    generator : torch.Generator
+        On the tensors' device.
+    share : float, default=0.5
+        Probability that a normal image gets a defect.
+
+    Returns
+    -------
+    images, masks : Tensors of the same shapes
+        New tensors; the inputs are not changed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sid4ds.nn.augment import paste_defects
+    >>> images = torch.full((2, 1, 8, 8), 0.5); masks = torch.zeros(2, 1, 8, 8)
+    >>> images[0, 0, 2:4, 2:4] = 0.9; masks[0, 0, 2:4, 2:4] = 1  # one defective image
+    >>> pasted, pasted_masks = paste_defects(images, masks, torch.Generator().manual_seed(0),
+    ...                                      share=1.0)
+    >>> float(pasted_masks[1].sum()), round(float(pasted[1].max()), 2)  # 0.9 less 0.025
+    (4.0, 0.88)
+    """
+    has_defect = masks.flatten(1).amax(dim=1) > 0
+    sources = torch.nonzero(has_defect).flatten()
+    if not len(sources) or bool(has_defect.all()):
+        return images, masks
+    options = {"device": images.device, "generator": generator}
+    height, width = images.shape[2:]
+    images, masks = images.clone(), masks.clone()
+    for target in torch.nonzero(~has_defect).flatten().tolist():
+        if float(torch.rand((1,), **options)) >= share:
+            continue
+        source = int(sources[int(torch.randint(len(sources), (1,), **options))])
+        shift = (int(torch.randint(height, (1,), **options)),
+                 int(torch.randint(width, (1,), **options)))
+        defect = masks[source].roll(shift, dims=(1, 2))
+        level = (images[target].mean(dim=(1, 2), keepdim=True)
+                 - images[source].mean(dim=(1, 2), keepdim=True))
+        moved = (images[source].roll(shift, dims=(1, 2)) + level).clamp(0.0, 1.0)
+        images[target] = torch.where(defect > 0, moved, images[target])
+        masks[target] = defect
+    return images, masks
+
+
 def augment_batch(
     images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
     augmentations: Sequence[str] = ("brightness_contrast", "flip"),
@@ -180,6 +248,8 @@ def augment_batch(
     """
     options = {"device": images.device, "generator": generator}
     shape = (images.shape[0], 1, 1, 1)
+    if "paste" in augmentations:
+        images, masks = paste_defects(images, masks, generator)
     if "brightness_contrast" in augmentations:
         brightness = (torch.rand(shape, **options) - 0.5) * 0.2
         contrast = 0.8 + 0.4 * torch.rand(shape, **options)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sid4ds.nn.augment import AUGMENTATIONS, augment_batch, check_augment
+from sid4ds.nn.augment import AUGMENTATIONS, augment_batch, check_augment, paste_defects
 
 
 def corner_batch(n=16, height=8, width=8):
@@ -78,8 +78,56 @@ def test_check_augment_reads_the_parameter():
     assert check_augment(True, default=("rot90",)) == ("rot90",)
     assert check_augment(False) == check_augment(None) == ()
     assert check_augment(["rot90", "flip"]) == ("rot90", "flip")
-    assert set(AUGMENTATIONS) == {"brightness_contrast", "flip", "rot90"}
+    assert set(AUGMENTATIONS) == {"paste", "brightness_contrast", "flip", "rot90"}
     with pytest.raises(ValueError, match=r"augment has unknown augmentations \['blur'\]"):
         check_augment(["flip", "blur"])
     with pytest.raises(TypeError, match="scorer_augment must be True, False or a sequence"):
         check_augment("flip", name="scorer_augment")
+
+
+def _batch_with_one_defect(n_normal=7):
+    images = torch.full((1 + n_normal, 1, 16, 16), 0.4)
+    images[1:] += 0.05 * torch.arange(n_normal).view(-1, 1, 1, 1)  # normals at other levels
+    masks = torch.zeros(1 + n_normal, 1, 16, 16)
+    images[0, 0, 3:6, 4:9] = 0.8
+    masks[0, 0, 3:6, 4:9] = 1
+    return images, masks
+
+
+def test_paste_gives_normal_images_the_defect_at_their_own_level():
+    images, masks = _batch_with_one_defect()
+    pasted, pasted_masks = paste_defects(images, masks, torch.Generator().manual_seed(0),
+                                         share=1.0)
+    assert torch.equal(pasted[0], images[0]) and torch.equal(pasted_masks[0], masks[0])
+    source_mean = float(images[0].mean())
+    for target in range(1, len(images)):
+        defect = pasted_masks[target, 0] > 0
+        assert int(defect.sum()) == 15  # the whole defect, moved
+        level = float(images[target].mean())
+        # the pasted pixels keep the defect's contrast over the target's own level
+        assert torch.allclose(pasted[target, 0][defect],
+                              torch.tensor(0.8 - source_mean + level).clamp(0, 1), atol=1e-6)
+        assert torch.equal(pasted[target, 0][~defect], images[target, 0][~defect])
+    places = {tuple(torch.nonzero(pasted_masks[t, 0])[0].tolist()) for t in range(1, 8)}
+    assert len(places) > 1  # moved to different places
+    assert torch.equal(images, _batch_with_one_defect()[0])  # the inputs are untouched
+
+
+def test_paste_share_and_batches_without_a_source():
+    images, masks = _batch_with_one_defect(n_normal=200)
+    _, pasted_masks = paste_defects(images, masks, torch.Generator().manual_seed(1), share=0.5)
+    got = int((pasted_masks[1:].flatten(1).amax(dim=1) > 0).sum())
+    assert 70 < got < 130
+    normal_only = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    no_defect = torch.zeros(4, 1, 16, 16)
+    same, same_masks = paste_defects(normal_only, no_defect, torch.Generator().manual_seed(0))
+    assert torch.equal(same, normal_only) and torch.equal(same_masks, no_defect)
+
+
+def test_paste_runs_first_in_augment_batch_and_follows_the_generator():
+    images, masks = _batch_with_one_defect()
+    first = augment_batch(images, masks, torch.Generator().manual_seed(3), ("flip", "paste"))
+    again = augment_batch(images, masks, torch.Generator().manual_seed(3), ("paste", "flip"))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert int((first[1][1:].flatten(1).amax(dim=1) > 0).sum()) > 0
+    assert check_augment(["paste"]) == ("paste",)
