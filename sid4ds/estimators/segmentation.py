@@ -101,7 +101,9 @@ class SegmentationLearner(SegmentationOutputs, TorchEstimator):
     augment : bool or sequence of str, default=("brightness_contrast", "flip")
         Augmentations of :mod:`sid4ds.nn.augment`: ``"brightness_contrast"`` (the paper's),
         ``"flip"``, ``"rot90"`` (square images; it hurt on the magnetic tiles, whose
-        defects have an orientation); True is the default, False none.
+        defects have an orientation), ``"paste"`` (copies of the batch's defects pasted
+        onto half of its normal images, :func:`sid4ds.nn.augment.paste_defects`; the final
+        model's default, ``paste_defects``); True is the default, False none.
     crop_size : int or None, default=None
         Train on a random ``crop_size`` × ``crop_size`` window of each image larger than
         that (a multiple of ``2**depth``); the window of a defective image holds one of its

@@ -198,6 +198,8 @@ def test_final_settings_are_checked_by_name():
         check_final_settings({"lr": -1.0})
     with pytest.raises(ValueError, match="parallel_fits must be 'auto' or an int"):
         check_final_settings({"parallel_fits": "all"})
+    with pytest.raises(TypeError, match="paste_defects must be True or False; got 'yes'"):
+        check_final_settings({"paste_defects": "yes"})
 
 
 def test_final_segmenter_keeps_the_recipe_and_counts_in_steps():
@@ -206,6 +208,15 @@ def test_final_segmenter_keeps_the_recipe_and_counts_in_steps():
                             {"max_steps": 700})
     assert (final.lr, final.max_steps, final.max_epochs, final.best_window,
             final.warm_start) == (1e-3, 700, None, 0, False)
+
+
+def test_the_final_model_pastes_defects_onto_s_s_own_augmentations():
+    own = SegmentationLearner(augment=("flip", "rot90")).get_params()
+    assert final_segmenter(own).augment == ("paste", "flip", "rot90")
+    assert final_segmenter(own, {"paste_defects": False}).augment == ("flip", "rot90")
+    assert final_segmenter(own, {"augment": ["paste", "flip"]}).augment == ("paste", "flip")
+    assert final_segmenter(SegmentationLearner(augment=False).get_params()).augment == (
+        "paste",)
 
 
 # ---------------------------------------------------------------------- training

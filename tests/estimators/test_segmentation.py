@@ -4,6 +4,7 @@ import torch
 
 from sid4ds import SegmentationLearner
 from sid4ds.datasets import make_defect_images
+from sid4ds.metrics import defect_iou
 from sid4ds.nn.augment import random_crops
 from sid4ds.nn.training import auto_learning_rate
 
@@ -226,3 +227,39 @@ def test_cuda_training_and_prediction(square_defects):
     learner = tiny(max_epochs=2, device="cuda").fit(images, masks)
     assert learner.device_.type == "cuda"
     assert learner.predict_proba(images).dtype == np.float32
+
+
+def _squares_on_surfaces(n, levels, seed, defect):
+    """16 px noisy surfaces at the given brightness levels, with a +0.3 square or not."""
+    rng = np.random.default_rng(seed)
+    X = np.empty((n, 1, 16, 16), np.float32)
+    masks = np.zeros((n, 16, 16), np.uint8)
+    for index in range(n):
+        X[index, 0] = rng.choice(levels) + 0.05 * rng.standard_normal((16, 16))
+        if defect:
+            row, col = rng.integers(0, 12, 2)
+            X[index, 0, row:row + 4, col:col + 4] += 0.3
+            masks[index, row:row + 4, col:col + 4] = 1
+    return X.clip(0, 1), masks
+
+
+def test_pasted_defects_teach_s_defects_on_surfaces_it_saw_them_on_only_as_normals():
+    # four labelled defects, all on dark surfaces; normal images of three brightnesses
+    X_defective, masks_defective = _squares_on_surfaces(4, [0.2], 0, defect=True)
+    X_normal, masks_normal = _squares_on_surfaces(28, [0.2, 0.45, 0.7], 1, defect=False)
+    X = np.concatenate([X_defective, X_normal])
+    masks = np.concatenate([masks_defective, masks_normal])
+    # new images: defects on the brighter surfaces, and normals of every brightness
+    X_new, masks_new = (np.concatenate(pair) for pair in zip(
+        _squares_on_surfaces(24, [0.45, 0.7], 2, defect=True),
+        _squares_on_surfaces(24, [0.2, 0.45, 0.7], 3, defect=False), strict=True))
+    scores = {}
+    for name, augment in (("plain", ("brightness_contrast", "flip")),
+                          ("paste", ("paste", "brightness_contrast", "flip"))):
+        scores[name] = [
+            defect_iou(SegmentationLearner(**TINY_NET, max_steps=150, augment=augment,
+                                           random_state=seed).fit(X, masks).predict(X_new),
+                       masks_new)
+            for seed in range(3)]
+    assert min(scores["paste"]) > 0.4
+    assert np.mean(scores["paste"]) > np.mean(scores["plain"]) + 0.2

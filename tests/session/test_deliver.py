@@ -18,6 +18,7 @@ from sid4ds import SegmentationLearner
 from sid4ds.cli import main
 from sid4ds.datasets import load_image_folder, tile
 from sid4ds.datasets.imageio import cut_pieces, join_pieces
+from sid4ds.estimators.final_model import check_final_settings
 from sid4ds.nn.unet import UNet
 from sid4ds.session import LabelingSession, SessionError, storage
 from sid4ds.session.deliver import trains_alike
@@ -452,3 +453,12 @@ def test_export_model_loads_back_and_predicts_like_the_session(trained, squares,
     np.testing.assert_allclose(probabilities, session_s.predict_proba(X), atol=1e-6)
     np.testing.assert_array_equal(probabilities >= settings["threshold"],
                                   session_s.predict(X).astype(bool))
+
+
+def test_a_final_model_trained_without_the_pasted_defects_is_trained_again():
+    cpu = torch.device("cpu")
+    today = check_final_settings(FINAL)
+    before = {key: value for key, value in today.items() if key != "paste_defects"}
+    assert today["paste_defects"] is True
+    assert not trains_alike(before, today, cpu)
+    assert trains_alike(dict(today), today, cpu)
