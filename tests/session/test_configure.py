@@ -140,6 +140,9 @@ def test_the_configure_command(session, capsys):
     assert "the settings now:" in out and "max_steps=9" in out and "n_folds=4" in out
     assert main(["configure", str(session.path), "--final", "n_fold=4"]) == 1
     assert "unknown setting 'n_fold'" in capsys.readouterr().err
+    assert main(["configure", str(session.path), "--final", "paste_defects=False"]) == 0
+    assert "changed final paste_defects = False" in capsys.readouterr().out
+    assert manifest(session)["settings"]["final"]["paste_defects"] is False
     assert main(["configure", str(session.path), "--ranking", "fusion=none"]) == 0
     out = capsys.readouterr().out
     assert "changed ranking fusion = None" in out and "ranking: fusion=None" in out

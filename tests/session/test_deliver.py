@@ -335,7 +335,11 @@ def test_predict_threshold_and_output_folder_rules(trained, squares, tmp_path):
         trained.predict(squares["new"], out, device="cpu")
     assert (out / "scores.csv").read_bytes() == before
     trained.predict(squares["new"], out, device="cpu", overwrite=True)
-    assert (out / "scores.csv").read_bytes() != before  # the model's threshold: other masks
+    chosen = trained.final_model("cpu").threshold  # without a threshold: the model's
+    assert chosen != 0.9
+    for name, probability in maps.items():
+        mask = np.asarray(Image.open(out / "masks" / f"{name}.png"))
+        np.testing.assert_array_equal(mask > 0, probability >= chosen)
     assert not list(tmp_path.glob(".predicted.*"))
 
 
