@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from sid4ds._core.validation import check_float
+
 __all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "crop_window", "paste_defects",
            "random_crops", "random_flips"]
 
@@ -186,7 +188,13 @@ def paste_defects(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     Returns
     -------
     images, masks : Tensors of the same shapes
-        New tensors; the inputs are not changed.
+        New tensors where something was pasted; the inputs are never changed (and are
+        returned as they are when the batch holds no defective or no normal image).
+
+    Raises
+    ------
+    ValueError
+        When ``share`` is not in [0, 1].
 
     Examples
     --------
@@ -199,6 +207,7 @@ def paste_defects(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     >>> float(pasted_masks[1].sum()), round(float(pasted[1].max()), 2)  # 0.9 less 0.025
     (4.0, 0.88)
     """
+    check_float(share, "share", low=0.0, high=1.0)
     has_defect = masks.flatten(1).amax(dim=1) > 0
     sources = torch.nonzero(has_defect).flatten()
     if not len(sources) or bool(has_defect.all()):

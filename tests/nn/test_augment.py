@@ -122,6 +122,8 @@ def test_paste_share_and_batches_without_a_source():
     no_defect = torch.zeros(4, 1, 16, 16)
     same, same_masks = paste_defects(normal_only, no_defect, torch.Generator().manual_seed(0))
     assert torch.equal(same, normal_only) and torch.equal(same_masks, no_defect)
+    with pytest.raises(ValueError, match="share must be in"):
+        paste_defects(images, masks, torch.Generator(), share=1.5)
 
 
 def test_paste_runs_first_in_augment_batch_and_follows_the_generator():
