@@ -37,6 +37,11 @@ from sid4ds.engine.rounds import labels_per_round
 from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
 
+try:  # run as a script, benchmarks/ is on the path
+    from esdr_ranking import npz_classes
+except ImportError:  # pragma: no cover - imported from elsewhere
+    npz_classes = None
+
 #: The keys of a variant that are run_sid4ds's; every other key is S's.
 LOOP_KEYS = ("fusion", "region", "tie_break")
 
@@ -78,6 +83,8 @@ def main() -> None:
     data = load_dataset(npz=args.npz, image_size=args.image_size,
                         defect_fraction=args.defect_fraction, test_defective=100)
     is_defective = defective_rows(data.masks)
+    class_id, class_names = (npz_classes(args.npz, data.X) if args.npz and npz_classes
+                             else (None, []))
     summary: dict[str, list[float]] = {}
     for seed in args.seeds:
         pool, _ = pool_and_test(is_defective, 0.2, random_state=seed, groups=data.groups,
@@ -94,14 +101,19 @@ def main() -> None:
                              n_label=n_label, expected_defect_ratio=0.05,
                              segmenter=SegmentationLearner(random_state=seed, **params),
                              scorer=copy.deepcopy(cold), random_state=seed, **loop)
-            found = [int(record["n_defective"]) for record in run.rounds]
+            found = [int(record.n_defective) for record in run.rounds]
             shares = np.cumsum(found) / defective.sum()
-            fake = [int(defective[record["fake_normals"]].sum()) for record in run.rounds]
-            seconds = {phase: round(sum(record["seconds"].get(phase, 0.0)
+            fake = [int(defective[record.fake_normals].sum()) for record in run.rounds]
+            seconds = {phase: round(sum(record.seconds.get(phase, 0.0)
                                         for record in run.rounds), 1)
                        for phase in ("train_S", "train_G", "score_sdr", "score_msmr")}
+            labelled = np.concatenate([record.selected for record in run.rounds])
+            by_class = ({class_names[value]: int(np.sum(class_id[pool][labelled] == value))
+                         for value in np.unique(class_id[pool][defective])}
+                        if class_id is not None else {})
             row = {"seed": seed, "variant": name, "loop": loop, "segmenter": params,
-                   "found": found, "shares": [round(float(v), 4) for v in shares],
+                   "found": found, "found_by_class": by_class,
+                   "labelled": labelled.tolist(), "shares": [round(float(v), 4) for v in shares],
                    "fake_normals_defective": fake, "seconds": seconds,
                    "wall": round(time.perf_counter() - started, 1),
                    "data": args.npz or "generated", "defect_fraction": args.defect_fraction}
