@@ -95,8 +95,9 @@ __all__ = [
 #: S has seen the validation images), ``parallel_fits`` (how many of the fits train at
 #: once, each in a worker process: ``"auto"``, as many as torch's threads on a CPU for
 #: fits in bf16 of 200 steps or more; see
-#: :func:`fit_final_model`), ``paste_defects`` (add the copy-paste of defects,
-#: :func:`sid4ds.nn.augment.paste_defects`, to the final model's augmentations).
+#: :func:`fit_final_model`), ``paste_defects`` (the copy-paste of defects,
+#: :func:`sid4ds.nn.augment.paste_defects`, among the final model's augmentations or not,
+#: whatever S's own say).
 SELECTION_KEYS: tuple[str, ...] = ("n_folds", "n_checkpoints", "fake_normals", "start",
                                    "paste_defects", "parallel_fits")
 
@@ -198,26 +199,28 @@ def final_segmenter(segmenter_params: Mapping[str, Any],
     -------
     segmenter : SegmentationLearner
         Unfitted, counted in steps, ``best_window=0``, ``warm_start=False``; with
-        ``"paste"`` first among its augmentations when ``paste_defects`` is True (S's
-        others, or those the settings set, kept).
+        ``"paste"`` first among its augmentations when ``paste_defects`` is True, without
+        it when False (S's others, or those the settings set, kept).
 
     Examples
     --------
     >>> from sid4ds import SegmentationLearner
     >>> from sid4ds.estimators.final_model import final_segmenter
-    >>> final = final_segmenter(SegmentationLearner(lr=1e-3, max_steps=300).get_params(),
-    ...                         {"max_steps": 1500})
+    >>> in_loop = SegmentationLearner(lr=1e-3, max_steps=300, augment=("flip",))
+    >>> final = final_segmenter(in_loop.get_params(), {"max_steps": 1500})
     >>> final.lr, final.max_steps, final.augment
-    (0.001, 1500, ('paste', 'brightness_contrast', 'flip'))
+    (0.001, 1500, ('paste', 'flip'))
+    >>> final_segmenter(SegmentationLearner().get_params(), {"paste_defects": False}).augment
+    ('brightness_contrast', 'flip')
     """
     checked = check_final_settings(settings)
     params = {key: value for key, value in dict(segmenter_params).items()
               if key != "encoder_init"}
     params.update({key: value for key, value in checked.items() if key not in SELECTION_KEYS})
     params.update(_FIXED)
-    if checked["paste_defects"]:
-        augmentations = check_augment(params.get("augment", True))
-        params["augment"] = ("paste", *(name for name in augmentations if name != "paste"))
+    others = tuple(name for name in check_augment(params.get("augment", True))
+                   if name != "paste")
+    params["augment"] = ("paste", *others) if checked["paste_defects"] else others
     return SegmentationLearner(**{key: tuple(value) if isinstance(value, list) else value
                                   for key, value in params.items()})
 

@@ -32,7 +32,7 @@ from sid4ds.estimators._segmentation_recipe import (
 )
 from sid4ds.estimators.base import TorchEstimator
 from sid4ds.metrics import defect_iou, defective_rows
-from sid4ds.nn.augment import augment_batch, check_augment, crop_window
+from sid4ds.nn.augment import DEFAULT_AUGMENT, augment_batch, check_augment, crop_window
 from sid4ds.nn.losses import soft_dice_loss
 
 __all__ = ["PAPER_RECIPE", "SegmentationLearner", "augment_batch", "defect_iou",
@@ -98,12 +98,14 @@ class SegmentationLearner(SegmentationOutputs, TorchEstimator):
         Weight β of the pixel term (BCE, or focal).
     dice_weight : float, default=1.0
         Weight γ of the overlap term (Dice, or Tversky).
-    augment : bool or sequence of str, default=("brightness_contrast", "flip")
-        Augmentations of :mod:`sid4ds.nn.augment`: ``"brightness_contrast"`` (the paper's),
-        ``"flip"``, ``"rot90"`` (square images; it hurt on the magnetic tiles, whose
-        defects have an orientation), ``"paste"`` (copies of the batch's defects pasted
-        onto half of its normal images, :func:`sid4ds.nn.augment.paste_defects`; the final
-        model's default, ``paste_defects``); True is the default, False none.
+    augment : bool or sequence of str, default=("paste", "brightness_contrast", "flip")
+        Augmentations of :mod:`sid4ds.nn.augment`: ``"paste"`` (copies of the batch's
+        defects pasted onto half of its normal images,
+        :func:`sid4ds.nn.augment.paste_defects`; an addition to the paper, which lets a
+        few labelled defects train S on many surfaces), ``"brightness_contrast"`` (the
+        paper's), ``"flip"``, ``"rot90"`` (square images; it hurt on the magnetic tiles,
+        whose defects have an orientation); True is the default, False none. sid4ds 0.2
+        and before: ``("brightness_contrast", "flip")``.
     crop_size : int or None, default=None
         Train on a random ``crop_size`` × ``crop_size`` window of each image larger than
         that (a multiple of ``2**depth``); the window of a defective image holds one of its
@@ -199,7 +201,7 @@ class SegmentationLearner(SegmentationOutputs, TorchEstimator):
         loss: str = "bce_tversky",
         bce_weight: float = 0.5,
         dice_weight: float = 1.0,
-        augment: Any = ("brightness_contrast", "flip"),
+        augment: Any = DEFAULT_AUGMENT,
         crop_size: int | None = None,
         threshold: float = 0.5,
         best_window: int = 0,

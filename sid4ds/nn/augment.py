@@ -26,18 +26,22 @@ import torch
 
 from sid4ds._core.validation import check_float
 
-__all__ = ["AUGMENTATIONS", "augment_batch", "check_augment", "crop_window", "paste_defects",
-           "random_crops", "random_flips"]
+__all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENT", "augment_batch", "check_augment", "crop_window",
+           "paste_defects", "random_crops", "random_flips"]
 
 #: The augmentations :func:`augment_batch` knows, in the order they are applied.
 AUGMENTATIONS = ("paste", "brightness_contrast", "flip", "rot90")
+
+#: S's augmentations by default (``augment=True``): copies of the batch's defects pasted
+#: onto normal images, brightness and contrast, flips.
+DEFAULT_AUGMENT = ("paste", "brightness_contrast", "flip")
 
 #: Share of a batch's normal images that :func:`paste_defects` gives a defect.
 PASTE_SHARE = 0.5
 
 
 def check_augment(augment: Any, name: str = "augment",
-                  default: Sequence[str] = ("brightness_contrast", "flip")) -> tuple[str, ...]:
+                  default: Sequence[str] = DEFAULT_AUGMENT) -> tuple[str, ...]:
     """The augmentations an ``augment`` parameter asks for, as a tuple of names.
 
     ``True`` means ``default``, ``False`` or ``None`` none; otherwise a sequence of names of
@@ -47,7 +51,7 @@ def check_augment(augment: Any, name: str = "augment",
     --------
     >>> from sid4ds.nn.augment import check_augment
     >>> check_augment(True), check_augment(["flip", "rot90"]), check_augment(False)
-    (('brightness_contrast', 'flip'), ('flip', 'rot90'), ())
+    (('paste', 'brightness_contrast', 'flip'), ('flip', 'rot90'), ())
     """
     if augment is True:
         return tuple(default)
@@ -232,7 +236,7 @@ def paste_defects(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
 
 def augment_batch(
     images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
-    augmentations: Sequence[str] = ("brightness_contrast", "flip"),
+    augmentations: Sequence[str] = DEFAULT_AUGMENT,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply ``augmentations`` (names of :data:`AUGMENTATIONS`) to a batch and its masks.
 
@@ -243,7 +247,7 @@ def augment_batch(
     masks : Tensor of shape (n, 1, H, W)
     generator : torch.Generator
         On the same device.
-    augmentations : sequence of str
+    augmentations : sequence of str, default=DEFAULT_AUGMENT
         Applied in the order of :data:`AUGMENTATIONS`, whatever the order given.
 
     Returns

@@ -217,6 +217,9 @@ def test_the_final_model_pastes_defects_onto_s_s_own_augmentations():
     assert final_segmenter(own, {"augment": ["paste", "flip"]}).augment == ("paste", "flip")
     assert final_segmenter(SegmentationLearner(augment=False).get_params()).augment == (
         "paste",)
+    # S's default pastes already; paste_defects=False takes the pasting out of the final model
+    pasting = SegmentationLearner(augment=("paste", "flip")).get_params()
+    assert final_segmenter(pasting, {"paste_defects": False}).augment == ("flip",)
 
 
 # ---------------------------------------------------------------------- training

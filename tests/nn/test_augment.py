@@ -74,7 +74,7 @@ def test_rot90_refuses_images_that_are_not_square():
 
 
 def test_check_augment_reads_the_parameter():
-    assert check_augment(True) == ("brightness_contrast", "flip")
+    assert check_augment(True) == ("paste", "brightness_contrast", "flip")
     assert check_augment(True, default=("rot90",)) == ("rot90",)
     assert check_augment(False) == check_augment(None) == ()
     assert check_augment(["rot90", "flip"]) == ("rot90", "flip")
