@@ -30,17 +30,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from esdr_ranking import npz_classes  # a script beside this one: benchmarks/ is on the path
 
 from sid4ds import ReconstructionScorer, SegmentationLearner, run_sid4ds
 from sid4ds.cli.types import parameter
 from sid4ds.engine.rounds import labels_per_round
 from sid4ds.evaluation import load_dataset, pool_and_test
 from sid4ds.metrics import defective_rows
-
-try:  # run as a script, benchmarks/ is on the path
-    from esdr_ranking import npz_classes
-except ImportError:  # pragma: no cover - imported from elsewhere
-    npz_classes = None
 
 #: The keys of a variant that are run_sid4ds's; every other key is S's.
 LOOP_KEYS = ("fusion", "region", "tie_break")
@@ -83,8 +79,7 @@ def main() -> None:
     data = load_dataset(npz=args.npz, image_size=args.image_size,
                         defect_fraction=args.defect_fraction, test_defective=100)
     is_defective = defective_rows(data.masks)
-    class_id, class_names = (npz_classes(args.npz, data.X) if args.npz and npz_classes
-                             else (None, []))
+    class_id, class_names = npz_classes(args.npz, data.X) if args.npz else (None, [])
     summary: dict[str, list[float]] = {}
     for seed in args.seeds:
         pool, _ = pool_and_test(is_defective, 0.2, random_state=seed, groups=data.groups,
@@ -108,9 +103,10 @@ def main() -> None:
                                         for record in run.rounds), 1)
                        for phase in ("train_S", "train_G", "score_sdr", "score_msmr")}
             labelled = np.concatenate([record.selected for record in run.rounds])
-            by_class = ({class_names[value]: int(np.sum(class_id[pool][labelled] == value))
-                         for value in np.unique(class_id[pool][defective])}
-                        if class_id is not None else {})
+            pool_class = class_id[pool] if class_id is not None else None
+            by_class = ({class_names[value]: int(np.sum(pool_class[labelled] == value))
+                         for value in np.unique(pool_class[defective])}
+                        if pool_class is not None else {})
             row = {"seed": seed, "variant": name, "loop": loop, "segmenter": params,
                    "found": found, "found_by_class": by_class,
                    "labelled": labelled.tolist(), "shares": [round(float(v), 4) for v in shares],
